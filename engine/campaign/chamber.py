@@ -1,0 +1,103 @@
+"""Chamber (OGSE) profiles: exposure times to full well, filter wheel, best focus.
+
+Profiles are TOML data in `configs/chambers/<NAME>.toml`; nothing here is executed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli
+
+from ..paths import configs_dir
+
+
+class ChamberError(ValueError):
+    """A chamber profile that is missing or malformed; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class ChamberProfile:
+    name: str
+    filter_wheel: dict[int, int]  # wheel position (script `wave`) -> nm
+    tfwc_flat: dict[int, float]  # nm -> s to full well, flat source
+    tfwc_point: dict[int, float]  # nm -> s to full well, point source
+    best_focus_mm: dict[int, float]  # nm -> mirror position
+    fwhm_px: float
+    overheads: dict[str, float] = field(default_factory=dict)
+    path: Path | None = None
+
+    def wheel_position(self, nm: int) -> int:
+        """The filter-wheel position holding this wavelength (what scripts set as `wave`)."""
+        for position, wavelength in self.filter_wheel.items():
+            if wavelength == nm:
+                return position
+        raise ChamberError(f"chamber {self.name}: no filter of {nm} nm on the wheel {self.filter_wheel}")
+
+    def wavelength(self, wheel_position: int) -> int:
+        try:
+            return self.filter_wheel[int(wheel_position)]
+        except KeyError:
+            raise ChamberError(f"chamber {self.name}: no filter-wheel position F{wheel_position}") from None
+
+    def flat_time(self, nm: int, fraction: float) -> float:
+        """Exposure time (s) reaching `fraction` of full well with the flat source."""
+        return fraction * self._lookup(self.tfwc_flat, nm, "tfwc_flat")
+
+    def point_time(self, nm: int, fraction: float) -> float:
+        return fraction * self._lookup(self.tfwc_point, nm, "tfwc_point")
+
+    def focus(self, nm: int) -> float:
+        return self._lookup(self.best_focus_mm, nm, "best_focus_mm")
+
+    def _lookup(self, table: dict[int, float], nm: int, name: str) -> float:
+        try:
+            return table[nm]
+        except KeyError:
+            raise ChamberError(f"chamber {self.name}: [{name}] has no entry for {nm} nm") from None
+
+
+def chambers_dir() -> Path:
+    return configs_dir() / "chambers"
+
+
+def available_chambers() -> list[str]:
+    return sorted(p.stem for p in chambers_dir().glob("*.toml"))
+
+
+def load_chamber(name_or_path: str | Path | None = None) -> ChamberProfile:
+    """Load a chamber profile by name (configs/chambers/<name>.toml) or path; None = default."""
+    if name_or_path is None:
+        name_or_path = "default"
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = chambers_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise ChamberError(
+            f"no chamber profile {name_or_path!r}: expected {path} (known: {', '.join(available_chambers())})"
+        )
+    try:
+        data = tomli.loads(path.read_text())
+    except tomli.TOMLDecodeError as exc:
+        raise ChamberError(f"{path}: {exc}") from exc
+    try:
+        wheel = {int(k.lstrip("Ff")): int(v) for k, v in data["filter_wheel"].items()}
+        return ChamberProfile(
+            name=str(data.get("name", path.stem)),
+            filter_wheel=wheel,
+            tfwc_flat=_per_nm(data["tfwc_flat"]),
+            tfwc_point=_per_nm(data["tfwc_point"]),
+            best_focus_mm=_per_nm(data["best_focus_mm"]),
+            fwhm_px=float(data["point_source"]["fwhm_px"]),
+            overheads={k: float(v) for k, v in data.get("overheads", {}).items()},
+            path=path,
+        )
+    except KeyError as exc:
+        raise ChamberError(f"{path}: missing key {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        raise ChamberError(f"{path}: {exc}") from None
+
+
+def _per_nm(table: dict[str, object]) -> dict[int, float]:
+    return {int(k): float(v) for k, v in table.items()}  # type: ignore[arg-type]
