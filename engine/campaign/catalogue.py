@@ -361,9 +361,13 @@ def resolve(name: str) -> list[TestDefinition]:
         return [CATALOGUE[key]]
     if key in HANDLES:
         return [CATALOGUE[n] for n in HANDLES[key]]
-    close = difflib.get_close_matches(key, [*CATALOGUE, *HANDLES], n=3)
+    known = list(dict.fromkeys([*CATALOGUE, *HANDLES]))  # handles such as BIAS01 are also instances
+    close = difflib.get_close_matches(key, known, n=3)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
-    raise UnknownTestError(f"unknown test {name!r}: expected a test such as BIAS01, FOCUS00_800 or a generic handle such as PTC02WAVE{hint}")
+    raise UnknownTestError(
+        f"unknown test {name!r}: expected a catalogue test such as BIAS01 or FOCUS00_800 "
+        f"(`vison-engine catalogue` lists them){hint}"
+    )
 
 
 def resolve_test(name: str) -> TestDefinition:

@@ -178,7 +178,8 @@ def campaign_from_dict(data: dict, *, base_dir: Path, doc: TomlDocument | None =
     checker = _Checker(doc, origin, Path(base_dir))
     campaign = checker.campaign(data, source)
     if checker.problems:
-        raise ConfigError(checker.problems)
+        # file order reads best; problems without a line (no file) keep their walk order at the end
+        raise ConfigError(sorted(checker.problems, key=lambda p: (p.line is None, p.line or 0)))
     assert campaign is not None
     return campaign
 
@@ -305,6 +306,9 @@ class _Checker:
 
     def check_chamber(self, name: str, key_path: tuple) -> None:
         folder = configs_dir() / "chambers"
+        if "/" in name or "\\" in name:
+            self.problem(key_path, f"a chamber is named, not a path (a profile in {folder}); got {name!r}")
+            return
         if (folder / f"{name}.toml").is_file():
             return
         known = sorted(p.stem for p in folder.glob("*.toml"))
@@ -424,7 +428,8 @@ class _Checker:
             polling = defaults.polling
         poll_seconds = table.get("poll_seconds", defaults.poll_seconds)
         if not _is_number(poll_seconds) or poll_seconds <= 0:
-            self.wrong_type(key_path + ("poll_seconds",), poll_seconds, "a number of seconds > 0, e.g. poll_seconds = 5")
+            self.wrong_type(key_path + ("poll_seconds",), poll_seconds,
+                            "a number of seconds > 0, e.g. poll_seconds = 5")
             poll_seconds = defaults.poll_seconds
         return WatchSettings(idle_stop_minutes=idle, polling=polling, poll_seconds=float(poll_seconds))
 
@@ -434,7 +439,7 @@ class _Checker:
             return {}
         key_path = ("sessions",)
         table = self.table(table, key_path, None, '[sessions.D11] with tests = ["BIAS01"]')
-        if not table and isinstance(self.doc, TomlDocument) and key_path in self.doc.lines:
+        if not table:
             self.problem(key_path, 'no sessions defined; add one, e.g. [sessions.D11] with tests = ["BIAS01"]')
         sessions = {}
         for name, session_table in table.items():
@@ -487,13 +492,13 @@ class _Checker:
             name = self.string(table, key_path, "name", required=True, example='name = "CHINJ01"')
             obsids_value = table.get("obsids", _MISSING)
             subtasks_value = table.get("subtasks", _MISSING)
-            if name is None:
-                return None
         else:
             self.wrong_type(key_path, entry, 'a test name ("BIAS01") or a table ({ name = "BIAS01", obsids = '
                             '[17283, 17292] })')
             return None
-        definition = self.resolve(name.strip(), key_path if isinstance(entry, str) else key_path + ("name",))
+        name_path = key_path if isinstance(entry, str) else key_path + ("name",)
+        definition = self.resolve(name.strip(), name_path) if name else None
+        # check the rest even when the name is wrong: every problem is reported in one pass
         obsids = None if obsids_value is _MISSING else self.obsids(obsids_value, key_path + ("obsids",))
         subtasks = {} if subtasks_value is _MISSING else self.subtasks(subtasks_value, key_path + ("subtasks",),
                                                                      definition)
@@ -518,7 +523,8 @@ class _Checker:
             return None
         first, last = value
         if first > last:
-            self.problem(key_path, f"OBSID range reversed ({first} > {last}); expected [first, last] with first <= last")
+            self.problem(key_path,
+                         f"OBSID range reversed ({first} > {last}); expected [first, last] with first <= last")
             return None
         return (first, last)
 
@@ -529,7 +535,7 @@ class _Checker:
         for name, flag in table.items():
             if known is not None and name not in known:
                 test = getattr(definition, "name", "this test")
-                self.problem(key_path + (name,), _unknown_key_message(name, known, what=f"sub-task of {test}"))
+                self.problem(key_path + (name,), _unknown_key_message(name, known, what="sub-task", owner=test))
                 continue
             if not isinstance(flag, bool):
                 self.wrong_type(key_path + (name,), flag, f"true or false, e.g. {name} = true")
@@ -541,10 +547,14 @@ class _Checker:
 # ---------------------------------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------------------------------
-def _unknown_key_message(key: str, known: tuple[str, ...], what: str = "key") -> str:
-    message = f"unknown {what} {key!r}"
+def _unknown_key_message(key: str, known: tuple[str, ...], what: str = "key", owner: str = "") -> str:
+    message = f"unknown {what} {key!r}" + (f" of {owner}" if owner else "")
     by_case = [k for k in known if k.lower() == key.lower()]
     close = by_case or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if not close and len(key) >= 3:  # short names miss the ratio: "rons" -> ron_adu, "offset" -> offset_margin_adu
+        lowered = key.lower()
+        sharing = [k for k in known if k.lower().startswith(lowered) or lowered.startswith(k.lower().split("_")[0])]
+        close = difflib.get_close_matches(key, sharing, n=1, cutoff=0.0)
     if close:
         message += f"; did you mean {close[0]!r}?"
     if len(known) <= 12:
