@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from .. import __version__
-from . import catalogue_cmd, demo_cmd, simulate_cmd, validate_cmd
+from . import catalogue_cmd, demo_cmd, scripts_cmd, sessions_cmd, simulate_cmd, validate_cmd
 
-COMMANDS = (catalogue_cmd, validate_cmd, simulate_cmd, demo_cmd)
+COMMANDS = (catalogue_cmd, validate_cmd, scripts_cmd, sessions_cmd, simulate_cmd, demo_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

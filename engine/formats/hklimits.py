@@ -209,12 +209,15 @@ class HKLimits:
             if key not in self.limits:
                 continue
             mean, _std, low, high = hkfile.stats(key)
-            worst = self.check(key, mean, commanded, stat="mean")
-            for stat, value in (("min", low), ("max", high)):
-                if math.isnan(value):
+            # Extremes first: at equal severity the verdict names the reading that went out.
+            worst = None
+            for stat, value in (("min", low), ("max", high), ("mean", mean)):
+                if math.isnan(value) and stat != "mean":
                     continue
                 verdict = self.check(key, value, commanded, stat=stat)
-                if _SEVERITY[verdict.status] > _SEVERITY[worst.status]:
+                # a tie keeps the extreme, except that an all-ok key reports its mean
+                if worst is None or _SEVERITY[verdict.status] > _SEVERITY[worst.status] or (
+                        stat == "mean" and worst.status == "ok"):
                     worst = verdict
             verdicts.append(worst)
         return verdicts

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..campaign.script_params import log_values
-from ..formats.names import format_date_token, frame_stem
+from ..formats.names import format_date_token, frame_stem, script_date
 from .plan import PlannedExposure
 
 NOMINAL_CCD_TEMPERATURE_C = -120.0
@@ -42,7 +42,7 @@ def explog_row(exposure: PlannedExposure, ccd: int, equipment: Equipment, exptim
         "CCD": f"CCD{ccd}",
         "ROE": "ROE1",
         "date": format_date_token(exposure.when),
-        "calscrpt": f"vis_CalCamp_{exposure.test}_v{equipment.elvis}.xlsx",
+        "calscrpt": f"vis_CalCamp_{exposure.test}_{script_date(exposure.when)}_v{equipment.elvis}.xlsx",
         "BUNIT": "ADU",
         "con_file": "vis_roe_config_273.txt",
         "fl_rdout": 0,
