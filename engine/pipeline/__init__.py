@@ -1,0 +1,1 @@
+"""Runs of the calibration pipeline: aim, wait and check modes, logs, results, run records."""

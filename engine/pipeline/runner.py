@@ -1,0 +1,196 @@
+"""A pipeline run over one session: each test's data set is selected, its task run, its results
+published, and the log's summary block written after every test and at the end.
+
+Modes: *aim* (the session's tests with their OBSID limits, data already there), *wait* (see
+wait.py: each test starts as soon as its frames are complete), *check only* (init + check, plus
+lock for point sources), and *dry* (validate inputs and create folders, analyse nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..campaign.catalogue import CHECK_ONLY_SUBTASKS, resolve_test
+from ..campaign.chamber import load_chamber
+from ..campaign.config import Campaign, SessionTest
+from ..formats.explog import read_explog
+from ..formats.hklimits import load_hk_limits
+from ..tasks.context import TaskContext
+from ..tasks.dataset import DataSet, select_dataset
+from ..tasks.registry import task_for
+from . import log as pipelog
+from .results import discard, publish, result_folder, result_record, staging_folder
+
+Event = Callable[[str, Mapping[str, Any]], None]
+
+
+class RunError(ValueError):
+    """A run that cannot start: no day folder, no EXP_LOG, unknown session..."""
+
+
+@dataclass
+class RunOptions:
+    session: str
+    mode: str = "aim"  # "aim" | "wait"
+    check_only: bool = False
+    dry: bool = False
+    day_folder: str | Path | None = None
+    start_obsid: int | None = None
+    jobs: int = 1
+    tag: str = ""
+    run_id: str | None = None
+    log_dir: Path | None = None  # default <results>/logs
+
+
+@dataclass
+class PipelineRun:
+    campaign: Campaign
+    options: RunOptions
+    on_event: Event | None = None
+    started: datetime = field(default_factory=datetime.now)
+    summaries: list[pipelog.TaskSummary] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.session = self.campaign.session(self.options.session)
+        self.chamber = load_chamber(self.campaign.info.chamber)
+        self.hk_limits = load_hk_limits()
+        self.pid = pipelog.pipeline_id(self.started, self.options.tag)
+        self.run_id = self.options.run_id or self.pid
+        log_dir = self.options.log_dir or self.campaign.paths.results / "logs"
+        self.log_path = log_dir / pipelog.log_filename(self.started, self.options.tag)
+        self.log: logging.Logger | None = None
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    @property
+    def test_names(self) -> list[str]:
+        return [t.name for t in self.session.tests]
+
+    def day_folders(self) -> list[Path]:
+        """The day folder of the session (option, then config), or every day folder of the data."""
+        chosen = self.options.day_folder or self.session.day_folder
+        if chosen:
+            path = Path(chosen)
+            path = path if path.is_absolute() or path.exists() else self.campaign.paths.data / path
+            if not path.is_dir():
+                raise RunError(f"day folder {path} does not exist")
+            return [path]
+        folders = sorted({p.parent for p in self.campaign.paths.data.glob("*/EXP_LOG_*.txt")})
+        if not folders:
+            raise RunError(f"no day folder with an EXP_LOG under {self.campaign.paths.data}; give --day")
+        return folders
+
+    def read_rows(self, folders: list[Path] | None = None) -> list[dict[str, Any]]:
+        """Every EXP_LOG row of the day folders, each knowing its folder; the last line may be pending."""
+        rows: list[dict[str, Any]] = []
+        for folder in folders or self.day_folders():
+            for path in sorted(folder.glob("EXP_LOG_*.txt")):
+                explog = read_explog(path, errors="collect")
+                for problem in explog.problems:
+                    self._log().warning(str(problem))
+                for row in explog.rows:
+                    row["_folder"] = str(folder)
+                    rows.append(row)
+        return rows
+
+    def dataset_for(self, test: SessionTest, rows: list[dict[str, Any]]) -> DataSet:
+        definition = resolve_test(test.name)
+        name = definition.surrogate or definition.name
+        folder = Path(rows[0]["_folder"]) if rows else self.campaign.paths.data
+        return select_dataset(rows, name, definition.frames_per_column(self.chamber), folder,
+                              obsids=test.obsids, start_obsid=self.options.start_obsid)
+
+    def enabled_subtasks(self, test: SessionTest) -> set[str]:
+        names = set(resolve_test(test.name).subtasks)
+        if self.options.check_only:
+            return names & CHECK_ONLY_SUBTASKS
+        return {n for n in names if test.subtasks.get(n, True)}
+
+    # -- running ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.log = pipelog.open_pipeline_log(self.log_path, self.run_id)
+        self.log.info(pipelog.header(self.pid, self.campaign.info.block, self.chamber.name, self.test_names))
+        self.log.info(f"Results will be saved in: {self.campaign.paths.results}")
+        mode = f"{self.options.mode}{' (check only)' if self.options.check_only else ''}{' (dry)' if self.options.dry else ''}"
+        self.log.info(f"Mode: {mode}; session {self.session.name}; jobs {self.options.jobs}")
+        self._emit("run_started", {"tests": self.test_names, "log": str(self.log_path), "mode": mode})
+
+    def close(self, reason: str = "finished") -> None:
+        log = self._log()
+        log.info(pipelog.summary_block(self.pid, self.campaign.info.block, self.chamber.name, self.test_names,
+                                       self.summaries))
+        log.info(f"Pipeline {reason}.")
+        self._emit("run_finished", {"reason": reason})
+        pipelog.close_pipeline_log(log)
+
+    def run_test(self, test: SessionTest, rows: list[dict[str, Any]]) -> pipelog.TaskSummary:
+        """Run one test's task on its data set; never raises for the test's own failures."""
+        log = self._log()
+        started_at, started = datetime.now(), time.perf_counter()
+        log.info(f"Running Task: {test.name}")
+        self._emit("test_started", {"test": test.name})
+        definition = resolve_test(test.name)
+        results_root = self.campaign.paths.results
+        workdir = staging_folder(results_root, self.session.name, test.name, self.run_id)
+        discard(workdir)
+        try:
+            dataset = self.dataset_for(test, rows)
+            ctx = TaskContext(
+                test=definition, session=self.session.name, campaign=self.campaign, chamber=self.chamber,
+                dataset=dataset, workdir=workdir, log=log, hk_limits=self.hk_limits, jobs=self.options.jobs,
+                on_subtask=lambda name: self._emit("subtask_started", {"test": test.name, "subtask": name}),
+            )
+            task = task_for(definition.family)
+            enabled = {"init"} if self.options.dry else self.enabled_subtasks(test)
+            outcome = task.run(ctx, enabled)
+            record = result_record(ctx, outcome, self.mode_name, started_at, datetime.now())
+            publish(ctx, record, result_folder(results_root, self.session.name, test.name))
+            summary = pipelog.TaskSummary(test.name, (time.perf_counter() - started) / 60, dataset.obsid_range,
+                                          ctx.flags.names(), outcome.errors, "errors" if outcome.errors else "done")
+        except Exception:  # a broken test never stops the others
+            log.exception(f"TASK {test.name} FAILED")
+            discard(workdir)
+            summary = pipelog.TaskSummary(test.name, (time.perf_counter() - started) / 60, None, ["UNKNOWN"], True,
+                                          "errors")
+        log.info(f"Finished {definition.family}")
+        log.info(f"{summary.minutes:.1f} minutes in running Task: {test.name}")
+        log.info(f"Task {test.name} exited with Errors: {summary.errors}")
+        self.summaries = [s for s in self.summaries if s.test != test.name] + [summary]
+        log.info(pipelog.summary_block(self.pid, self.campaign.info.block, self.chamber.name, self.test_names,
+                                       self.summaries))
+        self._emit("test_finished", {"test": test.name, "state": summary.state, "flags": summary.flags,
+                                     "minutes": round(summary.minutes, 3),
+                                     "obsids": list(summary.obsids) if summary.obsids else None})
+        return summary
+
+    @property
+    def mode_name(self) -> str:
+        return "dry" if self.options.dry else ("check" if self.options.check_only else "full") + f"/{self.options.mode}"
+
+    def run_aim(self) -> list[pipelog.TaskSummary]:
+        """Every test of the session, in order, on the data already there."""
+        self.open()
+        try:
+            rows = self.read_rows()
+            for test in self.session.tests:
+                self.run_test(test, rows)
+        finally:
+            self.close()
+        return self.summaries
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _log(self) -> logging.Logger:
+        if self.log is None:
+            self.log = pipelog.open_pipeline_log(self.log_path, self.run_id)
+        return self.log
+
+    def _emit(self, kind: str, payload: Mapping[str, Any]) -> None:
+        if self.on_event:
+            self.on_event(kind, payload)

@@ -1,0 +1,1 @@
+"""Analyses: one module per test family, each a task running its sub-tasks in order."""
