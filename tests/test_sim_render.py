@@ -155,32 +155,47 @@ def test_injection_reaches_only_the_half_the_drain_delay_selects(factor, half):
         assert rows[10].mean() > rows[19].mean() + 3 * truth.ron_adu / math.sqrt(rows.shape[1])
 
 
+def isolated(positions: list[tuple[int, int]], here: tuple[int, int], reach: int = 2) -> bool:
+    """No other trap within `reach` pixels along the dipole: overlapping dipoles add up."""
+    return sum(1 for p in positions if p[0] == here[0] and abs(p[1] - here[1]) <= reach) == 1
+
+
 def test_vertical_and_serial_trap_pumping_make_dipoles_at_the_truth_traps():
-    truths = make_truths(**QUIET)
+    truths = make_truths(bf=False, **QUIET)  # brighter-fatter would soften the dipoles by ~1 %
     ccd = truths.ccds[1]
     unpumped = dict(chinj_on=SMALL.image_rows, chinj_of=0)
+    checked = 0
     for quadrant in ("E", "F"):  # the half 2.5 x toi_ch injects
         truth = ccd.quadrants[quadrant]
+        vertical = [(t.col, t.row) for t in truth.vertical_traps]
         for trap in truth.vertical_traps:
+            if not isolated(vertical, (trap.col, trap.row)):
+                continue
             mode = next(m for m in (123, 234, 341, 412) if dipole_polarity(m, trap.phase) == 1)
             toi = trap.tau_us * math.log(2.0)  # the phase time that pumps this trap best
-            pumping = dict(chinj_on=SMALL.image_rows, chinj_of=0, v_tpump=1, v_tp_mod=mode, v_tp_cnt=20000, toi_tp=toi)
+            pumping = dict(unpumped, v_tpump=1, v_tp_mod=mode, v_tp_cnt=20000, toi_tp=toi)
             (frame,) = render_sequence(truths, [injection(2.5, **pumping)])
             q = canonical(frame, quadrant)
             contrast = q[trap.row + 1, trap.col] - q[trap.row, trap.col]
             moved = pumped_electrons(20000, toi, trap.tau_us, trap.pc) / truth.gain_e_per_adu
-            assert contrast == pytest.approx(2 * moved, abs=350), (quadrant, trap)  # 4 sigma of 2-pixel noise
+            assert contrast == pytest.approx(2 * moved, abs=450), (quadrant, trap)  # 5 sigma of 2-pixel noise
+            checked += 1
+        serial = [(0, t.col) for t in truth.serial_traps]
         for trap in truth.serial_traps:
+            if not isolated(serial, (0, trap.col)):
+                continue
             mode = next(m for m in (23, 31) if dipole_polarity(m, trap.phase))
             sign = dipole_polarity(mode, trap.phase)
             dwell = max(0.0, trap.tau_us * math.log(2.0) - 4.75)
-            pumping = dict(chinj_on=SMALL.image_rows, chinj_of=0, s_tpump=1, s_tp_mod=mode, s_tp_cnt=20000, dwell_s=dwell)
-            # As TP02 does, divide out the injection's column profile with an unpumped frame.
+            pumping = dict(unpumped, s_tpump=1, s_tp_mod=mode, s_tp_cnt=20000, dwell_s=dwell)
+            # As TP02 does, take out the injection's column profile with an unpumped frame.
             frame, background = render_sequence(truths, [injection(2.5, **pumping), injection(2.5, **unpumped)])
             profile = (canonical(frame, quadrant) - canonical(background, quadrant))[: SMALL.image_rows].mean(axis=0)
             contrast = profile[trap.col + sign] - profile[trap.col]
             moved = pumped_electrons(20000, 4.75 + dwell, trap.tau_us, trap.pc) / truth.gain_e_per_adu
-            assert contrast == pytest.approx(2 * moved, abs=60), (quadrant, trap)  # 4 sigma of a column mean
+            assert contrast == pytest.approx(2 * moved, abs=80), (quadrant, trap)  # 5 sigma of a column mean
+            checked += 1
+    assert checked >= 4
 
 
 def spot_moments(frame: np.ndarray, quadrant: str, row: float, col: float, offset: float, half: int = 7):
@@ -212,7 +227,7 @@ def test_point_source_spots_sit_at_the_truth_positions_and_blur_out_of_focus():
             assert fwhm == pytest.approx(best, rel=0.1)
             wider = spot_moments(defocused, quadrant, spot.row, spot.col, offset)[2]
             assert wider == pytest.approx(truths.psf.fwhm_px(focus + 0.8, focus, 800), rel=0.1)
-            assert wider > fwhm + 1.0
+            assert wider > fwhm + 0.5
         # The pattern reads the same on the frame for every quadrant: ALPHA top-left, ECHO bottom-right.
         frame_rows = {s.name: SMALL.quad_height - 1 - s.row if SMALL.flips(quadrant)[0] else s.row for s in spots}
         frame_cols = {s.name: SMALL.quad_width - 1 - s.col if SMALL.flips(quadrant)[1] else s.col for s in spots}
@@ -272,3 +287,17 @@ def test_full_size_bias_renders_quickly():
     print(f"\nfull-size bias frame: {elapsed:.2f} s")
     assert frame.shape == FULL.shape
     assert elapsed < 10.0
+
+
+def test_exposure_from_an_exp_log_row():
+    row = {
+        "ObsID": "1001", "exptime": "0.0", "chinj": "1", "chinj_on": "30", "chinj_of": "100",
+        "id_dly": "1250", "toi_ch": "500", "id_wid": "60", "vstart": "0", "vend": "2086", "rdmode": "fwd_bas",
+        "IDL": "11.0", "IDH": "18.0", "IG1_1_T": "4.5", "IG1_1_B": "4.25", "IG2_T": "6.0", "IG2_B": "6.0",
+        "source": "flat", "mirr_pos": "47.2",
+    }
+    exposure = Exposure.from_log_row(row, shutter=False, seconds_since_start=12.0)
+    assert exposure.chinj == 1 and exposure.chinj_of == 100 and exposure.vend == 2086
+    assert exposure.idl == 11.0 and exposure.ig1_of(1, "B") == 4.25 and exposure.ig1_of(2, "T") == 6.0
+    assert exposure.ig2_of("T") == 6.0 and exposure.injected_half() == "B"
+    assert not exposure.lit and exposure.seconds_since_start == 12.0

@@ -99,7 +99,7 @@ class Exposure:
 
     @property
     def lit(self) -> bool:
-        return self.shutter and self.exptime > 0 and self.source in ("flat", "point")
+        return self.shutter and self.exptime > 0 and self.source.lower() in ("flat", "point")
 
     @classmethod
     def from_log_row(cls, row: Mapping[str, Any], **optics: Any) -> Exposure:
@@ -109,19 +109,17 @@ class Exposure:
         spot_e_per_s, best_focus_mm, seconds_since_start.
         """
         values: dict[str, Any] = dict(optics)
-        lower = {str(k).lower(): v for k, v in row.items()}
-        for name in cls.__dataclass_fields__:
-            if name in values or name in ("ig1", "ig2"):
-                continue
-            if name in lower and lower[name] not in (None, ""):
-                values[name] = _coerce(cls.__dataclass_fields__[name].type, lower[name])
+        given = {str(k).lower(): v for k, v in row.items() if v not in (None, "")}
+        for name, spec in cls.__dataclass_fields__.items():
+            if name not in values and name in given and name not in ("ig1", "ig2"):
+                values[name] = _coerce(spec.type, given[name])
         values["ig1"] = {
-            (ccd, half): float(lower[f"ig1_{ccd}_{half.lower()}"])
+            (ccd, half): float(given[f"ig1_{ccd}_{half.lower()}"])
             for ccd in (1, 2, 3)
             for half in ("T", "B")
-            if lower.get(f"ig1_{ccd}_{half.lower()}") not in (None, "")
+            if f"ig1_{ccd}_{half.lower()}" in given
         }
-        values["ig2"] = {h: float(lower[f"ig2_{h.lower()}"]) for h in ("T", "B") if lower.get(f"ig2_{h.lower()}") not in (None, "")}
+        values["ig2"] = {half: float(given[f"ig2_{half.lower()}"]) for half in ("T", "B") if f"ig2_{half.lower()}" in given}
         return cls(**values)
 
 
@@ -137,30 +135,42 @@ class CCDState:
         self._maps: dict[tuple, np.ndarray] = {}
 
     def record_saturation(self, quadrant: str, saturated: np.ndarray, when_s: float, forget_after_s: float) -> None:
+        """Remember which pixels filled their well, and when; a pixel's newest saturation is what
+        its persistence decays from, so older events keep only the pixels not saturated again."""
         if not saturated.any():
             return
-        events = [(t, m) for t, m in self.saturations[quadrant] if when_s - t < forget_after_s]
+        events = []
+        for when, packed in self.saturations[quadrant]:
+            if when_s - when >= forget_after_s:
+                continue
+            older = _unpack(packed, saturated.shape) & ~saturated
+            if older.any():
+                events.append((when, np.packbits(older)))
         events.append((when_s, np.packbits(saturated)))
         self.saturations[quadrant] = events
 
-    def persistence_e(self, quadrant: str, truth: QuadrantTruth, shape: tuple[int, int], t0: float, t1: float):
-        """Mean persistence electrons collected in [t0, t1] (acquisition clock), or None."""
+    def persistence_e(
+        self, quadrant: str, truth: QuadrantTruth, shape: tuple[int, int], t0: float, t1: float
+    ) -> np.ndarray | None:
+        """Mean persistence electrons per image pixel collected in [t0, t1] (acquisition clock), or None."""
         total = None
         for when, packed in self.saturations[quadrant]:
             amount = truth.persistence_between(t0 - when, t1 - when)
             if amount <= 1e-3:
                 continue
-            mask = np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).astype(bool)
             if total is None:
                 total = np.zeros(shape, dtype=F32)
-            # The newest saturation of a pixel refills its traps: keep the largest release.
-            np.maximum(total, F32(amount) * mask, out=total)
+            total[_unpack(packed, shape)] += F32(amount)
         return total
 
     def cached(self, key: tuple, build) -> np.ndarray:
         if key not in self._maps:
             self._maps[key] = build()
         return self._maps[key]
+
+
+def _unpack(packed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    return np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).view(bool)
 
 
 def render_frame(
@@ -264,10 +274,11 @@ def _expected_charge(
         dense = True
     if exposure.lit:
         response = _response_map(geometry, ccd_truth, quadrant, truths, state)
-        if exposure.source == "flat" and exposure.flat_e_per_s > 0:
+        source = exposure.source.lower()
+        if source == "flat" and exposure.flat_e_per_s > 0:
             image += F32(exposure.flat_e_per_s * exposure.exptime) * response
             dense = True
-        if exposure.source == "point" and exposure.spot_e_per_s > 0:
+        if source == "point" and exposure.spot_e_per_s > 0:
             spots = np.zeros_like(image)
             _add_spots(spots, geometry, exposure, ccd_truth.ccd, quadrant, truths)
             image += spots * response

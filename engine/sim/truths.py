@@ -286,7 +286,7 @@ def draw_truths(
         fwhm_best_px={nm: float(rng.uniform(1.8, 2.3)) for nm in nominal_focus},
         # The chamber's nominal focus is close to, not exactly at, the truth FOCUS00 must find.
         best_focus_mm={nm: round(float(mm + rng.uniform(-0.3, 0.3)), 4) for nm, mm in nominal_focus.items()},
-        focus_curvature_px_per_mm2=float(rng.uniform(2.5, 4.0)),
+        focus_curvature_px_per_mm2=float(rng.uniform(1.5, 3.0)),
         spots={ccd: _draw_spots(_rng(seed, "spots", ccd), geometry) for ccd in sorted(serials)},
     )
     ccds = {ccd: _draw_ccd(seed, ccd, serials[ccd], geometry) for ccd in sorted(serials)}
