@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from .. import __version__
-from . import catalogue_cmd, clean_cmd, demo_cmd, scripts_cmd, sessions_cmd, simulate_cmd, validate_cmd
+from . import catalogue_cmd, clean_cmd, demo_cmd, monitor_cmd, scripts_cmd, sessions_cmd, simulate_cmd, validate_cmd
 
-COMMANDS = (catalogue_cmd, validate_cmd, scripts_cmd, sessions_cmd, simulate_cmd, demo_cmd, clean_cmd)
+COMMANDS = (catalogue_cmd, validate_cmd, scripts_cmd, sessions_cmd, simulate_cmd, demo_cmd, clean_cmd, monitor_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

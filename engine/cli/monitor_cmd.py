@@ -1,0 +1,99 @@
+"""`vison-engine monitor DAYFOLDER`: follow an acquisition, check HK, alert, keep a verified backup."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+
+from ..campaign.chamber import ChamberError, load_chamber
+from ..campaign.config import load_campaign
+from ..formats.hklimits import HKLimitsError
+from ..formats.tomlfile import ConfigError
+from ..monitor import BellSink, CommandSink, EmailSink, Monitor, StateLocked, StreamSink, settings_for
+
+NAME = "monitor"
+HELP = "follow a day folder as ELVIS writes it: HK limits and alerts, EXP_LOG, verified backup"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("day_folder", metavar="DAYFOLDER", help="the day folder ELVIS writes, e.g. data/12_Mar_19")
+    parser.add_argument("--config", metavar="CAMPAIGN.toml",
+                        help="campaign config: chamber (expected frames) and [watch] polling settings")
+    parser.add_argument("--monitor-config", metavar="MONITOR.toml",
+                        help="monitor settings: alerts (email, command), repeat interval, HK limit overrides "
+                        "(default: monitor.toml beside the campaign config, if there is one)")
+    parser.add_argument("--backup", action="append", default=[], metavar="DIR",
+                        help="data root to copy the day folder into (DIR/<day>/...); repeatable")
+    parser.add_argument("--broadcast", action="append", default=[], metavar="DIR",
+                        help="second target, e.g. the gateway for external inspectors; DIR or host:path (rsync)")
+    parser.add_argument("--log", metavar="FILE", help="append every event to this log (eyegore's -g)")
+    parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
+    parser.add_argument("--once", action="store_true", help="handle what is in the folder now, then exit (cron)")
+    parser.add_argument("--polling", action="store_true",
+                        help="poll instead of file events (NFS/SMB mounts; detected automatically)")
+    parser.add_argument("--idle-stop", type=float, metavar="MIN",
+                        help="stop after MIN minutes without new data (default: never)")
+    parser.add_argument("--state", metavar="FILE",
+                        help="state file (default: ~/.local/state/vison/monitor/<day>-<hash>.json)")
+    parser.add_argument("--chamber", help="chamber profile for expected frames (default: the campaign's)")
+    parser.add_argument("--settle", type=float, metavar="S", help="seconds a file must be unchanged to count as "
+                        "written (default 3)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="also print each frame and each copy")
+    parser.add_argument("--no-bell", action="store_true", help="no terminal bell on warnings")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings, chamber = _settings(args)
+        monitor = Monitor(args.day_folder, settings, targets=[*args.backup, *args.broadcast],
+                          state_path=args.state, log_path=args.log, chamber=chamber)
+    except ConfigError as exc:
+        print(f"{len(exc.problems)} problem(s) in the configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except (HKLimitsError, ChamberError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    monitor.add_sink(StreamSink(sys.stdout, json_lines=args.json, details=args.verbose))
+    if not args.json and not args.no_bell and settings.bell_level != "off" and sys.stderr.isatty():
+        monitor.add_sink(BellSink(sys.stderr, settings.bell_level))
+    if settings.email is not None:
+        monitor.add_sink(EmailSink(settings.email))
+    if settings.command is not None:
+        monitor.add_sink(CommandSink(settings.command))
+
+    def stop(_signum, _frame) -> None:
+        monitor.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.once:
+            monitor.run_once()
+        else:
+            monitor.run(idle_stop_minutes=args.idle_stop)
+    except StateLocked as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counts = monitor.counts
+    # for cron and scripts: 1 when something needs a look (out of limits, bad lines, failed copies)
+    return 1 if args.once and (counts.get("warning", 0) or counts.get("critical", 0)) else 0
+
+
+def _settings(args: argparse.Namespace):
+    campaign = load_campaign(args.config) if args.config else None
+    settings = settings_for(campaign, args.monitor_config)
+    changes = {}
+    if args.polling:
+        changes["polling"] = "polling"
+    if args.settle is not None:
+        changes["settle_seconds"] = args.settle
+    if args.chamber:
+        changes["chamber"] = args.chamber
+    settings = settings.with_changes(**changes)
+    return settings, load_chamber(settings.chamber)

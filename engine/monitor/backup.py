@@ -1,0 +1,533 @@
+"""A verified copy of the day folder to backup and broadcast targets, as the data land.
+
+Only complete files are offered (see completeness.py). Each is copied into `<target>/<day>/`
+under a temporary name, fsynced, read back and compared (size and sha256) with what was read
+from the source, then put in place without replacing anything: a same-named file that differs
+is never overwritten; ours is written beside it as `<name>.conflict-<sha8>` and reported. The
+only files ever replaced are earlier copies of a file that grew (the EXP_LOG): the new content
+starts with the old. The ledger (in the monitor state) records what each target holds, so a
+restarted monitor carries on; a copy interrupted by a kill leaves only a temporary file, which
+the next run removes and redoes.
+
+The EXP_LOG copy stops before the first line naming a frame not yet in that target, so a
+pipeline in wait mode on the backup never sees a logged frame that is not there yet.
+
+Targets are folders (local disks, mounted shares) or `host:path`, sent with rsync when rsync is
+installed (rsync checks its own transfers; conflicts are detected and kept the same way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .events import BackupConflict, BackupCopied, BackupFailed, MonitorEvent, MonitorNotice
+
+CHUNK = 4 * 1024 * 1024
+TEMP_SUFFIX = ".vison-part"
+EXPLOG_HOLD_SECONDS = 120.0  # a logged frame younger than this holds the EXP_LOG copy back
+RETRY_SECONDS = 30.0  # a failed copy is tried again this often
+
+
+class CopyStopped(Exception):
+    """The monitor is stopping: the copy in progress was abandoned (its temporary file removed)."""
+
+
+class SourceChanged(Exception):
+    """The source changed while it was copied: try again later."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    name: str
+    kind: str  # "frame", "hk" or "explog"
+    size: int  # bytes known complete (EXP_LOG: up to its last complete line)
+
+
+@dataclass
+class BackupReport:
+    target: str
+    copied: int = 0  # files the target holds as copied by us
+    copied_bytes: int = 0
+    pending: list[str] = field(default_factory=list)  # waiting to be complete, or to be copied
+    failed: dict[str, str] = field(default_factory=dict)  # name -> last reason
+    conflicts: dict[str, str] = field(default_factory=dict)  # name -> the name ours was kept as
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "copied": self.copied, "copied_bytes": self.copied_bytes,
+                "pending": len(self.pending), "pending_files": list(self.pending), "failed": len(self.failed),
+                "failed_files": dict(self.failed), "conflicts": len(self.conflicts),
+                "conflict_files": dict(self.conflicts)}
+
+
+# -- hashing and publishing ------------------------------------------------------------------------
+
+def sha256_of(path: Path, size: int | None = None, stop: threading.Event | None = None) -> str:
+    digest = hashlib.sha256()
+    left = size
+    with open(path, "rb") as handle:
+        while left is None or left > 0:
+            chunk = handle.read(CHUNK if left is None else min(CHUNK, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            if left is not None:
+                left -= len(chunk)
+            if stop is not None and stop.is_set():
+                raise CopyStopped()
+    return digest.hexdigest()
+
+
+def _write_temp(source: Path, size: int, folder: Path, name: str,
+                stop: threading.Event | None) -> tuple[Path, str]:
+    """Copy the first `size` bytes of `source` to a temporary file in `folder`; (temp path, sha256)."""
+    tmp = folder / f".{name}.{os.getpid()}{TEMP_SUFFIX}"
+    digest = hashlib.sha256()
+    try:
+        with open(source, "rb") as src, open(tmp, "wb") as dst:
+            left = size
+            while left > 0:
+                chunk = src.read(min(CHUNK, left))
+                if not chunk:
+                    raise SourceChanged(f"{source.name} shrank while being copied")
+                dst.write(chunk)
+                digest.update(chunk)
+                left -= len(chunk)
+                if stop is not None and stop.is_set():
+                    raise CopyStopped()
+            dst.flush()
+            os.fsync(dst.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, digest.hexdigest()
+
+
+def publish(tmp: Path, dest: Path, *, replace: bool) -> None:
+    """Give the verified temporary file its final name. Without `replace`, never clobber."""
+    if replace:
+        os.replace(tmp, dest)
+    else:
+        try:
+            os.link(tmp, dest)  # atomic, and fails if the name was taken meanwhile
+        except FileExistsError:
+            tmp.unlink(missing_ok=True)
+            raise
+        except OSError:
+            # no hard links on this filesystem (SMB, FAT): check, then rename
+            if dest.exists():
+                tmp.unlink(missing_ok=True)
+                raise FileExistsError(dest) from None
+            os.replace(tmp, dest)
+            return
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(dest.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # not every filesystem syncs directories
+    finally:
+        os.close(handle)
+
+
+def conflict_name(name: str, sha256: str) -> str:
+    return f"{name}.conflict-{sha256[:8]}"
+
+
+# -- targets -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outcome:
+    action: str  # "copied", "updated", "present" (already identical), "conflict"
+    sha256: str
+    kept_as: str | None = None  # conflict: the name ours was written under
+    existing_sha256: str | None = None
+
+
+class FolderTarget:
+    """A data root on a local disk or a mounted share; files go to `<root>/<day>/`."""
+
+    def __init__(self, root: str | os.PathLike[str], day_name: str):
+        self.root = Path(os.path.abspath(os.path.expanduser(root)))
+        self.label = str(self.root)
+        self.folder = self.root / day_name
+
+    def prepare(self) -> list[str]:
+        """Check the root, make the day folder, remove temporary files left by a killed run."""
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"backup folder {self.root} does not exist (create it first)")
+        self.folder.mkdir(exist_ok=True)
+        removed = []
+        for leftover in self.folder.glob(f".*{TEMP_SUFFIX}"):
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover.name)
+        return removed
+
+    def holds(self, name: str, size: int) -> bool:
+        try:
+            return (self.folder / name).stat().st_size == size
+        except OSError:
+            return False
+
+    def put(self, source: Path, size: int, name: str, ours: dict[str, Any] | None,
+            stop: threading.Event | None = None) -> Outcome:
+        """Copy `size` bytes of `source` as `name`. `ours`: the ledger entry of our earlier copy."""
+        dest = self.folder / name
+        try:
+            existing = dest.stat().st_size
+        except FileNotFoundError:
+            existing = None
+        if existing is None:
+            sha = self._copy(source, size, name, dest, replace=False, stop=stop)
+            return Outcome("copied", sha)
+        ours_intact = (ours is not None and ours.get("status") == "copied" and ours.get("size") == existing
+                       and ours.get("sha256") == sha256_of(dest, stop=stop))
+        if ours_intact and existing < size and sha256_of(source, existing, stop) == ours["sha256"]:
+            sha = self._copy(source, size, name, dest, replace=True, stop=stop)
+            return Outcome("updated", sha)
+        source_sha = sha256_of(source, size, stop)
+        existing_sha = ours["sha256"] if ours_intact else sha256_of(dest, stop=stop)
+        if existing == size and existing_sha == source_sha:
+            return Outcome("present", source_sha)
+        if existing < size and sha256_of(source, existing, stop) == existing_sha:
+            # a shorter copy of the same growing file (ours from a killed run, or anyone's): no loss
+            sha = self._copy(source, size, name, dest, replace=True, stop=stop)
+            return Outcome("updated", sha)
+        kept_as = conflict_name(name, source_sha)
+        other = self.folder / kept_as
+        if not (other.exists() and sha256_of(other, stop=stop) == source_sha):
+            self._copy(source, size, kept_as, other, replace=False, stop=stop)
+        return Outcome("conflict", source_sha, kept_as, existing_sha)
+
+    def _copy(self, source: Path, size: int, name: str, dest: Path, *, replace: bool,
+              stop: threading.Event | None) -> str:
+        before = source.stat()
+        tmp, sha = _write_temp(source, size, self.folder, name, stop)
+        try:
+            written = tmp.stat().st_size
+            if written != size:
+                raise OSError(f"wrote {written} bytes of {size}")
+            check = sha256_of(tmp, stop=stop)  # read back what the target really holds
+            if check != sha:
+                raise OSError(f"read-back checksum {check[:8]} differs from the source's {sha[:8]}")
+            after = source.stat()
+            if after.st_size < size or (after.st_mtime_ns != before.st_mtime_ns and after.st_size == before.st_size):
+                raise SourceChanged(f"{source.name} changed while being copied")
+            publish(tmp, dest, replace=replace)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return sha
+
+
+def rsync_available() -> bool:
+    return shutil.which("rsync") is not None
+
+
+_REMOTE_RE = re.compile(r"^(?:[\w.-]+@)?[\w.-]+:")
+
+
+def is_remote(spec: str) -> bool:
+    """`host:path` or `user@host:path` (a local path that exists always wins)."""
+    return bool(_REMOTE_RE.match(spec)) and not os.path.exists(spec)
+
+
+class RsyncTarget:
+    """`host:path` through rsync (over ssh). rsync writes to a temporary name and checks its own
+    transfers; the same no-overwrite rule holds: a different remote file is kept, ours goes to
+    `<name>.conflict-<sha8>`."""
+
+    def __init__(self, spec: str, day_name: str, rsync: str = "rsync"):
+        if shutil.which(rsync) is None:
+            raise FileNotFoundError(f"{spec}: a host:path target needs rsync, which is not installed")
+        self.rsync = rsync
+        self.label = spec.rstrip("/")
+        self.remote = f"{self.label}/{day_name}/"
+
+    def prepare(self) -> list[str]:
+        with tempfile.TemporaryDirectory() as empty:  # creates the day folder, like mkdir -p
+            self._run(["-r", "--ignore-existing", f"{empty}/", self.remote])
+        return []
+
+    def holds(self, name: str, size: int) -> bool:
+        return True  # asking the remote for every file on start is too slow; rsync skips what is there
+
+    def put(self, source: Path, size: int, name: str, ours: dict[str, Any] | None,
+            stop: threading.Event | None = None) -> Outcome:
+        with tempfile.TemporaryDirectory() as staging:
+            staged = Path(staging) / name
+            tmp, sha = _write_temp(source, size, Path(staging), name, stop)  # exactly the complete part
+            os.replace(tmp, staged)
+            grew = ours is not None and ours.get("status") == "copied" and ours.get("size", 0) < size
+            if grew:
+                self._run(["-t", "--append-verify", str(staged), self.remote])
+                return Outcome("updated", sha)
+            sent = self._run(["-t", "-i", "--ignore-existing", str(staged), self.remote])
+            if sent.strip():
+                return Outcome("copied", sha)
+            differs = self._run(["-n", "-i", "--checksum", str(staged), self.remote])
+            if not differs.strip():
+                return Outcome("present", sha)
+            kept_as = conflict_name(name, sha)
+            os.replace(staged, Path(staging) / kept_as)
+            self._run(["-t", "--ignore-existing", str(Path(staging) / kept_as), self.remote])
+            return Outcome("conflict", sha, kept_as, "remote")
+
+    def _run(self, args: list[str]) -> str:
+        done = subprocess.run([self.rsync, *args], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise OSError(f"rsync exit {done.returncode}: {(done.stderr or '').strip()[-300:]}")
+        return done.stdout
+
+
+def make_target(spec: str, day_name: str):
+    """A target for `--backup`/`--broadcast`; refuses a folder that does not exist (a typo would
+    otherwise start a new tree somewhere) and host:path without rsync."""
+    if is_remote(spec):
+        return RsyncTarget(spec, day_name)
+    target = FolderTarget(spec, day_name)
+    if not target.root.is_dir():
+        raise FileNotFoundError(f"backup folder {target.root} does not exist (create it first)")
+    return target
+
+
+# -- the backup of one day folder --------------------------------------------------------------------
+
+class Backup:
+    """Copies what the scanner offers to every target; the ledger lives in the monitor state."""
+
+    def __init__(self, day_folder: Path, targets: list, ledger: dict[str, dict[str, dict[str, Any]]],
+                 lock: threading.RLock, emit: Callable[[MonitorEvent], None],
+                 save: Callable[[], None] = lambda: None, hold_seconds: float = EXPLOG_HOLD_SECONDS):
+        self.day_folder = Path(day_folder)
+        self.targets = targets
+        self.ledger = ledger
+        self.lock = lock
+        self.emit = emit
+        self.save = save
+        self.hold_seconds = hold_seconds
+        self.retry_seconds = RETRY_SECONDS
+        self._offered: dict[str, SourceFile] = {}
+        self._waiting: list[str] = []
+        self._failures: dict[tuple[str, str], str] = {}  # (target, name) -> reason already reported
+        self._prepared: set[str] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    # -- what there is to copy ---------------------------------------------------------------
+
+    def offer(self, files: list[SourceFile], waiting: list[str] = ()) -> None:
+        """Complete files (replacing earlier offers of the same name) and names not complete yet."""
+        changed = False
+        with self.lock:
+            for item in files:
+                if self._offered.get(item.name) != item:
+                    self._offered[item.name] = item
+                    changed = True
+            self._waiting = sorted(set(waiting))
+        if changed:  # the same offer every scan must not keep the backup thread busy (or "not idle")
+            self._idle.clear()
+            self._wake.set()
+
+    def _ordered(self) -> list[SourceFile]:
+        # frames and HK by OBSID, the EXP_LOG last: it then names only frames already copied
+        with self.lock:
+            items = list(self._offered.values())
+        return sorted(items, key=lambda f: (f.kind == "explog", _obsid_of(f.name), f.name))
+
+    # -- copying -----------------------------------------------------------------------------
+
+    def run_pass(self, stop: threading.Event | None = None) -> None:
+        """One pass over every target: copy whatever is offered and not there yet."""
+        stop = stop or self._stop
+        for target in self.targets:
+            if stop.is_set():
+                return
+            if not self._prepare(target):
+                continue
+            with self.lock:
+                ledger = self.ledger.setdefault(target.label, {})
+            for item in self._ordered():
+                if stop.is_set():
+                    return
+                self._one(target, ledger, item, stop)
+
+    def _prepare(self, target) -> bool:
+        if target.label in self._prepared:
+            return True
+        try:
+            target.prepare()
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._fail(target, "(target)", str(exc))
+            return False
+        with self.lock:
+            ledger = self.ledger.setdefault(target.label, {})
+            # a copy deleted from the target since the last run is copied again
+            for name, entry in list(ledger.items()):
+                if entry.get("status") == "copied" and not target.holds(name, entry.get("size", -1)):
+                    del ledger[name]
+        self._prepared.add(target.label)
+        return True
+
+    def _one(self, target, ledger: dict[str, dict[str, Any]], item: SourceFile, stop: threading.Event) -> None:
+        size = item.size
+        if item.kind == "explog":
+            size = self._explog_prefix(item, ledger)
+            if size <= 0:
+                return
+        with self.lock:
+            entry = dict(ledger[item.name]) if item.name in ledger else None
+        if entry is not None and entry.get("size") == size and entry.get("status") in ("copied", "conflict"):
+            return
+        source = self.day_folder / item.name
+        try:
+            outcome = target.put(source, size, item.name, entry, stop)
+        except CopyStopped:
+            return
+        except SourceChanged:
+            return  # offered again once it is complete and settled
+        except FileExistsError:
+            return  # the name was taken meanwhile: judged again on the next pass
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._fail(target, item.name, getattr(exc, "strerror", None) or str(exc))
+            with self.lock:
+                ledger[item.name] = {"status": "failed", "size": size, "reason": str(exc)}
+            self.save()
+            return
+        self._failures.pop((target.label, item.name), None)
+        with self.lock:
+            if outcome.action == "conflict":
+                ledger[item.name] = {"status": "conflict", "size": size, "sha256": outcome.sha256,
+                                     "kept_as": outcome.kept_as, "existing_sha256": outcome.existing_sha256}
+            else:
+                ledger[item.name] = {"status": "copied", "size": size, "sha256": outcome.sha256}
+        if outcome.action == "conflict":
+            self.emit(BackupConflict(target=target.label, name=item.name, kept_as=outcome.kept_as or "",
+                                     existing_sha256=outcome.existing_sha256 or "", new_sha256=outcome.sha256))
+        elif outcome.action in ("copied", "updated"):
+            self.emit(BackupCopied(target=target.label, name=item.name, size=size, sha256=outcome.sha256,
+                                   updated=outcome.action == "updated"))
+        self.save()
+
+    def _fail(self, target, name: str, reason: str) -> None:
+        if self._failures.get((target.label, name)) == reason:
+            return  # said once; retried quietly
+        self._failures[(target.label, name)] = reason
+        self.emit(BackupFailed(target=target.label, name=name, reason=reason))
+
+    def _explog_prefix(self, item: SourceFile, ledger: dict[str, dict[str, Any]]) -> int:
+        """Bytes of the EXP_LOG whose lines name only frames this target already holds."""
+        try:
+            with open(self.day_folder / item.name, "rb") as handle:
+                data = handle.read(item.size)
+        except OSError:
+            return 0
+        end = data.rfind(b"\n") + 1
+        position, column = 0, None
+        now = time.time()
+        while position < end:
+            stop = data.index(b"\n", position) + 1
+            fields = data[position:stop].decode("latin-1").strip("\r\n").split("\t")
+            if column is None:
+                if any(f.strip() for f in fields):
+                    names = [f.strip() for f in fields]
+                    column = names.index("File_name") if "File_name" in names else 1
+            elif len(fields) > column and fields[column].strip():
+                name = fields[column].strip() + ".fits"
+                with self.lock:
+                    held = ledger.get(name, {}).get("status") in ("copied", "conflict")
+                if not held and self._recent(name, now):
+                    return position
+            position = stop
+        return end
+
+    def _recent(self, name: str, now: float) -> bool:
+        try:
+            return now - (self.day_folder / name).stat().st_mtime < self.hold_seconds
+        except OSError:
+            return False  # never written (a missing frame): nothing to wait for
+
+    # -- report ------------------------------------------------------------------------------
+
+    def report(self) -> dict[str, BackupReport]:
+        reports = {}
+        with self.lock:
+            offered = dict(self._offered)
+            waiting = list(self._waiting)
+            for target in self.targets:
+                ledger = self.ledger.get(target.label, {})
+                report = BackupReport(target.label)
+                for name, entry in ledger.items():
+                    status = entry.get("status")
+                    if status == "copied":
+                        report.copied += 1
+                        report.copied_bytes += int(entry.get("size", 0))
+                    elif status == "conflict":
+                        report.conflicts[name] = entry.get("kept_as", "")
+                    elif status == "failed":
+                        report.failed[name] = entry.get("reason", "")
+                pending = set(waiting)
+                for name, item in offered.items():
+                    entry = ledger.get(name)
+                    if entry is None or (entry.get("status") == "copied" and entry.get("size") != item.size
+                                         and item.kind != "explog"):
+                        pending.add(name)
+                if (target.label, "(target)") in self._failures:
+                    report.failed["(target)"] = self._failures[(target.label, "(target)")]
+                report.pending = sorted(pending - set(report.failed))
+                reports[target.label] = report
+        return reports
+
+    # -- background thread -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._work, name="vison-backup", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.retry_seconds)  # also wakes to retry failed or interrupted copies
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.run_pass(self._stop)
+            except Exception as exc:  # keep copying later files; say what went wrong
+                self.emit(MonitorNotice(text=f"backup pass failed: {type(exc).__name__}: {exc}", level="warning"))
+            if not self._wake.is_set():
+                self._idle.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything offered so far has been tried (True) or `timeout` (False)."""
+        return self._idle.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+
+def _obsid_of(name: str) -> int:
+    match = re.match(r"^(?:EUC|HK)_(\d+)_", name)
+    return int(match.group(1)) if match else 1 << 62

@@ -1,0 +1,145 @@
+"""The monitor's memory: what it has read, checked, alerted and copied, kept in one JSON file.
+
+A restarted monitor loads it and carries on where it stopped: EXP_LOG and HK followers resume at
+their byte offsets, finished HK files and complete frames are not read again, alerts still
+active are not sent again, and the backup ledger says what each target already holds.
+The file is written atomically (temporary name, fsync, rename), so a kill never leaves it
+half-written; a lock file keeps two monitors off the same state.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+STATE_VERSION = 1
+
+
+def default_state_path(day_folder: str | os.PathLike[str]) -> Path:
+    """`$XDG_STATE_HOME/vison/monitor/<day>-<hash of its path>.json`: never inside the data."""
+    folder = os.path.abspath(day_folder)
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    tag = hashlib.sha256(folder.encode()).hexdigest()[:8]
+    return base / "vison" / "monitor" / f"{Path(folder).name}-{tag}.json"
+
+
+@dataclass
+class MonitorState:
+    day_folder: str
+    explogs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> ExpLogFollower.state()
+    hk_open: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {follower, problems, ...}
+    hk_done: dict[str, int] = field(default_factory=dict)  # name -> size when finished
+    frames_done: dict[str, int] = field(default_factory=dict)  # name -> size when found complete
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # HK key -> active alert
+    backup: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # target -> name -> entry
+    saved_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION, "day_folder": self.day_folder, "saved_at": self.saved_at,
+            "explogs": self.explogs, "hk_open": self.hk_open, "hk_done": self.hk_done,
+            "frames_done": self.frames_done, "alerts": self.alerts, "backup": self.backup,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MonitorState:
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {data.get('version')!r}, expected {STATE_VERSION}")
+        return cls(
+            day_folder=str(data["day_folder"]), explogs=dict(data.get("explogs", {})),
+            hk_open=dict(data.get("hk_open", {})), hk_done=dict(data.get("hk_done", {})),
+            frames_done=dict(data.get("frames_done", {})), alerts=dict(data.get("alerts", {})),
+            backup={t: dict(v) for t, v in data.get("backup", {}).items()}, saved_at=data.get("saved_at"),
+        )
+
+
+class StateLocked(RuntimeError):
+    """Another monitor holds this state file."""
+
+
+class StateStore:
+    """Loads, locks and saves a MonitorState. Mutate the state only while holding `lock`."""
+
+    def __init__(self, path: str | os.PathLike[str], day_folder: str | os.PathLike[str]):
+        self.path = Path(path)
+        self.day_folder = os.path.abspath(day_folder)
+        self.lock = threading.RLock()
+        self.state = MonitorState(self.day_folder)
+        self.resumed = False
+        self.notes: list[str] = []  # things worth telling the operator (a state set aside...)
+        self._lock_handle = None
+        self._last_save = 0.0
+        self._dirty = False
+        self._last_text = ""
+
+    def open(self) -> MonitorState:
+        """Take the lock and load the state (a fresh one if there is none)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path.with_name(self.path.name + ".lock"), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            handle.close()
+            raise StateLocked(f"{self.path} is in use by another monitor{f' (pid {holder})' if holder else ''}")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._lock_handle = handle
+        if self.path.exists():
+            try:
+                state = MonitorState.from_dict(json.loads(self.path.read_text()))
+                if state.day_folder != self.day_folder:
+                    raise ValueError(f"it belongs to {state.day_folder}")
+                self.state, self.resumed = state, True
+            except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+                aside = self.path.with_name(f"{self.path.name}.unusable-{int(time.time())}")
+                os.replace(self.path, aside)
+                self.notes.append(f"state {self.path} not usable ({exc}); set aside as {aside.name}, starting afresh")
+        return self.state
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def save(self, *, at_most_every: float = 0.0) -> None:
+        """Write the state atomically; with `at_most_every`, skip if saved that recently."""
+        now = time.monotonic()
+        if at_most_every and now - self._last_save < at_most_every:
+            self._dirty = True
+            return
+        with self.lock:  # the scanner and the backup thread both save
+            data = self.state.to_dict()
+            data["saved_at"] = None
+            text = json.dumps(data, separators=(",", ":"))
+            if text == self._last_text:
+                return  # nothing changed: spare the disk an fsync every scan
+            self._last_text = text
+            self.state.saved_at = datetime.now().isoformat(timespec="seconds")
+            text = json.dumps(self.state.to_dict(), separators=(",", ":"))
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+            self._last_save, self._dirty = now, False
+
+    def save_if_dirty(self) -> None:
+        if self._dirty:
+            self.save()
+
+    def close(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
