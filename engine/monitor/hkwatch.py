@@ -117,7 +117,9 @@ class HKWatch:
         """A whole HK file is read: keys it had within limits throughout are cleared."""
         cleared = []
         for key in sorted(self.active):
-            if key in seen and key not in bad:
+            # an earlier exposure's file landing late says nothing about the reading now
+            later = obsid is None or self.active[key].get("last_obsid") is None or obsid > self.active[key]["last_obsid"]
+            if key in seen and key not in bad and later:
                 record = self.active.pop(key)
                 cleared.append(HKBackInLimits(key=key, obsid=obsid, since_obsid=record.get("since_obsid")))
         return cleared

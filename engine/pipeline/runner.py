@@ -9,6 +9,7 @@ lock for point sources), and *dry* (validate inputs and create folders, analyse 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +34,14 @@ class RunError(ValueError):
     """A run that cannot start: no day folder, no EXP_LOG, unknown session..."""
 
 
+class StopRequested(BaseException):
+    """A stop was asked (SIGTERM from `vison-engine stop`, Ctrl-C, the terminal closing).
+
+    A BaseException so that no task's `except Exception` swallows it: the running analysis is
+    abandoned (its staging folder discarded), then the summary is written and the run ends.
+    """
+
+
 @dataclass
 class RunOptions:
     session: str
@@ -45,6 +54,7 @@ class RunOptions:
     tag: str = ""
     run_id: str | None = None
     log_dir: Path | None = None  # default <results>/logs
+    notes: tuple[str, ...] = ()  # said in the log after the header (e.g. the quick form's defaults)
 
 
 @dataclass
@@ -64,6 +74,12 @@ class PipelineRun:
         log_dir = self.options.log_dir or self.campaign.paths.results / "logs"
         self.log_path = log_dir / pipelog.log_filename(self.started, self.options.tag)
         self.log: logging.Logger | None = None
+        self.stop_event = threading.Event()
+        self.stop_reason: str | None = None
+        self.end_state: str | None = None  # finished | stopped | failed, once closed
+        self._stop_callbacks: list[Callable[[], None]] = []
+        self._analysing = False  # True while a task's sub-tasks run: a stop abandons it
+        self._thread = threading.get_ident()
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -114,24 +130,54 @@ class PipelineRun:
     # -- running ------------------------------------------------------------------------------
 
     def open(self) -> None:
+        self._thread = threading.get_ident()  # the thread that runs the analyses (see request_stop)
         self.log = pipelog.open_pipeline_log(self.log_path, self.run_id)
         self.log.info(pipelog.header(self.pid, self.campaign.info.block, self.chamber.name, self.test_names))
         self.log.info(f"Results will be saved in: {self.campaign.paths.results}")
         mode = f"{self.options.mode}{' (check only)' if self.options.check_only else ''}{' (dry)' if self.options.dry else ''}"
         self.log.info(f"Mode: {mode}; session {self.session.name}; jobs {self.options.jobs}")
+        for note in self.options.notes:
+            self.log.info(note)
         self._emit("run_started", {"tests": self.test_names, "log": str(self.log_path), "mode": mode})
 
-    def close(self, reason: str = "finished") -> None:
+    def close(self, reason: str = "finished", state: str = "finished") -> None:
+        """Write the final summary; `state` is finished, stopped or failed (for the run record)."""
         log = self._log()
         log.info(pipelog.summary_block(self.pid, self.campaign.info.block, self.chamber.name, self.test_names,
                                        self.summaries))
         log.info(f"Pipeline {reason}.")
-        self._emit("run_finished", {"reason": reason})
+        self.end_state = state
+        self._emit("run_finished", {"reason": reason, "state": state,
+                                    "errors": any(s.errors for s in self.summaries)})
         pipelog.close_pipeline_log(log)
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def request_stop(self, why: str = "stop requested") -> None:
+        """Ask the run to end. Safe in a signal handler of the run's thread: a running analysis
+        is abandoned at once (StopRequested is raised there); between tests the run ends at its
+        next look. From another thread, the current test is finished first."""
+        self.stop_reason = why
+        self.stop_event.set()
+        for callback in list(self._stop_callbacks):
+            callback()
+        if self._analysing and threading.get_ident() == self._thread:
+            self._analysing = False
+            raise StopRequested(why)
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when a stop is requested (e.g. to wake a sleeping watcher)."""
+        self._stop_callbacks.append(callback)
+
+    def check_stop(self) -> None:
+        if self.stop_event.is_set():
+            raise StopRequested(self.stop_reason or "stop requested")
 
     def run_test(self, test: SessionTest, rows: list[dict[str, Any]]) -> pipelog.TaskSummary:
         """Run one test's task on its data set; never raises for the test's own failures."""
         log = self._log()
+        if self.options.dry:
+            return self.prepare_test(test, rows)
         started_at, started = datetime.now(), time.perf_counter()
         log.info(f"Running Task: {test.name}")
         self._emit("test_started", {"test": test.name})
@@ -147,12 +193,21 @@ class PipelineRun:
                 on_subtask=lambda name: self._emit("subtask_started", {"test": test.name, "subtask": name}),
             )
             task = task_for(definition.family)
-            enabled = {"init"} if self.options.dry else self.enabled_subtasks(test)
-            outcome = task.run(ctx, enabled)
+            enabled = self.enabled_subtasks(test)
+            self._analysing = True
+            try:
+                outcome = task.run(ctx, enabled)
+            finally:
+                self._analysing = False
             record = result_record(ctx, outcome, self.mode_name, started_at, datetime.now())
             publish(ctx, record, result_folder(results_root, self.session.name, test.name))
             summary = pipelog.TaskSummary(test.name, (time.perf_counter() - started) / 60, dataset.obsid_range,
                                           ctx.flags.names(), outcome.errors, "errors" if outcome.errors else "done")
+        except StopRequested as stop:
+            discard(workdir)
+            log.warning(f"Task {test.name} abandoned ({stop}): its partial results were discarded")
+            self._emit("test_abandoned", {"test": test.name, "reason": str(stop)})
+            raise
         except Exception:  # a broken test never stops the others
             log.exception(f"TASK {test.name} FAILED")
             discard(workdir)
@@ -161,27 +216,61 @@ class PipelineRun:
         log.info(f"Finished {definition.family}")
         log.info(f"{summary.minutes:.1f} minutes in running Task: {test.name}")
         log.info(f"Task {test.name} exited with Errors: {summary.errors}")
-        self.summaries = [s for s in self.summaries if s.test != test.name] + [summary]
-        log.info(pipelog.summary_block(self.pid, self.campaign.info.block, self.chamber.name, self.test_names,
-                                       self.summaries))
+        self.add_summary(summary)
         self._emit("test_finished", {"test": test.name, "state": summary.state, "flags": summary.flags,
                                      "minutes": round(summary.minutes, 3),
                                      "obsids": list(summary.obsids) if summary.obsids else None})
         return summary
+
+    def prepare_test(self, test: SessionTest, rows: list[dict[str, Any]]) -> pipelog.TaskSummary:
+        """Dry mode: select the data set, say what would be analysed, create the result folders."""
+        log = self._log()
+        folder = result_folder(self.campaign.paths.results, self.session.name, test.name)
+        dataset = self.dataset_for(test, rows)
+        for sub in ("products", "figs"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        found = f"{len(dataset.exposures)} of {dataset.expected_frames} exposures"
+        span = f", OBSIDs {dataset.obsid_range[0]}-{dataset.obsid_range[1]}" if dataset.obsid_range else ""
+        log.info(f"Dry run, {test.name}: {found}{span}; sub-tasks {sorted(self.enabled_subtasks(test))}; "
+                 f"folder {folder} ready, nothing analysed")
+        for note in dataset.notes:
+            log.info(note)
+        summary = pipelog.TaskSummary(test.name, 0.0, dataset.obsid_range, [], False, "skipped")
+        self.add_summary(summary, block=False)
+        self._emit("test_prepared", {"test": test.name, "exposures": len(dataset.exposures),
+                                     "expected": dataset.expected_frames, "folder": str(folder),
+                                     "obsids": list(dataset.obsid_range) if dataset.obsid_range else None})
+        return summary
+
+    def add_summary(self, summary: pipelog.TaskSummary, block: bool = True) -> None:
+        """Record a test's outcome (replacing an earlier one) and log the progress block."""
+        self.summaries = [s for s in self.summaries if s.test != summary.test] + [summary]
+        if block:
+            self._log().info(pipelog.summary_block(self.pid, self.campaign.info.block, self.chamber.name,
+                                                   self.test_names, self.summaries))
 
     @property
     def mode_name(self) -> str:
         return "dry" if self.options.dry else ("check" if self.options.check_only else "full") + f"/{self.options.mode}"
 
     def run_aim(self) -> list[pipelog.TaskSummary]:
-        """Every test of the session, in order, on the data already there."""
+        """Every test of the session, in order, on the data already there.
+
+        A requested stop ends the run after abandoning the current test (see `end_state`)."""
         self.open()
+        reason, state = "finished", "finished"
         try:
             rows = self.read_rows()
             for test in self.session.tests:
+                self.check_stop()
                 self.run_test(test, rows)
+        except StopRequested as stop:
+            reason, state = f"stopped ({stop})", "stopped"
+        except BaseException as exc:
+            reason, state = f"failed ({type(exc).__name__}: {exc})", "failed"
+            raise
         finally:
-            self.close()
+            self.close(reason, state)
         return self.summaries
 
     # -- helpers ------------------------------------------------------------------------------
@@ -191,6 +280,9 @@ class PipelineRun:
             self.log = pipelog.open_pipeline_log(self.log_path, self.run_id)
         return self.log
 
-    def _emit(self, kind: str, payload: Mapping[str, Any]) -> None:
+    def emit(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Tell the listener (console, run record) what happened; kinds are listed in docs/runs.md."""
         if self.on_event:
             self.on_event(kind, payload)
+
+    _emit = emit

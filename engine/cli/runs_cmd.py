@@ -1,0 +1,204 @@
+"""`vison-engine runs | status RUN | stop RUN | tail RUN`: the pipeline runs, in the background or not.
+
+RUN is a run id (FM20190323_193647_D11), a unique prefix of one, `last`, or a run folder.
+Runs are found in the per-user index of runs, or under `--results RESULTS_OR_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..campaign.config import load_campaign
+from ..formats.tomlfile import ConfigError
+from ..pipeline.runs import RunRecord, RunStatus, find_run, indexed_runs, list_runs, run_status, stop_run, tail_run
+
+
+class InputProblem(ValueError):
+    pass
+
+
+def _results_root(value: str) -> Path:
+    """A results folder, or the results folder of a campaign file."""
+    path = Path(value)
+    if path.is_file():
+        try:
+            return load_campaign(path).paths.results
+        except ConfigError as exc:
+            raise InputProblem(f"{value}: {exc}") from None
+    if not path.is_dir():
+        raise InputProblem(f"{value}: no such results folder or campaign file")
+    return path
+
+
+def _find(args: argparse.Namespace) -> RunRecord:
+    where = _results_root(args.results) if args.results else None
+    try:
+        return find_run(args.run_ref, where)
+    except LookupError as exc:
+        raise InputProblem(str(exc)) from None
+
+
+def _guarded(function):
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return function(args)
+        except InputProblem as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+def _add_run_argument(parser: argparse.ArgumentParser) -> None:
+    # not dest "run": the entry point keeps the command's function there
+    parser.add_argument("run_ref", metavar="RUN", help="run id, unique prefix, 'last', or run folder")
+    parser.add_argument("--results", metavar="RESULTS_OR_CONFIG", help="look for the run under these results")
+
+
+def _progress(status: RunStatus) -> str:
+    p = status.progress
+    if not p:
+        return "-"
+    errors = f", {p['errors']} with errors" if p.get("errors") else ""
+    return f"{p.get('done', 0) + p.get('errors', 0)}/{p.get('tests', 0)}{errors}"
+
+
+class ListRuns:
+    NAME = "runs"
+    HELP = "list pipeline runs (background or not): state, progress, what each is doing"
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("where", nargs="?", metavar="RESULTS_OR_CONFIG",
+                            help="results folder or campaign file (default: every run you started)")
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    @staticmethod
+    @_guarded
+    def run(args: argparse.Namespace) -> int:
+        runs = list_runs(_results_root(args.where)) if args.where else indexed_runs()
+        statuses = [run_status(r) for r in runs]
+        if args.json:
+            print(json.dumps([s.to_json() for s in statuses], indent=2))
+            return 0
+        if not statuses:
+            print("no runs recorded" + (f" under {args.where}" if args.where else ""))
+            return 0
+        header = ("RUN", "STATE", "MODE", "SESSION", "STARTED", "TESTS", "NOW")
+        rows = [(s.run_id, s.state, s.mode, s.session, s.started.replace("T", " "), _progress(s),
+                 s.activity if s.state in ("running", "starting") else (s.end_reason or "")) for s in statuses]
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+        for row in [header, *rows]:
+            print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + str(row[-1]))
+        return 0
+
+
+class Status:
+    NAME = "status"
+    HELP = "one run's state: each test's progress, flags and OBSIDs"
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        _add_run_argument(parser)
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    @staticmethod
+    @_guarded
+    def run(args: argparse.Namespace) -> int:
+        status = run_status(_find(args))
+        if args.json:
+            print(json.dumps(status.to_json(), indent=2))
+            return 0
+        where = f"pid {status.pid}" + (f" on {status.host}" if status.alive is None else "")
+        print(f"Run {status.run_id}: {status.state.upper()} ({where}); {status.mode} mode, session {status.session}")
+        print(f"  started {status.started}, updated {status.updated}")
+        if status.state in ("running", "starting"):
+            print(f"  now: {status.activity}")
+        elif status.end_reason:
+            print(f"  ended: {status.end_reason}" + (f" (exit {status.exit_code})" if status.exit_code is not None else ""))
+        if status.state == "died":
+            print("  the process is gone without saying why (killed, or the machine restarted); "
+                  "start it again: a wait run skips the tests already analysed")
+        for test in status.tests:
+            detail = test["state"]
+            if test.get("subtask"):
+                detail += f" ({test['subtask']})"
+            if test.get("frames") and test["state"] in ("waiting", "acquiring", "writing", "complete"):
+                detail += f", {test['frames'][0]}/{test['frames'][1]} exposures"
+            if test.get("minutes") is not None:
+                detail += f", {test['minutes']:.1f} min"
+            if test.get("obsids"):
+                detail += f", OBSIDs {test['obsids'][0]}-{test['obsids'][1]}"
+            if test.get("flags"):
+                detail += f", flags {', '.join(test['flags'])}"
+            if test.get("note"):
+                detail += f" [{test['note']}]"
+            print(f"  {test['test']:<14} {detail}")
+        print(f"  log: {status.log}")
+        if status.output:
+            print(f"  console output: {status.output}")
+        return 0
+
+
+class Stop:
+    NAME = "stop"
+    HELP = "stop a run gracefully: its current test is abandoned cleanly and the summary written"
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        _add_run_argument(parser)
+        parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to end (default 30)")
+        parser.add_argument("--force", action="store_true", help="kill it if it has not ended after the timeout")
+
+    @staticmethod
+    @_guarded
+    def run(args: argparse.Namespace) -> int:
+        run = _find(args)
+        before = run_status(run)
+        if not before.alive:
+            print(f"Run {before.run_id} is not running ({before.state}).")
+            return 0
+        print(f"Stopping run {before.run_id} (pid {before.pid})...", flush=True)
+        after = stop_run(run, timeout=args.timeout, force=args.force)
+        if after.alive:
+            print(f"Run {after.run_id} is still running after {args.timeout:g} s (finishing a step); "
+                  f"check again with `vison-engine status {after.run_id}`, or use --force.")
+            return 1
+        ended = after.end_reason if (after.end_reason or "").startswith(after.state) else after.state
+        print(f"Run {after.run_id}: {ended}" + ("" if ended == after.end_reason or not after.end_reason
+                                                else f" ({after.end_reason})"))
+        return 0
+
+
+class Tail:
+    NAME = "tail"
+    HELP = "show the end of a run's pipeline log (-f: follow it while the run goes on)"
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        _add_run_argument(parser)
+        parser.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the run ends")
+        parser.add_argument("-n", "--lines", type=int, default=20, help="lines to show first (default 20)")
+        parser.add_argument("--output", action="store_true",
+                            help="the run's console output instead of its pipeline log (background runs)")
+
+    @staticmethod
+    @_guarded
+    def run(args: argparse.Namespace) -> int:
+        run = _find(args)
+        source = "output" if args.output else "log"
+        shown = False
+        try:
+            for line in tail_run(run, follow=args.follow, lines=args.lines, source=source):
+                print(line, flush=True)
+                shown = True
+        except KeyboardInterrupt:  # Ctrl-C ends the following, not the run
+            return 0
+        if not shown:
+            print(f"(nothing in the run's {'console output' if args.output else 'log'} yet)")
+        return 0
+
+
+COMMANDS = (ListRuns, Status, Stop, Tail)

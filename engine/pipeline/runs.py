@@ -1,0 +1,548 @@
+"""Run records: every pipeline run (in the background or not) leaves a folder the console and the
+app read to list runs, follow them, re-attach and stop them.
+
+`<results>/runs/<run_id>/` holds `run.json` (what was started: id, pid, command, log path),
+`state.json` (where it is: rewritten atomically on each runner event) and, for a background
+run, `output.txt` (its console output). Formats are described in docs/runs.md.
+
+A background run is `vison-engine run ...` (the same Python) in its own session and process group
+(start_new_session): closing the terminal or the SSH connection does not reach it. `stop_run`
+sends SIGTERM; the run abandons its current analysis, writes its summary and ends "stopped".
+A run whose process is gone while its state still says running is reported as "died".
+
+Run folders are also listed, one a line, in a per-user index (`$VISON_STATE_DIR`, default
+`~/.local/state/vison/runs.txt`) so that `vison-engine status RUN` finds a run by its id alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from .. import __version__
+from .log import pipeline_id
+
+RUNS_FOLDER = "runs"
+RUN_FILE = "run.json"
+STATE_FILE = "state.json"
+OUTPUT_FILE = "output.txt"
+# `python -m engine.cli.main` would warn (the package imports main first); this is the same entry point
+ENTRY = "import sys; from engine.cli.main import main; sys.argv[0] = 'vison-engine'; sys.exit(main())"
+LIVE_STATES = ("starting", "running")
+WAIT_STATES = ("waiting", "acquiring", "writing", "complete")  # a test's data, in wait mode
+END_STATES = ("finished", "stopped", "failed")
+
+
+# -- files -------------------------------------------------------------------------------------
+
+def runs_root(results_root: str | os.PathLike[str]) -> Path:
+    return Path(results_root) / RUNS_FOLDER
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Readers never see half a file: write beside it, then rename over it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    # run.json is written by the starting process and by the run itself: one at a time
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def update_run_info(folder: Path, changes: Mapping[str, Any]) -> dict[str, Any]:
+    with _locked(folder):
+        info = read_json(folder / RUN_FILE)
+        info.update(changes)
+        write_json_atomic(folder / RUN_FILE, info)
+    return info
+
+
+def new_run_id(results_root: str | os.PathLike[str], tag: str = "", when: datetime | None = None) -> str:
+    """The pipeline id (FM<date>_<time><tag>), made unique among the results' runs."""
+    base = pipeline_id(when or datetime.now(), tag)
+    root, candidate, n = runs_root(results_root), base, 1
+    while (root / candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+def process_start_ticks(pid: int) -> int | None:
+    """The process's start time (clock ticks after boot, /proc): tells a reused pid apart."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text.rsplit(")", 1)[-1].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def process_alive(pid: int | None, start_ticks: int | None = None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process with that pid: alive, if not ours
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False  # exited, not yet reaped by its parent
+    return start_ticks is None or process_start_ticks(pid) == start_ticks
+
+
+# -- the record, as read back ------------------------------------------------------------------
+
+@dataclass
+class RunRecord:
+    """A run folder; `info` is run.json, `state` is state.json as last read."""
+
+    folder: Path
+    info: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> "RunRecord":
+        folder = Path(folder)
+        return cls(folder, read_json(folder / RUN_FILE), read_json(folder / STATE_FILE))
+
+    def reload(self) -> "RunRecord":
+        self.info, self.state = read_json(self.folder / RUN_FILE), read_json(self.folder / STATE_FILE)
+        return self
+
+    @property
+    def run_id(self) -> str:
+        return str(self.info.get("id") or self.folder.name)
+
+    @property
+    def pid(self) -> int | None:
+        return self.info.get("pid")
+
+    @property
+    def log_path(self) -> Path | None:
+        return Path(self.info["log"]) if self.info.get("log") else None
+
+    @property
+    def output_path(self) -> Path | None:
+        return Path(self.info["output"]) if self.info.get("output") else None
+
+    @property
+    def started(self) -> str:
+        return str(self.info.get("started") or "")
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: str
+    state: str  # starting | running | finished | stopped | failed | died | unknown
+    alive: bool | None  # None: the run is on another host
+    pid: int | None
+    host: str
+    mode: str
+    session: str
+    started: str
+    updated: str
+    activity: str  # what it is doing now ("analysing BIAS01: check", "waiting for data")
+    progress: dict[str, int]
+    tests: list[dict[str, Any]]
+    end_reason: str | None
+    exit_code: int | None
+    log: str | None
+    output: str | None
+    folder: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def run_status(run: RunRecord) -> RunStatus:
+    run.reload()
+    info, state = run.info, run.state
+    recorded = str(state.get("state") or ("starting" if info else "unknown"))
+    host = str(info.get("host") or "")
+    alive: bool | None
+    if host and host != socket.gethostname():
+        alive = None
+    else:
+        alive = process_alive(run.pid, info.get("pid_start"))
+    effective = recorded
+    if recorded in LIVE_STATES and alive is False:
+        effective = "died"  # killed (SIGKILL, machine reboot) before it could say so
+    return RunStatus(
+        run_id=run.run_id, state=effective, alive=alive, pid=run.pid, host=host,
+        mode=str(info.get("mode") or ""), session=str(info.get("session") or ""), started=run.started,
+        updated=str(state.get("updated") or ""), activity=str(state.get("activity") or ""),
+        progress=dict(state.get("progress") or {}), tests=list(state.get("tests") or []),
+        end_reason=state.get("end_reason"), exit_code=state.get("exit_code"),
+        log=info.get("log"), output=info.get("output"), folder=str(run.folder))
+
+
+def list_runs(results_root: str | os.PathLike[str]) -> list[RunRecord]:
+    """The runs recorded under a results root, newest first."""
+    root = runs_root(results_root)
+    if not root.is_dir():
+        return []
+    runs = [RunRecord.load(p) for p in root.iterdir() if (p / RUN_FILE).is_file()]
+    return sorted(runs, key=lambda r: (r.started, r.run_id), reverse=True)
+
+
+# -- the per-user index and finding a run by name ----------------------------------------------
+
+def state_dir() -> Path:
+    explicit = os.environ.get("VISON_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "vison"
+
+
+def register_run(folder: Path) -> None:
+    try:
+        index = state_dir()
+        index.mkdir(parents=True, exist_ok=True)
+        with open(index / "runs.txt", "a") as handle:
+            handle.write(f"{Path(folder).resolve()}\n")
+    except OSError:
+        pass  # the index is a convenience; the run record itself is what counts
+
+
+def indexed_runs() -> list[RunRecord]:
+    """Every run in the per-user index whose folder still exists, newest first."""
+    try:
+        lines = (state_dir() / "runs.txt").read_text().splitlines()
+    except OSError:
+        return []
+    folders = dict.fromkeys(Path(line) for line in lines if line.strip())
+    runs = [RunRecord.load(f) for f in folders if (f / RUN_FILE).is_file()]
+    return sorted(runs, key=lambda r: (r.started, r.run_id), reverse=True)
+
+
+def find_run(ref: str, results_root: str | os.PathLike[str] | None = None) -> RunRecord:
+    """A run by folder path, id, unique id prefix, or "last"; raises LookupError saying why."""
+    path = Path(ref)
+    if (path / RUN_FILE).is_file():
+        return RunRecord.load(path)
+    candidates = list_runs(results_root) if results_root is not None else indexed_runs()
+    where = f"under {runs_root(results_root)}" if results_root is not None else "in the index of your runs"
+    if not candidates:
+        raise LookupError(f"no runs recorded {where}")
+    if ref in ("last", "latest"):
+        return candidates[0]
+    exact = [r for r in candidates if r.run_id == ref]
+    matches = exact or [r for r in candidates if r.run_id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        known = ", ".join(r.run_id for r in candidates[:5])
+        raise LookupError(f"no run {ref!r} {where} (latest: {known})")
+    raise LookupError(f"{ref!r} matches several runs: {', '.join(r.run_id for r in matches[:5])}")
+
+
+# -- starting, stopping, following -------------------------------------------------------------
+
+def record_info(run_id: str, folder: Path, **fields: Any) -> dict[str, Any]:
+    """The fields of run.json describing this process (the run itself writes them)."""
+    pid = os.getpid()
+    return {"id": run_id, "folder": str(folder), "pid": pid, "pid_start": process_start_ticks(pid),
+            "pgid": os.getpgid(pid), "host": socket.gethostname(), "user": _user(),
+            "vison_version": __version__, **fields}
+
+
+def start_detached(argv: list[str], results_root: str | os.PathLike[str], *, run_id: str | None = None,
+                   tag: str = "", cwd: str | os.PathLike[str] | None = None, python: str | None = None,
+                   extra: Mapping[str, Any] | None = None) -> RunRecord:
+    """Start `run <argv>` in the background, in its own session; return its record at once.
+
+    `argv` are the run command's arguments (CONFIG --session D11 --wait ...), without --detach;
+    paths in it are taken from `cwd` (default: the current folder).
+    """
+    run_id = run_id or new_run_id(results_root, tag)
+    folder = runs_root(results_root) / run_id
+    folder.mkdir(parents=True, exist_ok=False)
+    output = folder / OUTPUT_FILE
+    cwd = Path(cwd or os.getcwd()).resolve()
+    command = [python or sys.executable, "-c", ENTRY, "run", *argv, "--run-id", run_id, "--record", str(folder.resolve())]
+    info = {"id": run_id, "folder": str(folder.resolve()), "argv": list(argv), "cwd": str(cwd),
+            "results": str(Path(results_root).resolve()), "output": str(output.resolve()), "detached": True,
+            "started": datetime.now().isoformat(timespec="seconds"), "host": socket.gethostname(),
+            "user": _user(), "command": command, **(extra or {})}
+    update_run_info(folder, info)
+    write_json_atomic(folder / STATE_FILE, {"run_id": run_id, "state": "starting", "activity": "starting",
+                                            "updated": info["started"]})
+    env = dict(os.environ)
+    # the child runs the same engine as this process, whatever is installed elsewhere
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(output, "ab") as out:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    with _locked(folder):  # the child may already have written its own fields
+        current = read_json(folder / RUN_FILE)
+        current.setdefault("pid", process.pid)
+        current.setdefault("pid_start", process_start_ticks(process.pid))
+        current.setdefault("pgid", process.pid)  # its own session: group leader
+        write_json_atomic(folder / RUN_FILE, current)
+    register_run(folder)
+    return RunRecord.load(folder)
+
+
+def restart_run(run: RunRecord) -> RunRecord:
+    """Start the same run again in the background (a wait run skips the tests it already did)."""
+    info = run.reload().info
+    if not info.get("argv") or not info.get("results"):
+        raise LookupError(f"run {run.run_id} does not record how it was started; start it again by hand")
+    status = run_status(run)
+    if status.alive:
+        raise LookupError(f"run {run.run_id} is still running (pid {status.pid}); stop it first")
+    return start_detached(list(info["argv"]), info["results"], tag=str(info.get("tag") or ""), cwd=info.get("cwd"),
+                          extra={"restarted_from": run.run_id, **{k: info[k] for k in ("config", "session", "mode", "tag")
+                                                                 if k in info}})
+
+
+def stop_run(run: RunRecord, timeout: float = 30.0, force: bool = False) -> RunStatus:
+    """SIGTERM, then wait up to `timeout` s for it to end; `force`: SIGKILL it after that."""
+    status = run_status(run)
+    if not status.alive:
+        return status
+    os.kill(status.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process_alive(status.pid, run.info.get("pid_start")):
+        time.sleep(0.1)
+    if force and process_alive(status.pid, run.info.get("pid_start")):
+        if run.info.get("detached") and run.info.get("pgid") == status.pid:
+            os.killpg(status.pid, signal.SIGKILL)  # its worker processes too
+        else:
+            os.kill(status.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        state = read_json(run.folder / STATE_FILE)
+        state.update({"state": "stopped", "activity": "killed", "exit_code": -9,
+                      "end_reason": f"killed: did not stop within {timeout:g} s of SIGTERM",
+                      "updated": datetime.now().isoformat(timespec="seconds")})
+        write_json_atomic(run.folder / STATE_FILE, state)
+    return run_status(run)
+
+
+def tail_run(run: RunRecord, follow: bool = False, lines: int = 20, source: str = "log",
+             poll_s: float = 0.5) -> Iterator[str]:
+    """The last `lines` lines of the run's pipeline log (source="log") or console output
+    ("output"); with `follow`, then every new line until the run has ended."""
+
+    def path() -> Path | None:
+        run.reload()
+        return run.log_path if source == "log" else run.output_path
+
+    target = path()
+    while follow and (target is None or not target.exists()) and run_status(run).alive:
+        time.sleep(poll_s)  # a starting run names its log once it has opened it
+        target = path()
+    if target is None or not target.exists():
+        return
+    with open(target, "r", errors="replace") as handle:
+        for line in _last_lines(handle, lines):
+            yield line
+        if not follow:
+            return
+        pending = ""
+        while True:
+            chunk = handle.read()
+            if chunk:
+                pending += chunk
+                *complete, pending = pending.split("\n")
+                yield from complete
+                continue
+            if not run_status(run).alive:
+                if pending:
+                    yield pending
+                return
+            time.sleep(poll_s)
+
+
+def _last_lines(handle, count: int) -> list[str]:
+    text = handle.read()
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return lines[-count:] if count > 0 else []
+
+
+# -- the run's own bookkeeping -----------------------------------------------------------------
+
+class RunRecorder:
+    """Keeps state.json current from the runner's events; runs inside the run's process."""
+
+    def __init__(self, folder: Path, info: Mapping[str, Any]):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.info = update_run_info(self.folder, info)
+        if not self.info.get("output"):
+            register_run(self.folder)  # a background run was registered by its starter
+        now = _now()
+        self.state: dict[str, Any] = {
+            "run_id": self.info.get("id"), "state": "starting", "activity": "starting", "started": now,
+            "updated": now, "mode": self.info.get("mode"), "session": self.info.get("session"),
+            "current": None, "message": "", "tests": [], "progress": {}, "end_reason": None, "exit_code": None,
+        }
+        self._write()
+
+    def __call__(self, kind: str, payload: Mapping[str, Any]) -> None:
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            handler(payload)
+            self._write()
+
+    def finish(self, state: str, reason: str, exit_code: int) -> None:
+        """The run's end as the command saw it (overrides what the events said, e.g. failed)."""
+        if self.state.get("state") not in END_STATES or state == "failed":
+            self.state["state"] = state
+            self.state["end_reason"] = reason
+        self.state["exit_code"] = exit_code
+        self.state["activity"] = self.state["state"]
+        self.state["current"] = None
+        self._write()
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def _on_run_started(self, p: Mapping[str, Any]) -> None:
+        self.info = update_run_info(self.folder, {"log": p.get("log")})
+        self.state.update(state="running", activity="started", mode_detail=p.get("mode"))
+        self.state["tests"] = [_test_entry(name) for name in p.get("tests", [])]
+
+    def _on_watching(self, p: Mapping[str, Any]) -> None:
+        self.state.update(activity="waiting for data", message=f"watching {p.get('folder')} ({p.get('observer')})")
+
+    def _on_waiting(self, p: Mapping[str, Any]) -> None:
+        self.state.update(activity="waiting for data", message=p.get("message", ""), current=None)
+
+    def _on_test_progress(self, p: Mapping[str, Any]) -> None:
+        test = self._test(p["test"])
+        test["frames"] = [p.get("logged"), p.get("expected")]
+        if p.get("obsids"):
+            test["obsids"] = p["obsids"]
+        # before its analysis, a test's state is the wait loop's view of its data
+        if test["state"] in WAIT_STATES and p.get("state") in (*WAIT_STATES, "settling"):
+            test["state"] = "acquiring" if p["state"] == "settling" else p["state"]
+
+    def _on_test_started(self, p: Mapping[str, Any]) -> None:
+        test = self._test(p["test"])
+        test.update(state="running", subtask=None, started=_now(), finished=None)
+        self.state.update(activity=f"analysing {p['test']}", current={"test": p["test"], "subtask": None})
+
+    def _on_subtask_started(self, p: Mapping[str, Any]) -> None:
+        self._test(p["test"])["subtask"] = p["subtask"]
+        self.state.update(activity=f"analysing {p['test']}: {p['subtask']}",
+                          current={"test": p["test"], "subtask": p["subtask"]})
+
+    def _on_test_finished(self, p: Mapping[str, Any]) -> None:
+        test = self._test(p["test"])
+        test.update(state=p.get("state", "done"), subtask=None, flags=p.get("flags", []), minutes=p.get("minutes"),
+                    obsids=p.get("obsids"), finished=_now(), note=None)
+        self.state.update(current=None, activity="between tests")
+
+    def _on_test_abandoned(self, p: Mapping[str, Any]) -> None:
+        self._test(p["test"]).update(state="abandoned", subtask=None, note=p.get("reason"))
+        self.state["current"] = None
+
+    def _on_test_skipped(self, p: Mapping[str, Any]) -> None:
+        test = self._test(p["test"])
+        note = "analysed by an earlier run" if p.get("reason") == "already analysed" else p.get("reason")
+        test.update(state=p.get("state", "skipped"), note=note)
+        for key in ("flags", "obsids"):
+            if p.get(key) is not None:
+                test[key] = p[key]
+
+    def _on_test_prepared(self, p: Mapping[str, Any]) -> None:
+        self._test(p["test"]).update(state="prepared", obsids=p.get("obsids"),
+                                     frames=[p.get("exposures"), p.get("expected")])
+
+    def _on_run_finished(self, p: Mapping[str, Any]) -> None:
+        self.state.update(state=p.get("state", "finished"), end_reason=p.get("reason"), current=None,
+                          activity=p.get("state", "finished"))
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _test(self, name: str) -> dict[str, Any]:
+        for entry in self.state["tests"]:
+            if entry["test"] == name:
+                return entry
+        entry = _test_entry(name)
+        self.state["tests"].append(entry)
+        return entry
+
+    def _write(self) -> None:
+        tests = self.state["tests"]
+        counts = {"tests": len(tests)}
+        for key in ("done", "errors", "running", "skipped", "abandoned", "prepared"):
+            counts[key] = sum(1 for t in tests if t["state"] == key)
+        counts["waiting"] = counts["tests"] - sum(v for k, v in counts.items() if k != "tests")
+        self.state["progress"] = counts
+        self.state["updated"] = _now()
+        write_json_atomic(self.folder / STATE_FILE, self.state)
+
+
+def _test_entry(name: str) -> dict[str, Any]:
+    return {"test": name, "state": "waiting", "subtask": None, "frames": None, "obsids": None, "flags": [],
+            "minutes": None, "started": None, "finished": None, "note": None}
+
+
+def discard_orphan_staging(results_root: Path, session: str, keep_run_id: str) -> list[str]:
+    """Remove staging folders left by runs that were killed (their run not alive); say which."""
+    import shutil
+
+    said = []
+    for staging in sorted((Path(results_root) / session).glob(".*.staging-*")):
+        owner = staging.name.split(".staging-", 1)[1]
+        if owner == keep_run_id:
+            continue
+        record = runs_root(results_root) / owner
+        if not (record / RUN_FILE).is_file() or run_status(RunRecord.load(record)).alive is not False:
+            continue  # its run may still be going (no record, or on another host): leave it
+        shutil.rmtree(staging, ignore_errors=True)
+        said.append(f"Removed {staging.name}: partial results of run {owner}, which is not running")
+    return said
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return os.environ.get("USER", "")

@@ -1,0 +1,558 @@
+"""Wait mode: analyse each test of a session as soon as its frames are complete on disk.
+
+The day folder is watched with watchdog (engine.monitor.watcher): a file event only wakes a
+rescan, and a rescan also happens every `poll_seconds`, so a missed event (or a network mount
+that sends none) delays the news, never loses it. Each rescan reads what ELVIS appended to the
+EXP_LOG(s) and, for every test not analysed yet, compares what is logged and on disk with the
+frames its catalogue structure expects.
+
+A test starts when all its exposures are logged for every CCD and every frame file is
+complete: its FITS structure (headers, NAXIS/BITPIX) accounts for the whole file and it has
+not changed for `stable_s`. Ready tests run in session order; a test that never comes does
+not hold back those after it.
+
+Aborted attempts: with more exposures than its structure, a test is analysed on its newest
+complete set (select_dataset says so in the log). An attempt aborted after n frames and
+resubmitted looks complete after the first `expected` exposures, before the resubmission is
+over; it is analysed then, and analysed again on the newest set once its acquisition has moved
+on (another test logged, or a quiet spell). `--start-obsid` avoids the first, wasted analysis.
+
+A restarted wait run does not redo a test whose result.json covers the same OBSID range.
+After `idle_stop_s` without new data, the run ends with a message (never a prompt).
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+from ..campaign.catalogue import resolve_test
+from ..campaign.config import SessionTest, WatchSettings
+from ..formats.explog import ExpLogError, ExpLogFollower
+from ..formats.names import day_folder_name
+from ..monitor.watcher import FolderWatcher
+from ..tasks.dataset import CCDS, DataSet
+from . import log as pipelog
+from .results import read_result, result_folder
+from .runner import PipelineRun, StopRequested
+
+FITS_BLOCK = 2880
+
+
+# -- is a frame file completely written? -------------------------------------------------------
+
+def fits_layout(path: Path) -> tuple[bool, str]:
+    """(complete, why not): whether the file holds whole HDUs and ends with a 2-D image.
+
+    Reads headers only. A half-written file misses the END card or part of its data; sizes come
+    from BITPIX, NAXISn, PCOUNT and GCOUNT as the FITS standard defines them.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            offset, last_naxis = 0, 0
+            while offset < size:
+                handle.seek(offset)
+                cards, header_bytes = _read_header(handle)
+                if cards is None:
+                    return False, f"header incomplete ({size} bytes so far)"
+                data_bytes = _data_bytes(cards)
+                end = offset + header_bytes + -(-data_bytes // FITS_BLOCK) * FITS_BLOCK
+                if end > size:
+                    return False, f"{size} of {end} bytes written"
+                last_naxis, offset = cards.get("NAXIS", 0), end
+    except FileNotFoundError:
+        return False, "not on disk"
+    except (OSError, ValueError) as exc:
+        return False, f"unreadable ({exc})"
+    if last_naxis != 2:
+        return False, "no image HDU yet"
+    return True, ""
+
+
+def _read_header(handle) -> tuple[dict[str, int] | None, int]:
+    cards: dict[str, int] = {}
+    read = 0
+    while True:
+        block = handle.read(FITS_BLOCK)
+        if len(block) < FITS_BLOCK:
+            return None, read
+        read += FITS_BLOCK
+        for start in range(0, FITS_BLOCK, 80):
+            card = block[start:start + 80].decode("ascii", "replace")
+            key = card[:8].strip()
+            if key == "END":
+                return cards, read
+            if (key in ("BITPIX", "NAXIS", "PCOUNT", "GCOUNT") or key.startswith("NAXIS")) and card[8:10] == "= ":
+                cards[key] = int(card[10:].split("/")[0].strip())
+
+
+def _data_bytes(cards: dict[str, int]) -> int:
+    naxis = cards.get("NAXIS", 0)
+    if naxis == 0:
+        return 0
+    pixels = 1
+    for n in range(1, naxis + 1):
+        pixels *= cards.get(f"NAXIS{n}", 0)
+    return abs(cards.get("BITPIX", 8)) // 8 * cards.get("GCOUNT", 1) * (cards.get("PCOUNT", 0) + pixels)
+
+
+class FrameArrivals:
+    """Which frame files are completely written: whole FITS structure, unchanged for `stable_s`.
+
+    A file untouched for `stable_s` (by its mtime) counts at the first look; a fresh one needs a
+    second look `stable_s` later with the same size and mtime. Confirmed files are not looked at again.
+    """
+
+    def __init__(self, stable_s: float):
+        self.stable_s = stable_s
+        self.confirmed: set[Path] = set()
+        self._seen: dict[Path, tuple[tuple[int, int], float, bool, str]] = {}  # sig, since, layout ok, why
+
+    def look(self, path: Path, now: float) -> tuple[str, str]:
+        """("complete" | "settling" | "incomplete" | "missing", detail)."""
+        if path in self.confirmed:
+            return "complete", ""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return "missing", "not on disk"
+        signature = (stat.st_size, stat.st_mtime_ns)
+        seen = self._seen.get(path)
+        if seen is None or seen[0] != signature:
+            ok, why = fits_layout(path)
+            seen = (signature, now, ok, why)
+            self._seen[path] = seen
+        _, since, ok, why = seen
+        if not ok:
+            return "incomplete", why
+        untouched = time.time() - stat.st_mtime_ns / 1e9 >= self.stable_s
+        if untouched or now - since >= self.stable_s:
+            self.confirmed.add(path)
+            self._seen.pop(path, None)
+            return "complete", ""
+        return "settling", f"written {now - since:.1f} s ago"
+
+
+# -- settings and per-test state ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WaitSettings:
+    idle_stop_s: float | None = 240 * 60.0  # None: wait for ever
+    polling: str = "auto"  # auto | events | polling (see engine.monitor.watcher)
+    poll_seconds: float = 5.0  # a rescan at least this often, whatever the events say
+    stable_s: float = 1.0  # a frame's size and mtime must hold this long
+    settle_s: float = 60.0  # least quiet time before trusting an acquisition is over
+
+    @classmethod
+    def from_watch(cls, watch: WatchSettings, idle_stop_minutes: float | None = None,
+                   polling: str | None = None, **changes: Any) -> "WaitSettings":
+        minutes = watch.idle_stop_minutes if idle_stop_minutes is None else idle_stop_minutes
+        return cls(idle_stop_s=minutes * 60.0 if minutes > 0 else None, polling=polling or watch.polling,
+                   poll_seconds=watch.poll_seconds, **changes)
+
+
+@dataclass
+class TestWatch:
+    __test__ = False  # not a pytest test class
+
+    test: SessionTest
+    logged_as: str  # the name its frames carry in the EXP_LOG (a surrogate's for BF01 & co.)
+    expected: int
+    state: str = "waiting"  # waiting | acquiring | writing | settling | complete | analysed
+    logged: int = 0  # exposures of the chosen set logged for every CCD
+    total: int = 0  # distinct OBSIDs of the test logged (more than expected: an aborted attempt)
+    obsids: tuple[int, int] | None = None
+    problems: tuple[str, ...] = ()  # frames missing or incomplete
+    problems_since: float = 0.0
+    last_growth: float = 0.0  # when its last new OBSID was seen
+    analysed_total: int | None = None  # `total` when it was analysed
+    regrown_said: bool = False
+    said_progress: tuple = ()  # last progress told to the listener
+
+    @property
+    def analysed(self) -> bool:
+        return self.analysed_total is not None
+
+    @property
+    def regrown(self) -> bool:
+        """More exposures arrived after it was analysed: a resubmission after an abort."""
+        return self.analysed_total is not None and self.total > self.analysed_total
+
+    def describe(self) -> str:
+        if self.state == "waiting":
+            return f"{self.test.name} (nothing logged yet)"
+        if self.state == "settling":
+            return f"{self.test.name} (all {self.expected} exposures logged, checking the last files)"
+        return f"{self.test.name} ({self.state}, {self.logged}/{self.expected} exposures)"
+
+
+# -- the wait loop -----------------------------------------------------------------------------
+
+@dataclass
+class WaitMode:
+    run: PipelineRun
+    settings: WaitSettings = field(default_factory=WaitSettings)
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self.watches = [self._watch_for(t) for t in self.run.session.tests]
+        self.rows_by_name: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self.followers: dict[Path, ExpLogFollower] = {}
+        self._problems_said: dict[Path, int] = {}
+        self._errors_said: dict[Path, str] = {}
+        self.arrivals = FrameArrivals(self.settings.stable_s)
+        self.last_obsid = 0
+        self.last_news = self.clock()
+        self._arrivals: deque[tuple[float, int]] = deque(maxlen=20)  # (when, new OBSIDs) per look
+        self._said_sleeping: tuple | None = None
+        self._stale = threading.Event()  # set by a stop request: wakes the day-folder wait
+
+    def _watch_for(self, test: SessionTest) -> TestWatch:
+        definition = resolve_test(test.name)
+        return TestWatch(test, (definition.surrogate or definition.name).upper(),
+                         sum(definition.frames_per_column(self.run.chamber)))
+
+    @property
+    def log(self):
+        return self.run._log()
+
+    # -- entry point ----------------------------------------------------------------------------
+
+    def execute(self) -> list[pipelog.TaskSummary]:
+        """Open the run, wait and analyse until done, idle, or stopped; write the summary."""
+        run = self.run
+        run.open()
+        run.on_stop(self._stale.set)
+        reason, state, watcher = "finished", "finished", None
+        try:
+            folder = self._await_day_folder()
+            if folder is None:
+                reason = self._idle_reason()
+            else:
+                watcher = FolderWatcher(folder, self.settings.polling, self.settings.poll_seconds)
+                watcher.start()
+                run.on_stop(watcher.wake)
+                idle = (f"stop after {self.settings.idle_stop_s / 60:g} min without new data"
+                        if self.settings.idle_stop_s else "no idle stop")
+                self.log.info(f"Waiting for data in {folder}: {watcher.kind} ({watcher.reason}); {idle}"
+                              + (f"; only OBSIDs from {run.options.start_obsid} on" if run.options.start_obsid
+                                 else ""))
+                run.emit("watching", {"folder": str(folder), "observer": watcher.kind, "why": watcher.reason,
+                                      "idle_stop_s": self.settings.idle_stop_s})
+                reason = self._loop(folder, watcher)
+        except StopRequested as stop:
+            reason, state = f"stopped ({stop})", "stopped"
+        except BaseException as exc:
+            reason, state = f"failed ({type(exc).__name__}: {exc})", "failed"
+            raise
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            self._summarise_unanalysed()
+            run.close(reason, state)
+        return run.summaries
+
+    def _loop(self, folder: Path, watcher: FolderWatcher) -> str:
+        while True:
+            self.run.check_stop()
+            now = self.clock()
+            if self._scan(folder, now):
+                self.last_news = now
+            self._update(now)
+            ready = self._ready(now)
+            if ready:
+                self._analyse(ready[0])  # then look again: data came in meanwhile
+                self.last_news = self.clock()  # idle time counts from the last analysis too
+                self._said_sleeping = None
+                continue
+            if all(w.analysed and not w.regrown for w in self.watches):
+                quiet = now - self._last_arrival()
+                if quiet >= self._settle_s():
+                    return f"finished: all {len(self.watches)} tests analysed"
+            idle_left = self._idle_left(now)
+            if idle_left is not None and idle_left <= 0:
+                self.log.info(f"No new data for {self.settings.idle_stop_s / 60:g} minutes: stopping. "
+                              + self._waiting_for())
+                return self._idle_reason()
+            self._say_sleeping(idle_left)
+            watcher.wait(self._next_look(now, idle_left))
+
+    # -- looking at the folder ------------------------------------------------------------------
+
+    def _scan(self, folder: Path, now: float) -> bool:
+        """Read what the EXP_LOG(s) gained; True if new exposures were logged."""
+        new_obsids = 0
+        for path in sorted(folder.glob("EXP_LOG_*.txt")):
+            follower = self.followers.setdefault(path, ExpLogFollower(path))
+            try:
+                rows = follower.read_new()
+            except ExpLogError as exc:
+                if self._errors_said.get(path) != str(exc):  # once, not at every look
+                    self._errors_said[path] = str(exc)
+                    self.log.warning(f"{path.name}: {exc}")
+                rows = []
+            said = self._problems_said.get(path, 0)
+            for problem in follower.problems[said:]:
+                self.log.warning(str(problem))
+            self._problems_said[path] = len(follower.problems)
+            for row in rows:
+                row["_folder"] = str(folder)
+                self.rows_by_name[str(row.get("test", "")).strip().upper()].append(row)
+                obsid = int(row["ObsID"])
+                if obsid > self.last_obsid:
+                    self.last_obsid = obsid
+                    new_obsids += 1
+        if new_obsids:
+            self._arrivals.append((now, new_obsids))
+        return new_obsids > 0
+
+    def _dataset(self, watch: TestWatch) -> DataSet:
+        return self.run.dataset_for(watch.test, self.rows_by_name.get(watch.logged_as, []))
+
+    def _update(self, now: float) -> None:
+        for watch in self.watches:
+            if watch.analysed and not watch.regrown and not self._grew(watch):
+                continue
+            self._update_watch(watch, now)
+
+    def _grew(self, watch: TestWatch) -> bool:
+        return len(self._obsids_of(watch)) != watch.total
+
+    def _obsids_of(self, watch: TestWatch) -> set[int]:
+        start, limits = self.run.options.start_obsid, watch.test.obsids
+        obsids = {int(r["ObsID"]) for r in self.rows_by_name.get(watch.logged_as, [])}
+        return {o for o in obsids if (start is None or o >= start) and (not limits or limits[0] <= o <= limits[1])}
+
+    def _update_watch(self, watch: TestWatch, now: float) -> None:
+        total = len(self._obsids_of(watch))
+        if total != watch.total:
+            watch.total, watch.last_growth = total, now
+        ds = self._dataset(watch)
+        watch.obsids = ds.obsid_range
+        full = [e for e in ds.exposures if set(e.frames) >= set(CCDS)]
+        watch.logged = len(full)
+        problems, settling = [], False
+        if len(ds.exposures) >= watch.expected:
+            for exposure in ds.exposures:
+                for ccd in CCDS:
+                    frame = exposure.frames.get(ccd)
+                    if frame is None:
+                        problems.append(f"OBSID {exposure.obsid} CCD{ccd}: no EXP_LOG row")
+                        continue
+                    verdict, detail = self.arrivals.look(frame.path, now)
+                    if verdict == "settling":
+                        settling = True
+                    elif verdict != "complete":
+                        problems.append(f"OBSID {exposure.obsid} CCD{ccd}: {frame.path.name} {detail}")
+        if tuple(problems) != watch.problems:
+            watch.problems, watch.problems_since = tuple(problems), now
+        if total == 0:
+            state = "waiting"
+        elif len(ds.exposures) < watch.expected:
+            state = "acquiring"
+        elif problems:
+            state = "writing"
+        elif settling:
+            state = "settling"
+        else:
+            state = "complete"
+        self._set_state(watch, state)
+        if watch.regrown and not watch.regrown_said:
+            watch.regrown_said = True
+            self.log.warning(
+                f"{watch.test.name}: {watch.total - watch.analysed_total} more exposure(s) logged after it was "
+                f"analysed: an aborted attempt followed by a resubmission? It will be analysed again on its "
+                f"newest complete set once its acquisition is over (a start OBSID avoids this)")
+
+    def _set_state(self, watch: TestWatch, state: str) -> None:
+        changed = state != watch.state
+        progress = (state, watch.logged, watch.total)
+        if changed and state == "acquiring" and watch.state == "waiting":
+            self.log.info(f"{watch.test.name}: acquisition started (OBSID {watch.obsids[0] if watch.obsids else '?'})")
+        elif changed and state == "writing":
+            self.log.info(f"{watch.test.name}: {watch.expected} exposures in the EXP_LOG; waiting for "
+                          f"{len(watch.problems)} frame(s) to be complete on disk ({watch.problems[0]}"
+                          f"{', ...' if len(watch.problems) > 1 else ''})")
+        if progress != watch.said_progress:
+            watch.said_progress = progress
+            self.run.emit("test_progress", {"test": watch.test.name, "state": state, "logged": watch.logged,
+                                            "expected": watch.expected, "total": watch.total,
+                                            "obsids": list(watch.obsids) if watch.obsids else None})
+        watch.state = state
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def _ready(self, now: float) -> list[TestWatch]:
+        """Tests to analyse now, in session order."""
+        settle = self._settle_s()
+        ready = []
+        for watch in self.watches:
+            if watch.analysed and not watch.regrown:
+                continue
+            if watch.regrown and not self._acquisition_over(watch, now, settle):
+                continue
+            if watch.state == "complete":
+                ready.append(watch)
+            elif watch.state == "writing" and now - watch.problems_since >= settle \
+                    and self._acquisition_over(watch, now, settle):
+                # files that stayed missing or broken while the acquisition moved on: analyse
+                # without them, the check says which (MISSDATA)
+                self.log.warning(f"{watch.test.name}: {len(watch.problems)} frame(s) still missing or incomplete "
+                                 f"after {settle:.0f} s; analysing without them: " + "; ".join(watch.problems[:5])
+                                 + (" ..." if len(watch.problems) > 5 else ""))
+                ready.append(watch)
+        return ready
+
+    def _acquisition_over(self, watch: TestWatch, now: float, settle: float) -> bool:
+        """Another test was logged after it, or it has had no new exposure for a while."""
+        mine = self._obsids_of(watch)
+        return (bool(mine) and self.last_obsid > max(mine)) or now - watch.last_growth >= settle
+
+    def _analyse(self, watch: TestWatch) -> None:
+        rows = self.rows_by_name.get(watch.logged_as, [])
+        ds = self._dataset(watch)
+        if self._already_done(watch, ds):
+            return
+        span = f"OBSIDs {ds.obsid_range[0]}-{ds.obsid_range[1]}" if ds.obsid_range else "no OBSIDs"
+        again = " again, on its newest complete set" if watch.analysed else ""
+        self.log.info(f"{watch.test.name}: {len(ds.exposures)} exposures ready ({span}); analysing{again}")
+        watch.analysed_total, watch.regrown_said = watch.total, False
+        self._set_state(watch, "analysed")
+        self.run.run_test(watch.test, rows)
+
+    def _already_done(self, watch: TestWatch, ds: DataSet) -> bool:
+        """A restarted run: the same OBSID range analysed before (result.json) is not redone."""
+        folder = result_folder(self.run.campaign.paths.results, self.run.session.name, watch.test.name)
+        record = read_result(folder)
+        if not record or not ds.obsid_range or record.get("obsids") != list(ds.obsid_range):
+            return False
+        earlier, wanted = str(record.get("mode", "")).split("/")[0], self.run.mode_name.split("/")[0]
+        if earlier not in ("full", wanted):
+            return False  # a check-only result does not stand for a full analysis
+        watch.analysed_total = watch.total
+        self._set_state(watch, "analysed")
+        errors = " (with errors)" if record.get("errors") else ""
+        self.log.info(f"{watch.test.name}: already analysed for OBSIDs {ds.obsid_range[0]}-{ds.obsid_range[1]} "
+                      f"({earlier} analysis finished {record.get('finished', '?')}{errors}, {folder}); not redone")
+        minutes = _minutes_between(record.get("started"), record.get("finished"))
+        flags = list(record.get("flags") or [])
+        self.run.add_summary(pipelog.TaskSummary(watch.test.name, minutes, ds.obsid_range, flags,
+                                                 bool(record.get("errors")),
+                                                 "errors" if record.get("errors") else "done"))
+        self.run.emit("test_skipped", {"test": watch.test.name, "reason": "already analysed",
+                                       "state": "errors" if record.get("errors") else "done", "flags": flags,
+                                       "obsids": list(ds.obsid_range), "result": str(folder)})
+        return True
+
+    # -- timing ---------------------------------------------------------------------------------
+
+    def _last_arrival(self) -> float:
+        return self._arrivals[-1][0] if self._arrivals else self.last_news
+
+    def _settle_s(self) -> float:
+        """Quiet time that tells an acquisition is over: two exposures' worth, at least settle_s."""
+        times = list(self._arrivals)
+        gaps = [(b[0] - a[0]) / b[1] for a, b in zip(times, times[1:]) if b[0] > a[0]]
+        cadence = statistics.median(gaps) if gaps else 0.0
+        settle = max(self.settings.settle_s, 2 * cadence)
+        return min(settle, self.settings.idle_stop_s) if self.settings.idle_stop_s else settle
+
+    def _idle_left(self, now: float) -> float | None:
+        if not self.settings.idle_stop_s:
+            return None
+        return self.settings.idle_stop_s - (now - self.last_news)
+
+    def _next_look(self, now: float, idle_left: float | None) -> float:
+        timeout = self.settings.poll_seconds
+        if any(w.state == "settling" for w in self.watches):
+            timeout = min(timeout, self.settings.stable_s / 2)
+        waiting_to_settle = [w for w in self.watches if w.state == "writing" or w.regrown]
+        if waiting_to_settle or all(w.analysed for w in self.watches):
+            timeout = min(timeout, max(0.1, self._settle_s() / 4))
+        if idle_left is not None:
+            timeout = min(timeout, max(0.0, idle_left))
+        return max(0.05, timeout)
+
+    # -- talking --------------------------------------------------------------------------------
+
+    def _waiting_for(self) -> str:
+        pending = [w.describe() for w in self.watches if not w.analysed]
+        pending += [f"{w.test.name} (resubmitted? {w.total} exposures logged, to analyse again)"
+                    for w in self.watches if w.regrown]
+        return "Waiting for: " + ", ".join(pending) if pending else "Every test analysed."
+
+    def _say_sleeping(self, idle_left: float | None) -> None:
+        """One line when what we wait for changes, not at every look."""
+        # frames settling for a second is routine, not news
+        state = tuple((w.test.name, "regrown" if w.regrown else "analysed") if w.analysed else
+                      (w.test.name, "acquiring" if w.state == "settling" else w.state) for w in self.watches)
+        if state == self._said_sleeping:
+            return
+        self._said_sleeping = state
+        if all(w.analysed and not w.regrown for w in self.watches):
+            message = (f"All {len(self.watches)} tests analysed; watching {self._settle_s():.0f} seconds more "
+                       f"in case one is resubmitted")
+        else:
+            span = f"for up to {idle_left:.0f} seconds" if idle_left is not None else "until data arrive"
+            message = f"Pipeline sleeping {span} (idle stop), waking on new data. {self._waiting_for()}"
+        self.log.info(message)
+        self.run.emit("waiting", {"message": message, "idle_stop_in_s": None if idle_left is None else round(idle_left)})
+
+    def _idle_reason(self) -> str:
+        return f"stopped: no new data for {self.settings.idle_stop_s / 60:g} minutes"
+
+    def _summarise_unanalysed(self) -> None:
+        for watch in self.watches:
+            if watch.regrown:
+                self.log.warning(f"{watch.test.name}: analysed, but {watch.total - watch.analysed_total} more "
+                                 f"exposure(s) came after and were not analysed; run it in aim mode with "
+                                 f"OBSID limits (or a start OBSID) to analyse the newest attempt")
+            if watch.analysed:
+                continue
+            self.log.info(f"{watch.test.name} not analysed: {watch.logged}/{watch.expected} exposures logged"
+                          + (f", {len(watch.problems)} frame(s) missing or incomplete" if watch.problems else ""))
+            self.run.add_summary(pipelog.TaskSummary(watch.test.name, 0.0, watch.obsids, [], False, "skipped"),
+                                 block=False)
+            self.run.emit("test_skipped", {"test": watch.test.name, "reason": "data incomplete", "state": "skipped",
+                                           "logged": watch.logged, "expected": watch.expected})
+
+    # -- the day folder -------------------------------------------------------------------------
+
+    def day_folder(self) -> Path:
+        """The option's, else the session's, else today's day folder (ELVIS names it by date)."""
+        chosen = self.run.options.day_folder or self.run.session.day_folder
+        if not chosen:
+            name = day_folder_name(datetime.now())
+            self.log.info(f"No day folder given: watching today's, {name}")
+            return self.run.campaign.paths.data / name
+        path = Path(chosen)
+        return path if path.is_absolute() or path.exists() else self.run.campaign.paths.data / path
+
+    def _await_day_folder(self) -> Path | None:
+        folder = self.day_folder()
+        if folder.is_dir():
+            return folder
+        self.log.info(f"Day folder {folder} does not exist yet: waiting for it to appear")
+        while not folder.is_dir():
+            self.run.check_stop()
+            idle_left = self._idle_left(self.clock())
+            if idle_left is not None and idle_left <= 0:
+                self.log.info(f"Day folder {folder} never appeared: stopping.")
+                return None
+            self._stale.wait(min(self.settings.poll_seconds, idle_left if idle_left is not None else 1e9))
+        self.last_news = self.clock()
+        return folder
+
+
+def _minutes_between(start: str | None, end: str | None) -> float:
+    try:
+        return (datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))).total_seconds() / 60
+    except ValueError:
+        return 0.0

@@ -1,0 +1,299 @@
+"""Pipeline modes on simulated sessions: aim, check only, dry, the quick form, and wait mode."""
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import engine.tasks.registry as registry
+from engine.campaign.chamber import load_chamber
+from engine.campaign.config import load_campaign
+from engine.cli.main import main as cli
+from engine.formats.geometry import SMALL
+from engine.pipeline.results import read_result
+from engine.pipeline.runner import PipelineRun, RunOptions
+from engine.pipeline.wait import WaitMode, WaitSettings, fits_layout
+from engine.sim.elvis import SimulationRequest, StreamPacing, simulate
+from engine.sim.records import Equipment
+
+NOSTROMO = load_chamber("B_NOSTROMO")
+FAST_WAIT = dict(stable_s=0.2, settle_s=1.0, poll_seconds=0.5)
+
+CAMPAIGN = """
+[campaign]
+block = "TESTBLOCK"
+chamber = "B_NOSTROMO"
+
+[hardware]   # what the simulator stamps by default
+roe = "ROE-SIM"
+rpsu = "RPSU-SIM"
+ccd1 = "CCD1-SIM"
+ccd2 = "CCD2-SIM"
+ccd3 = "CCD3-SIM"
+
+[paths]
+data = "data"
+results = "results"
+
+[sessions.D11]
+day_folder = "12_Mar_19"
+tests = ["BIAS01", "DARK01"]
+"""
+
+
+@pytest.fixture(autouse=True)
+def generic_tasks(monkeypatch, tmp_path):
+    # the generic init/check/report: these tests are about the modes, not the analyses
+    monkeypatch.setattr(registry, "FAMILY_MODULES", {})
+    monkeypatch.setenv("VISON_STATE_DIR", str(tmp_path / "state"))
+
+
+def _campaign(root: Path):
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    (root / "campaign.toml").write_text(CAMPAIGN)
+    return load_campaign(root / "campaign.toml")
+
+
+def _request(root: Path, **changes) -> SimulationRequest:
+    values = dict(tests=("BIAS01", "DARK01"), out=root / "data", chamber=NOSTROMO, geometry=SMALL, jobs=1)
+    values.update(changes)
+    return SimulationRequest(**values)
+
+
+def _events():
+    seen = []
+
+    def on_event(kind, payload):
+        seen.append((time.monotonic(), kind, dict(payload)))
+    return seen, on_event
+
+
+def _log_text(run: PipelineRun) -> str:
+    return run.log_path.read_text()
+
+
+# -- aim, check only, dry, quick form ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def faulty_session(tmp_path_factory):
+    """D11 with a frame never written (OBSID 1003, CCD2) and a wrong CCD2 serial in DARK01's data."""
+    root = tmp_path_factory.mktemp("aim")
+    (root / "data").mkdir()
+    (root / "campaign.toml").write_text(CAMPAIGN)
+    bias = _request(root, tests=("BIAS01",), missing_frames=frozenset({(1003, 2)}))
+    # one day folder per simulation: the second one starts a day later, with its own OBSIDs
+    from datetime import datetime
+    dark = _request(root, tests=("DARK01",), first_obsid=2000, start=datetime(2019, 3, 13, 9, 0, 0),
+                    equipment=Equipment(overrides={"sn_ccd2": "14888-99-99"}))
+    simulate(bias)
+    (root / "data" / "truths.json").unlink()  # the simulator refuses to overwrite its truths
+    simulate(dark)
+    return root, bias, dark
+
+
+def test_aim_mode_flags_missing_frame_and_wrong_serial_with_reasons(faulty_session):
+    root, bias, dark = faulty_session
+    campaign = load_campaign(root / "campaign.toml")
+    seen, on_event = _events()
+    run = PipelineRun(campaign, RunOptions(session="D11", day_folder=str(bias.day_folder), tag="_aim"), on_event)
+    run.run_aim()
+    record = read_result(campaign.paths.results / "D11" / "BIAS01")
+    assert record["obsids"] == [1000, 1009] and "MISSDATA" in record["flags"]
+    missing = [r for r in record["flag_reasons"] if r["flag"] == "MISSDATA" and r.get("obsid") == 1003]
+    assert missing and missing[0]["ccd"] == 2 and "EUC_1003_" in missing[0]["reason"] and "CCD2" in missing[0]["reason"]
+    assert [k for _, k, _ in seen].count("test_finished") == 2
+    assert run.end_state == "finished"
+
+    run = PipelineRun(campaign, RunOptions(session="D11", day_folder=str(dark.day_folder), tag="_aim2"))
+    run.run_aim()
+    record = read_result(campaign.paths.results / "D11" / "DARK01")
+    serial = [r["reason"] for r in record["flag_reasons"] if "sn_ccd2" in r["reason"]]
+    assert "MISSDATA" in record["flags"] and serial
+    assert "14888-99-99" in serial[0] and "CCD2-SIM" in serial[0]  # what the data say, what the campaign says
+    log = _log_text(run)
+    assert "Task DARK01 exited with Errors: False" in log and "OBSIDs range = [2000,2003]" in log
+
+
+def test_check_only_runs_init_and_check(faulty_session, tmp_path):
+    root, bias, _ = faulty_session
+    campaign = load_campaign(root / "campaign.toml")
+    results = tmp_path / "results"
+    campaign = dataclasses.replace(campaign, paths=dataclasses.replace(campaign.paths, results=results))
+    run = PipelineRun(campaign, RunOptions(session="D11", check_only=True, day_folder=str(bias.day_folder)))
+    run.run_aim()
+    record = read_result(results / "D11" / "BIAS01")
+    assert set(record["timings_s"]) == {"init", "check"}
+    assert "report" in record["subtasks_skipped"] and "init" not in record["subtasks_skipped"]
+    assert record["mode"] == "check/aim"
+
+
+def test_dry_mode_creates_folders_only(faulty_session, tmp_path):
+    root, bias, _ = faulty_session
+    code = cli(["run", str(root / "campaign.toml"), "--session", "D11", "--dry", "--day", str(bias.day_folder)])
+    assert code == 0
+    results = root / "results" / "D11"
+    for test in ("BIAS01", "DARK01"):
+        assert (results / test / "products").is_dir() and (results / test / "figs").is_dir()
+    fresh = tmp_path / "fresh"
+    code = cli(["run", "--data", str(bias.day_folder), "--tests", "BIAS01", "--results", str(fresh), "--dry"])
+    assert code == 0
+    files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file())
+    assert len(files) == 1 and files[0].startswith("logs/Calib_FM")  # the log, and folders: nothing analysed
+    assert (fresh / "QUICK" / "BIAS01" / "products").is_dir()
+
+
+def test_quick_form_without_campaign_file(faulty_session, tmp_path, capsys):
+    _, bias, _ = faulty_session
+    results = tmp_path / "quick"
+    code = cli(["run", "--data", str(bias.day_folder), "--tests", "BIAS01", "--obsids", "1000-1009",
+                "--results", str(results), "--check"])
+    out = capsys.readouterr().out
+    assert code == 0  # MISSDATA is a result, not a failure
+    assert "BIAS01 started" in out and "MISSDATA" in out
+    record = read_result(results / "QUICK" / "BIAS01")
+    assert record["obsids"] == [1000, 1009]
+    log = next((results / "logs").glob("Calib_*.log")).read_text()
+    assert "Quick run without a campaign file; defaults: block UNKNOWN" in log
+
+
+def test_bad_input_says_what_is_wrong_without_traceback(tmp_path, capsys):
+    assert cli(["run", "--data", str(tmp_path / "nowhere"), "--tests", "BIAS01"]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "does not exist" in err and "Traceback" not in err
+    assert cli(["run", "--data", str(tmp_path), "--tests", "BIAS77"]) == 2
+    assert "unknown test 'BIAS77'" in capsys.readouterr().err
+    _campaign(tmp_path)
+    assert cli(["run", str(tmp_path / "campaign.toml"), "--session", "D99"]) == 2
+    assert "no session 'D99'" in capsys.readouterr().err
+
+
+# -- wait mode ---------------------------------------------------------------------------------
+
+class Stream:
+    """A session streamed by the simulator in a thread, remembering when each test's last frame landed."""
+
+    def __init__(self, request, interval, partial_pause=0.0):
+        self.request, self.last_frame, self.error = request, {}, None
+        request.day_folder.mkdir(parents=True, exist_ok=True)
+        self.thread = threading.Thread(target=self._run, args=(StreamPacing(interval, partial_pause),), daemon=True)
+
+    def _run(self, pacing):
+        try:
+            simulate(self.request, pacing, on_exposure=lambda e: self.last_frame.__setitem__(e.test, time.monotonic()))
+        except Exception as exc:  # pragma: no cover - shown by the test's assertion
+            self.error = exc
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.thread.join(timeout=60)
+
+
+def _wait_run(campaign, seen_on_event, idle_s=3.0, polling="auto", **options):
+    run = PipelineRun(campaign, RunOptions(session="D11", mode="wait", check_only=True, **options), seen_on_event)
+    return run, WaitMode(run, WaitSettings(idle_stop_s=idle_s, polling=polling, **FAST_WAIT))
+
+
+def test_wait_mode_analyses_each_test_within_seconds_of_its_last_frame(tmp_path):
+    campaign = _campaign(tmp_path)
+    seen, on_event = _events()
+    run, wait = _wait_run(campaign, on_event)
+    with Stream(_request(tmp_path), interval=0.3) as stream:
+        wait.execute()
+    assert stream.error is None
+    started = {p["test"]: t for t, kind, p in seen if kind == "test_started"}
+    assert list(started) == ["BIAS01", "DARK01"]
+    for test, when in started.items():
+        assert 0 <= when - stream.last_frame[test] < 3.0, test
+    # test by test: BIAS01 was analysed while DARK01 was still being acquired
+    assert started["BIAS01"] < stream.last_frame["DARK01"]
+    assert run.end_state == "finished"
+    log = _log_text(run)
+    assert log.count("Pipeline sleeping") < 8  # said when the state changes, not at every look
+    assert "finished: all 2 tests analysed" in log
+    for test in ("BIAS01", "DARK01"):
+        assert read_result(campaign.paths.results / "D11" / test)["flags"] == []
+
+
+def test_wait_mode_never_analyses_half_written_files(tmp_path):
+    campaign = _campaign(tmp_path)
+    seen, on_event = _events()
+    run, wait = _wait_run(campaign, on_event, idle_s=1.0)
+    request = _request(tmp_path, tests=("DARK01",))
+    with Stream(request, interval=0.05, partial_pause=0.15) as stream:
+        wait.execute()
+    started = next(t for t, kind, p in seen if kind == "test_started")
+    # not before the last frame and log row were whole (the clock is read just after the last write)
+    assert started >= stream.last_frame["DARK01"] - 0.05
+    record = read_result(campaign.paths.results / "D11" / "DARK01")
+    assert record["flags"] == [] and record["obsids"] == [1000, 1003]
+
+
+def test_fits_layout_tells_a_half_written_frame(tmp_path):
+    simulate(_request(tmp_path, tests=("DARK01",)))
+    frame = next((tmp_path / "data" / "12_Mar_19").glob("EUC_*.fits"))
+    assert fits_layout(frame) == (True, "")
+    data = frame.read_bytes()
+    for cut in (1000, len(data) // 2, len(data) - 2880):
+        partial = tmp_path / f"part{cut}.fits"
+        partial.write_bytes(data[:cut])
+        complete, why = fits_layout(partial)
+        assert not complete and why, cut
+
+
+def test_wait_mode_takes_the_newest_complete_set_after_an_aborted_attempt(tmp_path):
+    campaign = _campaign(tmp_path)
+    seen, on_event = _events()
+    run, wait = _wait_run(campaign, on_event)
+    with Stream(_request(tmp_path, aborted={"BIAS01": 3}), interval=0.15):
+        wait.execute()
+    record = read_result(campaign.paths.results / "D11" / "BIAS01")
+    assert record["obsids"] == [1003, 1012]  # 3 aborted exposures, then the 10 of the resubmission
+    assert any("aborted attempt" in note for note in record["notes"])
+    assert read_result(campaign.paths.results / "D11" / "DARK01")["obsids"] == [1013, 1016]
+
+
+def test_start_obsid_picks_the_resubmitted_test(tmp_path):
+    campaign = _campaign(tmp_path)
+    simulate(_request(tmp_path, tests=("BIAS01",), aborted={"BIAS01": 4}))
+    seen, on_event = _events()
+    run, wait = _wait_run(campaign, on_event, idle_s=1.0, start_obsid=1004)
+    wait.execute()
+    record = read_result(campaign.paths.results / "D11" / "BIAS01")
+    assert record["obsids"] == [1004, 1013] and record["notes"] == []
+
+
+def test_wait_mode_stops_cleanly_after_the_idle_time(tmp_path):
+    campaign = _campaign(tmp_path)
+    simulate(_request(tmp_path, tests=("BIAS01",)))  # DARK01 never comes
+    seen, on_event = _events()
+    run, wait = _wait_run(campaign, on_event, idle_s=1.5, polling="polling")  # as on an NFS mount
+    begun = time.monotonic()
+    summaries = wait.execute()
+    assert 1.5 <= time.monotonic() - begun < 10
+    assert {s.test: s.state for s in summaries} == {"BIAS01": "done", "DARK01": "skipped"}
+    finished = [p for _, kind, p in seen if kind == "run_finished"][0]
+    assert finished["state"] == "finished" and "no new data for" in finished["reason"]
+    log = _log_text(run)
+    assert "polling (asked for)" in log
+    assert "No new data for" in log and "DARK01 (nothing logged yet)" in log
+    assert "DARK01\nNot executed" in log
+
+
+def test_restarted_wait_run_does_not_redo_finished_tests(tmp_path):
+    campaign = _campaign(tmp_path)
+    simulate(_request(tmp_path))
+    first, _ = _wait_run(campaign, None, idle_s=1.0, tag="_first")
+    WaitMode(first, WaitSettings(idle_stop_s=1.0, **FAST_WAIT)).execute()
+    seen, on_event = _events()
+    again, wait = _wait_run(campaign, on_event, idle_s=1.0, tag="_again")
+    wait.execute()
+    assert not [p for _, kind, p in seen if kind == "test_started"]
+    skipped = [p["test"] for _, kind, p in seen if kind == "test_skipped"]
+    assert skipped == ["BIAS01", "DARK01"]
+    assert "BIAS01: already analysed for OBSIDs 1000-1009" in _log_text(again)
+    assert not list((campaign.paths.results / "D11").glob("*.previous-*"))  # nothing redone, nothing moved
