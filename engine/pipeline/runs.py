@@ -37,8 +37,6 @@ RUNS_FOLDER = "runs"
 RUN_FILE = "run.json"
 STATE_FILE = "state.json"
 OUTPUT_FILE = "output.txt"
-# `python -m engine.cli.main` would warn (the package imports main first); this is the same entry point
-ENTRY = "import sys; from engine.cli.main import main; sys.argv[0] = 'vison-engine'; sys.exit(main())"
 LIVE_STATES = ("starting", "running")
 WAIT_STATES = ("waiting", "acquiring", "writing", "complete")  # a test's data, in wait mode
 END_STATES = ("finished", "stopped", "failed")
@@ -294,7 +292,7 @@ def start_detached(argv: list[str], results_root: str | os.PathLike[str], *, run
     folder.mkdir(parents=True, exist_ok=False)
     output = folder / OUTPUT_FILE
     cwd = Path(cwd or os.getcwd()).resolve()
-    command = [python or sys.executable, "-c", ENTRY, "run", *argv, "--run-id", run_id, "--record", str(folder.resolve())]
+    command = [python or sys.executable, "-m", "engine.cli", "run", *argv, "--run-id", run_id, "--record", str(folder.resolve())]
     info = {"id": run_id, "folder": str(folder.resolve()), "argv": list(argv), "cwd": str(cwd),
             "results": str(Path(results_root).resolve()), "output": str(output.resolve()), "detached": True,
             "started": datetime.now().isoformat(timespec="seconds"), "host": socket.gethostname(),
