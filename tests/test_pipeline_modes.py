@@ -14,7 +14,7 @@ from engine.cli.main import main as cli
 from engine.formats.geometry import SMALL
 from engine.pipeline.results import read_result
 from engine.pipeline.runner import PipelineRun, RunOptions
-from engine.pipeline.wait import WaitMode, WaitSettings, fits_layout
+from engine.pipeline.wait import WaitMode, WaitSettings
 from engine.sim.elvis import SimulationRequest, StreamPacing, simulate
 from engine.sim.records import Equipment
 
@@ -231,18 +231,6 @@ def test_wait_mode_never_analyses_half_written_files(tmp_path):
     assert started >= stream.last_frame["DARK01"] - 0.05
     record = read_result(campaign.paths.results / "D11" / "DARK01")
     assert record["flags"] == [] and record["obsids"] == [1000, 1003]
-
-
-def test_fits_layout_tells_a_half_written_frame(tmp_path):
-    simulate(_request(tmp_path, tests=("DARK01",)))
-    frame = next((tmp_path / "data" / "12_Mar_19").glob("EUC_*.fits"))
-    assert fits_layout(frame) == (True, "")
-    data = frame.read_bytes()
-    for cut in (1000, len(data) // 2, len(data) - 2880):
-        partial = tmp_path / f"part{cut}.fits"
-        partial.write_bytes(data[:cut])
-        complete, why = fits_layout(partial)
-        assert not complete and why, cut
 
 
 def test_wait_mode_takes_the_newest_complete_set_after_an_aborted_attempt(tmp_path):

@@ -37,71 +37,11 @@ from ..campaign.config import SessionTest, WatchSettings
 from ..formats.explog import ExpLogError, ExpLogFollower
 from ..formats.names import day_folder_name
 from ..monitor.watcher import FolderWatcher
+from ..formats.fits import check_fits
 from ..tasks.dataset import CCDS, DataSet
 from . import log as pipelog
 from .results import read_result, result_folder
 from .runner import PipelineRun, StopRequested
-
-FITS_BLOCK = 2880
-
-
-# -- is a frame file completely written? -------------------------------------------------------
-
-def fits_layout(path: Path) -> tuple[bool, str]:
-    """(complete, why not): whether the file holds whole HDUs and ends with a 2-D image.
-
-    Reads headers only. A half-written file misses the END card or part of its data; sizes come
-    from BITPIX, NAXISn, PCOUNT and GCOUNT as the FITS standard defines them.
-    """
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            offset, last_naxis = 0, 0
-            while offset < size:
-                handle.seek(offset)
-                cards, header_bytes = _read_header(handle)
-                if cards is None:
-                    return False, f"header incomplete ({size} bytes so far)"
-                data_bytes = _data_bytes(cards)
-                end = offset + header_bytes + -(-data_bytes // FITS_BLOCK) * FITS_BLOCK
-                if end > size:
-                    return False, f"{size} of {end} bytes written"
-                last_naxis, offset = cards.get("NAXIS", 0), end
-    except FileNotFoundError:
-        return False, "not on disk"
-    except (OSError, ValueError) as exc:
-        return False, f"unreadable ({exc})"
-    if last_naxis != 2:
-        return False, "no image HDU yet"
-    return True, ""
-
-
-def _read_header(handle) -> tuple[dict[str, int] | None, int]:
-    cards: dict[str, int] = {}
-    read = 0
-    while True:
-        block = handle.read(FITS_BLOCK)
-        if len(block) < FITS_BLOCK:
-            return None, read
-        read += FITS_BLOCK
-        for start in range(0, FITS_BLOCK, 80):
-            card = block[start:start + 80].decode("ascii", "replace")
-            key = card[:8].strip()
-            if key == "END":
-                return cards, read
-            if (key in ("BITPIX", "NAXIS", "PCOUNT", "GCOUNT") or key.startswith("NAXIS")) and card[8:10] == "= ":
-                cards[key] = int(card[10:].split("/")[0].strip())
-
-
-def _data_bytes(cards: dict[str, int]) -> int:
-    naxis = cards.get("NAXIS", 0)
-    if naxis == 0:
-        return 0
-    pixels = 1
-    for n in range(1, naxis + 1):
-        pixels *= cards.get(f"NAXIS{n}", 0)
-    return abs(cards.get("BITPIX", 8)) // 8 * cards.get("GCOUNT", 1) * (cards.get("PCOUNT", 0) + pixels)
-
 
 class FrameArrivals:
     """Which frame files are completely written: whole FITS structure, unchanged for `stable_s`.
@@ -126,7 +66,8 @@ class FrameArrivals:
         signature = (stat.st_size, stat.st_mtime_ns)
         seen = self._seen.get(path)
         if seen is None or seen[0] != signature:
-            ok, why = fits_layout(path)
+            check = check_fits(path)
+            ok, why = check.complete, ("" if check.complete else check.reason)
             seen = (signature, now, ok, why)
             self._seen[path] = seen
         _, since, ok, why = seen
