@@ -17,13 +17,14 @@ from ..formats.hk import read_hk
 from ..formats.hklimits import load_hk_limits
 from ..formats.tomlfile import ConfigError
 from ..paths import configs_dir
+from ..pipeline.results import read_result, result_folder
 from ..sim.elvis import SimulationRequest, simulate
 from ..sim.housekeeping import HKExcursion
 from ..sim.records import Equipment
 from ..sim.truths import Truths
 
 NAME = "demo"
-HELP = "simulate the demo campaign's session into a folder and check it (frames, serials, HK)"
+HELP = "the built-in demo: simulate a session with known truths, run the pipeline on it, compare"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -61,10 +62,20 @@ def run(args: argparse.Namespace) -> int:
         result = simulate(request)
         print(f"simulated session {args.session}: {len(result.exposures)} exposures of {', '.join(result.tests)} "
               f"in {result.seconds:.1f} s -> {result.day_folder}")
-    return _check(request, campaign)
+    _check(request, campaign)
+    print(f"\n$ vison-engine run {config_path} --session {args.session} --jobs 2")
+    from .main import main as cli_main  # the same command a user would type
+
+    code = cli_main(["run", str(config_path), "--session", args.session, "--jobs", "2"])
+    _compare_with_truths(request, campaign, args.session)
+    print(f"\nresults: {campaign.paths.results / args.session}/<TEST>/ (result.json, report.md, products/, figs/)")
+    print("next: open the same campaign in the terminal app with `vison demo`, or watch data land with\n"
+          "  vison-engine simulate --tests BIAS01 --out /tmp/stream --small --stream &\n"
+          "  vison-engine run --data /tmp/stream/12_Mar_19 --tests BIAS01 --results /tmp/stream-results -W")
+    return code
 
 
-def _check(request: SimulationRequest, campaign) -> int:
+def _check(request: SimulationRequest, campaign) -> None:
     explogs = sorted(request.day_folder.glob("EXP_LOG_*.txt"))
     log = read_explog(explogs[0], complete=True)
     print(f"\n{log.path.name}: {len(log.rows)} rows, ELVIS {log.version}, OBSIDs {log.obsids()[0]}-{log.obsids()[-1]}")
@@ -84,9 +95,24 @@ def _check(request: SimulationRequest, campaign) -> int:
     print(f"HK: {len(alerts)} out-of-limit reading(s)")
     for obsid, verdict in alerts:
         print(f"  OBSID {obsid}: [{verdict.status}] {verdict.reason}")
+
+
+def _compare_with_truths(request: SimulationRequest, campaign, session: str) -> None:
+    """What the pipeline measured next to what the simulator injected (CCD1)."""
     truths = Truths.load(request.truths_path)
-    print("injected truths, CCD1 (offset ADU / RON ADU / gain e-/ADU):")
+    record = read_result(result_folder(campaign.paths.results, session, "BIAS01"))
+    if not record:
+        return
+    measured = record.get("ccds", {}).get("CCD1", {})
+    print("\nBIAS01, CCD1: injected truth vs measured")
+    print("  Q   offset ADU (truth / measured)   RON ADU (truth / measured)")
     for quadrant, truth in truths.ccds[1].quadrants.items():
-        print(f"  {quadrant}: {truth.offset_adu:7.1f} / {truth.ron_adu:.3f} / {truth.gain_e_per_adu:.3f}")
-    print("\nnext: the pipeline will analyse this session (vison-engine run, in progress)")
-    return 0
+        values = measured.get(quadrant, {})
+        offset, ron = values.get("offset_prescan_adu"), values.get("ron_image_adu")
+        print(f"  {quadrant}   {truth.offset_adu:8.2f} / {_num(offset, 8.2)}          "
+              f"{truth.ron_adu:.3f} / {_num(ron, 5.3)}")
+
+
+def _num(value, spec: float) -> str:
+    width, precision = str(spec).split(".")
+    return f"{value:{width}.{precision}f}" if isinstance(value, (int, float)) else "n/a".rjust(int(width))
