@@ -1,0 +1,185 @@
+"""`vison`: the keyboard-driven console of a calibration campaign.
+
+    vison [CAMPAIGN.toml]          open a campaign (default ./campaign.toml if there is one)
+    vison demo [--out DIR]         make (or reopen) the built-in demo campaign on simulated data
+
+Screens are listed in `navigation.py`; each is an app mode with its own key (1, 2, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from engine.campaign.config import Campaign, ConfigError, load_campaign
+
+from .commands import vison_commands
+from .demo import demo_request, prepare_demo_folder, simulate_demo
+from .dialogs.confirm import ConfirmDialog
+from .messages import CampaignChanged, DemoReady, EngineFailed
+from .navigation import SCREEN_ENTRIES, ScreenEntry
+from .screens.help import HelpScreen
+
+SCREENS_GROUP = Binding.Group("Screens")
+
+
+class VisonApp(App):
+    TITLE = "vison"
+    HELP_GROUP = "Everywhere"
+    MODES = {entry.mode: entry.screen for entry in SCREEN_ENTRIES}
+    DEFAULT_MODE = SCREEN_ENTRIES[0].mode
+    BINDINGS = [
+        # help and quit first: in a narrow terminal the footer loses its last keys (the app bar
+        # repeats the screen keys)
+        Binding("question_mark,f1", "help", "Help", tooltip="all keys of this screen"),
+        Binding("q,ctrl+q", "quit", "Quit", tooltip="asks first if something is unsaved or still being written"),
+        *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, group=SCREENS_GROUP,
+                  tooltip=entry.purpose) for entry in SCREEN_ENTRIES),
+    ]
+    CSS = """
+    Screen { background: $background; }
+    """
+
+    campaign_path: reactive[Path | None] = reactive(None)
+    campaign: reactive[Campaign | None] = reactive(None, always_update=True)  # last valid content
+    unsaved = reactive(False)
+
+    def __init__(self, campaign: Path | None = None, *, demo: bool = False, simulate: bool = True) -> None:
+        super().__init__()
+        self.initial_campaign = campaign
+        self.demo = demo
+        self.simulate = simulate
+        self.screen_entries: tuple[ScreenEntry, ...] = SCREEN_ENTRIES
+
+    def on_mount(self) -> None:
+        if self.demo and self.simulate and self.initial_campaign is not None:
+            self.simulate_demo_data(self.initial_campaign)
+
+    # -- state shared by the screens ------------------------------------------------------------
+    def on_campaign_changed(self, message: CampaignChanged) -> None:
+        if message.path != self.campaign_path:
+            # another file: forget the previous one's content even before the new one validates
+            self.campaign_path = message.path
+            self.campaign = message.campaign
+        elif message.campaign is not None:
+            self.campaign = message.campaign
+
+    # -- demo -------------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="demo")
+    def simulate_demo_data(self, config_path: Path) -> None:
+        try:
+            campaign = load_campaign(config_path)
+            if demo_request(campaign).day_folder.exists():
+                return  # simulated by an earlier run
+            self.call_from_thread(self.notify, "simulating the demo session's frames…", title="Demo")
+            result = simulate_demo(campaign)
+        except (ConfigError, KeyError, ValueError, OSError) as exc:
+            self.post_message(EngineFailed("Demo data not simulated", [str(exc)]))
+            return
+        except Exception as exc:  # an engine bug must not take the console down with it
+            self.post_message(EngineFailed("Demo data not simulated (internal error)", [f"{type(exc).__name__}: {exc}"]))
+            return
+        if result is None:
+            return  # already there from an earlier run
+        first, last = result.obsid_range
+        self.post_message(DemoReady(f"{len(result.exposures)} exposures of {', '.join(result.tests)} "
+                                    f"(OBSIDs {first}-{last}) in {result.day_folder.name}"))
+
+    def on_demo_ready(self, message: DemoReady) -> None:
+        self.notify(message.summary, title="Demo data ready")
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        self.notify("\n".join(message.lines), title=message.what, severity="error", timeout=10)
+
+    # -- keys -------------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    async def action_quit(self) -> None:
+        pending = self.pending_work()
+        if not pending:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.exit()
+
+        self.push_screen(ConfirmDialog("Quit vison?", "\n".join(pending), yes="Quit", no="Stay"), answered)
+
+    def pending_work(self) -> list[str]:
+        """What quitting now would lose or interrupt."""
+        pending = []
+        if self.unsaved:
+            pending.append(f"{self.campaign_path.name if self.campaign_path else 'The campaign'} has unsaved changes.")
+        busy = {"write-scripts": "Scripts are being written.", "build-sessions": "Session folders are being built.",
+                "demo": "Demo data are being simulated (quitting waits for them to finish)."}
+        for worker in self.workers:
+            if worker.group in busy and worker.is_running:
+                pending.append(busy[worker.group])
+        for screen in self._all_mode_screens():
+            for worker in screen.workers:
+                if worker.group in busy and worker.is_running:
+                    pending.append(busy[worker.group])
+        return list(dict.fromkeys(pending))
+
+    def _all_mode_screens(self) -> list[Screen]:
+        return [screen for stack in self._screen_stacks.values() for screen in stack]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from vison_commands(self, screen, self.screen_entries)
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Keys"):  # ours asks before losing edits; help is `?`
+                yield command
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        parser = argparse.ArgumentParser(prog="vison demo", description="make or reopen the demo campaign")
+        parser.add_argument("--out", default="demo", help="demo folder (default ./demo)")
+        parser.add_argument("--no-simulate", action="store_true", help="do not simulate the demo session's data")
+        args = parser.parse_args(argv[1:])
+        args.demo = True
+        return args
+    parser = argparse.ArgumentParser(prog="vison", description=__doc__.split("\n\n")[0],
+                                     epilog="`vison demo [--out DIR]` makes or reopens the demo campaign.")
+    parser.add_argument("campaign", nargs="?", help="campaign TOML (default ./campaign.toml if present)")
+    args = parser.parse_args(argv)
+    args.demo = False
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.demo:
+        try:
+            campaign = prepare_demo_folder(Path(args.out))
+        except OSError as exc:
+            print(f"vison demo: cannot make {args.out}: {exc}", file=sys.stderr)
+            return 1
+        app = VisonApp(campaign, demo=True, simulate=not args.no_simulate)
+    else:
+        path = Path(args.campaign) if args.campaign else None
+        if path is None and Path("campaign.toml").is_file():
+            path = Path("campaign.toml")
+        if path is not None and not path.is_file():
+            print(f"vison: no campaign file {path}", file=sys.stderr)
+            return 1
+        app = VisonApp(Path(os.path.abspath(path)) if path else None)
+    app.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

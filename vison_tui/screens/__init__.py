@@ -1,0 +1,1 @@
+"""The app's screens, one a module; `vison_tui.navigation` lists them."""

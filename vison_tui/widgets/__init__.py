@@ -1,0 +1,1 @@
+"""Widgets of the vison app, one a module."""
