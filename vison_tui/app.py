@@ -21,9 +21,9 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from engine.campaign.config import Campaign, ConfigError, load_campaign
+from engine.sim.demo import demo_request, prepare_demo_folder, simulate_demo
 
 from .commands import vison_commands
-from .demo import demo_request, prepare_demo_folder, simulate_demo
 from .dialogs.confirm import ConfirmDialog
 from .messages import CampaignChanged, DemoReady, EngineFailed
 from .navigation import SCREEN_ENTRIES, ScreenEntry

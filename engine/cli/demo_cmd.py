@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import shutil
 import sys
 from pathlib import Path
 
-from ..campaign.chamber import load_chamber
 from ..campaign.config import load_campaign
 from ..campaign.progress import acquisition_progress
 from ..formats.explog import read_explog
@@ -16,11 +13,9 @@ from ..formats.geometry import FULL, SMALL
 from ..formats.hk import read_hk
 from ..formats.hklimits import load_hk_limits
 from ..formats.tomlfile import ConfigError
-from ..paths import configs_dir
 from ..pipeline.results import read_result, result_folder
-from ..sim.elvis import SimulationRequest, simulate
-from ..sim.housekeeping import HKExcursion
-from ..sim.records import Equipment
+from ..sim.demo import demo_request, prepare_demo_folder, simulate_demo
+from ..sim.elvis import SimulationRequest
 from ..sim.truths import Truths
 
 NAME = "demo"
@@ -35,31 +30,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    config_path = out / "campaign.toml"
-    out.mkdir(parents=True, exist_ok=True)
-    if not config_path.exists():
-        shutil.copy(configs_dir() / "examples" / "demo_campaign.toml", config_path)
+    existed = (out / "campaign.toml").exists()
+    config_path = prepare_demo_folder(out)
+    if not existed:
         print(f"demo campaign copied to {config_path}")
-    for folder in ("data", "results"):
-        (out / folder).mkdir(exist_ok=True)
     try:
         campaign = load_campaign(config_path)
-        session = campaign.session(args.session)
+        campaign.session(args.session)
     except (ConfigError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    chamber = load_chamber(campaign.info.chamber)
-    equipment = dataclasses.replace(Equipment(), **campaign.hardware.serials(), operator=campaign.info.operator)
-    request = SimulationRequest(
-        tests=tuple(t.name for t in session.tests), out=campaign.paths.data, chamber=chamber,
-        geometry=FULL if args.full else SMALL, equipment=equipment,
-        # one HK excursion, so the check below has something to find
-        hk_excursions=(HKExcursion("CCD2_TEMP_T", -125.5, 1003),),
-    )
-    if request.day_folder.exists():
+    request = demo_request(campaign, args.session, FULL if args.full else SMALL, jobs=2)
+    result = simulate_demo(campaign, args.session, request.geometry, jobs=2)
+    if result is None:
         print(f"reusing simulated data in {request.day_folder}")
     else:
-        result = simulate(request)
         print(f"simulated session {args.session}: {len(result.exposures)} exposures of {', '.join(result.tests)} "
               f"in {result.seconds:.1f} s -> {result.day_folder}")
     _check(request, campaign)

@@ -11,7 +11,7 @@ import pytest
 from textual.pilot import Pilot
 
 from vison_tui.app import VisonApp
-from vison_tui.demo import prepare_demo_folder
+from engine.sim.demo import prepare_demo_folder
 
 SIZE = (120, 40)
 
