@@ -425,3 +425,23 @@ def test_every_key_and_element_of_shipped_files_has_a_line(name: str) -> None:
         key = next((p for p in reversed(path) if isinstance(p, str)), None)
         if path[-1] == key:
             assert key in lines[doc.line_of(path) - 1], (path, doc.line_of(path))
+
+
+def test_block_offsets_and_gains_per_quadrant(campaign_dir: Path) -> None:
+    path = write(campaign_dir, MINIMAL + """
+    [offsets]
+    CCD1 = { E = 2713, F = 2671, G = 2831, H = 2571 }
+    [calproducts.gains]
+    CCD2 = { E = 3.3, F = 3.4 }
+    """)
+    campaign = load_campaign(path)
+    assert campaign.nominal_offset(1, "G") == 2831.0
+    assert campaign.nominal_offset(2, "E") is None  # no table entry, no [limits] override
+    assert campaign.calproducts.gains == {"CCD2": {"E": 3.3, "F": 3.4}}
+    bad = write(campaign_dir, MINIMAL + """
+    [offsets]
+    CCD1 = { E = "high", X = 2 }
+    CCD4 = { E = 1 }
+    """, name="bad.toml")
+    found = {(p.key, p.line) for p in problems_of(bad)}
+    assert ("offsets.CCD1.E", 10) in found and ("offsets.CCD1.X", 10) in found and ("offsets.CCD4", 11) in found

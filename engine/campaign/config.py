@@ -99,6 +99,7 @@ class CalProducts:
     masks: dict[str, Path] = field(default_factory=dict)  # CCD1..3 -> cosmetics mask
     master_bias: dict[str, Path] = field(default_factory=dict)  # CCD1..3 -> master bias
     flats: dict[int, dict[str, Path]] = field(default_factory=dict)  # nm -> CCD1..3 -> master flat
+    gains: dict[str, dict[str, float]] = field(default_factory=dict)  # CCD1..3 -> quadrant -> e-/ADU
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Campaign:
     limits: dict[str, float | tuple[float, float]] = field(default_factory=dict)  # overrides only
     watch: WatchSettings = field(default_factory=WatchSettings)
     source: Path | None = None  # the config file (None for the command line's quick form)
+    offsets: dict[str, dict[str, float]] = field(default_factory=dict)  # block's nominal, CCDn -> Q -> ADU
 
     def session(self, name: str) -> Session:
         try:
@@ -151,6 +153,13 @@ class Campaign:
         if name not in LIMITS:
             raise KeyError(f"unknown limit {name!r}; known: {', '.join(LIMITS)}")
         return self.limits.get(name, LIMITS[name].default)
+
+    def nominal_offset(self, ccd: int, quadrant: str) -> float | None:
+        """The block's nominal offset of a quadrant: [offsets], else [limits] offset_nominal_adu."""
+        value = self.offsets.get(f"CCD{ccd}", {}).get(quadrant)
+        if value is None:
+            value = self.limits.get("offset_nominal_adu")
+        return None if value is None else float(value)
 
     def day_path(self, session: str, day_folder: str | None = None) -> Path | None:
         """Folder holding a session's frames: the given day folder, else the session's, else None."""
@@ -218,11 +227,12 @@ def quick_campaign(data: Path, tests: list[str], obsids: tuple[int, int] | None,
 # ---------------------------------------------------------------------------------------------------
 # Validation: walks the data, collects problems, builds the dataclasses
 # ---------------------------------------------------------------------------------------------------
-_TOP_KEYS = ("campaign", "hardware", "paths", "calproducts", "limits", "watch", "sessions")
+_TOP_KEYS = ("campaign", "hardware", "paths", "calproducts", "offsets", "limits", "watch", "sessions")
 _CAMPAIGN_KEYS = ("block", "chamber", "operator", "elvis")
 _HARDWARE_KEYS = ("roe", "rpsu", "ccd1", "ccd2", "ccd3")
 _PATHS_KEYS = ("data", "results", "calproducts")
-_CALPRODUCTS_KEYS = ("masks", "master_bias", "flats")
+_CALPRODUCTS_KEYS = ("masks", "master_bias", "flats", "gains")
+_QUADRANT_KEYS = ("E", "F", "G", "H")
 _WATCH_KEYS = ("idle_stop_minutes", "polling", "poll_seconds")
 _SESSION_KEYS = ("day_folder", "tests")
 _TEST_KEYS = ("name", "obsids", "subtasks")
@@ -284,12 +294,14 @@ class _Checker:
         paths = self.paths(self.required(data, (), "paths", '[paths] with data = "data", results = "results"'))
         calproducts = self.calproducts(data.get("calproducts", {}), paths)
         limits = self.limits(data.get("limits", {}))
+        offsets = self.per_quadrant_numbers(data.get("offsets", {}), ("offsets",), "offsets",
+                                            "{ E = 2713, F = 2671, G = 2831, H = 2571 }", low=0.0, high=65535.0)
         watch = self.watch(data.get("watch", {}))
         sessions = self.sessions(self.required(data, (), "sessions", '[sessions.D11] with tests = ["BIAS01"]'))
         if self.problems or info is None or paths is None:
             return None
         return Campaign(info=info, hardware=hardware, paths=paths, sessions=sessions,
-                        calproducts=calproducts, limits=limits, watch=watch, source=source)
+                        calproducts=calproducts, limits=limits, watch=watch, source=source, offsets=offsets)
 
     def info(self, table: Any) -> CampaignInfo | None:
         if table is _MISSING:
@@ -374,7 +386,28 @@ class _Checker:
                              f"flats are keyed by wavelength in nm (e.g. [calproducts.flats.800]); got {wavelength!r}")
                 continue
             flats[int(wavelength)] = self.per_ccd_files(per_ccd, flats_path + (wavelength,), base)
-        return CalProducts(masks=masks, master_bias=master_bias, flats=flats)
+        gains = self.per_quadrant_numbers(table.get("gains", {}), key_path + ("gains",), "gains",
+                                          "{ E = 3.3, F = 3.3, G = 3.3, H = 3.3 }", low=0.5, high=10.0)
+        return CalProducts(masks=masks, master_bias=master_bias, flats=flats, gains=gains)
+
+    def per_quadrant_numbers(self, table: Any, key_path: tuple, what: str, example: str, *, low: float,
+                             high: float) -> dict[str, dict[str, float]]:
+        """CCD1..3 -> E..H -> number, e.g. a block's nominal offsets or the gains from a PTC."""
+        table = self.table(table, key_path, CCD_NAMES, f"[{format_key_path(key_path)}] with CCD1 = {example}")
+        values: dict[str, dict[str, float]] = {}
+        for ccd, per_quadrant in table.items():
+            if ccd not in CCD_NAMES:
+                continue  # already reported as unknown
+            per_quadrant = self.table(per_quadrant, key_path + (ccd,), _QUADRANT_KEYS, f"{ccd} = {example}")
+            for quadrant, value in per_quadrant.items():
+                if quadrant not in _QUADRANT_KEYS:
+                    continue
+                if not _is_number(value) or not low <= float(value) <= high:
+                    self.problem(key_path + (ccd, quadrant),
+                                 f"expected a number between {low:g} and {high:g} ({what}), got {value!r}")
+                    continue
+                values.setdefault(ccd, {})[quadrant] = float(value)
+        return values
 
     def per_ccd_files(self, table: Any, key_path: tuple, base: Path) -> dict[str, Path]:
         table = self.table(table, key_path, CCD_NAMES, '{ CCD1 = "masks/EUC_MASK_BLOCK_CCD1.fits", ... }')
