@@ -11,9 +11,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 from engine.campaign.catalogue import CATALOGUE, HANDLES, TestDefinition
-from engine.campaign.chamber import ChamberError, available_chambers, load_chamber
+from engine.campaign.chamber import available_chambers, load_chamber
 from engine.campaign.config import Campaign
-from engine.campaign.scripts import ELVIS_VERSIONS, PLACEHOLDER_SERIALS, ScriptInputs, parse_script_filename
+from engine.campaign.scripts import ScriptInputs, chamber_problem, elvis_problem, serial_problem
 from engine.campaign.sessions import SessionInputs
 from engine.campaign.timing import duration_minutes
 
@@ -174,19 +174,12 @@ def script_inputs(fields: ScriptFields, tests: list[str], base: Path) -> tuple[S
 
     Checks what `engine.campaign.scripts.load_script_inputs` checks of a TOML file.
     """
-    problems = []
-    for name in SERIAL_FIELDS:
-        value = getattr(fields, name).strip()
-        if not value:
-            problems.append(FieldProblem(name, "serial required (every frame carries it)"))
-        elif value in PLACEHOLDER_SERIALS:
-            problems.append(FieldProblem(name, f"{value!r} is the template's placeholder: give the real serial"))
-    if fields.elvis.strip() not in ELVIS_VERSIONS:
-        problems.append(FieldProblem("elvis", f"scripts can be written for {', '.join(ELVIS_VERSIONS)}"))
-    try:
-        load_chamber(fields.chamber.strip() or None)
-    except ChamberError as exc:
-        problems.append(FieldProblem("chamber", str(exc)))
+    problems = [FieldProblem(name, problem) for name in SERIAL_FIELDS
+                if (problem := serial_problem(getattr(fields, name)))]
+    if problem := elvis_problem(fields.elvis):
+        problems.append(FieldProblem("elvis", problem))
+    if problem := chamber_problem(fields.chamber.strip()):
+        problems.append(FieldProblem("chamber", problem))
     if not fields.output.strip():
         problems.append(FieldProblem("output", "give the folder to write the scripts into"))
     day = date.today()
@@ -212,20 +205,6 @@ def folder_in_use(folder: Path) -> int:
         return len(os.listdir(folder))
     except (FileNotFoundError, NotADirectoryError):
         return 0
-
-
-def scripts_in_folder(folder: Path) -> dict[str, list[str]]:
-    """Test instance -> script file names found in a scripts folder (empty if there is none)."""
-    found: dict[str, list[str]] = {}
-    try:
-        entries = sorted(os.listdir(folder))
-    except OSError:
-        return found
-    for entry in entries:
-        parsed = parse_script_filename(entry)
-        if parsed is not None:
-            found.setdefault(parsed[0], []).append(entry)
-    return found
 
 
 # ---------------------------------------------------------------------------------------------------

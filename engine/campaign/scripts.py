@@ -147,14 +147,11 @@ def load_script_inputs(path: str | Path) -> ScriptInputs:
     data = check.table(doc.data, (), _TOP_KEYS, "elvis = \"7.5.X\"")
 
     elvis = check.text(data, (), "elvis", 'elvis = "7.5.X"')
-    if elvis is not None and elvis not in ELVIS_VERSIONS:
-        check.add(("elvis",), f"unknown ELVIS version {elvis!r}; scripts can be written for {', '.join(ELVIS_VERSIONS)}")
+    if elvis is not None and (problem := elvis_problem(elvis)):
+        check.add(("elvis",), problem)
     chamber = check.text(data, (), "chamber", 'chamber = "B_NOSTROMO"')
-    if chamber is not None:
-        try:
-            load_chamber(chamber)  # its exposure times and focus go into the scripts
-        except ChamberError as exc:
-            check.add(("chamber",), str(exc))
+    if chamber is not None and (problem := chamber_problem(chamber)):
+        check.add(("chamber",), problem)
     campaign_type = check.text(data, (), "campaign_type", 'campaign_type = "Full"', required=False) or "Full"
     if campaign_type not in CAMPAIGN_TYPES:
         check.add(("campaign_type",), f"campaign type {campaign_type!r} has no tests in the catalogue; "
@@ -168,6 +165,30 @@ def load_script_inputs(path: str | Path) -> ScriptInputs:
     assert elvis and chamber and output
     return ScriptInputs(equipment=equipment, elvis=elvis, chamber=chamber, output=output, tests=tests,
                         day=day, campaign_type=campaign_type, source=Path(os.path.abspath(doc.path)))
+
+
+# The checks of the inputs, shared by the TOML reader here and the app's form.
+
+def elvis_problem(elvis: str) -> str | None:
+    if elvis.strip() in ELVIS_VERSIONS:
+        return None
+    return f"unknown ELVIS version {elvis!r}; scripts can be written for {', '.join(ELVIS_VERSIONS)}"
+
+
+def chamber_problem(chamber: str | None) -> str | None:
+    try:
+        load_chamber(chamber or None)  # its exposure times and focus go into the scripts
+    except ChamberError as exc:
+        return str(exc)
+    return None
+
+
+def serial_problem(serial: str) -> str | None:
+    if not serial.strip():
+        return "serial required (every frame carries it)"
+    if serial.strip() in PLACEHOLDER_SERIALS:
+        return f"{serial.strip()!r} is the template's placeholder: give the real serial"
+    return None
 
 
 def _script_day(check: InputChecker, value: Any) -> date:
@@ -197,8 +218,8 @@ def _equipment(check: InputChecker, value: Any) -> dict[str, str]:
     for key in _REQUIRED_SERIALS:
         serial = check.text(table, ("equipment",), key, f'{key} = "FM15"' if key in ("sn_roe", "sn_rpsu")
                             else f'{key} = "14888-88-81"')
-        if serial in PLACEHOLDER_SERIALS:
-            check.add(("equipment", key), f"{serial!r} is the template's placeholder: give the real serial")
+        if serial is not None and (problem := serial_problem(serial)):
+            check.add(("equipment", key), problem)
         if serial is not None:
             equipment[key] = serial
     return equipment

@@ -118,9 +118,14 @@ def _sessions(check: InputChecker, value: Any) -> dict[str, list[tuple[int, str]
     return sessions
 
 
-def _scripts_by_test(folder: Path) -> dict[str, list[str]]:
+def scripts_by_test(folder: Path) -> dict[str, list[str]]:
+    """Test instance -> script file names in a scripts folder (empty if there is no such folder)."""
     found: dict[str, list[str]] = {}
-    for entry in sorted(os.listdir(folder)):
+    try:
+        entries = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return found
+    for entry in entries:
         parsed = parse_script_filename(entry)
         if parsed is not None and (folder / entry).is_file():
             found.setdefault(parsed[0], []).append(entry)
@@ -133,7 +138,7 @@ def _match_scripts(folder: Path, sessions: Mapping[str, Sequence[tuple[int, str]
 
     Tests come with their index in the inputs file's list, so that a report names its line.
     """
-    available = _scripts_by_test(folder)
+    available = scripts_by_test(folder)
     matched: dict[str, tuple[str, ...]] = {}
     for session, tests in sessions.items():
         files = []

@@ -20,13 +20,13 @@ from engine.campaign.catalogue import CATALOGUE
 from engine.campaign.chamber import ChamberError
 from engine.campaign.config import Campaign
 from engine.campaign.scripts import OutputFolderError, ScriptInputs, write_scripts
-from engine.campaign.sessions import SessionInputs, build_sessions
+from engine.campaign.sessions import SessionInputs, build_sessions, scripts_by_test
 from engine.formats.tomlfile import ConfigError
 
 from ..dialogs.confirm import ConfirmDialog
 from ..messages import EngineFailed, ScriptsDone, SessionsDone
 from ..script_plan import (SessionPlan, campaign_tests, fields_from_campaign, folder_in_use, resolve_folder,
-                           script_inputs, scripts_in_folder, selection_totals, chamber_figures)
+                           script_inputs, selection_totals, chamber_figures)
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.message_panel import MessagePanel
 from ..widgets.script_fields import ScriptFieldsForm
@@ -164,7 +164,7 @@ class ScriptsScreen(Screen):
 
     def refresh_available(self) -> None:
         folder = self.scripts_folder()
-        self.query_one(SessionEditor).set_available(folder, scripts_in_folder(folder))
+        self.query_one(SessionEditor).set_available(folder, scripts_by_test(folder))
 
     # -- views ----------------------------------------------------------------------------------
     def action_toggle_view(self) -> None:
