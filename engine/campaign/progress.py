@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Collection, Iterable, Mapping
 
 from .catalogue import UnknownTestError, resolve_test
 from .chamber import ChamberProfile
@@ -48,8 +48,13 @@ class TestProgress:
 
 
 def acquisition_progress(rows: Iterable[Mapping[str, Any]], chamber: ChamberProfile,
-                         day_folder: Path | None = None) -> list[TestProgress]:
-    """Per test, in order of first appearance in the EXP_LOG rows."""
+                         day_folder: Path | None = None, *,
+                         present: Collection[str] | None = None) -> list[TestProgress]:
+    """Per test, in order of first appearance in the EXP_LOG rows.
+
+    On disk means: in `present` (file names a watcher already knows complete) when given, else
+    found in `day_folder` when given, else logged is taken as on disk.
+    """
     ccds_by_obsid: dict[tuple[str, int], set[str]] = defaultdict(set)
     files: dict[int, list[str]] = defaultdict(list)
     order: list[str] = []
@@ -62,8 +67,12 @@ def acquisition_progress(rows: Iterable[Mapping[str, Any]], chamber: ChamberProf
     progress = []
     for test in order:
         obsids = sorted(o for (t, o), ccds in ccds_by_obsid.items() if t == test and set(CCD_NAMES) <= ccds)
-        on_disk = obsids if day_folder is None else [
-            o for o in obsids if all((day_folder / f"{name}.fits").is_file() for name in files[o])]
+        if present is not None:
+            on_disk = [o for o in obsids if all(f"{name}.fits" in present for name in files[o])]
+        elif day_folder is not None:
+            on_disk = [o for o in obsids if all((day_folder / f"{name}.fits").is_file() for name in files[o])]
+        else:
+            on_disk = obsids
         try:
             expected = resolve_test(test).total_frames(chamber)
         except UnknownTestError:

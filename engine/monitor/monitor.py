@@ -102,6 +102,14 @@ class Monitor:
             raise FileNotFoundError(f"day folder {self.day_folder} does not exist")
         state = self.store.open()
         self._opened = True
+        # A folder re-made since the last monitor (e.g. re-simulated) must be looked at afresh.
+        gone = [n for n in (*state.frames_done, *state.hk_done) if not (self.day_folder / n).exists()]
+        for name in gone:
+            state.frames_done.pop(name, None)
+            state.hk_done.pop(name, None)
+        if gone:
+            self.store.notes.append(f"{len(gone)} files the last monitor had seen are no longer in "
+                                    f"{self.day_folder}: they will be looked at again when they reappear")
         self.hkwatch = HKWatch(self.limits, state.alerts, self.settings.repeat_minutes)
         self.backup = Backup(self.day_folder, self.targets, state.backup, self.store.lock, self._emit_one,
                              save=lambda: self.store.save(at_most_every=1.0))
@@ -468,7 +476,8 @@ class Monitor:
         backup = {label: r.to_dict() for label, r in self.backup_report().items()}
         with self.store.lock:
             active = {k: dict(v) for k, v in self.store.state.alerts.items()}
-        return self.summary.snapshot(backup=backup, active=active, max_exposures=max_exposures)
+            present = set(self.store.state.frames_done)  # known complete: no disk look per frame
+        return self.summary.snapshot(backup=backup, active=active, max_exposures=max_exposures, present=present)
 
     def backup_report(self) -> dict:
         return self.backup.report() if self.backup is not None else {}

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Collection, Any, Iterable, Mapping
 
 from ..campaign.chamber import ChamberProfile
 from ..campaign.progress import TestProgress, acquisition_progress
@@ -129,17 +129,18 @@ class MonitorSummary:
     # -- reading -----------------------------------------------------------------------------
 
     def progress(self, test: str | None = None, up_to_obsid: int | None = None, *,
-                 on_disk: bool = True) -> list[TestProgress]:
+                 on_disk: bool = True, present: Collection[str] | None = None) -> list[TestProgress]:
         """Frames in per test; one test only if named, as it stood when `up_to_obsid` was logged.
-        Without `on_disk` the frame files are not looked for (cheap enough for every exposure)."""
+        Without `on_disk` the frame files are not looked for (cheap enough for every exposure);
+        `present` (the frames the monitor found complete) spares looking at the disk at all."""
         with self._lock:
             rows = [r for r in self._rows if (test is None or r.get("test") == test)
                     and (up_to_obsid is None or int(r["ObsID"]) <= up_to_obsid)]
-        return acquisition_progress(rows, self.chamber, self.day_folder if on_disk else None)
+        return acquisition_progress(rows, self.chamber, self.day_folder if on_disk else None, present=present)
 
     def snapshot(self, *, backup: Mapping[str, Any] | None = None, active: Mapping[str, Any] | None = None,
-                 max_exposures: int | None = None) -> MonitorSnapshot:
-        progress = tuple(self.progress())
+                 max_exposures: int | None = None, present: Collection[str] | None = None) -> MonitorSnapshot:
+        progress = tuple(self.progress(present=present))
         active = dict(active or {})
         with self._lock:
             obsids = sorted(self._by_obsid)
