@@ -25,7 +25,7 @@ from engine.sim.demo import demo_request, prepare_demo_folder, simulate_demo
 
 from .commands import vison_commands
 from .dialogs.confirm import ConfirmDialog
-from .messages import CampaignChanged, DemoReady, EngineFailed
+from .messages import CampaignChanged, DemoReady, EngineFailed, MonitorAlert
 from .navigation import SCREEN_ENTRIES, ScreenEntry
 from .screens.help import HelpScreen
 
@@ -100,6 +100,13 @@ class VisonApp(App):
     def on_engine_failed(self, message: EngineFailed) -> None:
         self.notify("\n".join(message.lines), title=message.what, severity="error", timeout=10)
 
+    def on_monitor_alert(self, message: MonitorAlert) -> None:
+        """The monitor's alerts reach the user whatever screen is shown (posted from its threads)."""
+        timeout = {"error": 30, "warning": 15}.get(message.severity, 6)
+        self.notify(message.text, title=message.title, severity=message.severity, timeout=timeout, markup=False)
+        if message.bell:
+            self.bell()
+
     # -- keys -------------------------------------------------------------------------------------
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -123,7 +130,10 @@ class VisonApp(App):
         if self.unsaved:
             pending.append(f"{self.campaign_path.name if self.campaign_path else 'The campaign'} has unsaved changes.")
         busy = {"write-scripts": "Scripts are being written.", "build-sessions": "Session folders are being built.",
-                "demo": "Demo data are being simulated (quitting waits for them to finish)."}
+                "demo": "Demo data are being simulated (quitting waits for them to finish).",
+                "monitor": "The monitor is following a day folder: quitting stops it and its backup "
+                           "(started again, it carries on where it stopped).",
+                "cleanup": "Files are being removed (quitting waits for the clean-up to finish)."}
         for worker in self.workers:
             if worker.group in busy and worker.is_running:
                 pending.append(busy[worker.group])

@@ -10,6 +10,11 @@ from dataclasses import dataclass
 from textual.screen import Screen
 
 from .screens.campaign import CampaignScreen
+from .screens.log import LogScreen
+from .screens.results import ResultsScreen
+from .screens.runs import RunsScreen
+from .screens.cleanup import CleanupScreen
+from .screens.monitor import MonitorScreen
 from .screens.scripts import ScriptsScreen
 
 
@@ -32,5 +37,14 @@ SCREEN_ENTRIES: tuple[ScreenEntry, ...] = (
                 "open, edit, validate and save the campaign TOML"),
     ScreenEntry("scripts", "2", "Scripts & sessions", ScriptsScreen,
                 "choose tests, write ELVIS scripts, build session folders", short_title="Scripts"),
-    # 3 Runs, 4 Log, 5 Results, 6 Monitor, 7 Clean-up: added as their engine parts land.
+    ScreenEntry("runs", "3", "Runs", RunsScreen,
+                "start pipeline runs in the background, follow them test by test, stop them"),
+    ScreenEntry("log", "4", "Log", LogScreen,
+                "follow a run's pipeline log live: search, jump to a task or an error"),
+    ScreenEntry("results", "5", "Results", ResultsScreen,
+                "per test: values and flags, report, plots, quick look at products and frames"),
+    ScreenEntry("monitor", "6", "Monitor", MonitorScreen,
+                "follow a day folder: HK against limits, alerts, EXP-LOG, acquisition progress, backup"),
+    ScreenEntry("cleanup", "7", "Clean-up", CleanupScreen,
+                "free space in a results folder: choose kinds, see what goes, confirm", short_title="Clean"),
 )

@@ -1,0 +1,232 @@
+"""Screen 6 driven by keys, on a day folder streamed by the ELVIS simulator with an injected HK
+excursion: the alert is listed and notified (also while another screen is shown, with the bell),
+the EXP-LOG grows, progress and backup counts follow; the HK list filters and sorts."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.campaign.chamber import load_chamber
+from engine.formats.geometry import SMALL
+from engine.monitor import BackupFailed, HKBackInLimits, HKOutOfLimits
+from engine.sim.elvis import SimulationRequest, StreamPacing, simulate
+from engine.sim.housekeeping import HKExcursion
+from vison_tui.dialogs.text_prompt import TextPrompt
+from vison_tui.screens.campaign import CampaignScreen
+from vison_tui.screens.monitor import MonitorScreen, Throttle, alert_for, newest_day_folder
+from vison_tui.widgets.acquisition_progress import AcquisitionProgress
+from vison_tui.widgets.alert_list import AlertList
+from vison_tui.widgets.backup_status import BackupStatus
+from vison_tui.widgets.explog_table import ExpLogTable, taken_at
+from vison_tui.widgets.hk_sparklines import HKSparklines
+
+from .conftest import SIZE, settle
+
+# quick settling and polling: files of the small geometry are whole at once
+MONITOR_TOML = '[monitor]\nsettle_seconds = 0.2\npolling = "polling"\npoll_seconds = 0.2\n'
+LONG_AGO = 1552381200  # 2019-03-12 09:00 UTC, the simulated day
+TIMEOUT_S = 45.0  # generous: a loaded 2-core machine runs the simulator, the monitor and the app at once
+
+
+def bias_request(data: Path, excursion_obsid: int) -> SimulationRequest:
+    return SimulationRequest(tests=("BIAS01",), out=data, chamber=load_chamber("B_NOSTROMO"), geometry=SMALL,
+                             jobs=1, hk_excursions=(HKExcursion("CCD1_TEMP_T", -246.0, excursion_obsid),))
+
+
+@pytest.fixture
+def monitored(demo_campaign: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """monitor.toml beside the demo campaign, the monitor's state in tmp_path, a backup folder."""
+    (demo_campaign.parent / "monitor.toml").write_text(MONITOR_TOML)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    return backup
+
+
+async def wait_for(pilot, condition, what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        await pilot.pause(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def type_in_prompt(pilot, text: str) -> None:
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, TextPrompt)
+    await pilot.press("ctrl+u", *text, "enter")
+    await pilot.pause()
+
+
+def words(widget) -> str:
+    return str(widget.render())
+
+
+async def test_streamed_session(app, demo_campaign: Path, monitored: Path) -> None:
+    request = bias_request(demo_campaign.parent / "data", excursion_obsid=1006)
+    go_on = threading.Event()
+
+    def hold(exposure) -> None:  # the stream pauses after 1002: the test sees a test partly acquired
+        if exposure.obsid == 1002:
+            go_on.wait(TIMEOUT_S)
+
+    streamer = threading.Thread(target=simulate, args=(request, StreamPacing(frame_interval_s=0.1)),
+                                kwargs={"on_exposure": hold}, daemon=True)
+    bells = []
+    app.bell = lambda: bells.append(True)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("escape", "6")
+            await settle(pilot)
+            screen = app.screen
+            assert isinstance(screen, MonitorScreen)
+            await pilot.press("s")  # no day folder yet: refused, with the way out
+            await pilot.pause()
+            assert not screen.running
+            assert any("d" in n.message and "day folder" in n.message for n in app._notifications)
+
+            # the day folder ELVIS has not made yet, then the backup folder: typed in their prompts
+            await pilot.press("d")
+            await type_in_prompt(pilot, "12_Mar_19")
+            assert screen.day_choice == request.day_folder
+            await pilot.press("b")
+            await type_in_prompt(pilot, str(monitored))
+            await pilot.press("s")
+            await wait_for(pilot, lambda: "waiting for the day folder" in words(screen.query_one("#monitor-status")),
+                           "the monitor to wait for the day folder")
+            streamer.start()
+
+            table = screen.query_one(ExpLogTable)
+            await wait_for(pilot, lambda: table.row_count == 3, "the first three exposures in the EXP-LOG")
+            await wait_for(pilot, lambda: "3/10" in words(screen.query_one(AcquisitionProgress).rows["BIAS01"].words),
+                           "BIAS01 at 3/10")
+            assert table.cursor_row == 2  # follow mode: on the newest
+
+            # on another screen when the excursion comes: a notification and the bell
+            await pilot.press("1")
+            assert isinstance(app.screen, CampaignScreen)
+            go_on.set()
+            await wait_for(pilot, lambda: any("CCD1_TEMP_T" in n.title for n in app._notifications),
+                           "the HK alert notification")
+            alert = next(n for n in app._notifications if "CCD1_TEMP_T" in n.title)
+            assert alert.severity == "error" and "OBSID 1006" in alert.title and "-246" in alert.message
+            assert bells and isinstance(app.screen, CampaignScreen)
+
+            await pilot.press("6")
+            await wait_for(pilot, lambda: table.row_count == 10, "all ten exposures in the EXP-LOG")
+            alerts = screen.query_one(AlertList)
+            critical = next(e for e in alerts.entries if e.severity == "critical")
+            assert (critical.subject, critical.obsid) == ("CCD1_TEMP_T", "1006")
+            assert "safe limits" in critical.text and critical.when.count(":") == 2  # the HK sample's time
+            await wait_for(pilot, lambda: any(e.severity == "cleared" for e in alerts.entries), "back within limits")
+            hk = screen.query_one(HKSparklines)
+            await wait_for(pilot, lambda: hk.shown and hk.shown[0].key == "CCD1_TEMP_T", "the alerted key first")
+            await wait_for(pilot, lambda: "10/10" in words(screen.query_one(AcquisitionProgress).rows["BIAS01"].words),
+                           "BIAS01 complete")
+            # 30 frames, 10 HK files and the EXP_LOG, verified at the target
+            await wait_for(pilot, lambda: "41 copied" in words(screen.query_one(BackupStatus).query_one("Static"))
+                           and "0 pending" in words(screen.query_one(BackupStatus).query_one("Static")),
+                           "the backup to hold every file")
+            assert len(list((monitored / request.day_folder.name).glob("*.fits"))) == 30
+
+            # stop; the HK list filters by name; follow mode off keeps the cursor where it is
+            await pilot.press("s")
+            await wait_for(pilot, lambda: not screen.running, "the monitor to stop")
+            assert "stopped" in words(screen.query_one("#monitor-status"))
+            await pilot.press("slash", *"ccd1_t")
+            await pilot.pause()
+            assert [k.key for k in hk.shown] == ["CCD1_TEMP_T", "CCD1_TEMP_B"]  # the alerted key first
+            await pilot.press("escape")
+            assert hk.has_focus
+            await pilot.press("f")
+            assert not table.follow and "follow off" in str(screen.query_one("#explog-panel").border_title)
+    finally:
+        go_on.set()
+        streamer.join(TIMEOUT_S) if streamer.is_alive() else None
+
+
+async def test_quitting_asks_and_stops_the_monitor(app, demo_campaign: Path, monitored: Path) -> None:
+    simulate(bias_request(demo_campaign.parent / "data", excursion_obsid=1003))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("escape", "6")
+        await pilot.pause()
+        screen = app.screen
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.query_one(ExpLogTable).row_count == 10, "the day's exposures")
+        monitor = screen.monitor
+        await pilot.press("q")
+        await pilot.pause()
+        body = str(app.screen.query_one(".body").render())
+        assert "monitor is following" in body
+        await pilot.press("y")
+        await pilot.pause()
+    assert monitor._stop.is_set()  # the thread was told to stop: the process can end
+
+
+def test_plain_helpers(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    assert newest_day_folder(data) is None
+    for name in ("11_Mar_19", "02_Apr_19", "notes", "31_Dec_18"):
+        (data / name).mkdir(parents=True)
+    (data / "05_May_19").write_text("a file, not a folder")
+    assert newest_day_folder(data) == data / "02_Apr_19"
+    assert taken_at("120319D090134T") == "2019-03-12 09:01:34" and taken_at("odd") == "odd"
+
+    out = HKOutOfLimits(key="CCD1_TEMP_T", value=-246.0, status="critical", limit=(-133.0, 35.0), tier="S",
+                        limit_kind="A", time=None, obsid=1003, path=tmp_path / "hk.txt", line=3, reason="cold")
+    loud = alert_for(out, "warning")
+    assert loud.severity == "error" and loud.bell and "OBSID 1003" in loud.title
+    assert not alert_for(out, "off").bell  # monitor.toml can silence the bell
+    back = alert_for(HKBackInLimits(key="CCD1_TEMP_T", obsid=1004, since_obsid=1003), "warning")
+    assert back.severity == "information" and not back.bell
+
+
+def test_monitor_snapshot(app, demo_campaign: Path, monitored: Path, snap_compare) -> None:
+    """A whole simulated day (written long ago, so every file has settled), followed and stopped:
+    fixed data and HK sample times, no clock in view, no notification left on screen."""
+    day = simulate(bias_request(demo_campaign.parent / "data", excursion_obsid=1003)).day_folder
+    for path in [day, *day.iterdir()]:
+        os.utime(path, (LONG_AGO, LONG_AGO))
+
+    async def follow_then_stop(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("escape", "6")
+        await pilot.pause()
+        screen = app.screen
+        await pilot.press("b")
+        await type_in_prompt(pilot, "backup")  # tmp_path/backup, the working folder being tmp_path
+        await pilot.press("s")
+        await wait_for(pilot, lambda: screen.snapshot is not None and len(screen.snapshot.exposures) == 10
+                       and screen.snapshot.backup.get(str(monitored), {}).get("copied") == 41
+                       and len(screen.query_one(AlertList).entries) == 2, "the whole day read and backed up")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: not screen.running and not screen.snapshot_due
+                       and not screen.snapshot_in_flight, "the monitor to stop")
+        await pilot.pause()
+        app.clear_notifications()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=follow_then_stop)
+
+
+def test_backup_failures_share_a_line_and_a_notification(tmp_path: Path) -> None:
+    throttle = Throttle(seconds=60)
+    assert throttle.allow("backup_failed /bk") == (True, 0)
+    assert [throttle.allow("backup_failed /bk")[0] for _ in range(3)] == [False] * 3
+    throttle.last["backup_failed /bk"] -= 61
+    assert throttle.allow("backup_failed /bk") == (True, 3)  # then says how many it held back
+
+    alerts = AlertList()
+    alerts.rebuild = lambda: None  # not mounted: the entries alone
+    failures = [BackupFailed(target="/bk", name=f"f{i}.fits", reason="No space left on device") for i in range(3)]
+    alerts.add_events(failures + [BackupFailed(target="/bk", name="g.fits", reason="Permission denied")])
+    assert [e.count for e in alerts.entries] == [3, 1]
+    assert "could not copy 3 files to /bk: No space left on device" in alerts.entries[0].text

@@ -1,0 +1,75 @@
+"""The Runs screen's two tables: the runs of the campaign's results folder, and the tests of the
+chosen run. Both are refreshed in place every second from `RunView`s (vison_tui.run_view)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from ..keys import NAVIGATION
+from ..run_view import STATE_STYLES, RunView, run_row, test_row
+from .table_sync import cursor_key, sync_rows
+
+
+def _state_cell(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state.split(":")[0].split(" ")[0], ""))
+
+
+class RunList(DataTable):
+    HELP_GROUP = "Run list"
+    BINDINGS = [
+        Binding("g", "scroll_top", "Newest run", show=False, group=NAVIGATION),
+        Binding("G", "scroll_bottom", "Oldest run", show=False, group=NAVIGATION),
+    ]
+    COLUMNS = (("Run", 22), ("Session", 7), ("Mode", 10), ("State", 8), ("Tests", 5), ("Started", 16),
+               ("Took", 12), ("Doing / ended", None))
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", **kwargs)
+
+    def on_mount(self) -> None:
+        for label, width in self.COLUMNS:
+            self.add_column(label, width=width, key=label)
+
+    def show(self, views: list[RunView], now: datetime) -> None:
+        rows = []
+        for view in views:
+            cells = list(run_row(view, now))
+            cells[3] = _state_cell(cells[3])
+            cells[7] = Text(cells[7], style="dim" if not view.live else "", overflow="ellipsis", no_wrap=True)
+            rows.append((view.key, cells))
+        sync_rows(self, rows)
+
+    @property
+    def current_key(self) -> str | None:
+        return cursor_key(self)
+
+
+class RunTestsTable(DataTable):
+    HELP_GROUP = "Tests of the run"
+    COLUMNS = (("Test", 12), ("State", 16), ("Frames", 7), ("OBSIDs", 11), ("Took", 11), ("Flags", 24),
+               ("Note", None))
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(cursor_type="row", **kwargs)
+
+    def on_mount(self) -> None:
+        for label, width in self.COLUMNS:
+            self.add_column(label, width=width, key=label)
+
+    def show(self, view: RunView | None, now: datetime) -> None:
+        if view is None:
+            sync_rows(self, [])
+            return
+        rows = []
+        for test in view.status.tests:
+            cells = list(test_row(test, now, view.live))
+            cells[1] = _state_cell(cells[1])
+            flags = cells[5]
+            cells[5] = Text(flags, style="bold yellow" if flags and flags != "none" else "dim")
+            cells[6] = Text(cells[6], style="dim")
+            rows.append((str(test.get("test")), cells))
+        sync_rows(self, rows)
