@@ -5,12 +5,8 @@ The analysis (aim mode, every sub-task of BIAS01, `--jobs`) then runs in a fresh
 peak memory is its own: wall seconds, peak RSS of the main process, of the largest worker, and
 of all of them together (sampled from /proc every 20 ms), plus each sub-task's time.
 
-Run: .venv/bin/python bench/bench_bias01.py [--jobs 2] [--cache DIR] [--profile] [--proposed-check]
+Run: .venv/bin/python bench/bench_bias01.py [--jobs 2] [--cache DIR] [--profile]
 The page cache is warm (the frames were just written or read): this times the analysis, not the disk.
-
-`--proposed-check` times the run with a histogram-based drop-in for the generic check's
-`engine.tasks.measures.robust_stats` (same results, see `histogram_robust_stats` below): a
-measurement to decide on that change, not how the pipeline runs.
 """
 
 from __future__ import annotations
@@ -102,59 +98,10 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def histogram_robust_stats(values):
-    """What `measures.robust_stats` computes, from a histogram of the uint16 counts.
-
-    np.percentile sorts (partitions) float64 copies of millions of pixels; counts are 16-bit
-    integers, so one bincount holds every order statistic and clipped moment exactly.
-    """
-    import numpy as np
-
-    from engine.tasks.measures import ADC_SATURATED, LOST_PIXEL, RegionStats
-
-    if values.dtype != np.uint16:
-        return _ORIGINAL_ROBUST_STATS(values)
-    counts = np.bincount(values.ravel(), minlength=65536)
-    counts[LOST_PIXEL] = counts[ADC_SATURATED] = 0
-    n = int(counts.sum())
-    if n == 0:
-        return RegionStats(float("nan"), float("nan"), float("nan"))
-    cumulative = np.cumsum(counts)
-
-    def ordered(k):  # the k-th smallest value (0-based)
-        return float(np.searchsorted(cumulative, k, side="right"))
-
-    def percentile(p):  # numpy's default (linear) interpolation
-        h = (n - 1) * p / 100.0
-        low = int(np.floor(h))
-        a = ordered(low)
-        return a + (h - low) * (ordered(min(low + 1, n - 1)) - a)
-
-    q25, median, q75 = percentile(25), percentile(50), percentile(75)
-    window = 5 * max((q75 - q25) / 1.349, 1.0)
-    lo, hi = int(np.ceil(median - window)), int(np.floor(median + window))
-    kept = counts[max(lo, 0): hi + 1].astype(np.float64)
-    v = np.arange(max(lo, 0), max(lo, 0) + kept.size, dtype=np.float64)
-    total = kept.sum()
-    mean = float(kept @ v / total)
-    std = float(np.sqrt(kept @ (v - mean) ** 2 / total))
-    return RegionStats(float(median), std, mean)
-
-
-_ORIGINAL_ROBUST_STATS = None
-
-
-def measure(day: Path, jobs: int, profile: bool, proposed_check: bool = False) -> dict:
+def measure(day: Path, jobs: int, profile: bool) -> dict:
     """The timed part, run in its own process: one aim-mode run of BIAS01 with every sub-task."""
     from engine.campaign.config import campaign_from_dict
     from engine.pipeline.runner import PipelineRun, RunOptions
-
-    if proposed_check:
-        global _ORIGINAL_ROBUST_STATS
-        from engine.tasks import measures
-
-        _ORIGINAL_ROBUST_STATS = measures.robust_stats
-        measures.robust_stats = histogram_robust_stats  # workers are forked: they inherit it
 
     results = Path(tempfile.mkdtemp(prefix="vison-bench-bias01-"))
     try:
@@ -195,26 +142,21 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"data cache (default {DEFAULT_CACHE})")
     parser.add_argument("--profile", action="store_true", help="cProfile the analysis (to stderr); times are inflated")
-    parser.add_argument("--proposed-check", action="store_true",
-                        help="time it with the histogram-based robust_stats proposed for the generic check")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: the timed child process
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.measure, args.jobs, args.profile, args.proposed_check)))
+        print(json.dumps(measure(args.measure, args.jobs, args.profile)))
         return
     day = ensure_data(args.cache)
     command = [sys.executable, __file__, "--measure", str(day), "--jobs", str(args.jobs)]
     if args.profile:
         command.append("--profile")
-    if args.proposed_check:
-        command.append("--proposed-check")
     child = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     m = json.loads(child.stdout.strip().splitlines()[-1])
     size = sum(p.stat().st_size for p in day.glob("EUC_*.fits")) / 1e6
     subtasks = ", ".join(f"{name} {seconds:.1f}" for name, seconds in m["timings_s"].items())
     print(f"sub-task seconds: {subtasks}; errors {m['errors']}; flags {m['flags'] or 'none'}")
-    what = "BIAS01 full analysis (aim, all sub-tasks)" + (", proposed check" if args.proposed_check else "")
-    print(f"| {what} | {FRAMES} FITS, {size:.0f} MB | {m['wall_s']:.1f} s | "
+    print(f"| BIAS01 full analysis (aim, all sub-tasks) | {FRAMES} FITS, {size:.0f} MB | {m['wall_s']:.1f} s | "
           f"{m['peak_total_mb']:.0f} MB total ({m['peak_self_mb']:.0f} MB main, {m['peak_worker_mb']:.0f} MB largest "
           f"worker) | {args.jobs} | {os.cpu_count()} cores, {cpu_model()} |")
 

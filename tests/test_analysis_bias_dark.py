@@ -33,18 +33,14 @@ from engine.pipeline.runner import PipelineRun, RunOptions
 from engine.sim.records import Equipment
 from engine.sim.truths import Truths
 from engine.tasks import bias as bias_module
-from engine.tasks.bias import (
-    CLIP_SIGMA,
-    NOMINAL_GAIN_E_PER_ADU,
-    allocate_fits,
-    check_image_noise,
-    check_offset_gradients,
-    histogram_stats,
-    sort_frames,
-)
+from engine.tasks.bias import check_image_noise
+from engine.tasks.check import check_offset_gradients
+from engine.tasks.context import NOMINAL_GAIN_E_PER_ADU
 from engine.tasks.dark import HOT_PIXEL_THRESHOLD_ADU
 from engine.tasks.flags import FlagBook
-from engine.tasks.measures import QuadrantStats, RegionStats
+from engine.tasks.measures import QuadrantStats
+from engine.tasks.stacking import allocate_fits, sort_frames
+from engine.tasks.stats import CLIP_SIGMA, RegionStats, histogram_stats
 
 SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
 EQUIPMENT = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn_ccd2=SERIALS["ccd2"],

@@ -101,6 +101,14 @@ class KindTotal:
         self.bytes += size
 
 
+def tally(items: Iterable[CleanupItem], kinds: Iterable[str] = ()) -> dict[str, KindTotal]:
+    """Items, files and bytes per kind: `kinds` first (empty ones too), then any other kind met."""
+    totals = {kind: KindTotal() for kind in kinds}
+    for item in items:
+        totals.setdefault(item.kind, KindTotal()).add(item.files, item.bytes)
+    return totals
+
+
 @dataclass
 class CleanupPlan:
     root: Path
@@ -119,10 +127,7 @@ class CleanupPlan:
 
     def totals(self) -> dict[str, KindTotal]:
         """Per chosen kind (all of them, empty ones too), in KINDS order."""
-        totals = {kind: KindTotal() for kind in KINDS if kind in self.kinds}
-        for item in self.items:
-            totals[item.kind].add(item.files, item.bytes)
-        return totals
+        return tally(self.items, [kind for kind in KINDS if kind in self.kinds])
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -153,10 +158,7 @@ class CleanupReport:
         return sum(item.bytes for item in self.removed)
 
     def totals(self) -> dict[str, KindTotal]:
-        totals: dict[str, KindTotal] = {}
-        for item in self.removed:
-            totals.setdefault(item.kind, KindTotal()).add(item.files, item.bytes)
-        return totals
+        return tally(self.removed)
 
     def as_dict(self) -> dict[str, Any]:
         return {

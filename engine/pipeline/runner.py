@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from ..campaign.catalogue import CHECK_ONLY_SUBTASKS, resolve_test
 from ..campaign.chamber import load_chamber
@@ -55,6 +56,14 @@ class RunOptions:
     run_id: str | None = None
     log_dir: Path | None = None  # default <results>/logs
     notes: tuple[str, ...] = ()  # said in the log after the header (e.g. the quick form's defaults)
+
+
+@dataclass
+class RunEnd:
+    """How a run ended, as its summary block and run record say it."""
+
+    reason: str = "finished"
+    state: str = "finished"  # finished | stopped | failed
 
 
 @dataclass
@@ -253,24 +262,31 @@ class PipelineRun:
     def mode_name(self) -> str:
         return "dry" if self.options.dry else ("check" if self.options.check_only else "full") + f"/{self.options.mode}"
 
+    @contextmanager
+    def opened(self) -> Iterator[RunEnd]:
+        """Open the run; on leaving, close it with how it ended: finished (or the reason the body
+        set), stopped (a StopRequested, which ends here) or failed (the exception goes on)."""
+        self.open()
+        end = RunEnd()
+        try:
+            yield end
+        except StopRequested as stop:
+            end.reason, end.state = f"stopped ({stop})", "stopped"
+        except BaseException as exc:
+            end.reason, end.state = f"failed ({type(exc).__name__}: {exc})", "failed"
+            raise
+        finally:
+            self.close(end.reason, end.state)
+
     def run_aim(self) -> list[pipelog.TaskSummary]:
         """Every test of the session, in order, on the data already there.
 
         A requested stop ends the run after abandoning the current test (see `end_state`)."""
-        self.open()
-        reason, state = "finished", "finished"
-        try:
+        with self.opened():
             rows = self.read_rows()
             for test in self.session.tests:
                 self.check_stop()
                 self.run_test(test, rows)
-        except StopRequested as stop:
-            reason, state = f"stopped ({stop})", "stopped"
-        except BaseException as exc:
-            reason, state = f"failed ({type(exc).__name__}: {exc})", "failed"
-            raise
-        finally:
-            self.close(reason, state)
         return self.summaries
 
     # -- helpers ------------------------------------------------------------------------------

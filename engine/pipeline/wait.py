@@ -41,7 +41,7 @@ from ..formats.fits import check_fits
 from ..tasks.dataset import CCDS, DataSet
 from . import log as pipelog
 from .results import read_result, result_folder
-from .runner import PipelineRun, StopRequested
+from .runner import PipelineRun
 
 class FrameArrivals:
     """Which frame files are completely written: whole FITS structure, unchanged for `stable_s`.
@@ -169,35 +169,29 @@ class WaitMode:
     def execute(self) -> list[pipelog.TaskSummary]:
         """Open the run, wait and analyse until done, idle, or stopped; write the summary."""
         run = self.run
-        run.open()
-        run.on_stop(self._stale.set)
-        reason, state, watcher = "finished", "finished", None
-        try:
-            folder = self._await_day_folder()
-            if folder is None:
-                reason = self._idle_reason()
-            else:
-                watcher = FolderWatcher(folder, self.settings.polling, self.settings.poll_seconds)
-                watcher.start()
-                run.on_stop(watcher.wake)
-                idle = (f"stop after {self.settings.idle_stop_s / 60:g} min without new data"
-                        if self.settings.idle_stop_s else "no idle stop")
-                self.log.info(f"Waiting for data in {folder}: {watcher.kind} ({watcher.reason}); {idle}"
-                              + (f"; only OBSIDs from {run.options.start_obsid} on" if run.options.start_obsid
-                                 else ""))
-                run.emit("watching", {"folder": str(folder), "observer": watcher.kind, "why": watcher.reason,
-                                      "idle_stop_s": self.settings.idle_stop_s})
-                reason = self._loop(folder, watcher)
-        except StopRequested as stop:
-            reason, state = f"stopped ({stop})", "stopped"
-        except BaseException as exc:
-            reason, state = f"failed ({type(exc).__name__}: {exc})", "failed"
-            raise
-        finally:
-            if watcher is not None:
-                watcher.stop()
-            self._summarise_unanalysed()
-            run.close(reason, state)
+        with run.opened() as end:
+            run.on_stop(self._stale.set)
+            watcher = None
+            try:
+                folder = self._await_day_folder()
+                if folder is None:
+                    end.reason = self._idle_reason()
+                else:
+                    watcher = FolderWatcher(folder, self.settings.polling, self.settings.poll_seconds)
+                    watcher.start()
+                    run.on_stop(watcher.wake)
+                    idle = (f"stop after {self.settings.idle_stop_s / 60:g} min without new data"
+                            if self.settings.idle_stop_s else "no idle stop")
+                    self.log.info(f"Waiting for data in {folder}: {watcher.kind} ({watcher.reason}); {idle}"
+                                  + (f"; only OBSIDs from {run.options.start_obsid} on" if run.options.start_obsid
+                                     else ""))
+                    run.emit("watching", {"folder": str(folder), "observer": watcher.kind, "why": watcher.reason,
+                                          "idle_stop_s": self.settings.idle_stop_s})
+                    end.reason = self._loop(folder, watcher)
+            finally:
+                if watcher is not None:
+                    watcher.stop()
+                self._summarise_unanalysed()
         return run.summaries
 
     def _loop(self, folder: Path, watcher: FolderWatcher) -> str:

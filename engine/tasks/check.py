@@ -7,24 +7,24 @@
   missing frame);
 - HK against limits (HK_OOL, with key, reading, limit, OBSID);
 - offsets, read noise, saturation and lost pixels per CCD and quadrant (POORQUALDATA, RON_OOL,
-  SATURATION, LOSTPIXELS).
+  SATURATION, LOSTPIXELS), from the statistics of each frame (measures.py), kept in
+  `ctx.scratch["raw_stats"]` for the checks a family adds (such as `check_offset_gradients`).
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..campaign.script_params import log_values
-from ..formats.fits import FrameError
 from ..formats.geometry import QUADRANTS
 from ..formats.hk import read_hk
 from .context import TaskContext
-from .measures import QuadrantStats, frame_stats
+from .dataset import obsid_ranges
+from .measures import FrameStats, QuadrantStats, measure_frames
 
 # Logged parameters compared with the script; the others vary by design or are not commanded.
 COMPARED_KEYS = (
@@ -41,7 +41,7 @@ def generic_check(ctx: TaskContext) -> None:
     check_structure(ctx)
     check_configuration(ctx)
     check_hk(ctx)
-    stats = measure_frames(ctx)
+    stats = raw_stats(ctx)
     ctx.scratch["raw_stats"] = stats
     check_readout(ctx, stats)
 
@@ -116,41 +116,37 @@ def check_hk(ctx: TaskContext) -> None:
             if verdict.status != "ok":
                 ctx.flags.raise_flag("HK_OOL", f"[{verdict.status}] {verdict.reason}", obsid=exposure.obsid)
     if missing:
-        ctx.log.warning(f"no HK file for OBSIDs {_ranges(missing)}: HK not checked there")
+        ctx.log.warning(f"no HK file for OBSIDs {obsid_ranges(missing)}: HK not checked there")
         ctx.test_values["hk_missing_obsids"] = missing
 
 
-# -- raw frames --------------------------------------------------------------------------------
+# -- raw frames ---------------------------------------------------------------------------------
 
-def measure_frames(ctx: TaskContext) -> dict[tuple[int, int], dict[str, QuadrantStats]]:
-    """(obsid, ccd) -> per-quadrant stats, over the rows each frame's window read."""
-    windows = {ccd: [(f.obsid, f.row.get("vstart"), f.row.get("vend")) for f in ctx.dataset.frames(ccd)]
-               for ccd in ctx.ccds}
-    results = ctx.map_ccds(_measure_ccd, windows)
-    stats: dict[tuple[int, int], dict[str, QuadrantStats]] = {}
-    for ccd, per_obsid in results.items():
-        for obsid, value in per_obsid.items():
-            if isinstance(value, str):
-                ctx.flags.raise_flag("MISSDATA", value, ccd=ccd, obsid=obsid)
-            else:
-                stats[(obsid, ccd)] = value
+def raw_stats(ctx: TaskContext) -> dict[tuple[int, int], FrameStats]:
+    """(obsid, ccd) -> statistics of each readable frame (measures.py); unreadable frames flagged."""
+    stats: dict[tuple[int, int], FrameStats] = {}
+    for (obsid, ccd), value in measure_frames(ctx).items():
+        if isinstance(value, str):
+            ctx.flags.raise_flag("MISSDATA", value, ccd=ccd, obsid=obsid)
+        else:
+            stats[(obsid, ccd)] = value
     return stats
 
 
-def _measure_ccd(ccd: int, paths: list[Path], windows: dict[int, list[tuple[int, Any, Any]]]) -> dict[int, Any]:
-    # Runs in a worker: paths in, small records out. An unreadable frame becomes its message.
-    out: dict[int, Any] = {}
-    for (obsid, vstart, vend), path in zip(windows[ccd], paths):
-        if not path.is_file():
-            continue
-        try:
-            out[obsid] = frame_stats(path, int(vstart or 0), int(vend) if vend not in (None, "") else None)
-        except FrameError as exc:
-            out[obsid] = f"unreadable frame: {exc}"
-    return out
+def quadrant_frames(ctx: TaskContext, stats: Mapping[tuple[int, int], Mapping[str, QuadrantStats]] | None = None,
+                    ) -> Iterator[tuple[int, str, list[tuple[int, QuadrantStats]]]]:
+    """(ccd, quadrant, [(obsid, its statistics)] in OBSID order) for each quadrant with measured
+    frames: of `stats`, else of the check's raw statistics (none if the check did not run)."""
+    if stats is None:
+        stats = ctx.scratch.get("raw_stats") or {}
+    for ccd in ctx.ccds:
+        frames = [(obsid, s) for (obsid, c), s in sorted(stats.items()) if c == ccd]
+        if frames:
+            for q in QUADRANTS:
+                yield ccd, q, [(obsid, s[q]) for obsid, s in frames]
 
 
-def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], Mapping[str, QuadrantStats]]) -> None:
+def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats]) -> None:
     """Offsets, RON, saturation and lost pixels per CCD and quadrant; values kept for results."""
     if not stats:
         return
@@ -158,64 +154,51 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], Mapping[str,
     ron_lo, ron_hi = ctx.limit("ron_adu")
     saturation_limit = float(ctx.limit("saturation_fraction"))
     nominal = ctx.campaign.limits.get("offset_nominal_adu")
-    for ccd in ctx.ccds:
-        for q in QUADRANTS:
-            per_frame = [(obsid, s[q]) for (obsid, c), s in sorted(stats.items()) if c == ccd]
-            if not per_frame:
-                continue
-            prescan = np.array([s.prescan.median for _, s in per_frame])
-            overscan = np.array([s.overscan.median for _, s in per_frame])
-            ron_pre = float(np.nanmedian([s.prescan.std for _, s in per_frame]))
-            ron_ove = float(np.nanmedian([s.overscan.std for _, s in per_frame]))
-            offset = float(np.nanmedian(prescan))
-            ctx.set_value(ccd, q, "offset_prescan_adu", round(offset, 3))
-            ctx.set_value(ccd, q, "offset_overscan_adu", round(float(np.nanmedian(overscan)), 3))
-            ctx.set_value(ccd, q, "ron_prescan_adu", round(ron_pre, 4))
-            ctx.set_value(ccd, q, "ron_overscan_adu", round(ron_ove, 4))
-            reference = float(nominal) if nominal is not None else offset
-            for (obsid, _), value in zip(per_frame, prescan):
-                if not abs(value - reference) <= margin:
-                    what = "the campaign's nominal" if nominal is not None else "this test's median"
-                    ctx.flags.raise_flag("POORQUALDATA", f"prescan offset {value:.1f} ADU is more than {margin:g} ADU "
-                                         f"from {what} {reference:.1f} ADU", ccd=ccd, quadrant=q, obsid=obsid)
-            for region, ron in (("prescan", ron_pre), ("overscan", ron_ove)):
-                if not ron_lo <= ron <= ron_hi:
-                    ctx.flags.raise_flag("RON_OOL", f"{region} RON {ron:.3f} ADU outside [{ron_lo}, {ron_hi}] ADU",
-                                         ccd=ccd, quadrant=q)
-            for obsid, s in per_frame:
-                pixels = ctx_quadrant_pixels(ctx)
-                if s.saturated / pixels > saturation_limit and ctx.test.family != "persist":
-                    ctx.flags.raise_flag("SATURATION", f"{100 * s.saturated / pixels:.1f} % of pixels saturated "
-                                         f"(limit {100 * saturation_limit:g} %)", ccd=ccd, quadrant=q, obsid=obsid)
-                    ctx.flags.raise_flag("POORQUALDATA", "saturated frame", ccd=ccd, quadrant=q, obsid=obsid)
-                if s.lost:
-                    ctx.flags.raise_flag("LOSTPIXELS", f"{s.lost} pixels read 0 ADU", ccd=ccd, quadrant=q, obsid=obsid)
+    quadrant_pixels = {key: s.geometry.quad_width * s.geometry.image_rows for key, s in stats.items()}
+    for ccd, q, per_frame in quadrant_frames(ctx, stats):
+        prescan = np.array([s.prescan.median for _, s in per_frame])
+        overscan = np.array([s.overscan.median for _, s in per_frame])
+        ron_pre = float(np.nanmedian([s.prescan.std for _, s in per_frame]))
+        ron_ove = float(np.nanmedian([s.overscan.std for _, s in per_frame]))
+        offset = float(np.nanmedian(prescan))
+        ctx.set_value(ccd, q, "offset_prescan_adu", round(offset, 3))
+        ctx.set_value(ccd, q, "offset_overscan_adu", round(float(np.nanmedian(overscan)), 3))
+        ctx.set_value(ccd, q, "ron_prescan_adu", round(ron_pre, 4))
+        ctx.set_value(ccd, q, "ron_overscan_adu", round(ron_ove, 4))
+        reference = float(nominal) if nominal is not None else offset
+        for (obsid, _), value in zip(per_frame, prescan):
+            if not abs(value - reference) <= margin:
+                what = "the campaign's nominal" if nominal is not None else "this test's median"
+                ctx.flags.raise_flag("POORQUALDATA", f"prescan offset {value:.1f} ADU is more than {margin:g} ADU "
+                                     f"from {what} {reference:.1f} ADU", ccd=ccd, quadrant=q, obsid=obsid)
+        for region, ron in (("prescan", ron_pre), ("overscan", ron_ove)):
+            if not ron_lo <= ron <= ron_hi:
+                ctx.flags.raise_flag("RON_OOL", f"{region} RON {ron:.3f} ADU outside [{ron_lo}, {ron_hi}] ADU",
+                                     ccd=ccd, quadrant=q)
+        for obsid, s in per_frame:
+            pixels = quadrant_pixels[(obsid, ccd)]
+            if s.saturated / pixels > saturation_limit and ctx.test.family != "persist":
+                ctx.flags.raise_flag("SATURATION", f"{100 * s.saturated / pixels:.1f} % of pixels saturated "
+                                     f"(limit {100 * saturation_limit:g} %)", ccd=ccd, quadrant=q, obsid=obsid)
+                ctx.flags.raise_flag("POORQUALDATA", "saturated frame", ccd=ccd, quadrant=q, obsid=obsid)
+            if s.lost:
+                ctx.flags.raise_flag("LOSTPIXELS", f"{s.lost} pixels read 0 ADU", ccd=ccd, quadrant=q, obsid=obsid)
     if nominal is None:
         ctx.log.info("no nominal offsets in the campaign ([limits] offset_nominal_adu): offsets checked for "
                      "stability within the test only")
 
 
-def ctx_quadrant_pixels(ctx: TaskContext) -> int:
-    geometry = ctx.scratch.get("geometry")
-    if geometry is None:
-        from ..formats.fits import read_frame
+# -- checks the families add (from the same raw statistics) --------------------------------------
 
-        first = next((f.path for e in ctx.dataset.exposures for f in e.frames.values() if f.path.is_file()), None)
-        if first is None:
-            return 1
-        with read_frame(first) as frame:
-            geometry = frame.geometry
-        ctx.scratch["geometry"] = geometry
-    return geometry.quad_width * geometry.image_rows
-
-
-def _ranges(numbers: list[int]) -> str:
-    numbers = sorted(numbers)
-    spans, start, previous = [], numbers[0], numbers[0]
-    for n in numbers[1:]:
-        if n != previous + 1:
-            spans.append((start, previous))
-            start = n
-        previous = n
-    spans.append((start, previous))
-    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
+def check_offset_gradients(ctx: TaskContext, regions: Sequence[str]) -> None:
+    """Region offset minus prescan offset, per frame, within `offset_gradient_adu` (POORQUALDATA)."""
+    low, high = ctx.limit("offset_gradient_adu")
+    for ccd, q, frames in quadrant_frames(ctx):
+        for region in regions:
+            deltas = [(obsid, getattr(s, region).median - s.prescan.median) for obsid, s in frames]
+            bad = [(obsid, d) for obsid, d in deltas if not low <= d <= high]
+            if bad:
+                obsid, worst = max(bad, key=lambda item: abs(item[1]))
+                ctx.flags.raise_flag(
+                    "POORQUALDATA", f"{region} minus prescan offset {worst:+.1f} ADU outside [{low:g}, {high:g}] "
+                    f"ADU (OBSID {obsid}; {len(bad)} of {len(deltas)} frames out)", ccd=ccd, quadrant=q)

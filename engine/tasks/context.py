@@ -13,7 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from ..campaign.catalogue import TestDefinition
 from ..campaign.chamber import ChamberProfile
@@ -21,6 +21,8 @@ from ..campaign.config import Campaign
 from ..formats.hklimits import HKLimits
 from .dataset import CCDS, DataSet
 from .flags import FlagBook
+
+NOMINAL_GAIN_E_PER_ADU = 3.3  # CCD273 gains are 3.1-3.5 e-/ADU; used until a PTC gain is configured
 
 
 @dataclass
@@ -53,6 +55,16 @@ class TaskContext:
 
     def limit(self, name: str) -> Any:
         return self.campaign.limit(name)
+
+    def gain(self, ccd: int, quadrant: str) -> tuple[float, str]:
+        """(gain e-/ADU, where it comes from): the campaign's calibration products when they hold
+        a gain for this quadrant (a `gains` table CCDn -> quadrant -> e-/ADU), else the nominal."""
+        gains = getattr(self.campaign.calproducts, "gains", None) or {}
+        value = gains.get(f"CCD{ccd}", {}).get(quadrant) if isinstance(gains, dict) else None
+        if value:
+            return float(value), "campaign [calproducts] gain"
+        return (NOMINAL_GAIN_E_PER_ADU,
+                f"nominal {NOMINAL_GAIN_E_PER_ADU} e-/ADU (no gain in the campaign's [calproducts])")
 
     @property
     def ccds(self) -> tuple[int, ...]:
@@ -92,17 +104,17 @@ class TaskContext:
 
     # -- parallel work ------------------------------------------------------------------------
 
-    def map_ccds(self, function: Callable[..., Any], *args: Any) -> dict[int, Any]:
-        """`function(ccd, paths, *args)` for each CCD, in worker processes when jobs > 1.
+    def map_units(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
+        """`function(*call)` for each call, in worker processes when jobs > 1; results in call order.
 
-        Workers get paths, never arrays; `function` must be a module-level function.
+        Units are what balances the workers: a frame, a (CCD, quadrant). `function` is
+        module-level; calls carry paths and small numbers, never frames.
         """
-        work = {ccd: self.dataset.paths(ccd) for ccd in self.ccds}
-        if self.jobs <= 1:
-            return {ccd: function(ccd, paths, *args) for ccd, paths in work.items()}
-        with ProcessPoolExecutor(max_workers=min(self.jobs, len(work))) as pool:
-            futures = {ccd: pool.submit(function, ccd, paths, *args) for ccd, paths in work.items()}
-            return {ccd: future.result() for ccd, future in futures.items()}
+        if self.jobs <= 1 or len(calls) <= 1:
+            return [function(*call) for call in calls]
+        with ProcessPoolExecutor(max_workers=min(self.jobs, len(calls))) as pool:
+            futures = [pool.submit(function, *call) for call in calls]
+            return [future.result() for future in futures]
 
 
 @contextmanager

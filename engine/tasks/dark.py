@@ -6,7 +6,7 @@ Sub-tasks (after the generic `init` and `check`):
   the prescan and overscan medians, must lie in DARK_FLUENCE_WINDOW_ADU (FLUENCE_OOL otherwise);
   medians make it blind to hot pixels and cosmic rays. Overscan minus prescan offset within the
   campaign's `offset_gradient_adu` (POORQUALDATA).
-- `prep`: per frame and quadrant offsets (clipped prescan mean), as for the biases.
+- `prep` (offsets.py): per frame and quadrant offsets (clipped prescan mean), as for the biases.
 - `basic`: the per-pixel median of the offset-subtracted frames (cosmic rays and other one-frame
   events drop out), then per quadrant the clipped mean of its image pixels (hot pixels drop out):
   the dark signal in ADU per exposure, times the gain, divided by the exposure time in hours.
@@ -14,7 +14,7 @@ Sub-tasks (after the generic `init` and `check`):
   quadrant's dark level (vison's DARK01 defect limit, 50 ADU in 565 s: about 0.3 e-/s).
   The stack is written band by band as the master dark; `meta` publishes it.
 - `meta`: the master dark per CCD (DARK = median stack, EDARK = per-pixel std / sqrt(NCOMB),
-  ADU per exposure, offset-subtracted) with its provenance header.
+  ADU per exposure, offset-subtracted) with its provenance header (stacking.py, as the master bias).
 
 The offset subtracted is the prescan's: an image-minus-prescan offset difference would add to
 the dark signal (the check's gradient limit bounds it); a master bias is not subtracted yet.
@@ -31,29 +31,20 @@ from typing import Any
 import numpy as np
 
 from ..formats.geometry import QUADRANTS
-from .base import AnalysisTask, TaskOutcome
-from .bias import (
-    CLIP_SIGMA,
-    StackStats,
-    build_stacks,
-    ccd_serial,
-    check_offset_gradients,
-    frames_rows,
-    gain_for,
-    markdown_table,
-    measure_offsets,
-    new_figure,
-    prepared_data,
-    product_name,
-)
+from .base import TaskOutcome
+from .check import check_offset_gradients, quadrant_frames
 from .context import TaskContext
+from .figures import markdown_table, quadrant_axes, save_figure
+from .offsets import OffsetSubtractingTask, prepared_data
+from .stacking import StackStats, build_stacks, product_names
+from .stats import CLIP_SIGMA
 
 DARK_FLUENCE_WINDOW_ADU = (-2.0, 5.0)  # vison's DARK01 check window (image minus offsets, ADU)
 HOT_PIXEL_THRESHOLD_ADU = 50.0  # above the quadrant's dark level in the median stack
 WORK_FOLDER = ".work"  # inside the task's staging folder: stacks waiting for `meta`
 
 
-class DarkTask(AnalysisTask):
+class DarkTask(OffsetSubtractingTask):
     family = "dark"
 
     def run(self, ctx: TaskContext, enabled: set[str]) -> TaskOutcome:
@@ -66,14 +57,8 @@ class DarkTask(AnalysisTask):
         check_offset_gradients(ctx, ("overscan",))
         check_fluence(ctx)
 
-    def prep(self, ctx: TaskContext) -> None:
-        prepared = measure_offsets(ctx)
-        ctx.scratch["offsets"] = prepared
-        for note in prepared.skipped:
-            ctx.log.warning(f"left out of the analysis: {note}")
-
     def basic(self, ctx: TaskContext) -> None:
-        names = master_names(ctx)
+        names = product_names(ctx, "MASTERDARK")
         work = ctx.workdir / WORK_FOLDER
         work.mkdir(parents=True, exist_ok=True)
         files = {ccd: work / name for ccd, name in names.items()}
@@ -82,7 +67,7 @@ class DarkTask(AnalysisTask):
         record_dark(ctx, stats)
 
     def meta(self, ctx: TaskContext) -> None:
-        names = master_names(ctx)
+        names = product_names(ctx, "MASTERDARK")
         pending: dict[int, Path] = ctx.scratch.get("pending_masters") or {}
         with ExitStack() as stack:
             # entered last to first so they are published (and listed) CCD1 first
@@ -108,28 +93,16 @@ TASK = DarkTask
 def check_fluence(ctx: TaskContext) -> None:
     """Image median minus the mean of prescan and overscan medians, per frame; the CCD/quadrant
     value is the median over frames and must lie in the window (FLUENCE_OOL)."""
-    stats = ctx.scratch.get("raw_stats") or {}
     low, high = DARK_FLUENCE_WINDOW_ADU
-    for ccd in ctx.ccds:
-        for q in QUADRANTS:
-            per_frame = [(obsid, s[q].image.median - 0.5 * (s[q].prescan.median + s[q].overscan.median))
-                         for (obsid, c), s in sorted(stats.items()) if c == ccd]
-            if not per_frame:
-                continue
-            value = float(np.median([f for _, f in per_frame]))
-            ctx.set_value(ccd, q, "fluence_adu", round(value, 3))
-            if not low <= value <= high:
-                obsid, worst = max(per_frame, key=lambda item: abs(item[1]))
-                ctx.flags.raise_flag("FLUENCE_OOL", f"dark image level {value:+.2f} ADU above the offsets (median of "
-                                     f"{len(per_frame)} frames; most extreme {worst:+.2f} at OBSID {obsid}) outside "
-                                     f"[{low:g}, {high:g}] ADU", ccd=ccd, quadrant=q)
-
-
-def master_names(ctx: TaskContext) -> dict[int, str]:
-    prepared = prepared_data(ctx)
-    block = ctx.campaign.info.block
-    return {ccd: product_name("MASTERDARK", ccd, ccd_serial(frames_rows(ctx, ccd)), block)
-            for ccd in ctx.ccds if prepared.frames[ccd]}
+    for ccd, q, frames in quadrant_frames(ctx):
+        per_frame = [(obsid, s.image.median - 0.5 * (s.prescan.median + s.overscan.median)) for obsid, s in frames]
+        value = float(np.median([f for _, f in per_frame]))
+        ctx.set_value(ccd, q, "fluence_adu", round(value, 3))
+        if not low <= value <= high:
+            obsid, worst = max(per_frame, key=lambda item: abs(item[1]))
+            ctx.flags.raise_flag("FLUENCE_OOL", f"dark image level {value:+.2f} ADU above the offsets (median of "
+                                 f"{len(per_frame)} frames; most extreme {worst:+.2f} at OBSID {obsid}) outside "
+                                 f"[{low:g}, {high:g}] ADU", ccd=ccd, quadrant=q)
 
 
 def exposure_time(ctx: TaskContext, ccd: int) -> float:
@@ -148,7 +121,7 @@ def stack_darks(ctx: TaskContext, files: dict[int, Path]) -> dict[tuple[int, str
     def header(ccd: int) -> dict[str, Any]:
         extra: dict[str, Any] = {"EXPTIME": (exposure_time(ctx, ccd), "exposure time of the frames (s)")}
         for q in QUADRANTS:
-            extra[f"GAIN_{q}"] = (gain_for(ctx, ccd, q)[0], f"gain used for quadrant {q} (e-/ADU)")
+            extra[f"GAIN_{q}"] = (ctx.gain(ccd, q)[0], f"gain used for quadrant {q} (e-/ADU)")
         extra["HOTTHR"] = (HOT_PIXEL_THRESHOLD_ADU, "hot pixel: ADU above the quadrant's level")
         return extra
 
@@ -162,7 +135,7 @@ def record_dark(ctx: TaskContext, stats: dict[tuple[int, str], StackStats]) -> N
     exptimes = {}
     for (ccd, q), result in sorted(stats.items()):
         exptime = exptimes.setdefault(ccd, exposure_time(ctx, ccd))
-        gain, source = gain_for(ctx, ccd, q)
+        gain, source = ctx.gain(ccd, q)
         sources.add(source)
         signal = result.level.mean
         rate = signal * gain / (exptime / 3600.0) if exptime > 0 else math.nan
@@ -197,17 +170,12 @@ def plot_dark(ctx: TaskContext, stats: dict[tuple[int, str], StackStats]) -> Non
     keys = sorted(stats)
     if not keys:
         return
-    figure = new_figure(8, 3.6)
-    axes = figure.add_subplot(1, 1, 1)
-    x = np.arange(len(keys))
+    figure, axes, x = quadrant_axes(keys)
     rates = [ctx.value(c, q, "dark_e_per_pix_per_hour") for c, q in keys]
     bars = axes.bar(x, rates, color="tab:purple")
     for bar, key in zip(bars, keys):
         axes.annotate(f"{stats[key].hot_count} hot", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                       ha="center", va="bottom", fontsize=7)
-    axes.set_xticks(x, [f"CCD{c}\n{q}" for c, q in keys], fontsize=8)
     axes.set_ylabel("dark current (e-/pix/h)")
     axes.set_title(f"{ctx.test.name}: dark current per quadrant, hot pixel counts above the bars")
-    figure.tight_layout()
-    with ctx.figure(f"{ctx.test.name}_dark.png") as tmp:
-        figure.savefig(tmp)
+    save_figure(ctx, figure, "dark")

@@ -57,9 +57,6 @@ class DataSet:
     def frames(self, ccd: int) -> list[FrameRef]:
         return [e.frames[ccd] for e in self.exposures if ccd in e.frames]
 
-    def paths(self, ccd: int) -> list[Path]:
-        return [f.path for f in self.frames(ccd)]
-
     def hk_path(self, exposure: ExposureRef) -> Path | None:
         """The exposure's HK file, found by OBSID (its time stamp may differ by a second)."""
         folder = exposure.frames[min(exposure.frames)].path.parent
@@ -68,6 +65,21 @@ class DataSet:
             return exact
         found = sorted(folder.glob(f"HK_{exposure.obsid}_*_ROE1.txt"))
         return found[0] if found else None
+
+
+def obsid_ranges(numbers: Iterable[int], sep: str = ", ") -> str:
+    """OBSIDs as runs: [5, 6, 7, 9] -> "5-7, 9" ("" for none)."""
+    numbers = sorted(numbers)
+    if not numbers:
+        return ""
+    spans, start, previous = [], numbers[0], numbers[0]
+    for n in numbers[1:]:
+        if n != previous + 1:
+            spans.append((start, previous))
+            start = n
+        previous = n
+    spans.append((start, previous))
+    return sep.join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
 
 
 def select_dataset(

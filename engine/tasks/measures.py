@@ -1,29 +1,30 @@
-"""Raw-frame measurements shared by the checks of every test: plain functions over a frame.
+"""The raw-frame measurements of every test: each frame of the data set read once per analysis.
 
-Each function reads only the sections it needs. Edges are trimmed as the campaign did:
-prescan [25, 5] columns from its start and end, overscan and image [5, 5].
+Per frame and quadrant, over the rows the readout window read: median, robust std and mean of
+the prescan, image and overscan (stats.RegionStats, with the clipped mean the analyses subtract
+as the offset), and how many pixels are saturated or lost. The generic check judges them; the
+families' `prep` takes its offsets from them, so no analysis reads the frames for that again.
+
+Edges are trimmed as the campaign did: prescan [25, 5] columns from its start and end, overscan
+and image [5, 5].
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..formats.fits import Frame, read_frame
+from ..formats.fits import Frame, FrameError, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
+from .context import TaskContext
+from .stats import ADC_SATURATED, LOST_PIXEL, RegionStats, region_stats
 
-ADC_SATURATED = 65535
-LOST_PIXEL = 0
 TRIM_COLUMNS = {"prescan": (25, 5), "overscan": (5, 5), "image": (5, 5)}
-
-
-@dataclass(frozen=True)
-class RegionStats:
-    median: float
-    std: float  # of the pixels within 5 sigma of the median: cosmic rays and hot pixels left out
-    mean: float
+REGIONS = ("prescan", "image", "overscan")
+SCRATCH_KEY = "frame_measures"
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,23 @@ class QuadrantStats:
     overscan: RegionStats
     saturated: int  # pixels at the ADC ceiling
     lost: int  # pixels at 0
+
+
+@dataclass(frozen=True)
+class FrameStats(Mapping[str, QuadrantStats]):
+    """One frame's statistics: quadrant -> QuadrantStats, and the frame's geometry."""
+
+    geometry: CCDGeometry
+    quadrants: dict[str, QuadrantStats]
+
+    def __getitem__(self, quadrant: str) -> QuadrantStats:
+        return self.quadrants[quadrant]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.quadrants)
+
+    def __len__(self) -> int:
+        return len(self.quadrants)
 
 
 def trimmed(region: np.ndarray, name: str, geometry: CCDGeometry) -> np.ndarray:
@@ -45,39 +63,58 @@ def trimmed(region: np.ndarray, name: str, geometry: CCDGeometry) -> np.ndarray:
     return region[:, start: width - end if end else None]
 
 
-def robust_stats(values: np.ndarray) -> RegionStats:
-    valid = values[(values != ADC_SATURATED) & (values != LOST_PIXEL)].astype(np.float64)
-    if valid.size == 0:
-        return RegionStats(float("nan"), float("nan"), float("nan"))
-    q25, median, q75 = np.percentile(valid, [25, 50, 75])
-    # Counts are integers: the interquartile range only seeds the clip window, at least 1 ADU wide,
-    # and the std is measured on the pixels inside it.
-    window = 5 * max((q75 - q25) / 1.349, 1.0)
-    kept = valid[np.abs(valid - median) <= window]
-    return RegionStats(float(median), float(kept.std()), float(kept.mean()))
+def region_columns(geometry: CCDGeometry, region: str, trim: bool = True) -> slice:
+    """Canonical quadrant columns of a region, edges trimmed (unless `trim` is False)."""
+    _, cols = geometry.canonical_region(region)
+    if not trim:
+        return cols
+    kept = trimmed(np.arange(cols.start, cols.stop)[None, :], region, geometry)[0]
+    return slice(int(kept[0]), int(kept[-1]) + 1)
 
 
-def quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: slice | None = None) -> QuadrantStats:
-    """Offsets, noise and pixel-value extremes of one quadrant (canonical rows `rows`)."""
-    regions = {}
-    for name in ("prescan", "image", "overscan"):
-        data = frame.region(quadrant, name, geometry)
-        if rows is not None:
-            data = data[rows]
-        regions[name] = robust_stats(trimmed(data, name, geometry))
-    whole = frame.quadrant(quadrant, geometry=geometry)
-    if rows is not None:
-        whole = whole[rows]
+def quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: slice) -> QuadrantStats:
+    """Offsets, noise and pixel-value extremes of one quadrant over canonical image rows `rows`,
+    the quadrant read once."""
+    whole = frame.quadrant(quadrant, geometry=geometry)[rows]
+    regions = {name: region_stats(whole[:, region_columns(geometry, name)]) for name in REGIONS}
     return QuadrantStats(
         prescan=regions["prescan"], image=regions["image"], overscan=regions["overscan"],
         saturated=int(np.count_nonzero(whole == ADC_SATURATED)), lost=int(np.count_nonzero(whole == LOST_PIXEL)),
     )
 
 
-def frame_stats(path: Path, vstart: int = 0, vend: int | None = None) -> dict[str, QuadrantStats]:
-    """Per quadrant statistics of one frame file, over the rows the readout window read."""
+def frame_stats(path: Path, vstart: int = 0, vend: int | None = None) -> FrameStats:
+    """Per quadrant statistics of one frame file, over the image rows the readout window read."""
     with read_frame(path) as frame:
         geometry = frame.geometry
         vend = geometry.quad_height if vend is None else min(vend, geometry.quad_height)
         rows = slice(max(0, vstart), min(vend, geometry.image_rows))
-        return {q: quadrant_stats(frame, q, geometry, rows) for q in QUADRANTS}
+        return FrameStats(geometry, {q: quadrant_stats(frame, q, geometry, rows) for q in QUADRANTS})
+
+
+def frame_unit(path: Path, vstart: int, vend: int | None) -> FrameStats | str:
+    """Worker: one frame's statistics, or why it cannot be read."""
+    try:
+        return frame_stats(path, vstart, vend)
+    except FrameError as exc:
+        return f"unreadable frame: {exc}"
+
+
+def measure_frames(ctx: TaskContext) -> dict[tuple[int, int], FrameStats | str]:
+    """(obsid, ccd) -> statistics of every frame on disk (or why it is unreadable), measured once
+    per analysis: the first sub-task to ask (the check, else `prep`) measures, the others reuse.
+
+    One work unit per frame, so the workers share the frames evenly.
+    """
+    measured = ctx.scratch.get(SCRATCH_KEY)
+    if measured is None:
+        frames = [f for ccd in ctx.ccds for f in ctx.dataset.frames(ccd) if f.path.is_file()]
+        calls = [(f.path, int(f.row.get("vstart") or 0), _row_int(f.row.get("vend"))) for f in frames]
+        results = ctx.map_units(frame_unit, calls)
+        measured = {(f.obsid, f.ccd): result for f, result in zip(frames, results)}
+        ctx.scratch[SCRATCH_KEY] = measured
+    return measured
+
+
+def _row_int(value: object) -> int | None:
+    return int(value) if value not in (None, "") else None

@@ -45,5 +45,7 @@ def _fmt(value) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        # 7 significant figures: any 16-bit offset to 0.01 ADU (65535.12), a RON to 0.001 ADU and
+        # better; values are stored already rounded to their own precision, so nothing is padded.
+        return f"{value:.7g}"
     return str(value)
