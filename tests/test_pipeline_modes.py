@@ -17,6 +17,7 @@ from engine.pipeline.runner import PipelineRun, RunOptions
 from engine.pipeline.wait import WaitMode, WaitSettings
 from engine.sim.elvis import SimulationRequest, StreamPacing, simulate
 from engine.sim.records import Equipment
+from engine.sim.truths import Truths
 
 NOSTROMO = load_chamber("B_NOSTROMO")
 FAST_WAIT = dict(stable_s=0.2, settle_s=1.0, poll_seconds=0.5)
@@ -285,3 +286,18 @@ def test_restarted_wait_run_does_not_redo_finished_tests(tmp_path):
     assert skipped == ["BIAS01", "DARK01"]
     assert "BIAS01: already analysed for OBSIDs 1000-1009" in _log_text(again)
     assert not list((campaign.paths.results / "D11").glob("*.previous-*"))  # nothing redone, nothing moved
+
+
+def test_offsets_are_checked_against_the_blocks_nominal_when_the_campaign_gives_it(tmp_path):
+    simulate(_request(tmp_path, tests=("BIAS01",)))
+    truths = Truths.load(tmp_path / "data" / "truths.json")
+    true_e = truths.ccds[1].quadrants["E"].offset_adu
+    true_f = truths.ccds[1].quadrants["F"].offset_adu
+    # CCD1 E's nominal is 100 ADU off the truth, F's is right; the others have none
+    (tmp_path / "campaign.toml").write_text(CAMPAIGN + f"\n[offsets]\nCCD1 = {{ E = {true_e + 100:.1f}, F = {true_f:.1f} }}\n")
+    campaign = load_campaign(tmp_path / "campaign.toml")
+    PipelineRun(campaign, RunOptions(session="D11", check_only=True)).run_aim()
+    record = read_result(campaign.paths.results / "D11" / "BIAS01")
+    offsets = [r for r in record["flag_reasons"] if r["flag"] == "POORQUALDATA" and "offset" in r["reason"]]
+    assert offsets and {(r["ccd"], r["quadrant"]) for r in offsets} == {(1, "E")}
+    assert "the block's nominal" in offsets[0]["reason"]

@@ -153,7 +153,7 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats])
     margin = float(ctx.limit("offset_margin_adu"))
     ron_lo, ron_hi = ctx.limit("ron_adu")
     saturation_limit = float(ctx.limit("saturation_fraction"))
-    nominal = ctx.campaign.limits.get("offset_nominal_adu")
+    without_nominal = []
     quadrant_pixels = {key: s.geometry.quad_width * s.geometry.image_rows for key, s in stats.items()}
     for ccd, q, per_frame in quadrant_frames(ctx, stats):
         prescan = np.array([s.prescan.median for _, s in per_frame])
@@ -165,10 +165,13 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats])
         ctx.set_value(ccd, q, "offset_overscan_adu", round(float(np.nanmedian(overscan)), 3))
         ctx.set_value(ccd, q, "ron_prescan_adu", round(ron_pre, 4))
         ctx.set_value(ccd, q, "ron_overscan_adu", round(ron_ove, 4))
-        reference = float(nominal) if nominal is not None else offset
+        nominal = ctx.campaign.nominal_offset(ccd, q)
+        if nominal is None:
+            without_nominal.append(f"CCD{ccd}{q}")
+        reference = nominal if nominal is not None else offset
         for (obsid, _), value in zip(per_frame, prescan):
             if not abs(value - reference) <= margin:
-                what = "the campaign's nominal" if nominal is not None else "this test's median"
+                what = "the block's nominal" if nominal is not None else "this test's median"
                 ctx.flags.raise_flag("POORQUALDATA", f"prescan offset {value:.1f} ADU is more than {margin:g} ADU "
                                      f"from {what} {reference:.1f} ADU", ccd=ccd, quadrant=q, obsid=obsid)
         for region, ron in (("prescan", ron_pre), ("overscan", ron_ove)):
@@ -183,9 +186,9 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats])
                 ctx.flags.raise_flag("POORQUALDATA", "saturated frame", ccd=ccd, quadrant=q, obsid=obsid)
             if s.lost:
                 ctx.flags.raise_flag("LOSTPIXELS", f"{s.lost} pixels read 0 ADU", ccd=ccd, quadrant=q, obsid=obsid)
-    if nominal is None:
-        ctx.log.info("no nominal offsets in the campaign ([limits] offset_nominal_adu): offsets checked for "
-                     "stability within the test only")
+    if without_nominal:
+        ctx.log.info(f"no nominal offset in the campaign ([offsets] or [limits] offset_nominal_adu) for "
+                     f"{', '.join(without_nominal)}: those offsets checked for stability within the test only")
 
 
 # -- checks the families add (from the same raw statistics) --------------------------------------
