@@ -6,25 +6,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model  # bench/machine.py (scripts run from bench/)
 from engine.campaign.chamber import load_chamber
 from engine.sim.elvis import SimulationRequest, simulate
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:

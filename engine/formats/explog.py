@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
+from .textlines import TextLine, read_lines, split_fields, split_lines
+
 # --------------------------------------------------------------------------------------------
 # Column lists per ELVIS version (as ELVIS writes them, in file order)
 # --------------------------------------------------------------------------------------------
@@ -265,54 +267,6 @@ def detect_version(names: Iterable[str]) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
-# Lines (shared with hk.py: both ELVIS text tables follow the same line conventions)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TextLine:
-    number: int  # 1-based line number in the file
-    text: str  # without its line terminator
-    end: int  # byte offset just past its terminator, relative to the chunk it came from
-
-    @property
-    def is_blank(self) -> bool:
-        # A line of nothing but tabs/spaces carries no data.
-        return not self.text.strip()
-
-
-def split_lines(data: bytes, first_number: int = 1) -> tuple[list[TextLine], bytes]:
-    """Terminated lines of `data` (LF or CRLF) and the unterminated tail (b"" if none)."""
-    lines: list[TextLine] = []
-    start, number = 0, first_number
-    while True:
-        stop = data.find(b"\n", start)
-        if stop < 0:
-            return lines, data[start:]
-        raw = data[start:stop]
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        lines.append(TextLine(number, decode_text(raw), stop + 1))
-        start, number = stop + 1, number + 1
-
-
-def decode_text(raw: bytes) -> str:
-    # The lab PCs run Windows: anything that is not UTF-8 is taken as Latin-1, never an error.
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
-
-
-def split_fields(text: str, expected: int) -> list[str] | None:
-    """Stripped tab-separated fields, trailing empty extras dropped; None if the count is wrong."""
-    fields = [f.strip() for f in text.split("\t")]
-    while len(fields) > expected and fields[-1] == "":
-        fields.pop()
-    return fields if len(fields) == expected else None
-
-
-# --------------------------------------------------------------------------------------------
 # Parsing one log's lines
 # --------------------------------------------------------------------------------------------
 
@@ -487,14 +441,7 @@ def read_explog(
     """
     _check_errors_mode(errors)
     path = Path(path)
-    lines, tail = split_lines(path.read_bytes())
-    pending = None
-    if tail:
-        last = TextLine(lines[-1].number + 1 if lines else 1, decode_text(tail.rstrip(b"\r")), 0)
-        if complete:
-            lines.append(last)
-        else:
-            pending = last.text
+    lines, pending = read_lines(path, complete)
     parser = _Parser(path, version, errors)
     rows = [row for line in lines if (row := parser.feed(line)) is not None]
     schema = parser.schema

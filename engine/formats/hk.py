@@ -22,7 +22,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .explog import TextLine, decode_text, split_fields, split_lines
+from .textlines import TextLine, read_lines, split_fields, split_lines
 from .names import parse_date_token, parse_hk_filename
 
 # --------------------------------------------------------------------------------------------
@@ -385,14 +385,7 @@ def read_hk(path: str | os.PathLike[str], *, complete: bool = True) -> HKFile:
     (ELVIS still writing) is held back in `pending`.
     """
     path = Path(path)
-    lines, tail = split_lines(path.read_bytes())
-    pending = None
-    if tail:
-        last = TextLine(lines[-1].number + 1 if lines else 1, decode_text(tail.rstrip(b"\r")), 0)
-        if complete:
-            lines.append(last)
-        else:
-            pending = last.text
+    lines, pending = read_lines(path, complete)
     content = [line for line in lines if not line.is_blank]
     if not content:
         return HKFile(path, None, [], [], {}, [], pending)
