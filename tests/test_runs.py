@@ -107,6 +107,7 @@ def test_detached_run_is_listed_progresses_and_stops_gracefully(tmp_path, acquir
     assert status.state == "running" and status.alive and status.progress["done"] == 1
     assert _test_state(run, "DARK01") == "waiting" and status.activity == "waiting for data"
     assert status.mode == "wait" and status.session == "D11" and Path(status.log).is_file()
+    assert status.check_only and status.message and status.current is None
 
     assert cli(["runs", str(results)]) == 0
     assert run.run_id in capsys.readouterr().out
@@ -167,3 +168,16 @@ def test_a_stop_during_an_analysis_abandons_it_cleanly(tmp_path, monkeypatch):
     session = pipeline.campaign.paths.results / "D11"
     assert not (session / "BIAS01").exists() and not list(session.glob(".*staging*"))
     assert "Task BIAS01 abandoned" in pipeline.log_path.read_text()
+
+
+def test_start_background_run_refuses_bad_input_as_the_cli_does(tmp_path):
+    from engine.pipeline.launch import RunInputError, start_background_run
+
+    config = _campaign(tmp_path)
+    with pytest.raises(RunInputError, match="D99"):
+        start_background_run(config, "D99")
+    with pytest.raises(RunInputError, match="EXP_LOG|does not exist|day folder"):
+        start_background_run(config, "D11")  # aim mode: no data yet
+    with pytest.raises(RunInputError, match="cores"):
+        start_background_run(config, "D11", jobs=10_000)
+    assert list_runs(load_campaign(config).paths.results) == []  # nothing was started

@@ -21,12 +21,14 @@ from textual.reactive import reactive
 from textual.screen import Screen
 
 from engine.campaign.config import Campaign, ConfigError, load_campaign
+from engine.pipeline.runs import list_runs, run_status
 from engine.sim.demo import demo_request, prepare_demo_folder, simulate_demo
 
 from .commands import vison_commands
 from .dialogs.confirm import ConfirmDialog
 from .messages import CampaignChanged, DemoReady, EngineFailed, MonitorAlert
 from .navigation import SCREEN_ENTRIES, ScreenEntry
+from .run_view import RunView, live_runs
 from .screens.help import HelpScreen
 
 SCREENS_GROUP = Binding.Group("Screens")
@@ -59,6 +61,7 @@ class VisonApp(App):
         self.demo = demo
         self.simulate = simulate
         self.screen_entries: tuple[ScreenEntry, ...] = SCREEN_ENTRIES
+        self.live_runs_told: set[Path] = set()  # campaigns whose live runs were announced
 
     def on_mount(self) -> None:
         if self.demo and self.simulate and self.initial_campaign is not None:
@@ -72,6 +75,24 @@ class VisonApp(App):
             self.campaign = message.campaign
         elif message.campaign is not None:
             self.campaign = message.campaign
+        if message.campaign is not None and message.path is not None and message.path not in self.live_runs_told:
+            self.live_runs_told.add(message.path)
+            self.announce_live_runs(message.campaign.paths.results)
+
+    # -- runs left going (by an earlier vison or the CLI) ----------------------------------------------
+    @work(thread=True, group="live-runs")
+    def announce_live_runs(self, results: Path) -> None:
+        """Once per campaign opened: say that runs are still going, so nobody starts them twice."""
+        try:
+            views = [RunView(record, run_status(record)) for record in list_runs(results)]
+        except OSError:
+            return  # the Runs screen says what is wrong with the folder
+        going = live_runs(views)
+        if not going:
+            return
+        key = next((entry.key for entry in self.screen_entries if entry.mode == "runs"), "")
+        what = f"{len(going)} runs still going" if len(going) > 1 else f"run {going[0].status.run_id} still going"
+        self.call_from_thread(self.notify, what + (f": press {key}" if key else ""), title="Runs", timeout=10)
 
     # -- demo -------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="demo")
@@ -133,7 +154,8 @@ class VisonApp(App):
                 "demo": "Demo data are being simulated (quitting waits for them to finish).",
                 "monitor": "The monitor is following a day folder: quitting stops it and its backup "
                            "(started again, it carries on where it stopped).",
-                "cleanup": "Files are being removed (quitting waits for the clean-up to finish)."}
+                "cleanup": "Files are being removed (quitting waits for the clean-up to finish).",
+                "stop-run": "A run is being stopped (quitting waits until it has ended; it ends either way)."}
         for worker in self.workers:
             if worker.group in busy and worker.is_running:
                 pending.append(busy[worker.group])

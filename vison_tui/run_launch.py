@@ -1,23 +1,18 @@
 """Starting a pipeline run from the app, exactly as `vison-engine run CONFIG --session S ... --detach`
-starts one: the CLI's own options, validation and argv (engine.cli.run_cmd), then a background
-process in its own session (engine.pipeline.runs.start_detached). Quitting the app leaves it running.
-
-TODO(engine): run_cmd validates in its private `_plan` and `_pipeline`; once it offers a public
-`start_background_run(args) -> RunRecord` raising `InputProblem`, call that and drop the copy of
-`_detach`'s record fields below.
+starts one: both go through engine.pipeline.launch.start_background_run (same validation, same run
+record), a background process in its own session. Quitting the app leaves it running.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine.campaign.config import Campaign
-from engine.cli import run_cmd
-from engine.pipeline.runs import RunRecord, start_detached
+from engine.pipeline.launch import RunInputError, start_background_run
+from engine.pipeline.runs import RunRecord
 
 # label shown in the dialog -> (--wait, --check)
 MODES: dict[str, tuple[bool, bool]] = {
@@ -74,22 +69,13 @@ class RunRequest:
 
 def start_run(request: RunRequest) -> RunRecord:
     """Validate as the CLI does, then start the run in the background; raises LaunchRefused."""
-    parser = argparse.ArgumentParser(prog="vison-engine run", exit_on_error=False)
-    run_cmd.configure(parser)
+    wait, check = MODES[request.mode]
     try:
-        args = parser.parse_args([*request.cli_args(), "--detach"])
-    except (argparse.ArgumentError, SystemExit) as exc:
-        raise LaunchRefused(str(exc)) from None
-    try:
-        plan = run_cmd._plan(args)
-        run_cmd._pipeline(args, plan)
-    except run_cmd.InputProblem as problem:
+        return start_background_run(request.config, request.session, wait=wait, check_only=check,
+                                    day_folder=request.day or None, start_obsid=request.start_obsid,
+                                    jobs=request.jobs, tag=request.tag, idle_stop=request.idle_stop)
+    except RunInputError as problem:
         raise LaunchRefused(str(problem)) from None
-    # the fields `vison-engine run --detach` records (run_cmd._detach)
-    return start_detached(run_cmd.child_argv(args), plan.results, run_id=plan.run_id, tag=args.tag,
-                          cwd=Path(request.config).resolve().parent,
-                          extra={"config": str(plan.config) if plan.config else None, "session": plan.session,
-                                 "mode": "wait" if args.wait else "aim", "tag": args.tag})
 
 
 def day_folders(campaign: Campaign | None) -> list[str]:

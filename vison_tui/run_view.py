@@ -45,7 +45,7 @@ class RunView:
     def mode(self) -> str:
         """aim, wait, check or check+wait: as the user chose it."""
         mode = self.status.mode or "aim"
-        if self.record.info.get("check_only") or "--check" in (self.record.info.get("argv") or []):
+        if self.status.check_only:
             return "check" if mode == "aim" else "check+wait"
         return mode
 

@@ -19,16 +19,16 @@ import signal
 import sys
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from ..campaign.config import POLLING_MODES, Campaign, load_campaign, quick_campaign
+from ..campaign.config import POLLING_MODES, quick_campaign
 from ..formats.tomlfile import ConfigError
-from ..pipeline.runner import PipelineRun, RunError, RunOptions
-from ..pipeline.runs import (RunRecorder, discard_orphan_staging, new_run_id, record_info, runs_root,
-                             start_detached)
+from ..pipeline.launch import (RunInputError, RunPlan, check_inputs, check_jobs, day_argument, finish_plan,
+                               launch_detached, load_campaign_file, only_session)
+from ..pipeline.runner import PipelineRun, RunOptions
+from ..pipeline.runs import RunRecorder, discard_orphan_staging, record_info, runs_root
 from ..pipeline.wait import WaitMode, WaitSettings
 
 NAME = "run"
@@ -37,8 +37,8 @@ HELP = "run the pipeline on a session: aim (default), wait for data (-W), check 
 EXIT_OK, EXIT_ERRORS, EXIT_INPUT, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3, 130
 
 
-class InputProblem(ValueError):
-    """Bad input: said in one message, exit status 2, no traceback."""
+# bad input: said in one message, exit status 2, no traceback (shared with the app's launches)
+InputProblem = RunInputError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -76,19 +76,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--record", help=argparse.SUPPRESS)
 
 
-@dataclass
-class RunPlan:
-    campaign: Campaign
-    session: str
-    run_id: str
-    notes: list[str]
-    config: Path | None
-
-    @property
-    def results(self) -> Path:
-        return self.campaign.paths.results
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         plan = _plan(args)
@@ -107,17 +94,11 @@ def _plan(args: argparse.Namespace) -> RunPlan:
     quick = args.data or args.tests or args.obsids or args.results or args.block or args.chamber
     if args.config and quick:
         raise InputProblem("give a campaign file or the quick form (--data, --tests, ...), not both")
-    if args.jobs > (os.cpu_count() or 1):
-        raise InputProblem(f"--jobs {args.jobs}: this machine has {os.cpu_count()} cores")
+    check_jobs(args.jobs)
     notes: list[str] = []
     if args.config:
-        try:
-            campaign = load_campaign(args.config)
-        except ConfigError as exc:
-            raise InputProblem(f"{args.config} has {len(exc.problems)} problem(s):\n{exc}") from None
-        except OSError as exc:
-            raise InputProblem(f"cannot read the campaign file {args.config}: {exc.strerror or exc}") from None
-        session = args.session or _only_session(campaign, args.config)
+        campaign = load_campaign_file(args.config)
+        session = args.session or only_session(campaign, args.config)
         config: Path | None = Path(args.config).resolve()
     elif quick:
         if not args.data or not args.tests:
@@ -141,38 +122,15 @@ def _plan(args: argparse.Namespace) -> RunPlan:
     else:
         raise InputProblem("nothing to run: give a campaign file (run CONFIG --session D11) or the quick form "
                            "(run --data DAYFOLDER --tests BIAS01)")
-    try:
-        campaign.session(session)
-    except KeyError as exc:
-        raise InputProblem(exc.args[0]) from None
-    run_id = args.run_id or new_run_id(campaign.paths.results, args.tag)
-    if args.wait and args.dry:
-        notes.append("Dry run: the data are not waited for; what is there now is checked")
-    return RunPlan(campaign, session, run_id, notes, config)
+    return finish_plan(campaign, session, config, notes, tag=args.tag, run_id=args.run_id, wait=args.wait,
+                       dry=args.dry)
 
 
 def _pipeline(args: argparse.Namespace, plan: RunPlan) -> PipelineRun:
     options = RunOptions(session=plan.session, mode="wait" if args.wait and not args.dry else "aim",
                          check_only=args.check, dry=args.dry, day_folder=args.day, start_obsid=args.start_obsid,
                          jobs=args.jobs, tag=args.tag, run_id=plan.run_id, notes=tuple(plan.notes))
-    pipeline = PipelineRun(plan.campaign, options)
-    if options.mode == "aim":  # the data must be there now; in wait mode they may come later
-        try:
-            folders = pipeline.day_folders()
-        except RunError as exc:
-            raise InputProblem(str(exc)) from None
-        for folder in folders:
-            if not any(folder.glob("EXP_LOG_*.txt")):
-                raise InputProblem(f"no EXP_LOG_*.txt in {folder}: is it a day folder?")
-    elif not plan.campaign.paths.data.is_dir():
-        raise InputProblem(f"data folder {plan.campaign.paths.data} does not exist")
-    return pipeline
-
-
-def _only_session(campaign: Campaign, config: str) -> str:
-    if len(campaign.sessions) == 1:
-        return next(iter(campaign.sessions))
-    raise InputProblem(f"--session is needed: {config} has sessions {', '.join(campaign.sessions)}")
+    return check_inputs(plan, options)
 
 
 def _obsid_range(text: str) -> tuple[int, int]:
@@ -224,7 +182,7 @@ def child_argv(args: argparse.Namespace) -> list[str]:
     argv += [flag for flag, on in (("--wait", args.wait), ("--check", args.check), ("--dry", args.dry),
                                    ("--json", args.json)) if on]
     if args.day:
-        argv += ["--day", path(args.day) if ("/" in args.day or Path(args.day).exists()) else args.day]
+        argv += ["--day", day_argument(args.day)]
     for flag, value in (("--start-obsid", args.start_obsid), ("--idle-stop", args.idle_stop),
                         ("--polling", args.polling), ("--obsids", args.obsids), ("--block", args.block),
                         ("--chamber", args.chamber)):
@@ -244,9 +202,7 @@ def child_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _detach(args: argparse.Namespace, plan: RunPlan) -> int:
-    record = start_detached(child_argv(args), plan.results, run_id=plan.run_id, tag=args.tag,
-                            extra={"config": str(plan.config) if plan.config else None, "session": plan.session,
-                                   "mode": "wait" if args.wait else "aim", "tag": args.tag})
+    record = launch_detached(plan, child_argv(args), wait=args.wait, check_only=args.check, tag=args.tag)
     if args.json:
         print(json.dumps(record.info, indent=2))
         return EXIT_OK

@@ -181,6 +181,9 @@ class RunStatus:
     log: str | None
     output: str | None
     folder: str
+    check_only: bool = False  # init and check sub-tasks only (run.json, or --check in its argv)
+    message: str = ""  # the wait loop's last line ("Pipeline sleeping ... Waiting for: ...")
+    current: dict[str, Any] | None = None  # {"test", "subtask"} being analysed, None between tests
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -205,7 +208,10 @@ def run_status(run: RunRecord) -> RunStatus:
         updated=str(state.get("updated") or ""), activity=str(state.get("activity") or ""),
         progress=dict(state.get("progress") or {}), tests=list(state.get("tests") or []),
         end_reason=state.get("end_reason"), exit_code=state.get("exit_code"),
-        log=info.get("log"), output=info.get("output"), folder=str(run.folder))
+        log=info.get("log"), output=info.get("output"), folder=str(run.folder),
+        check_only=bool(info.get("check_only") or "--check" in (info.get("argv") or [])),
+        message=str(state.get("message") or ""),
+        current=dict(state["current"]) if isinstance(state.get("current"), dict) else None)
 
 
 def list_runs(results_root: str | os.PathLike[str]) -> list[RunRecord]:

@@ -193,6 +193,33 @@ async def test_stop_is_refused_for_a_run_that_is_not_running(demo_campaign: Path
         assert app.screen is screen  # no question: there is nothing to stop
 
 
+async def test_start_up_tells_of_runs_still_going(demo_campaign: Path) -> None:
+    import json
+    import subprocess
+
+    from engine.pipeline.runs import process_start_ticks
+    from .runs_fixtures import write_run
+
+    results = demo_campaign.parent / "results"
+    fixture_runs(results)  # ended runs: not announced
+    sleeper = subprocess.Popen(["sleep", "60"])  # stands for a live run's process
+    try:
+        for run_id in ("FM20190312_120000_D11", "FM20190312_130000_D11"):
+            folder = write_run(results, run_id, state="running", mode="wait", session="D11",
+                               started="2019-03-12T12:00:00", updated="2019-03-12T12:00:05", tests=[])
+            info = json.loads((folder / "run.json").read_text())
+            info.update(pid=sleeper.pid, pid_start=process_start_ticks(sleeper.pid))
+            (folder / "run.json").write_text(json.dumps(info))
+        app = new_app(demo_campaign)
+        async with app.run_test(size=SIZE) as pilot:
+            told = await wait_for(pilot, lambda: [n for n in app._notifications if "still going" in n.message],
+                                  "the notice of live runs")
+            assert [n.message for n in told] == ["2 runs still going: press 3"]
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_run_request_is_the_cli_command(tmp_path: Path) -> None:
     request = RunRequest(tmp_path / "c.toml", "D11", "check only, waiting", "12_Mar_19", 1004, 2, "_x", 5)
     assert request.cli_args() == [str(tmp_path / "c.toml"), "--session", "D11", "--wait", "--check", "--day",

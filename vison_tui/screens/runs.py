@@ -171,7 +171,7 @@ class RunsScreen(Screen):
         if view.live:
             detail = status.activity or status.state
             # the wait loop's last word, while it waits (stale once a test is being analysed)
-            message = view.record.state.get("message") or "" if detail.startswith("waiting") else ""
+            message = status.message if detail.startswith("waiting") else ""
             activity.update(detail + (f" — {message}" if message and message not in detail else ""))
         else:
             activity.update(f"ended: {status.end_reason or status.state}")
@@ -234,7 +234,7 @@ class RunsScreen(Screen):
             self.notify(f"run {view.status.run_id} runs on {view.status.host}: stop it there", severity="warning",
                         title="Stop")
             return
-        current = view.record.state.get("current") or {}
+        current = view.status.current or {}
         doing = (f"The analysis of {current['test']} in progress is abandoned (its partial results discarded); "
                  "tests") if current.get("test") else "Tests"
 
