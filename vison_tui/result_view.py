@@ -96,7 +96,7 @@ def value_of(result: dict[str, Any], ccd: str, quadrant: str, name: str) -> floa
 
 
 def format_value(value: float | None) -> str:
-    """Four significant digits, as the reports print them; NaN and missing say so."""
+    """Four significant digits, and offsets-sized values to 0.01 ADU; NaN and missing say so."""
     if value is None:
         return "–"
     if math.isnan(value):
@@ -105,6 +105,8 @@ def format_value(value: float | None) -> str:
         return "0"
     if abs(value) >= 1e5 or abs(value) < 1e-3:
         return f"{value:.3e}"
+    if abs(value) >= 100:  # offsets: a 2773 would hide the 0.5 ADU the checks care about
+        return f"{value:.2f}"
     return f"{value:.4g}"
 
 

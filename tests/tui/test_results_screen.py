@@ -155,7 +155,7 @@ def test_value_table_shape(analysed: Path) -> None:
     assert columns[:5] == ["1E", "1F", "1G", "1H", "2E"] and len(columns) == 12
     assert dict(rows)["gain_e_per_adu_used"] == ["3.3"] * 12
     assert [format_value(v) for v in (float("nan"), 0.0, 1234567.0, 0.00012, 2772.5492)] == \
-        ["NaN", "0", "1.235e+06", "1.200e-04", "2773"]
+        ["NaN", "0", "1.235e+06", "1.200e-04", "2772.55"]
 
 
 # -- snapshots: fixed results, so they do not change when the engine's numbers do -----------------
