@@ -98,11 +98,11 @@ class VisonApp(App):
     @work(thread=True, exclusive=True, group="demo")
     def simulate_demo_data(self, config_path: Path) -> None:
         try:
-            campaign = load_campaign(config_path)
-            if demo_request(campaign).day_folder.exists():
+            request = demo_request(load_campaign(config_path))
+            if request.day_folder.exists():
                 return  # simulated by an earlier run
             self.call_from_thread(self.notify, "simulating the demo session's frames…", title="Demo")
-            result = simulate_demo(campaign)
+            result = simulate_demo(request)
         except (ConfigError, KeyError, ValueError, OSError) as exc:
             self.post_message(EngineFailed("Demo data not simulated", [str(exc)]))
             return

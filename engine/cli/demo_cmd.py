@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     request = demo_request(campaign, args.session, FULL if args.full else SMALL, jobs=2)
-    result = simulate_demo(campaign, args.session, request.geometry, jobs=2)
+    result = simulate_demo(request)
     if result is None:
         print(f"reusing simulated data in {request.day_folder}")
     else:

@@ -45,10 +45,8 @@ def demo_request(campaign: Campaign, session: str = DEMO_SESSION, geometry: CCDG
     )
 
 
-def simulate_demo(campaign: Campaign, session: str = DEMO_SESSION, geometry: CCDGeometry = SMALL,
-                  jobs: int = 1) -> SimulationResult | None:
+def simulate_demo(request: SimulationRequest) -> SimulationResult | None:
     """Simulate the demo session's data unless its day folder is already there (then None)."""
-    request = demo_request(campaign, session, geometry, jobs)
     if request.day_folder.exists():
         return None
     return simulate(request)

@@ -15,7 +15,7 @@ import pytest
 from engine.campaign.config import load_campaign
 from engine.cli.main import main as engine_cli
 from engine.formats.fits import read_frame
-from engine.sim.demo import prepare_demo_folder, simulate_demo
+from engine.sim.demo import demo_request, prepare_demo_folder, simulate_demo
 from vison_tui.app import VisonApp
 from vison_tui.dialogs.quicklook import ImageView, QuickLookScreen
 from vison_tui.quicklook import block_means, read_downsampled, render_cells, scale_limits
@@ -33,7 +33,7 @@ def analysed(tmp_path_factory) -> Path:
     """The demo session simulated and analysed once (aim run in this process); analysis times fixed."""
     root = tmp_path_factory.mktemp("analysed")
     config = prepare_demo_folder(root / "demo")
-    simulate_demo(load_campaign(config))
+    simulate_demo(demo_request(load_campaign(config)))
     before = os.environ.get("VISON_STATE_DIR")
     os.environ["VISON_STATE_DIR"] = str(root / "state")
     try:

@@ -62,7 +62,7 @@ async def open_runs(pilot) -> RunsScreen:
 
 
 async def test_aim_run_on_the_demo_data_finishes_with_its_flags(demo_campaign: Path) -> None:
-    simulate_demo(load_campaign(demo_campaign))
+    simulate_demo(demo_request(load_campaign(demo_campaign)))
     app = new_app(demo_campaign)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_runs(pilot)
