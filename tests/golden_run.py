@@ -1,5 +1,6 @@
-"""The numbers of BIAS01, BIAS02 and DARK01 result.json on the small simulated day (seed 0, one job):
-what the before/after comparison of the family contract holds fixed."""
+"""Shared by the pipeline tests: the numbers of BIAS01, BIAS02 and DARK01 result.json on the small
+simulated day (seed 0, one job), what the before/after comparison of the family contract holds
+fixed; and `generic_only`, which makes every family run its generic sub-tasks alone."""
 
 from __future__ import annotations
 
@@ -35,3 +36,22 @@ def golden_numbers(tmp: Path) -> dict[str, dict]:
         record = json.loads((results / "D11" / test / "result.json").read_text())
         numbers[test] = {key: record[key] for key in KEPT}
     return numbers
+
+
+def generic_only(monkeypatch) -> None:
+    """Make every family run only the generic init, check and report (tests of the run modes,
+    not of the analyses): its other sub-tasks read as not implemented."""
+    import dataclasses
+
+    from engine.pipeline import runner
+    from engine.tasks import registry
+    from engine.tasks.base import AnalysisTask
+    from engine.tasks.family import ALWAYS
+
+    def generic(name: str):
+        declared = registry.family(name)
+        return dataclasses.replace(declared, task=AnalysisTask, checks=(), needs=(), required=(),
+                                   not_implemented=frozenset(set(declared.subtasks) - set(ALWAYS)))
+
+    monkeypatch.setattr(runner, "family", generic)
+    monkeypatch.setattr(runner, "task_for", lambda name: AnalysisTask())

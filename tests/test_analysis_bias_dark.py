@@ -33,8 +33,9 @@ from engine.pipeline.runner import PipelineRun, RunOptions
 from engine.sim.records import Equipment
 from engine.sim.truths import Truths
 from engine.tasks import bias as bias_module
+from engine.tasks.bias import FAMILY as BIAS_FAMILY
 from engine.tasks.bias import check_image_noise
-from engine.tasks.check import check_offset_gradients
+from engine.tasks.check import RawStats, check_offset_gradients
 from engine.tasks.context import NOMINAL_GAIN_E_PER_ADU
 from engine.tasks.dark import HOT_PIXEL_THRESHOLD_ADU
 from engine.tasks.flags import FlagBook
@@ -183,7 +184,9 @@ def test_dark_current_and_hot_pixels_recover_the_truths(results, day):
     folder, records = results
     _, truths = day
     record = records["DARK01"]
-    assert record["errors"] is False and record["flags"] == [], record["flag_reasons"]
+    # no gain configured nor measured: the nominal is used, and said with the flag DARK01 requires
+    assert record["errors"] is False and record["flags"] == ["MISSCALPROD"], record["flag_reasons"]
+    assert record["values"]["calproducts"]["gain"]["origin"] == "nominal"
     with open(folder / "D11" / "DARK01" / "products" / "DARK01_hot_pixels.csv") as handle:
         listed = {(r["ccd"], r["quadrant"], int(r["row"]), int(r["col"])) for r in csv.DictReader(handle)}
     for ccd in CCDS:
@@ -238,7 +241,7 @@ def test_a_crashing_subtask_does_not_stop_the_next_test(day, tmp_path, monkeypat
     assert any("injected failure" in r["reason"] for r in bias["flag_reasons"] if r["flag"] == "SUBTASKCRASH")
     assert "meta" in bias["subtasks_skipped"] and bias["report"] == "report.md"
     dark = records["DARK01"]
-    assert dark["errors"] is False and dark["flags"] == []
+    assert dark["errors"] is False and dark["flags"] == ["MISSCALPROD"]  # the nominal gain; no crash
     assert dark["ccds"]["CCD1"]["E"]["dark_e_per_pix_per_hour"] > 0
 
 
@@ -298,14 +301,11 @@ class _FakeContext:
     """The few TaskContext members the family checks use."""
 
     ccds = (1,)
+    limits = BIAS_FAMILY.limits()  # the defaults
 
-    def __init__(self, raw_stats):
-        self.scratch = {"raw_stats": raw_stats}
+    def __init__(self):
         self.flags = FlagBook()
         self.values: dict = {}
-
-    def limit(self, name):
-        return {"offset_gradient_adu": (-10.0, 10.0), "ron_adu": (0.86, 1.44)}[name]
 
     def set_value(self, ccd, quadrant, name, value):
         self.values.setdefault((ccd, quadrant), {})[name] = value
@@ -322,16 +322,17 @@ def test_bias_checks_say_which_quadrant_frame_and_value():
     good = {q: _stats(2700, 2701, 2700) for q in QUADRANTS}
     gradient = dict(good, F=_stats(2700, 2715, 2700))
     noisy = dict(good, H=_stats(2700, 2700, 2700, image_std=2.0))
-    ctx = _FakeContext({(1000, 1): good, (1001, 1): gradient, (1002, 1): noisy})
-    check_offset_gradients(ctx, ("image", "overscan"))
-    check_image_noise(ctx)
+    ctx = _FakeContext()
+    stats = RawStats({(1000, 1): good, (1001, 1): gradient, (1002, 1): noisy})
+    check_offset_gradients(ctx, stats, ("image", "overscan"))
+    check_image_noise(ctx, stats)
     [poor] = ctx.flags.reasons("POORQUALDATA")
     assert (poor.ccd, poor.quadrant) == (1, "F")
     assert poor.reason == "image minus prescan offset +15.0 ADU outside [-10, 10] ADU (OBSID 1001; 1 of 3 frames out)"
     assert ctx.flags.reasons("RON_OOL") == []  # one noisy frame of three: the median over frames is fine
     noisy_everywhere = {q: _stats(2700, 2700, 2700, image_std=2.0) for q in QUADRANTS}
-    ctx = _FakeContext({(1000 + i, 1): noisy_everywhere for i in range(3)})
-    check_image_noise(ctx)
+    ctx = _FakeContext()
+    check_image_noise(ctx, RawStats({(1000 + i, 1): noisy_everywhere for i in range(3)}))
     assert len(ctx.flags.reasons("RON_OOL")) == 4
     reason = ctx.flags.reasons("RON_OOL")[0].reason
     assert reason == "image-area std 2.000 ADU (median over 3 frames) outside [0.86, 1.44] ADU"

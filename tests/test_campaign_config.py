@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.campaign.config import LIMITS, ConfigError, load_campaign, quick_campaign
+from engine.campaign.config import ConfigError, quick_campaign
+from engine.tasks.registry import load_campaign_checked as load_campaign  # what users' files go through
 from engine.formats.tomlfile import ConfigProblem, load_toml
 from engine.paths import configs_dir
+from engine.tasks.registry import family
 
 
 def write(folder: Path, text: str, name: str = "campaign.toml") -> Path:
@@ -69,7 +71,8 @@ def test_template_parses_and_validates_once_its_paths_exist(tmp_path: Path) -> N
     assert chinj.subtasks == {"check": True, "basic": False}
     assert d12.test("FOCUS00_800").subtasks["lock"] is True
     assert campaign.limit("ron_adu") == (0.86, 1.44)
-    assert campaign.limit("fwhm_px") == LIMITS["fwhm_px"].default
+    focus = campaign.limits_for(family("focus").limits, "focus")
+    assert focus.fwhm_px == (1.2, 3.0)  # the template's commented default
     assert campaign.watch.polling == "auto" and campaign.watch.idle_stop_minutes == 240
     assert campaign.day_path("D11") == tmp_path / "data" / "12_Mar_19"
     assert campaign.source == config

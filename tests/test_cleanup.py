@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
+from engine.pipeline.process import process_start_ticks
 from engine.pipeline.cleanup import (CleanupError, RefusedRoot, ROUTINE_KINDS, execute, kinds_except,
                                      plan_cleanup)
 
@@ -78,7 +79,8 @@ def tree(tmp_path: Path) -> Path:
 
     write(root / "logs" / "Calib_FM20190312_090000.log", 120)
     write(root / "runs" / "deadrun" / "run.json", 0).write_text(json.dumps({"pid": dead_pid()}))
-    write(root / "runs" / "liverun" / "run.json", 0).write_text(json.dumps({"pid": os.getpid()}))
+    write(root / "runs" / "liverun" / "run.json", 0).write_text(  # as runs record it: pid and its start time
+        json.dumps({"pid": os.getpid(), "pid_start": process_start_ticks(os.getpid())}))
 
     # everything old, so nothing counts as "changed recently"
     for folder, dirs, files in os.walk(tmp_path):

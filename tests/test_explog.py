@@ -249,7 +249,7 @@ def test_unterminated_last_line_is_held_back(tmp_path):
     partial = format_explog_rows([make_row(1002, 1)])[:-30]
     with open(path, "ab") as handle:
         handle.write(partial.encode())
-    log = read_explog(path)
+    log = read_explog(path, complete=False)
     assert len(log.rows) == 6
     assert log.pending == partial
     assert log.problems == []
@@ -260,7 +260,7 @@ def test_complete_true_parses_an_unterminated_last_line(tmp_path):
     whole = format_explog_rows([make_row(1002, 1)]).rstrip("\r\n")
     with open(path, "ab") as handle:
         handle.write(whole.encode())
-    assert len(read_explog(path).rows) == 6
+    assert len(read_explog(path, complete=False).rows) == 6
     log = read_explog(path, complete=True)
     assert len(log.rows) == 7 and log.pending is None
     assert log.rows[-1]["ObsID"] == 1002 and log.rows[-1]["line"] == 8
@@ -394,3 +394,58 @@ def test_follower_does_not_skip_a_refused_header(tmp_path, sample):
         with pytest.raises(ExpLogError, match="line 1: header has 69 names"):
             follower.read_new()
     assert follower.offset == 0
+
+
+# ---------------------------------------------------------------- bad input (issue 16)
+
+
+def test_a_duplicate_obsid_ccd_row_keeps_the_first_and_says_so(tmp_path):
+    rows = [make_row(1000, 1), make_row(1000, 2), make_row(1000, 2, exptime=99.0), make_row(1000, 3)]
+    path = good_log(tmp_path, rows)
+    log = read_explog(path, errors="collect")
+    assert [(r["ObsID"], r["CCD"], r["exptime"]) for r in log.rows] == [
+        (1000, "CCD1", 0.0), (1000, "CCD2", 0.0), (1000, "CCD3", 0.0)]
+    assert [p.line for p in log.problems] == [4]
+    assert log.problems[0].message == ("EXP_LOG_250719.txt line 4: ObsID 1000 'CCD2' was already logged on line 3: "
+                                       "this row is ignored, the first one kept")
+    follower = ExpLogFollower(path)  # the monitor and wait mode likewise
+    assert [r["exptime"] for r in follower.read_new() if r["CCD"] == "CCD2"] == [0.0]
+    assert [p.line for p in follower.problems] == [4]
+
+
+@pytest.mark.parametrize("obsid", ["1e9", "-1001", "12.5"])
+def test_an_absurd_obsid_rejects_the_row_naming_what_was_expected(tmp_path, obsid):
+    path = good_log(tmp_path)
+    corrupt(path, 3, "ObsID", obsid)
+    log = read_explog(path, errors="collect")
+    assert [r["line"] for r in log.rows] == [2, 4, 5, 6, 7]
+    assert all(isinstance(r["ObsID"], int) and r["ObsID"] in (1000, 1001) for r in log.rows)
+    assert [p.line for p in log.problems] == [3]
+    message = log.problems[0].message
+    assert message.startswith("EXP_LOG_250719.txt line 3: column 'ObsID' expects ") and f"found '{obsid}'" in message
+
+
+def test_a_byte_order_mark_does_not_hide_the_obsid_column(tmp_path):
+    path = good_log(tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    log = read_explog(path, errors="collect")
+    assert log.problems == [] and len(log.rows) == 6 and log.version == "7.5.X"
+    assert ExpLogFollower(path).read_new()[0]["ObsID"] == 1000
+
+
+def test_a_closed_log_keeps_its_last_row_without_a_newline(tmp_path):
+    # aim mode reads the day's log whole, once acquired, as the pipeline does
+    path = good_log(tmp_path)
+    with open(path, "ab") as handle:
+        handle.write(format_explog_rows([make_row(1002, 1)]).rstrip("\r\n").encode())
+    log = read_explog(path, errors="collect")
+    assert [(r["ObsID"], r["line"]) for r in log.rows][-1] == (1002, 8)
+    assert log.problems == [] and log.pending is None
+
+
+def test_messages_escape_what_they_quote(tmp_path):
+    path = good_log(tmp_path)
+    corrupt(path, 3, "exptime", "\x1b[31mred\x07")
+    log = read_explog(path, errors="collect")
+    assert "found '\\x1b[31mred\\x07'" in log.problems[0].message
+    assert log.problems[0].message.isprintable()

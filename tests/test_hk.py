@@ -251,3 +251,72 @@ def test_follower_reports_bad_cells(tmp_path):
     assert len(rows) == 3
     assert [p.line for p in follower.problems] == [3]
     assert "expects a number, found 'bad'" in follower.problems[0].message
+
+
+# ---------------------------------------------------------------- bad input (issue 16)
+
+
+def set_cells(path: Path, changes: dict[tuple[int, str], str]) -> None:
+    """Set cells by (line number, key), as a damaged file would have them."""
+    lines = path.read_bytes().decode().split("\r\n")
+    header = lines[0].split("\t")
+    for (number, key), text in changes.items():
+        fields = lines[number - 1].split("\t")
+        fields[header.index(key)] = text
+        lines[number - 1] = "\t".join(fields)
+    path.write_bytes("\r\n".join(lines).encode())
+
+
+def test_nan_and_empty_cells_are_said_once_per_key_with_file_and_line(tmp_path):
+    path = write_nominal(tmp_path, n=6)
+    set_cells(path, {(3, "CCD1_TEMP_T"): "", (5, "CCD1_TEMP_T"): "", (4, "CCD2_OD_B"): "NaN"})
+    hk = read_hk(path)
+    assert [(p.line, p.key) for p in hk.problems] == [(3, "CCD1_TEMP_T"), (4, "CCD2_OD_B")]
+    assert hk.problems[0].message.startswith(f"{NAME} line 3: key 'CCD1_TEMP_T' is empty: no reading")
+    assert hk.problems[1].message.startswith(f"{NAME} line 4: key 'CCD2_OD_B' reads 'NaN': no reading")
+    assert np.isnan(hk.values["CCD1_TEMP_T"]).sum() == 2  # still read as gaps, the mean over the rest
+    follower = HKFollower(path)
+    follower.read_new()
+    assert [(p.line, p.key) for p in follower.problems] == [(3, "CCD1_TEMP_T"), (4, "CCD2_OD_B")]
+
+
+def test_an_empty_file_is_said(tmp_path):
+    path = tmp_path / NAME
+    path.write_bytes(b"")
+    hk = read_hk(path)
+    assert len(hk) == 0
+    assert [(p.line, p.key) for p in hk.problems] == [(None, None)]
+    assert hk.problems[0].message == f"{NAME}: empty file (no header, no sample): no HK for this exposure"
+    follower = HKFollower(path)
+    assert follower.read_new() == [] and follower.problems == []  # may still be written
+    follower.read_new(final=True)
+    assert [p.message for p in follower.problems] == [hk.problems[0].message]
+
+
+def test_a_header_without_samples_is_said(tmp_path):
+    path = write_hk(tmp_path / NAME, [], {})
+    assert [p.message for p in read_hk(path).problems] == [f"{NAME}: a header but no sample: no HK for this exposure"]
+
+
+def test_a_binary_file_is_said_and_never_echoed_raw(tmp_path):
+    path = tmp_path / NAME
+    path.write_bytes(bytes(range(256)) * 4)
+    hk = read_hk(path)
+    assert len(hk) == 0 and hk.keys == []
+    assert len(hk.problems) == 1
+    assert hk.problems[0].line is None
+    assert hk.problems[0].message.startswith(f"{NAME}: binary data where the header of key names should be (line 1)")
+    assert hk.problems[0].message.isprintable()
+
+
+def test_binary_rows_are_skipped_once_said_and_quoted_text_is_escaped(tmp_path):
+    path = write_nominal(tmp_path, n=5)
+    set_cells(path, {(2, "CCD1_TEMP_T"): "12\u202e34"})  # a right-to-left override would turn the console text
+    with open(path, "ab") as handle:
+        handle.write(b"\x00\x01\x02garbage\r\n\x00\xff\xfe\r\n")
+    hk = read_hk(path)
+    assert len(hk) == 5
+    messages = [p.message for p in hk.problems]
+    assert messages[0] == f"{NAME} line 2: key 'CCD1_TEMP_T' expects a number, found '12\\u202e34'"
+    assert messages[1].startswith(f"{NAME} line 7: binary data (non-printable bytes), not an HK row: skipped")
+    assert len(messages) == 2 and all(m.isprintable() for m in messages)

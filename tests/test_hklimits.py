@@ -208,23 +208,34 @@ def test_overrides_adjust_or_replace_a_tier():
 @pytest.mark.parametrize(
     "entry, message",
     [
-        ('P = { kind = "X", lo = 0, hi = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r"\[limits.FOO\] P: expected kind 'A', 'R' or 'I', found 'X'"),
-        ('P = { kind = "A", hi = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r"\[limits.FOO\] P: expected a number for 'lo'"),
-        ('P = { kind = "A", lo = 2, hi = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r"\[limits.FOO\] P: expected lo <= hi"),
-        ('P = { kind = "I", value = "zero" }\nS = { kind = "I", value = 0 }', r"\[limits.FOO\] P: expected a number for 'value'"),
-        ('P = { kind = "A", lo = 0, hi = 1 }', r"\[limits.FOO\]: expected both tiers P and S, missing S"),
-        ('P = { kind = "R", lo = -1, hi = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r"\[limits.FOO\]: relative \(R\) limit needs a commanded counterpart"),
+        ('P = { kind = "X", lo = 0, hi = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r":2: limits.FOO.P.kind: expected one of 'A', 'R', 'I'; got 'X'"),
+        ('P = { kind = "A", hi = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r":2: limits.FOO.P.lo: missing required key 'lo'"),
+        ('P = { kind = "A", lo = 2, hi = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r":2: limits.FOO.P: expected lo <= hi"),
+        ('P = { kind = "I", value = "zero" }\nS = { kind = "I", value = 0 }', r":2: limits.FOO.P.value: expected a number, e.g. value = 0; got a string"),
+        ('P = { kind = "A", lo = 0, hi = 1 }', r":1: limits.FOO: expected both tiers P and S, missing S"),
+        ('P = { kind = "R", lo = -1, hi = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r":1: limits.FOO: relative \(R\) limit needs a commanded counterpart"),
+        ('P = { kind = "A", lo = 0, high = 1 }\nS = { kind = "A", lo = 0, hi = 1 }', r":2: limits.FOO.P.high: unknown field 'high' of a kind \"A\" limit; did you mean 'hi'\?"),
     ],
 )
-def test_bad_entries_name_the_key(tmp_path, entry, message):
+def test_bad_entries_name_file_line_and_key(tmp_path, entry, message):
     path = tmp_path / "campaign_hk_limits.toml"
     path.write_text(f"[limits.FOO]\n{entry}\n")
-    with pytest.raises(HKLimitsError, match=message):
+    with pytest.raises(HKLimitsError, match="campaign_hk_limits.toml" + message):
         load_hk_limits(path)
+
+
+def test_every_bad_entry_is_reported_at_once(tmp_path):
+    path = tmp_path / "campaign_hk_limits.toml"
+    path.write_text('[limits.FOO]\nP = { kind = "X", lo = 0, hi = 1 }\nS = { kind = "A", lo = 2, hi = 1 }\n'
+                    '[limits.BAR]\nP = { kind = "A", lo = 0, hi = 1 }\nunits = "V"\n')
+    with pytest.raises(HKLimitsError) as caught:
+        load_hk_limits(path)
+    assert [(p.line, p.key) for p in caught.value.problems] == [
+        (2, "limits.FOO.P.kind"), (3, "limits.FOO.S"), (4, "limits.BAR"), (6, "limits.BAR.units")]
 
 
 def test_not_toml_at_all(tmp_path):
     path = tmp_path / "broken.toml"
     path.write_text("[limits\n")
-    with pytest.raises(HKLimitsError, match="broken.toml: not valid TOML"):
+    with pytest.raises(HKLimitsError, match=r"broken.toml:1:8: TOML syntax error"):
         load_hk_limits(path)

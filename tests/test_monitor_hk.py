@@ -189,3 +189,26 @@ def test_a_file_still_out_of_limits_does_not_clear_and_zero_means_never_repeat()
     later = watch.check_rows(_rows("CCD1_TEMP_T", [-125.0], start + timedelta(days=1)), path=path, obsid=2,
                              commanded=None)
     assert later.events == []
+
+
+def test_an_empty_hk_file_is_said_once_it_is_finished(tmp_path):
+    from engine.formats.explog import write_explog
+
+    day = tmp_path / "25_Jul_19"
+    day.mkdir()
+    write_explog(day / "EXP_LOG_250719.txt", [{"ObsID": 1000, "File_name": "EUC_1000_250719D121603T_ROE1_CCD1",
+                                              "CCD": "CCD1", "date": "250719D121603T", "test": "BIAS01"}])
+    empty = day / "HK_1000_250719D121603T_ROE1.txt"
+    empty.write_bytes(b"")
+    now = [empty.stat().st_mtime]  # the moment it was written
+    collected = []
+    monitor = Monitor(day, FAST, state_path=tmp_path / "state.json", clock=lambda: now[0])
+    monitor.subscribe(collected.append)
+    monitor.run_once()
+    assert [e for e in collected if isinstance(e, HKReadProblem)] == []  # ELVIS may not have written it yet
+    now[0] += 60  # settled, and its exposure is logged: it will never hold more
+    monitor.run_once()
+    problems = [e for e in collected if isinstance(e, HKReadProblem)]
+    assert [(p.path.name, p.line, p.key) for p in problems] == [(empty.name, None, None)]
+    assert problems[0].message() == f"{empty.name}: empty file (no header, no sample): no HK for this exposure"
+    monitor.close("test")

@@ -1,13 +1,12 @@
 """Pipeline modes on simulated sessions: aim, check only, dry, the quick form, and wait mode."""
 
 import dataclasses
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-import engine.tasks.registry as registry
+from golden_run import generic_only
 from engine.campaign.chamber import load_chamber
 from engine.campaign.config import load_campaign
 from engine.cli.main import main as cli
@@ -15,9 +14,11 @@ from engine.formats.geometry import SMALL
 from engine.pipeline.results import read_result
 from engine.pipeline.runner import PipelineRun, RunOptions
 from engine.pipeline.wait import WaitMode, WaitSettings
-from engine.sim.elvis import SimulationRequest, StreamPacing, simulate
+from engine.sim.elvis import SimulationRequest, simulate
 from engine.sim.records import Equipment
 from engine.sim.truths import Truths
+
+from acquisition_replay import ReplayedAcquisition, VirtualClock
 
 NOSTROMO = load_chamber("B_NOSTROMO")
 FAST_WAIT = dict(stable_s=0.2, settle_s=1.0, poll_seconds=0.5)
@@ -47,7 +48,7 @@ tests = ["BIAS01", "DARK01"]
 @pytest.fixture(autouse=True)
 def generic_tasks(monkeypatch, tmp_path):
     # the generic init/check/report: these tests are about the modes, not the analyses
-    monkeypatch.setattr(registry, "FAMILY_MODULES", {})
+    generic_only(monkeypatch)
     monkeypatch.setenv("VISON_STATE_DIR", str(tmp_path / "state"))
 
 
@@ -117,7 +118,7 @@ def test_aim_mode_flags_missing_frame_and_wrong_serial_with_reasons(faulty_sessi
     assert "Task DARK01 exited with Errors: False" in log and "OBSIDs range = [2000,2003]" in log
 
 
-def test_check_only_runs_init_and_check(faulty_session, tmp_path):
+def test_check_only_runs_init_check_and_the_report(faulty_session, tmp_path):
     root, bias, _ = faulty_session
     campaign = load_campaign(root / "campaign.toml")
     results = tmp_path / "results"
@@ -125,8 +126,8 @@ def test_check_only_runs_init_and_check(faulty_session, tmp_path):
     run = PipelineRun(campaign, RunOptions(session="D11", check_only=True, day_folder=str(bias.day_folder)))
     run.run_aim()
     record = read_result(results / "D11" / "BIAS01")
-    assert set(record["timings_s"]) == {"init", "check"}
-    assert "report" in record["subtasks_skipped"] and "init" not in record["subtasks_skipped"]
+    assert set(record["timings_s"]) == {"init", "check", "report"}
+    assert record["subtasks"]["check"] == "done" and record["report"] == "report.md"
     assert record["mode"] == "check/aim"
 
 
@@ -171,47 +172,48 @@ def test_bad_input_says_what_is_wrong_without_traceback(tmp_path, capsys):
 
 
 # -- wait mode ---------------------------------------------------------------------------------
+# On a virtual clock (acquisition_replay): the acquisition is replayed at virtual times and wait
+# mode's stability, rescans and idle stop run on the same clock, so these tests say the same on
+# an idle and on a loaded machine. One test runs on the real clock, without timing claims.
 
-class Stream:
-    """A session streamed by the simulator in a thread, remembering when each test's last frame landed."""
-
-    def __init__(self, request, interval, partial_pause=0.0):
-        self.request, self.last_frame, self.error = request, {}, None
-        request.day_folder.mkdir(parents=True, exist_ok=True)
-        self.thread = threading.Thread(target=self._run, args=(StreamPacing(interval, partial_pause),), daemon=True)
-
-    def _run(self, pacing):
-        try:
-            simulate(self.request, pacing, on_exposure=lambda e: self.last_frame.__setitem__(e.test, time.monotonic()))
-        except Exception as exc:  # pragma: no cover - shown by the test's assertion
-            self.error = exc
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.thread.join(timeout=60)
+def _replayed(root: Path, interval_s: float, **replay) -> tuple[ReplayedAcquisition, VirtualClock]:
+    tests = replay.pop("tests", ("BIAS01", "DARK01"))
+    aborted = replay.pop("aborted", {})
+    staged = _request(root / "staging", tests=tests, aborted=aborted)
+    acquisition = ReplayedAcquisition(staged, root / "data" / "12_Mar_19", interval_s, **replay)
+    return acquisition, VirtualClock(acquisition)
 
 
-def _wait_run(campaign, seen_on_event, idle_s=3.0, polling="auto", **options):
-    run = PipelineRun(campaign, RunOptions(session="D11", mode="wait", check_only=True, **options), seen_on_event)
-    return run, WaitMode(run, WaitSettings(idle_stop_s=idle_s, polling=polling, **FAST_WAIT))
+def _wait_run(campaign, on_event, idle_s=3.0, polling="auto", clock=None, **options):
+    run = PipelineRun(campaign, RunOptions(session="D11", mode="wait", check_only=True, **options), on_event)
+    settings = WaitSettings(idle_stop_s=idle_s, polling=polling, **FAST_WAIT)
+    return run, WaitMode(run, settings, clock or VirtualClock())
+
+
+def _virtual_events(clock: VirtualClock):
+    seen = []
+
+    def on_event(kind, payload):
+        seen.append((clock.now(), kind, dict(payload)))
+    return seen, on_event
 
 
 def test_wait_mode_analyses_each_test_within_seconds_of_its_last_frame(tmp_path):
+    """Each test starts once its last frame has been unchanged for stable_s (0.2 s), and before
+    the next rescan after that (poll 0.5 s, settling looks every stable_s / 2): a window of
+    [stable_s, stable_s + poll) virtual seconds, exact on a virtual clock."""
     campaign = _campaign(tmp_path)
-    seen, on_event = _events()
-    run, wait = _wait_run(campaign, on_event)
-    with Stream(_request(tmp_path), interval=0.3) as stream:
-        wait.execute()
-    assert stream.error is None
+    acquisition, clock = _replayed(tmp_path, interval_s=0.3)
+    seen, on_event = _virtual_events(clock)
+    run, wait = _wait_run(campaign, on_event, clock=clock)
+    wait.execute()
     started = {p["test"]: t for t, kind, p in seen if kind == "test_started"}
     assert list(started) == ["BIAS01", "DARK01"]
     for test, when in started.items():
-        assert 0 <= when - stream.last_frame[test] < 3.0, test
+        delay = when - acquisition.last_frame[test]
+        assert FAST_WAIT["stable_s"] <= delay < FAST_WAIT["stable_s"] + FAST_WAIT["poll_seconds"], (test, delay)
     # test by test: BIAS01 was analysed while DARK01 was still being acquired
-    assert started["BIAS01"] < stream.last_frame["DARK01"]
+    assert started["BIAS01"] < acquisition.last_frame["DARK01"]
     assert run.end_state == "finished"
     log = _log_text(run)
     assert log.count("Pipeline sleeping") < 8  # said when the state changes, not at every look
@@ -221,25 +223,39 @@ def test_wait_mode_analyses_each_test_within_seconds_of_its_last_frame(tmp_path)
 
 
 def test_wait_mode_never_analyses_half_written_files(tmp_path):
+    """The EXP_LOG rows land before the frames, which land in halves 0.5 s apart, longer than the
+    stable time (0.2 s): wait mode sees every exposure logged while frames are half-written and
+    unchanged for longer than stable_s, so only the FITS structure check keeps it from starting.
+    When DARK01 starts, every one of its frames must hold its final bytes and have been unchanged
+    for stable_s (the policy's claim; no tolerance: the clock is virtual)."""
     campaign = _campaign(tmp_path)
-    seen, on_event = _events()
-    run, wait = _wait_run(campaign, on_event, idle_s=1.0)
-    request = _request(tmp_path, tests=("DARK01",))
-    with Stream(request, interval=0.05, partial_pause=0.15) as stream:
-        wait.execute()
-    started = next(t for t, kind, p in seen if kind == "test_started")
-    # not before the last frame and log row were whole (the clock is read just after the last write)
-    assert started >= stream.last_frame["DARK01"] - 0.05
+    acquisition, clock = _replayed(tmp_path, interval_s=0.05, tests=("DARK01",), partial_pause_s=0.5,
+                                   rows_first=True)
+    at_start = {}
+
+    def on_event(kind, payload):
+        if kind == "test_started":
+            frames = sorted(acquisition.day_folder.glob("EUC_*.fits"))
+            at_start.update(now=clock.now(), frames={f: f.read_bytes() for f in frames})
+
+    run, wait = _wait_run(campaign, on_event, idle_s=5.0, clock=clock)
+    wait.execute()
+    frames = at_start["frames"]
+    assert len(frames) == 4 * 3
+    for path, data in frames.items():
+        assert data == acquisition.final_bytes(path), path.name
+        # mtimes are whole nanoseconds of the wall clock: equal to 1 us
+        assert at_start["now"] - acquisition.last_write[path] >= FAST_WAIT["stable_s"] - 1e-6, path.name
+    assert "frame(s) to be complete on disk" in _log_text(run)  # half-written frames were seen, and waited for
     record = read_result(campaign.paths.results / "D11" / "DARK01")
     assert record["flags"] == [] and record["obsids"] == [1000, 1003]
 
 
 def test_wait_mode_takes_the_newest_complete_set_after_an_aborted_attempt(tmp_path):
     campaign = _campaign(tmp_path)
-    seen, on_event = _events()
-    run, wait = _wait_run(campaign, on_event)
-    with Stream(_request(tmp_path, aborted={"BIAS01": 3}), interval=0.15):
-        wait.execute()
+    acquisition, clock = _replayed(tmp_path, interval_s=0.15, aborted={"BIAS01": 3})
+    run, wait = _wait_run(campaign, None, clock=clock)
+    wait.execute()
     record = read_result(campaign.paths.results / "D11" / "BIAS01")
     assert record["obsids"] == [1003, 1012]  # 3 aborted exposures, then the 10 of the resubmission
     assert any("aborted attempt" in note for note in record["notes"])
@@ -249,23 +265,25 @@ def test_wait_mode_takes_the_newest_complete_set_after_an_aborted_attempt(tmp_pa
 def test_start_obsid_picks_the_resubmitted_test(tmp_path):
     campaign = _campaign(tmp_path)
     simulate(_request(tmp_path, tests=("BIAS01",), aborted={"BIAS01": 4}))
-    seen, on_event = _events()
-    run, wait = _wait_run(campaign, on_event, idle_s=1.0, start_obsid=1004)
+    run, wait = _wait_run(campaign, None, idle_s=1.0, start_obsid=1004)
     wait.execute()
     record = read_result(campaign.paths.results / "D11" / "BIAS01")
     assert record["obsids"] == [1004, 1013] and record["notes"] == []
 
 
 def test_wait_mode_stops_cleanly_after_the_idle_time(tmp_path):
+    """Idle stop 1.5 s after the last news (BIAS01's analysis): the last sleep is cut to end exactly
+    then, so the stop comes at 1.5 s virtual, give or take float rounding."""
     campaign = _campaign(tmp_path)
     simulate(_request(tmp_path, tests=("BIAS01",)))  # DARK01 never comes
-    seen, on_event = _events()
-    run, wait = _wait_run(campaign, on_event, idle_s=1.5, polling="polling")  # as on an NFS mount
-    begun = time.monotonic()
+    clock = VirtualClock()
+    seen, on_event = _virtual_events(clock)
+    run, wait = _wait_run(campaign, on_event, idle_s=1.5, polling="polling", clock=clock)  # as on an NFS mount
     summaries = wait.execute()
-    assert 1.5 <= time.monotonic() - begun < 10
+    analysed = next(t for t, kind, p in seen if kind == "test_finished")
+    finished_at, finished = next((t, p) for t, kind, p in seen if kind == "run_finished")
+    assert finished_at - analysed == pytest.approx(1.5, abs=1e-6)
     assert {s.test: s.state for s in summaries} == {"BIAS01": "done", "DARK01": "skipped"}
-    finished = [p for _, kind, p in seen if kind == "run_finished"][0]
     assert finished["state"] == "finished" and "no new data for" in finished["reason"]
     log = _log_text(run)
     assert "polling (asked for)" in log
@@ -276,16 +294,53 @@ def test_wait_mode_stops_cleanly_after_the_idle_time(tmp_path):
 def test_restarted_wait_run_does_not_redo_finished_tests(tmp_path):
     campaign = _campaign(tmp_path)
     simulate(_request(tmp_path))
-    first, _ = _wait_run(campaign, None, idle_s=1.0, tag="_first")
-    WaitMode(first, WaitSettings(idle_stop_s=1.0, **FAST_WAIT)).execute()
-    seen, on_event = _events()
-    again, wait = _wait_run(campaign, on_event, idle_s=1.0, tag="_again")
+    first, wait = _wait_run(campaign, None, idle_s=1.0, tag="_first")
+    wait.execute()
+    clock = VirtualClock()
+    seen, on_event = _virtual_events(clock)
+    again, wait = _wait_run(campaign, on_event, idle_s=1.0, tag="_again", clock=clock)
     wait.execute()
     assert not [p for _, kind, p in seen if kind == "test_started"]
     skipped = [p["test"] for _, kind, p in seen if kind == "test_skipped"]
     assert skipped == ["BIAS01", "DARK01"]
     assert "BIAS01: already analysed for OBSIDs 1000-1009" in _log_text(again)
     assert not list((campaign.paths.results / "D11").glob("*.previous-*"))  # nothing redone, nothing moved
+
+
+def test_wait_mode_on_the_real_clock_analyses_a_finished_day(tmp_path):
+    """The default clock and a real watcher, end to end; no timing asserted (a loaded machine
+    only makes it slower)."""
+    campaign = _campaign(tmp_path)
+    simulate(_request(tmp_path, tests=("BIAS01",)))
+    run = PipelineRun(campaign, RunOptions(session="D11", mode="wait", check_only=True))
+    WaitMode(run, WaitSettings(idle_stop_s=0.5, **FAST_WAIT)).execute()
+    assert read_result(campaign.paths.results / "D11" / "BIAS01")["flags"] == []
+    assert run.end_state == "finished"
+
+
+def test_a_frame_with_a_bad_header_is_named_and_skipped(tmp_path):
+    """A logged frame whose header says NAXIS1 = -15 (it once sent the FITS walk backwards for
+    ever) never hangs wait mode: it is named while waiting, and the test is analysed without it
+    once the settle time has passed (MISSDATA)."""
+    campaign = _campaign(tmp_path)
+    result = simulate(_request(tmp_path, tests=("DARK01",)))
+    bad = next(result.day_folder.glob("EUC_1002_*_CCD2.fits"))
+    _set_header_card(bad, "NAXIS1", -15)
+    run, wait = _wait_run(campaign, None, idle_s=5.0)
+    wait.execute()
+    log = _log_text(run)
+    assert f"{bad.name} is not a valid frame (bad header in HDU 1: NAXIS1 = -15 outside" in log
+    record = read_result(campaign.paths.results / "D11" / "DARK01")
+    reasons = [r for r in record["flag_reasons"] if r["flag"] == "MISSDATA"]
+    assert reasons and any(r.get("obsid") == 1002 and r.get("ccd") == 2 for r in reasons), reasons
+
+
+def _set_header_card(path: Path, key: str, value: int) -> None:
+    """Overwrite one card of the image extension's header in place (same size)."""
+    data = bytearray(path.read_bytes())
+    at = data.index(f"{key:<8}= ".encode(), 2880)
+    data[at:at + 80] = f"{key:<8}= {value:>20d}".ljust(80).encode()
+    path.write_bytes(bytes(data))
 
 
 def test_offsets_are_checked_against_the_blocks_nominal_when_the_campaign_gives_it(tmp_path):

@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 
 import engine.pipeline.runner as runner
-import engine.tasks.registry as registry
 from engine.campaign.chamber import load_chamber
 from engine.campaign.config import load_campaign
 from engine.cli.main import main as cli
 from engine.formats.geometry import SMALL
 from engine.pipeline.results import read_result
 from engine.pipeline.runner import PipelineRun, RunOptions
-from engine.pipeline.runs import (RunRecord, find_run, list_runs, process_alive, restart_run, run_status,
-                                  start_detached, stop_run, tail_run)
+from engine.pipeline.runs import (RunRecord, find_run, list_runs, restart_run, run_status, start_detached,
+                                  stop_run, tail_run)
 from engine.sim.elvis import SimulationRequest, simulate
 from engine.tasks.base import AnalysisTask
 
@@ -132,7 +131,7 @@ def test_killed_wait_run_shows_died_and_its_restart_skips_finished_tests(tmp_pat
     analysed = read_result(results / "D11" / "BIAS01")
 
     os.kill(first.pid, signal.SIGKILL)  # no chance to say goodbye
-    _until(lambda: not process_alive(first.pid), what="the run to die")
+    _until(lambda: not first.process().running, what="the run to die")
     assert run_status(first).state == "died"
 
     _land(acquired, day, range(1010, 1014))  # DARK01 arrives while nothing watches
@@ -151,7 +150,6 @@ def test_a_stop_during_an_analysis_abandons_it_cleanly(tmp_path, monkeypatch):
     config = _campaign(tmp_path)
     shutil.rmtree(tmp_path / "data" / "12_Mar_19")
     simulate(SimulationRequest(tests=("BIAS01",), out=tmp_path / "data", chamber=NOSTROMO, geometry=SMALL, jobs=1))
-    monkeypatch.setattr(registry, "FAMILY_MODULES", {})
     pipeline = PipelineRun(load_campaign(config), RunOptions(session="D11"))
 
     class StoppedMidway(AnalysisTask):

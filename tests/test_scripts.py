@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -17,7 +18,7 @@ import engine
 from engine.campaign.catalogue import resolve_test
 from engine.campaign.chamber import load_chamber
 from engine.campaign.script_params import SCRIPT_ROWS
-from engine.campaign.scripts import OutputFolderError, load_script_inputs, write_scripts
+from engine.campaign.scripts import OUTPUT_MARKER, OutputFolderError, load_script_inputs, write_scripts
 from engine.cli.main import main
 from engine.formats.tomlfile import ConfigError
 from engine.paths import configs_dir
@@ -105,7 +106,8 @@ def test_nostromo_inventory_matches_the_cookbook_line_by_line(example: Path) -> 
     for ours, theirs in zip(lines[1:], expected):
         compare_inventory_line(ours, theirs)
     assert written.total_frames == 168
-    assert sorted(p.name for p in (example / OUTPUT).iterdir()) == COOKBOOK_LISTING
+    assert sorted(p.name for p in (example / OUTPUT).iterdir() if not p.name.startswith(".")) == COOKBOOK_LISTING
+    assert (example / OUTPUT / OUTPUT_MARKER).is_file()  # hidden, like `ls -1` hides it
 
 
 def test_durations_match_the_cookbook_to_the_hundredth(example: Path) -> None:
@@ -164,8 +166,8 @@ def test_same_inputs_give_the_same_bytes_and_checksums(example: Path) -> None:
     second = snapshot(example / OUTPUT)
     assert first.keys() == second.keys()
     for name in first:
-        if name.startswith("TESTS_INVENTORY"):  # its first line says when it was written
-            continue
+        if name.startswith("TESTS_INVENTORY") or name == OUTPUT_MARKER:  # the inventory says when it was
+            continue  # written, and the marker lists the inventory's checksum
         assert first[name][0] == second[name][0], name
 
 
@@ -179,8 +181,57 @@ def test_rewriting_refuses_without_force_and_leaves_the_folder_untouched(example
     assert main(["scripts", str(example / "scripts.toml")]) == 1
     assert "--force" in capsys.readouterr().err
     assert snapshot(example / OUTPUT) == before
-    assert main(["scripts", str(example / "scripts.toml"), "--force"]) == 0
-    assert not (example / OUTPUT / "notes.txt").exists()  # --force replaces the folder whole
+    (example / OUTPUT / "notes.txt").unlink()
+    assert main(["scripts", str(example / "scripts.toml"), "--force"]) == 0  # replaces what it wrote
+    assert snapshot(example / OUTPUT).keys() == before.keys() - {"notes.txt"}
+
+
+def test_force_never_removes_what_it_did_not_write(example: Path, capsys) -> None:
+    inputs = load_script_inputs(example / "scripts.toml")
+    write_scripts(inputs)
+    (example / OUTPUT / "notes.txt").write_text("mine")
+    before = snapshot(example / OUTPUT)
+    assert main(["scripts", str(example / "scripts.toml"), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "files vison-engine scripts did not write: notes.txt" in err and "nothing was written" in err
+    assert snapshot(example / OUTPUT) == before
+    # a script edited by hand after it was written is not ours any more either
+    (example / OUTPUT / "notes.txt").unlink()
+    script = example / OUTPUT / "vis_CalCamp_BIAS01_01Apr19_v7.5.X.xlsx"
+    script.write_bytes(b"edited by hand")
+    with pytest.raises(OutputFolderError, match="changed since vison-engine scripts wrote them: vis_CalCamp_BIAS01"):
+        write_scripts(inputs, force=True)
+    assert script.read_bytes() == b"edited by hand"
+
+
+def test_force_refuses_a_folder_it_did_not_create(example: Path, capsys) -> None:
+    (example / OUTPUT).mkdir()
+    (example / OUTPUT / "vis_CalCamp_BIAS01_01Apr19_v7.5.X.xlsx").write_text("a script from elsewhere")
+    assert main(["scripts", str(example / "scripts.toml"), "--force"]) == 1
+    assert f"was not written by vison-engine scripts (no readable {OUTPUT_MARKER}" in capsys.readouterr().err
+    assert [p.name for p in (example / OUTPUT).iterdir()] == ["vis_CalCamp_BIAS01_01Apr19_v7.5.X.xlsx"]
+
+
+def test_force_refuses_the_home_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    home, inputs_folder = tmp_path / "home", tmp_path / "inputs"
+    home.mkdir()
+    inputs_folder.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    monkeypatch.setenv("HOME", str(home))
+    text = (EXAMPLE / "scripts.toml").read_text().replace('output = "Scripts_NOSTROMO_APR19_W18"', 'output = "~"')
+    path = write(inputs_folder, text)
+    assert main(["scripts", str(path), "--force"]) == 1
+    assert f"output folder {home} is your home folder" in capsys.readouterr().err
+    assert [p.name for p in home.iterdir()] == ["thesis.tex"]
+
+
+def test_the_filesystem_root_and_what_holds_home_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    inputs = load_script_inputs(EXAMPLE / "scripts.toml")
+    with pytest.raises(OutputFolderError, match="is the filesystem root"):
+        write_scripts(dataclasses.replace(inputs, output=Path("/")))
+    with pytest.raises(OutputFolderError, match="holds your home folder"):
+        write_scripts(dataclasses.replace(inputs, output=tmp_path))
 
 
 def test_a_failure_half_way_leaves_nothing_written(example: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -300,3 +351,13 @@ def test_output_may_not_hold_the_inputs(tmp_path: Path) -> None:
     with pytest.raises(OutputFolderError, match="would replace"):
         write_scripts(load_script_inputs(path), force=True)
     assert path.read_text() == text
+
+
+def test_output_may_not_be_a_parent_of_the_inputs(tmp_path: Path) -> None:
+    (tmp_path / "campaign").mkdir()
+    (tmp_path / "raw.txt").write_text("kept")
+    text = (EXAMPLE / "scripts.toml").read_text().replace('output = "Scripts_NOSTROMO_APR19_W18"', 'output = ".."')
+    path = write(tmp_path / "campaign", text)
+    with pytest.raises(OutputFolderError, match=f"output folder {tmp_path} holds the input {path}, which it would replace"):
+        write_scripts(load_script_inputs(path), force=True)
+    assert path.read_text() == text and (tmp_path / "raw.txt").read_text() == "kept"

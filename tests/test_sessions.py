@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.campaign.scripts import OutputFolderError, load_script_inputs, write_scripts
+from engine.campaign.scripts import OUTPUT_MARKER, OutputFolderError, load_script_inputs, write_scripts
 from engine.campaign.sessions import build_sessions, load_session_inputs
 from engine.cli.main import main
 from engine.formats.tomlfile import ConfigError
@@ -71,7 +71,7 @@ def test_nostromo_sessions_match_the_cookbook(example: Path) -> None:
     built = build_sessions(load_session_inputs(example / "sessions.toml"))
     assert built.folder == example / SEQUENCES
     found = sorted(str(p.relative_to(example)) for p in (example / SEQUENCES).rglob("*"))
-    assert found == sorted(COOKBOOK_FIND)
+    assert found == sorted(COOKBOOK_FIND + [f"{SEQUENCES}/{OUTPUT_MARKER}"])  # + what we wrote, for --force
     for session, expected in COOKBOOK_SEQUENCES.items():
         lines = (example / SEQUENCES / session / f"TEST_SEQUENCE_{session}.txt").read_text().splitlines()
         assert lines == expected.splitlines()
@@ -127,6 +127,35 @@ def test_rebuilding_refuses_without_force_and_leaves_the_folder_untouched(exampl
     assert tree(example / SEQUENCES) == before
     build_sessions(inputs, force=True)
     assert tree(example / SEQUENCES) == before
+
+
+def test_force_keeps_what_the_builder_did_not_write(example: Path, capsys) -> None:
+    inputs = load_session_inputs(example / "sessions.toml")
+    build_sessions(inputs)
+    (example / SEQUENCES / "D11" / "shift_notes.txt").write_text("CCD2 looked odd at 03:00")
+    before = tree(example / SEQUENCES)
+    assert main(["sessions", str(example / "sessions.toml"), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "files vison-engine sessions did not write: D11/shift_notes.txt" in err
+    assert tree(example / SEQUENCES) == before
+
+
+def test_force_refuses_a_folder_the_builder_did_not_create(example: Path) -> None:
+    (example / SEQUENCES / "D11").mkdir(parents=True)
+    (example / SEQUENCES / "D11" / "TEST_SEQUENCE_D11.txt").write_text("a sequence typed by hand\n")
+    before = tree(example / SEQUENCES)
+    with pytest.raises(OutputFolderError, match="was not written by vison-engine sessions"):
+        build_sessions(load_session_inputs(example / "sessions.toml"), force=True)
+    assert tree(example / SEQUENCES) == before
+
+
+def test_force_does_not_replace_a_scripts_folder(example: Path) -> None:
+    scripts_copy = example / "old_scripts"
+    shutil.copytree(example / SCRIPTS, scripts_copy)
+    path = write(example, (example / "sessions.toml").read_text().replace(SEQUENCES, "old_scripts"))
+    with pytest.raises(OutputFolderError, match="written by vison-engine scripts, not vison-engine sessions"):
+        build_sessions(load_session_inputs(path), force=True)
+    assert sorted(p.name for p in scripts_copy.iterdir()) == sorted(p.name for p in (example / SCRIPTS).iterdir())
 
 
 def test_comments_everywhere_are_fine(example: Path) -> None:

@@ -3,7 +3,6 @@
 import hashlib
 import threading
 import time
-from datetime import datetime
 
 import numpy as np
 import pytest

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
 
-from engine.campaign.config import Campaign, ConfigError, load_campaign
+from engine.campaign.config import Campaign, ConfigError
 from engine.pipeline.runs import list_runs, run_status
 from engine.sim.demo import demo_request, prepare_demo_folder, simulate_demo
 
@@ -98,7 +98,9 @@ class VisonApp(App):
     @work(thread=True, exclusive=True, group="demo")
     def simulate_demo_data(self, config_path: Path) -> None:
         try:
-            request = demo_request(load_campaign(config_path))
+            from engine.tasks.registry import load_campaign_checked
+
+            request = demo_request(load_campaign_checked(config_path))
             if request.day_folder.exists():
                 return  # simulated by an earlier run
             self.call_from_thread(self.notify, "simulating the demo session's frames…", title="Demo")

@@ -39,7 +39,10 @@ def validate_campaign_text(text: str, path: Path) -> Validation:
     source = Path(os.path.abspath(path))
     try:
         doc = parse_toml_text(text, source)
-        campaign = campaign_from_dict(doc.data, base_dir=source.parent, doc=doc, source=source)
+        from engine.tasks.registry import campaign_schema  # the analysis modules: loaded when first validating
+
+        campaign = campaign_from_dict(doc.data, base_dir=source.parent, doc=doc, source=source,
+                                      families=campaign_schema())
     except ConfigError as exc:
         return Validation(text, None, tuple(exc.problems))
     except Exception as exc:  # an engine bug must show as a problem, never crash the editor

@@ -3,8 +3,9 @@ the file is never held as lines, only the byte offsets where lines start; lines 
 demand with `os.pread` and kept in a small cache.
 
 Scanning runs in a worker: the last `TAIL_BYTES` first (the view fills from the end at once),
-then the rest of the file, then only the bytes appended since the last look. A file that shrinks
-or is replaced (another inode) is scanned again from the start.
+then the rest of the file, then only the bytes appended since the last look, read by the engine's
+follower of growing text files (engine.formats.textfollow), which also notices a file that
+shrinks or is replaced (another inode): it is then scanned again from the start.
 
 Classification of lines for highlighting uses the format of `engine/pipeline/log.py`: records
 start with "YYYY-mm-dd HH:MM:SS,mmm - LEVEL - "; lines without that prefix (tracebacks, summary
@@ -51,33 +52,41 @@ class Scan:
     errors: list[int] = field(default_factory=list)  # byte offsets of error lines (ERROR records, failed tasks)
 
 
+def index_lines(start: int, data: bytes) -> Scan:
+    """Index `data`, whole lines read from byte `start` (a line start) of the file; its last line
+    may lack a newline only if the follower cut it (longer than a read)."""
+    newlines = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+    line_starts = np.concatenate(([0], newlines + 1))
+    if line_starts[-1] == len(data):
+        line_starts = line_starts[:-1]  # the position after the last newline starts no line yet
+    tasks = [(start + data.rfind(b"\n", 0, m.start()) + 1, m.group(1).decode("utf-8", "replace"))
+             for m in TASK.finditer(data)]
+    errors = [start + data.rfind(b"\n", 0, m.start()) + 1 for m in ERROR_LINE.finditer(data)]
+    return Scan(start, start + len(data), array("q", (line_starts + start).tolist()), tasks, errors)
+
+
 def scan_lines(fd: int, start: int, stop: int) -> Scan:
-    """Index the complete lines between byte `start` (a line start) and `stop`.
+    """Index the complete lines between byte `start` (a line start) and `stop`: the part of a
+    log before its tail, which does not grow (the follower reads what is appended).
 
     A last line without its newline yet is left for the next scan (the writer is mid-line)."""
-    starts = array("q")
-    tasks: list[tuple[int, str]] = []
-    errors: list[int] = []
-    position = start
+    scan = Scan(start, start, array("q"))
     size = CHUNK_BYTES
-    while position < stop:
-        chunk = os.pread(fd, min(size, stop - position), position)
-        last_newline = chunk.rfind(b"\n")
-        if last_newline < 0:
+    while scan.end < stop:
+        chunk = os.pread(fd, min(size, stop - scan.end), scan.end)
+        whole = chunk[:chunk.rfind(b"\n") + 1]
+        if not whole:
             if len(chunk) == size:
                 size *= 2  # one line longer than a chunk: read more at once
                 continue
             break  # a line still being written
-        complete = memoryview(chunk)[:last_newline + 1]
-        newlines = np.flatnonzero(np.frombuffer(complete, dtype=np.uint8) == 10)
-        starts.extend((np.concatenate(([0], newlines[:-1] + 1)) + position).tolist())
-        for match in TASK.finditer(chunk, 0, last_newline + 1):
-            tasks.append((position + chunk.rfind(b"\n", 0, match.start()) + 1, match.group(1).decode("utf-8", "replace")))
-        for match in ERROR_LINE.finditer(chunk, 0, last_newline + 1):
-            errors.append(position + chunk.rfind(b"\n", 0, match.start()) + 1)
-        position += last_newline + 1
+        part = index_lines(scan.end, whole)
+        scan.starts.extend(part.starts)
+        scan.tasks += part.tasks
+        scan.errors += part.errors
+        scan.end = part.end
         size = CHUNK_BYTES
-    return Scan(start, position, starts, tasks, errors)
+    return scan
 
 
 def tail_start(fd: int, size: int, tail_bytes: int = TAIL_BYTES) -> int:
@@ -88,14 +97,6 @@ def tail_start(fd: int, size: int, tail_bytes: int = TAIL_BYTES) -> int:
     chunk = os.pread(fd, min(tail_bytes, 1 << 16), begin - 1)
     newline = chunk.find(b"\n")
     return begin + newline if newline >= 0 else size
-
-
-def file_identity(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino
 
 
 class LogIndex:
@@ -159,8 +160,8 @@ class LogIndex:
         return count
 
     def add_appended(self, scan: Scan) -> int:
-        if scan.start != self.end:
-            return 0
+        if scan.start < self.end:
+            return 0  # already indexed (a later scan may start further on: the rest of a cut line was skipped)
         self.starts.extend(scan.starts)
         self.end = scan.end
         self.tasks.extend(scan.tasks)

@@ -1,6 +1,9 @@
 """What the Results screen shows of a test's result.json, without Textual: the tests of a session,
 the measured values as a table (value x CCD/quadrant), the flags with their reasons, and a
 plotext chart of one value per quadrant for the three CCDs (format: docs/results.md).
+
+Units, precision and key values come from the family's declaration (engine/tasks/family.py),
+formatted by the engine's one formatter, as the report does.
 """
 
 from __future__ import annotations
@@ -8,23 +11,31 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from engine.campaign.config import Campaign
 from engine.formats.geometry import QUADRANTS
 from engine.pipeline.results import read_result, result_folder
+from engine.tasks.family import ValueSpec
+from engine.tasks.family import format_value as format_declared
 
 CCDS = ("CCD1", "CCD2", "CCD3")
 CCD_COLOURS = {"CCD1": "cyan", "CCD2": "magenta", "CCD3": "green"}  # names plotext and Rich share
-# the value a family's plot opens on: its key figure (else the first value)
-KEY_VALUES = {
-    "bias": ("ron_image_adu", "ron_prescan_adu"),
-    "dark": ("dark_e_per_pix_per_hour", "dark_signal_adu"),
-    "chinj": ("injection_adu",),
-    "focus": ("fwhm_x_pix", "fwhm_pix"),
-    "ptc": ("gain_e_per_adu",),
-}
+
+
+
+@cache
+def family_specs(family: str) -> tuple[dict[str, ValueSpec], tuple[str, ...]]:
+    """(value name -> spec, key value names) of a family; empty for one this engine does not know."""
+    from engine.tasks.registry import UnknownFamily, family as declared  # the analysis modules: on first use
+
+    try:
+        found = declared(family)
+    except UnknownFamily:
+        return {}, ()
+    return found.value_specs(), found.key_values()
 _PLOT_LOCK = threading.Lock()  # plotext keeps state in module globals
 
 
@@ -80,14 +91,25 @@ def session_tests(campaign: Campaign, session: str) -> list[TestEntry]:
 
 
 def value_names(result: dict[str, Any]) -> list[str]:
-    """Every per-quadrant value name, in the order the record gives them."""
+    """Every per-quadrant value name: the family's key values first, then in the record's order."""
     names: dict[str, None] = {}
     for ccd in (result.get("ccds") or {}).values():
         for quadrant in (ccd or {}).values():
             for name, value in (quadrant or {}).items():
                 if isinstance(value, (int, float)) or value is None:
                     names.setdefault(name, None)
-    return list(names)
+    keys = family_specs(str(result.get("family")))[1]
+    return [n for n in keys if n in names] + [n for n in names if n not in keys]
+
+
+def value_spec(result: dict[str, Any], name: str) -> ValueSpec | None:
+    return family_specs(str(result.get("family")))[0].get(name)
+
+
+def value_label(result: dict[str, Any], name: str) -> str:
+    """A value's name with its declared unit: "ron_image_adu (ADU)"."""
+    spec = value_spec(result, name)
+    return f"{name} ({spec.unit})" if spec is not None and spec.unit else name
 
 
 def value_of(result: dict[str, Any], ccd: str, quadrant: str, name: str) -> float | None:
@@ -95,26 +117,18 @@ def value_of(result: dict[str, Any], ccd: str, quadrant: str, name: str) -> floa
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def format_value(value: float | None) -> str:
-    """Four significant digits, and offsets-sized values to 0.01 ADU; NaN and missing say so."""
-    if value is None:
-        return "–"
-    if math.isnan(value):
-        return "NaN"
-    if value == 0:
-        return "0"
-    if abs(value) >= 1e5 or abs(value) < 1e-3:
-        return f"{value:.3e}"
-    if abs(value) >= 100:  # offsets: a 2773 would hide the 0.5 ADU the checks care about
-        return f"{value:.2f}"
-    return f"{value:.4g}"
+def format_value(value: Any, spec: ValueSpec | None = None) -> str:
+    """The engine's one formatter (the report's): the declared precision, else 7 significant figures."""
+    return format_declared(value, spec.precision if spec is not None else None)
 
 
 def value_table(result: dict[str, Any]) -> tuple[list[str], list[tuple[str, list[str]]]]:
-    """Columns "CCD1 E" ... "CCD3 H" and one row per value name (cells formatted)."""
+    """Columns "CCD1 E" ... "CCD3 H" and one row per value name (cells formatted by its spec)."""
     columns = [f"{ccd[-1]}{q}" for ccd in CCDS for q in QUADRANTS]
-    rows = [(name, [format_value(value_of(result, ccd, q, name)) for ccd in CCDS for q in QUADRANTS])
-            for name in value_names(result)]
+    rows = []
+    for name in value_names(result):
+        spec = value_spec(result, name)
+        rows.append((name, [format_value(value_of(result, ccd, q, name), spec) for ccd in CCDS for q in QUADRANTS]))
     return columns, rows
 
 
@@ -122,12 +136,12 @@ def test_values(result: dict[str, Any]) -> list[tuple[str, str]]:
     """The test-wide values (gain source, methods...) as (name, text)."""
     shown = []
     for name, value in (result.get("values") or {}).items():
-        if isinstance(value, float):
-            text = format_value(value)
-        elif isinstance(value, list):
-            text = ", ".join(str(v) for v in value)
+        if name == "calproducts" and isinstance(value, dict):
+            text = "; ".join(f"{kind}: {source.get('description', '')}" for kind, source in value.items()
+                             if isinstance(source, dict))
         else:
-            text = str(value)
+            spec = value_spec(result, name)
+            text = format_value(value, spec) + (f" {spec.unit}" if spec is not None and spec.unit else "")
         shown.append((name, text))
     return shown
 
@@ -157,16 +171,20 @@ def summary_lines(entry: TestEntry) -> list[str]:
         lines.append("ERRORS: " + "; ".join(result.get("error_messages") or ["(no message)"]))
     for note in result.get("notes") or []:
         lines.append(f"note: {note}")
-    if result.get("subtasks_skipped"):
+    statuses = result.get("subtasks")
+    if isinstance(statuses, dict):
+        for status in ("not implemented", "failed", "skipped", "off"):
+            names = [name for name, said in statuses.items() if said == status]
+            if names:
+                lines.append(f"sub-tasks {status}: {', '.join(names)}")
+    elif result.get("subtasks_skipped"):  # a record from before sub-task statuses
         lines.append(f"sub-tasks not run: {', '.join(result['subtasks_skipped'])}")
     return lines
 
 
 def default_plot_value(result: dict[str, Any]) -> str | None:
+    """The family's first key value present (value_names puts them first), else the first value."""
     names = value_names(result)
-    for preferred in KEY_VALUES.get(str(result.get("family")), ()):
-        if preferred in names:
-            return preferred
     return names[0] if names else None
 
 

@@ -148,7 +148,9 @@ def run_summary(view: RunView) -> str:
     parts = [status.run_id, f"session {status.session or '–'}", view.mode, status.state]
     if view.live and status.pid:
         parts.append(f"pid {status.pid}")
-    if status.alive is None and status.host:
+    if status.process_note:
+        parts.append(status.process_note)
+    elif status.alive is None and status.host:
         parts.append(f"on {status.host} (cannot check from here)")
     if status.exit_code is not None:
         parts.append(f"exit {status.exit_code}")

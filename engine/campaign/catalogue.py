@@ -18,26 +18,6 @@ from .script_params import full_column
 
 WAVELENGTHS = (590, 730, 800, 880)
 
-SUBTASKS_BY_FAMILY: dict[str, tuple[str, ...]] = {
-    "motwarm": ("init", "check", "basic", "report"),
-    "cosmetics": ("init", "check", "masks", "meta", "report"),
-    "bias": ("init", "check", "prep", "basic", "meta", "report"),
-    "dark": ("init", "check", "prep", "basic", "meta", "report"),
-    "chinj": ("init", "check", "prep", "extract", "basic", "meta", "report"),
-    "tp": ("init", "check", "prep", "injection", "extract", "basic", "meta", "report"),
-    "flatflux": ("init", "check", "report"),
-    "flat": ("init", "check", "prep", "ccdobjs", "do_indiv_flats", "do_master_flats", "prmask", "meta", "report"),
-    "ptc": ("init", "check", "prep", "extract_PTC", "meta", "report"),
-    "nl": ("init", "check", "prep", "extract", "basic", "meta", "report"),
-    "bf": ("init", "check", "prep", "extract_COV", "extract_BF", "meta", "report"),
-    "psflux": ("init", "lock", "check", "report"),
-    "psf": ("init", "lock", "check", "prep", "basic", "meta", "xtalk_sex", "xtalk_build", "xtalk_meta", "report"),
-    "focus": ("init", "lock", "check", "basic", "meta", "report"),
-    "persist": ("init", "check", "prep", "satur_masks", "basic", "meta", "report"),
-}
-# Sub-tasks of a check-only run (-k): init + check (+ lock for point sources).
-CHECK_ONLY_SUBTASKS = frozenset({"init", "check", "lock"})
-
 
 @dataclass(frozen=True)
 class Column:
@@ -61,15 +41,11 @@ class TestDefinition:
 
     name: str  # instance name, as ELVIS logs it
     handle: str  # generic handle
-    family: str  # analysis family (one module in engine/tasks)
+    family: str  # analysis family: the module engine/tasks/<family>.py declares its sub-tasks, limits, values
     purpose: str
     build: Callable[[ChamberProfile], list[Column]] = field(repr=False)
     wavelength: int | None = None
     surrogate: str | None = None  # a test with no acquisition of its own analyses this one's data
-
-    @property
-    def subtasks(self) -> tuple[str, ...]:
-        return SUBTASKS_BY_FAMILY[self.family]
 
     @property
     def acquires(self) -> bool:
@@ -100,6 +76,9 @@ class TestDefinition:
 
 DARK = {"exptime": 0.0, "shuttr": 0}  # shutter closed, no exposure
 FULL_READ = {"vstart": 0, "vend": 2086}
+VERTICAL_SHUFFLES = 5000  # v_tp_cnt of TP01/TP11
+SERIAL_SHUFFLES = 5000  # s_tp_cnt of TP02/TP21
+PARKED_WHEEL_POSITION = 4  # filter and mirror focus of PERSIST01's dark columns (as vison's script)
 
 
 def _flat(chamber: ChamberProfile, nm: int, fraction: float) -> dict[str, Any]:
@@ -182,12 +161,13 @@ def _vertical_pumping(idl: float) -> Callable[[ChamberProfile], list[Column]]:
     def build(ch: ChamberProfile) -> list[Column]:
         cols = []
         for delay in INJECTION_DELAYS:
+            # The shuffle count is common to the test: the unpumped BGD column sets (and logs) it too.
             inj = {**DARK, **FULL_READ, **_injection(250, delay, IDL=idl, IDH=18.0, IG1=4.0, IG2=6.0),
-                   "chinj_on": 2066, "chinj_of": 0}
+                   "chinj_on": 2066, "chinj_of": 0, "v_tp_cnt": VERTICAL_SHUFFLES}
             cols.append(Column(1, {**inj, "v_tpump": 0}, f"BGD_D{delay}"))
             for toi in dwell_tois:
                 for mode in modes:
-                    cols.append(Column(1, {**inj, "v_tpump": 1, "v_tp_cnt": 5000, "toi_tp": toi, "v_tpmod": mode},
+                    cols.append(Column(1, {**inj, "v_tpump": 1, "toi_tp": toi, "v_tpmod": mode},
                                        f"V{mode}_T{toi}_D{delay}"))
         return cols
     return build
@@ -200,13 +180,14 @@ def _serial_pumping(idl: float) -> Callable[[ChamberProfile], list[Column]]:
     def build(ch: ChamberProfile) -> list[Column]:
         cols = []
         for delay in INJECTION_DELAYS:
+            # The shuffle count is common to the test: the unpumped BGD column sets (and logs) it too.
             inj = {**DARK, "vstart": 0, "vend": 100,
                    **_injection(250, delay, IDL=idl, IDH=18.0, IG1=4.0, IG2=6.0),
-                   "chinj_on": 2066, "chinj_of": 0}
+                   "chinj_on": 2066, "chinj_of": 0, "s_tp_cnt": SERIAL_SHUFFLES}
             cols.append(Column(1, {**inj, "s_tpump": 0}, f"BGD_D{delay}"))
             for dwell in dwells:
                 for mode in modes:
-                    cols.append(Column(1, {**inj, "s_tpump": 1, "s_tp_cnt": 5000, "dwell_s": dwell, "s_tpmod": mode},
+                    cols.append(Column(1, {**inj, "s_tpump": 1, "dwell_s": dwell, "s_tpmod": mode},
                                        f"S{mode}_W{dwell}_D{delay}"))
         return cols
     return build
@@ -220,21 +201,27 @@ def _flat_series(nm: int, fractions: list[float], frames: list[int], extra: dict
     return build
 
 
-def _point_series(nm: int, fractions: list[float], frames: list[int],
-                  extra: dict[str, Any] | None = None) -> Callable[[ChamberProfile], list[Column]]:
+def _point_series(nm: int, fractions: list[float], frames: list[int]) -> Callable[[ChamberProfile], list[Column]]:
+    # Every point-source series (PSF01, PSF02, PSFLUX00) dithers the same way.
+    dither = {"motr_on": 1, "motr_cnt": 2, "motr_siz": 120}
+
     def build(ch: ChamberProfile) -> list[Column]:
-        return [Column(n, {**_point(ch, nm, f), **FULL_READ, "motr_on": 1, **(extra or {})}, f"PSF_{f * 100:g}")
+        return [Column(n, {**_point(ch, nm, f), **FULL_READ, **dither}, f"PSF_{f * 100:g}")
                 for f, n in zip(fractions, frames)]
     return build
 
 
 def _nonlinearity(low: list[float], high: list[float], low_nm: int, high_nm: int,
                   extra: dict[str, Any] | None = None) -> Callable[[ChamberProfile], list[Column]]:
-    """Background, then each fluence (4 frames) followed by a stability frame at 50 %."""
+    """Background, then each fluence (4 frames) followed by a stability frame at 50 %.
+
+    The background sits behind the stability frames' filter (NL01's only one), as vison's scripts
+    set it; its shutter stays closed (vison leaves it open for 0 s: no light either way).
+    """
     def build(ch: ChamberProfile) -> list[Column]:
         extra_values = {**FULL_READ, **(extra or {})}
         stab = Column(1, {**_flat(ch, high_nm, 0.5), **extra_values}, "STAB")
-        cols = [Column(3, {**DARK, **extra_values}, "BGD"), stab]
+        cols = [Column(3, {**DARK, "wave": ch.wheel_position(high_nm), **extra_values}, "BGD"), stab]
         for nm, fractions in ((low_nm, low), (high_nm, high)):
             for f in fractions:
                 cols.append(Column(4, {**_flat(ch, nm, f), **extra_values}, f"NL_{nm}_{f * 100:g}"))
@@ -250,9 +237,12 @@ def _focus(nm: int) -> Callable[[ChamberProfile], list[Column]]:
 
 
 def _persistence(ch: ChamberProfile) -> list[Column]:
-    dark = {"exptime": 565.0, "shuttr": 0, "flushes": 3, **FULL_READ}
+    # The mirror stays on all test long; while dark it is parked at filter 4's nominal focus.
+    parked = {"flushes": 3, "wave": PARKED_WHEEL_POSITION, "source": "flat", "mirr_on": 1,
+              "mirr_pos": ch.focus(ch.wavelength(PARKED_WHEEL_POSITION)), **FULL_READ}
+    dark = {**parked, "exptime": 565.0, "shuttr": 0}
     return [
-        Column(5, {**DARK, "flushes": 3, "wave": ch.wheel_position(800), "source": "flat", **FULL_READ}, "RESET"),
+        Column(5, {**parked, **DARK}, "RESET"),
         Column(3, dark, "REFER"),
         # Saturating, defocused point source through filter-wheel position 2.
         Column(1, {**_point(ch, ch.wavelength(2), 1.0, mirror_offset=-10.0), "exptime": 600.0,
@@ -288,6 +278,8 @@ def _definitions() -> list[TestDefinition]:
     add(TestDefinition("TP02", "TP02", "tp", "serial trap pumping", _serial_pumping(11.0)))
     add(TestDefinition("TP21", "TP21", "tp", "serial trap pumping (IDL 10.5 V)", _serial_pumping(10.5)))
     for nm in (*WAVELENGTHS, 0):
+        # Timed with the flat source's full-well times; vison's campaign used the point source's
+        # (a quirk: a flat at 10-80 % of tFWC_point misses the fluences its own check expects).
         add(TestDefinition(f"FLATFLUX00_{nm}", "FLATFLUX00", "flatflux", "flat fluxes vs exposure time",
                            _flat_series(nm, [0.10, 0.30, 0.60, 0.80], [1, 1, 1, 1]), wavelength=nm))
     add(TestDefinition("FLAT01", "FLAT01", "flat", "master flats, PRNU, illumination at 800 nm",
@@ -322,7 +314,7 @@ def _definitions() -> list[TestDefinition]:
                            _no_acquisition, nm, surrogate=f"PTC02_{nm}"))
     for nm in (*WAVELENGTHS, 0):
         add(TestDefinition(f"PSFLUX00_{nm}", "PSFLUX00", "psflux", "point-source fluxes vs exposure time",
-                           _point_series(nm, [0.10, 0.30, 0.60, 0.80], [1, 1, 1, 1], {"motr_siz": 120}), wavelength=nm))
+                           _point_series(nm, [0.10, 0.30, 0.60, 0.80], [1, 1, 1, 1]), wavelength=nm))
     for nm in WAVELENGTHS:
         add(TestDefinition(f"PSF01_{nm}", "PSF01", "psf", f"PSF shapes and fluxes at {nm} nm",
                            _point_series(nm, PSF_FRACTIONS, [20, 15, 10, 4, 4]), wavelength=nm))

@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomli
-
+from ..formats.tomlfile import ConfigError, load_toml
 from ..paths import configs_dir
 
 
@@ -78,9 +77,9 @@ def load_chamber(name_or_path: str | Path | None = None) -> ChamberProfile:
             f"no chamber profile {name_or_path!r}: expected {path} (known: {', '.join(available_chambers())})"
         )
     try:
-        data = tomli.loads(path.read_text())
-    except tomli.TOMLDecodeError as exc:
-        raise ChamberError(f"{path}: {exc}") from exc
+        data = load_toml(path).data
+    except ConfigError as exc:  # syntax, encoding, values nested too deep: file, line and key
+        raise ChamberError(str(exc)) from None
     try:
         wheel = {int(k.lstrip("Ff")): int(v) for k, v in data["filter_wheel"].items()}
         return ChamberProfile(

@@ -8,15 +8,16 @@ See configs/campaign_template.toml for the commented form users copy.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from engine.formats.names import parse_day_folder
-from engine.formats.tomlfile import ConfigError, ConfigProblem, TomlDocument, format_key_path, load_toml
+from engine.campaign.limits import FamilySchema, GenericLimits, LimitSpec, LimitValue, limit_specs, resolve_limits
+from engine.formats.tomlfile import (MISSING, ConfigError, ConfigProblem, TomlChecker, TomlDocument, closest_name,
+                                     describe_value, format_key_path, is_int, is_number, load_toml,
+                                     unknown_key_message)
 from engine.paths import configs_dir
 
 __all__ = [
@@ -30,28 +31,8 @@ POLLING_MODES = ("auto", "events", "polling")
 DEFAULT_ELVIS = "7.5.X"  # the ELVIS version of the FM campaign (cookbook: "-v 7.5.X")
 
 
-@dataclass(frozen=True)
-class LimitSpec:
-    """A performance limit users may override in [limits]: a number or a [low, high] range."""
-
-    kind: str  # "number" | "range"
-    default: float | tuple[float, float]
-    meaning: str
-
-
-# vison's defaults (image/performance.py, task check windows); tasks read them via Campaign.limit().
-LIMITS: dict[str, LimitSpec] = {
-    "offset_nominal_adu": LimitSpec("number", 2800.0, "nominal offset when the block has no offsets table"),
-    "offset_margin_adu": LimitSpec("number", 50.0, "allowed offset deviation from nominal"),
-    "offset_gradient_adu": LimitSpec("range", (-10.0, 10.0), "image/overscan minus prescan offset"),
-    "ron_adu": LimitSpec("range", (0.86, 1.44), "read noise (std of prescan/overscan)"),
-    "gain_e_per_adu": LimitSpec("range", (3.1, 3.5), "PTC gain"),
-    "flat_fluence_tolerance": LimitSpec("number", 0.10, "relative tolerance of flat fluence vs expected"),
-    "injection_tolerance": LimitSpec("number", 0.5, "relative tolerance of charge-injection level"),
-    "point_background_adu": LimitSpec("range", (-1.0, 5.0), "background around point sources"),
-    "fwhm_px": LimitSpec("range", (1.2, 3.0), "point-source FWHM"),
-    "saturation_fraction": LimitSpec("number", 0.10, "largest fraction of saturated pixels in a frame"),
-}
+# Limits of the generic checks ([limits]); each analysis family declares its own (engine/tasks).
+LIMITS: dict[str, LimitSpec] = limit_specs(GenericLimits)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -136,7 +117,8 @@ class Campaign:
     paths: Paths
     sessions: dict[str, Session]
     calproducts: CalProducts = field(default_factory=CalProducts)
-    limits: dict[str, float | tuple[float, float]] = field(default_factory=dict)  # overrides only
+    limits: dict[str, LimitValue] = field(default_factory=dict)  # [limits] overrides only
+    family_limits: dict[str, dict[str, LimitValue]] = field(default_factory=dict)  # [limits.<family>] overrides
     watch: WatchSettings = field(default_factory=WatchSettings)
     source: Path | None = None  # the config file (None for the command line's quick form)
     offsets: dict[str, dict[str, float]] = field(default_factory=dict)  # block's nominal, CCDn -> Q -> ADU
@@ -148,11 +130,15 @@ class Campaign:
             known = ", ".join(self.sessions) or "none"
             raise KeyError(f"no session {name!r} in the campaign (sessions: {known})") from None
 
-    def limit(self, name: str) -> float | tuple[float, float]:
-        """The campaign's value of a performance limit: its override or vison's default."""
+    def limit(self, name: str) -> LimitValue:
+        """The campaign's value of a generic-check limit: its [limits] override or vison's default."""
         if name not in LIMITS:
             raise KeyError(f"unknown limit {name!r}; known: {', '.join(LIMITS)}")
         return self.limits.get(name, LIMITS[name].default)
+
+    def limits_for(self, limits_class: type, family: str) -> Any:
+        """A family's typed limits: its defaults <- [limits] <- [limits.<family>]."""
+        return resolve_limits(limits_class, self.limits, self.family_limits.get(family, {}))
 
     def nominal_offset(self, ccd: int, quadrant: str) -> float | None:
         """The block's nominal offset of a quadrant: [offsets], else [limits] offset_nominal_adu."""
@@ -170,21 +156,26 @@ class Campaign:
 # ---------------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------------
-def load_campaign(path: str | Path) -> Campaign:
-    """Read and validate a campaign TOML file; raises ConfigError listing every problem found."""
+def load_campaign(path: str | Path, families: Mapping[str, FamilySchema] | None = None) -> Campaign:
+    """Read and validate a campaign TOML file; raises ConfigError listing every problem found.
+
+    `families` (engine.tasks.registry.campaign_schema()) lets sub-task flags and [limits.<family>]
+    be checked here with their line numbers; the engine's entry points always pass it."""
     doc = load_toml(path)
     base_dir = Path(os.path.abspath(doc.path)).parent
-    return campaign_from_dict(doc.data, base_dir=base_dir, doc=doc, source=Path(os.path.abspath(doc.path)))
+    return campaign_from_dict(doc.data, base_dir=base_dir, doc=doc, source=Path(os.path.abspath(doc.path)),
+                              families=families)
 
 
 def campaign_from_dict(data: dict, *, base_dir: Path, doc: TomlDocument | None = None,
-                       source: Path | None = None, origin: str = "<command line>") -> Campaign:
+                       source: Path | None = None, origin: str = "<command line>",
+                       families: Mapping[str, FamilySchema] | None = None) -> Campaign:
     """Validate config data (as parsed from TOML) into a Campaign.
 
     `base_dir` anchors relative paths; `doc` gives line numbers for problems; `origin` names the
-    data in messages when there is no file.
+    data in messages when there is no file; `families` as for load_campaign.
     """
-    checker = _Checker(doc, origin, Path(base_dir))
+    checker = _Checker(doc, origin, Path(base_dir), families)
     campaign = checker.campaign(data, source)
     if checker.problems:
         # file order reads best; problems without a line (no file) keep their walk order at the end
@@ -196,7 +187,8 @@ def campaign_from_dict(data: dict, *, base_dir: Path, doc: TomlDocument | None =
 def quick_campaign(data: Path, tests: list[str], obsids: tuple[int, int] | None, results: Path, *,
                    session: str = "QUICK", day_folder: str | None = None, block: str = "UNKNOWN",
                    chamber: str | None = None, elvis: str = DEFAULT_ELVIS,
-                   subtasks: dict[str, bool] | None = None) -> Campaign:
+                   subtasks: dict[str, bool] | None = None,
+                   families: Mapping[str, FamilySchema] | None = None) -> Campaign:
     """A one-session campaign from command-line values, validated like a file.
 
     `data` is the data root or, if its name is a day folder (DD_Mmm_YY, e.g. 12_Mar_19) and no
@@ -221,7 +213,7 @@ def quick_campaign(data: Path, tests: list[str], obsids: tuple[int, int] | None,
         "paths": {"data": str(data), "results": str(results)},
         "sessions": {session: session_table},
     }
-    return campaign_from_dict(config, base_dir=Path.cwd())
+    return campaign_from_dict(config, base_dir=Path.cwd(), families=families)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -236,55 +228,19 @@ _QUADRANT_KEYS = ("E", "F", "G", "H")
 _WATCH_KEYS = ("idle_stop_minutes", "polling", "poll_seconds")
 _SESSION_KEYS = ("day_folder", "tests")
 _TEST_KEYS = ("name", "obsids", "subtasks")
-_MISSING = object()
+_MISSING = MISSING
 
 
-class _Checker:
-    def __init__(self, doc: TomlDocument | None, origin: str, base_dir: Path):
+class _Checker(TomlChecker):
+    """The campaign's schema, read through the shared checker's getters."""
+
+    def __init__(self, doc: TomlDocument | None, origin: str, base_dir: Path,
+                 families: Mapping[str, FamilySchema] | None = None):
+        self.families = families  # None: sub-task names and family limits are not known here
         self.doc = doc
         self.origin = doc.path if doc is not None else origin
         self.base_dir = base_dir
         self.problems: list[ConfigProblem] = []
-
-    # -- reporting ------------------------------------------------------------------------------
-    def problem(self, key_path: tuple, message: str) -> None:
-        line = self.doc.nearest_line(key_path) if self.doc is not None else None
-        self.problems.append(ConfigProblem(self.origin, line, format_key_path(key_path), message))
-
-    def line(self, key_path: tuple) -> int | None:
-        return self.doc.line_of(key_path) if self.doc is not None else None
-
-    # -- generic shape checks -------------------------------------------------------------------
-    def table(self, table: Any, key_path: tuple, known: tuple[str, ...] | None, example: str) -> dict:
-        """`table` as a dict (empty if of the wrong type), reporting unknown keys."""
-        if not isinstance(table, dict):
-            self.wrong_type(key_path, table, f"a table, e.g. {example}")
-            return {}
-        if known is not None:
-            for key in table:
-                if key not in known:
-                    self.problem(key_path + (key,), _unknown_key_message(key, known))
-        return table
-
-    def wrong_type(self, key_path: tuple, value: Any, expected: str) -> None:
-        self.problem(key_path, f"expected {expected}; got {_describe(value)}")
-
-    def required(self, table: dict, key_path: tuple, key: str, example: str) -> Any:
-        if key not in table:
-            where = f"in [{format_key_path(key_path)}]" if key_path else "at the top of the file"
-            self.problem(key_path + (key,), f"missing required key {key!r} {where}; e.g. {example}")
-            return _MISSING
-        return table[key]
-
-    def string(self, table: dict, key_path: tuple, key: str, *, required: bool = False,
-               example: str = "") -> str | None:
-        value = self.required(table, key_path, key, example) if required else table.get(key, _MISSING)
-        if value is _MISSING:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.wrong_type(key_path + (key,), value, f"a non-empty string, e.g. {example}")
-            return None
-        return value.strip()
 
     # -- sections -------------------------------------------------------------------------------
     def campaign(self, data: Any, source: Path | None) -> Campaign | None:
@@ -293,7 +249,7 @@ class _Checker:
         hardware = self.hardware(data.get("hardware", {}))
         paths = self.paths(self.required(data, (), "paths", '[paths] with data = "data", results = "results"'))
         calproducts = self.calproducts(data.get("calproducts", {}), paths)
-        limits = self.limits(data.get("limits", {}))
+        limits, family_limits = self.limits(data.get("limits", {}))
         offsets = self.per_quadrant_numbers(data.get("offsets", {}), ("offsets",), "offsets",
                                             "{ E = 2713, F = 2671, G = 2831, H = 2571 }", low=0.0, high=65535.0)
         watch = self.watch(data.get("watch", {}))
@@ -301,7 +257,8 @@ class _Checker:
         if self.problems or info is None or paths is None:
             return None
         return Campaign(info=info, hardware=hardware, paths=paths, sessions=sessions,
-                        calproducts=calproducts, limits=limits, watch=watch, source=source, offsets=offsets)
+                        calproducts=calproducts, limits=limits, family_limits=family_limits, watch=watch,
+                        source=source, offsets=offsets)
 
     def info(self, table: Any) -> CampaignInfo | None:
         if table is _MISSING:
@@ -325,9 +282,9 @@ class _Checker:
             return
         known = sorted(p.stem for p in folder.glob("*.toml"))
         message = f"unknown chamber {name!r}: no profile {folder / (name + '.toml')}"
-        close = difflib.get_close_matches(name, known, n=1)
+        close = closest_name(name, known)
         if close:
-            message += f"; did you mean {close[0]!r}?"
+            message += f"; did you mean {close!r}?"
         message += f" (known chambers: {', '.join(known) or 'none'})"
         self.problem(key_path, message)
 
@@ -355,20 +312,40 @@ class _Checker:
                 self.problem(key_path + ("results",),
                              f"results folder's parent {results.parent} does not exist (the results folder "
                              "itself is created when needed)")
+            place = self.results_place_problem(results, data)
+            if place:
+                self.problem(key_path + ("results",), place)
         if calproducts is not None and not calproducts.is_dir():
             self.problem(key_path + ("calproducts",), f"calproducts folder {calproducts} does not exist")
         if data is None or results is None:
             return None
         return Paths(config_dir=self.base_dir, data=data, results=results, calproducts=calproducts)
 
-    def path(self, table: dict, key_path: tuple, key: str, *, base: Path | None = None,
-             required: bool = False, example: str) -> Path | None:
-        text = self.string(table, key_path, key, required=required, example=example)
-        if text is None:
-            return None
-        path = Path(os.path.expanduser(text))
-        # abspath, not resolve: keep the user's symlinks (results is often a link to a data disk)
-        return Path(os.path.abspath(path if path.is_absolute() else (base or self.base_dir) / path))
+    @staticmethod
+    def results_place_problem(results: Path, data: Path | None) -> str | None:
+        """Why `results` may not hold a campaign's results, or None.
+
+        Runs, clean-up and re-runs create, move and remove folders under the results root: it
+        must be a folder of its own, never /, the home folder or above it, nor in the raw data.
+        """
+        real = Path(os.path.realpath(results))
+        home = Path(os.path.realpath(os.path.expanduser("~")))
+        expected = 'expected a folder of its own, e.g. results = "results" beside the data folder'
+        if real == Path(real.anchor):
+            return f"results folder {results} is the filesystem root; {expected}"
+        if real == home or real in home.parents:
+            where = "is your home folder" if real == home else "holds your home folder"
+            return f"results folder {results} {where}; {expected}"
+        if data is not None:
+            raw = Path(os.path.realpath(data))
+            if real == raw or raw in real.parents:
+                first = real.relative_to(raw).parts[:1]
+                where = ("is the data folder" if real == raw else
+                         f"lies inside the day folder {first[0]}" if _is_day_folder(first[0]) else
+                         "lies inside the data folder")
+                return (f"results folder {results} {where} ({data}): the raw data must never hold results; "
+                        f"{expected}")
+        return None
 
     def calproducts(self, table: Any, paths: Paths | None) -> CalProducts:
         key_path = ("calproducts",)
@@ -399,14 +376,13 @@ class _Checker:
             if ccd not in CCD_NAMES:
                 continue  # already reported as unknown
             per_quadrant = self.table(per_quadrant, key_path + (ccd,), _QUADRANT_KEYS, f"{ccd} = {example}")
-            for quadrant, value in per_quadrant.items():
+            for quadrant in per_quadrant:
                 if quadrant not in _QUADRANT_KEYS:
                     continue
-                if not _is_number(value) or not low <= float(value) <= high:
-                    self.problem(key_path + (ccd, quadrant),
-                                 f"expected a number between {low:g} and {high:g} ({what}), got {value!r}")
-                    continue
-                values.setdefault(ccd, {})[quadrant] = float(value)
+                value = self.number(per_quadrant, key_path + (ccd,), quadrant, minimum=low, maximum=high,
+                                    expected=f"a number between {low:g} and {high:g} ({what})")
+                if value is not None:
+                    values.setdefault(ccd, {})[quadrant] = float(value)
         return values
 
     def per_ccd_files(self, table: Any, key_path: tuple, base: Path) -> dict[str, Path]:
@@ -421,49 +397,74 @@ class _Checker:
             files[ccd] = path
         return files
 
-    def limits(self, table: Any) -> dict[str, float | tuple[float, float]]:
+    def limits(self, table: Any) -> tuple[dict[str, LimitValue], dict[str, dict[str, LimitValue]]]:
+        """([limits] overrides, {family: [limits.<family>] overrides}).
+
+        [limits] holds the generic checks' limits and, when the families are known, any family's
+        limit (it then applies to every family declaring it); [limits.<family>] one family's."""
         key_path = ("limits",)
-        table = self.table(table, key_path, tuple(LIMITS), '[limits] with ron_adu = [0.86, 1.44]')
-        limits: dict[str, float | tuple[float, float]] = {}
+        families = self.families or {}
+        campaign_wide = dict(LIMITS)
+        for schema in families.values():
+            for name, spec in schema.limits.items():
+                campaign_wide.setdefault(name, spec)
+        known = (*campaign_wide, *families)
+        table = self.table(table, key_path, None, "[limits] with ron_adu = [0.86, 1.44]")
+        overrides: dict[str, LimitValue] = {}
+        per_family: dict[str, dict[str, LimitValue]] = {}
         for name, value in table.items():
-            spec = LIMITS.get(name)
-            if spec is None:
-                continue  # already reported as unknown
-            if spec.kind == "number":
-                if _is_number(value):
-                    limits[name] = float(value)
-                else:
-                    self.wrong_type(key_path + (name,), value, f"a number, e.g. {name} = {spec.default}")
-            elif (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
-                if value[0] > value[1]:
-                    self.problem(key_path + (name,), f"range reversed ({value[0]} > {value[1]}); "
-                                 "expected [low, high] with low <= high")
-                else:
-                    limits[name] = (float(value[0]), float(value[1]))
+            if isinstance(value, dict):
+                if self.families is not None and name not in families:
+                    self.problem(key_path + (name,), _unknown_key_message(name, tuple(families), what="family"))
+                    continue
+                specs = families[name].limits if name in families else None
+                per_family[name] = self.limit_table(value, key_path + (name,), specs, owner=name)
+            elif name in campaign_wide:
+                parsed = self.limit_value(campaign_wide[name], value, key_path + (name,))
+                if parsed is not None:
+                    overrides[name] = parsed
             else:
-                low, high = spec.default
-                self.wrong_type(key_path + (name,), value, f"a range [low, high], e.g. {name} = [{low}, {high}]")
-        return limits
+                self.problem(key_path + (name,), _unknown_key_message(name, known, what="limit"))
+        return overrides, per_family
+
+    def limit_table(self, table: dict, key_path: tuple, specs: Mapping[str, LimitSpec] | None,
+                    owner: str) -> dict[str, LimitValue]:
+        """[limits.<family>]: each key a limit the family declares (any number or range if the
+        families were not given to the checker: the task resolving them says what is unknown)."""
+        values: dict[str, LimitValue] = {}
+        for name, value in table.items():
+            if specs is None:
+                spec = LimitSpec(name, "", (0.0, 0.0) if isinstance(value, list) else 0.0, "")
+            elif name in specs:
+                spec = specs[name]
+            else:
+                self.problem(key_path + (name,), _unknown_key_message(name, tuple(specs), what="limit",
+                                                                      owner=f"family {owner}"))
+                continue
+            parsed = self.limit_value(spec, value, key_path + (name,))
+            if parsed is not None:
+                values[name] = parsed
+        return values
+
+    def limit_value(self, spec: LimitSpec, value: Any, key_path: tuple) -> LimitValue | None:
+        parsed, expected = spec.parse(value)
+        if expected is not None and spec.kind == "range" and isinstance(value, list) and len(value) == 2 \
+                and all(_is_number(v) for v in value):
+            self.problem(key_path, f"range reversed ({value[0]} > {value[1]}); expected [low, high] with low <= high")
+        elif expected is not None:
+            self.wrong_type(key_path, value, expected)
+        return parsed
 
     def watch(self, table: Any) -> WatchSettings:
         key_path = ("watch",)
         table = self.table(table, key_path, _WATCH_KEYS, '[watch]')
         defaults = WatchSettings()
-        idle = table.get("idle_stop_minutes", defaults.idle_stop_minutes)
-        if isinstance(idle, bool) or not isinstance(idle, int) or idle < 0:
-            self.wrong_type(key_path + ("idle_stop_minutes",), idle,
-                            "a whole number of minutes >= 0 (0 = wait forever), e.g. idle_stop_minutes = 240")
-            idle = defaults.idle_stop_minutes
-        polling = table.get("polling", defaults.polling)
-        if polling not in POLLING_MODES:
-            self.wrong_type(key_path + ("polling",), polling,
-                            'one of "auto", "events", "polling" (use "polling" on NFS/SMB mounts)')
-            polling = defaults.polling
-        poll_seconds = table.get("poll_seconds", defaults.poll_seconds)
-        if not _is_number(poll_seconds) or poll_seconds <= 0:
-            self.wrong_type(key_path + ("poll_seconds",), poll_seconds,
-                            "a number of seconds > 0, e.g. poll_seconds = 5")
-            poll_seconds = defaults.poll_seconds
+        idle = self.integer(table, key_path, "idle_stop_minutes", defaults.idle_stop_minutes, minimum=0,
+                            expected="a whole number of minutes >= 0 (0 = wait forever), e.g. idle_stop_minutes = 240")
+        polling = self.choice(table, key_path, "polling", POLLING_MODES, defaults.polling,
+                              hint='(use "polling" on NFS/SMB mounts)')
+        poll_seconds = self.number(table, key_path, "poll_seconds", defaults.poll_seconds, minimum=0, strict=True,
+                                   expected="a number of seconds > 0, e.g. poll_seconds = 5")
         return WatchSettings(idle_stop_minutes=idle, polling=polling, poll_seconds=float(poll_seconds))
 
     # -- sessions and their tests ---------------------------------------------------------------
@@ -550,19 +551,13 @@ class _Checker:
             return None
 
     def obsids(self, value: Any, key_path: tuple) -> tuple[int, int] | None:
-        example = "obsids = [17283, 17292]"
-        if not (isinstance(value, list) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value)):
-            self.wrong_type(key_path, value, f"two positive integers [first, last], e.g. {example}")
-            return None
-        first, last = value
-        if first > last:
-            self.problem(key_path,
-                         f"OBSID range reversed ({first} > {last}); expected [first, last] with first <= last")
-            return None
-        return (first, last)
+        return self.range(value, key_path, integer=True, minimum=1, label="OBSID range", ends=("first", "last"),
+                          expected="two positive integers [first, last], e.g. obsids = [17283, 17292]")
 
     def subtasks(self, value: Any, key_path: tuple, definition: Any) -> dict[str, bool]:
-        known = tuple(getattr(definition, "subtasks", ())) if definition is not None else None
+        family = getattr(definition, "family", None)
+        schema = (self.families or {}).get(family) if family else None
+        known = schema.subtasks if schema is not None else None
         table = self.table(value, key_path, None, "subtasks = { check = true, basic = false }")
         flags = {}
         for name, flag in table.items():
@@ -580,33 +575,11 @@ class _Checker:
 # ---------------------------------------------------------------------------------------------------
 # Small helpers
 # ---------------------------------------------------------------------------------------------------
-def _unknown_key_message(key: str, known: tuple[str, ...], what: str = "key", owner: str = "") -> str:
-    message = f"unknown {what} {key!r}" + (f" of {owner}" if owner else "")
-    by_case = [k for k in known if k.lower() == key.lower()]
-    close = by_case or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if not close and len(key) >= 3:  # short names miss the ratio: "rons" -> ron_adu, "offset" -> offset_margin_adu
-        lowered = key.lower()
-        sharing = [k for k in known if k.lower().startswith(lowered) or lowered.startswith(k.lower().split("_")[0])]
-        close = difflib.get_close_matches(key, sharing, n=1, cutoff=0.0)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
-    if len(known) <= 12:
-        message += f" (expected one of: {', '.join(known)})"
-    return message
-
-
-def _describe(value: Any) -> str:
-    if value is _MISSING:
-        return "nothing"
-    kinds = [(bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
-             (list, "an array"), (dict, "a table"), (datetime, "a date-time"), (date, "a date"), (time, "a time")]
-    kind = next((label for cls, label in kinds if isinstance(value, cls)), type(value).__name__)
-    shown = repr(value) if not isinstance(value, (bool, dict)) else ""
-    if isinstance(value, bool):
-        shown = "true" if value else "false"
-    if len(shown) > 40:
-        shown = shown[:37] + "..."
-    return f"{kind} ({shown})" if shown else kind
+# The shared checker's helpers under the names this module's code uses.
+_unknown_key_message = unknown_key_message
+_describe = describe_value
+_is_int = is_int
+_is_number = is_number
 
 
 def _exception_text(exc: Exception) -> str:
@@ -614,14 +587,6 @@ def _exception_text(exc: Exception) -> str:
     if exc.args and isinstance(exc.args[0], str) and str(exc) == repr(exc.args[0]):
         return exc.args[0]
     return str(exc)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_day_folder(name: str) -> bool:

@@ -9,9 +9,9 @@ Test structures come from the catalogue, durations from the timing model (docs/t
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -28,7 +28,7 @@ from openpyxl.writer.excel import ExcelWriter
 
 from .. import __version__
 from ..formats.names import script_date
-from ..formats.tomlfile import ConfigError, ConfigProblem, TomlDocument, format_key_path, load_toml
+from ..formats.tomlfile import MISSING, TomlChecker, load_toml
 from .catalogue import UnknownTestError, resolve
 from .chamber import ChamberError, load_chamber
 from .script_params import DIFFERENTIAL_KEYS, SCRIPT_ROWS
@@ -88,78 +88,28 @@ class ScriptInputs:
 
 _TOP_KEYS = ("elvis", "chamber", "campaign_type", "output", "date", "equipment", "write")
 _REQUIRED_SERIALS = ("sn_roe", "sn_rpsu", "sn_ccd1", "sn_ccd2", "sn_ccd3")
-_MISSING = object()
-
-
-class InputChecker:
-    """Collects every problem of an inputs TOML with its line, to report them all at once."""
-
-    def __init__(self, doc: TomlDocument):
-        self.doc = doc
-        self.problems: list[ConfigProblem] = []
-
-    def add(self, key_path: tuple, message: str) -> None:
-        self.problems.append(ConfigProblem(self.doc.path, self.doc.nearest_line(key_path),
-                                           format_key_path(key_path), message))
-
-    def table(self, value: Any, key_path: tuple, known: tuple[str, ...] | None, example: str) -> dict:
-        """`value` as a table (empty if it is not one), reporting keys outside `known`."""
-        if not isinstance(value, dict):
-            self.add(key_path, f"expected a table, e.g. {example}; got {_describe(value)}")
-            return {}
-        for key in value if known is not None else ():
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.add(key_path + (key,), f"unknown key {key!r}{hint} (expected one of: {', '.join(known)})")
-        return value
-
-    def text(self, table: dict, key_path: tuple, key: str, example: str, required: bool = True) -> str | None:
-        value = table.get(key, _MISSING)
-        if value is _MISSING:
-            if required:
-                where = f"in [{format_key_path(key_path)}]" if key_path else "at the top of the file"
-                self.add(key_path + (key,), f"missing required key {key!r} {where}; e.g. {example}")
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.add(key_path + (key,), f"expected a non-empty string, e.g. {example}; got {_describe(value)}")
-            return None
-        return value.strip()
-
-    def folder(self, table: dict, key: str, example: str) -> Path | None:
-        """A folder named relative to the inputs file's folder (~ expanded)."""
-        text = self.text(table, (), key, example)
-        if text is None:
-            return None
-        path = Path(os.path.expanduser(text))
-        base = Path(os.path.abspath(self.doc.path)).parent
-        return Path(os.path.abspath(path if path.is_absolute() else base / path))
-
-    def raise_if_any(self) -> None:
-        if self.problems:
-            raise ConfigError(sorted(self.problems, key=lambda p: (p.line is None, p.line or 0)))
 
 
 def load_script_inputs(path: str | Path) -> ScriptInputs:
     """Read and check a scripts-inputs TOML; raises ConfigError listing every problem."""
     doc = load_toml(path)
-    check = InputChecker(doc)
+    check = TomlChecker(doc)
     data = check.table(doc.data, (), _TOP_KEYS, "elvis = \"7.5.X\"")
 
-    elvis = check.text(data, (), "elvis", 'elvis = "7.5.X"')
+    elvis = check.string(data, (), "elvis", required=True, example='elvis = "7.5.X"')
     if elvis is not None and (problem := elvis_problem(elvis)):
-        check.add(("elvis",), problem)
-    chamber = check.text(data, (), "chamber", 'chamber = "B_NOSTROMO"')
+        check.problem(("elvis",), problem)
+    chamber = check.string(data, (), "chamber", required=True, example='chamber = "B_NOSTROMO"')
     if chamber is not None and (problem := chamber_problem(chamber)):
-        check.add(("chamber",), problem)
-    campaign_type = check.text(data, (), "campaign_type", 'campaign_type = "Full"', required=False) or "Full"
+        check.problem(("chamber",), problem)
+    campaign_type = check.string(data, (), "campaign_type", example='campaign_type = "Full"') or "Full"
     if campaign_type not in CAMPAIGN_TYPES:
-        check.add(("campaign_type",), f"campaign type {campaign_type!r} has no tests in the catalogue; "
-                                      f"expected one of: {', '.join(CAMPAIGN_TYPES)}")
-    output = check.folder(data, "output", 'output = "Scripts_NOSTROMO_APR19_W18"')
-    day = _script_day(check, data.get("date", _MISSING))
-    equipment = _equipment(check, data.get("equipment", _MISSING))
-    tests = _tests_to_write(check, data.get("write", _MISSING))
+        check.problem(("campaign_type",), f"campaign type {campaign_type!r} has no tests in the catalogue; "
+                                          f"expected one of: {', '.join(CAMPAIGN_TYPES)}")
+    output = check.path(data, (), "output", required=True, example='output = "Scripts_NOSTROMO_APR19_W18"')
+    day = _script_day(check, data.get("date", MISSING))
+    equipment = _equipment(check, data.get("equipment", MISSING))
+    tests = _tests_to_write(check, data.get("write", MISSING))
 
     check.raise_if_any()
     assert elvis and chamber and output
@@ -191,8 +141,8 @@ def serial_problem(serial: str) -> str | None:
     return None
 
 
-def _script_day(check: InputChecker, value: Any) -> date:
-    if value is _MISSING:
+def _script_day(check: TomlChecker, value: Any) -> date:
+    if value is MISSING:
         return date.today()
     if isinstance(value, datetime):
         return value.date()
@@ -204,32 +154,32 @@ def _script_day(check: InputChecker, value: Any) -> date:
                 return datetime.strptime(value.strip(), form).date()
             except ValueError:
                 pass
-    check.add(("date",), f"expected a date, e.g. date = 2019-04-01 (or \"01Apr19\"); got {_describe(value)}")
+    check.wrong_type(("date",), value, 'a date, e.g. date = 2019-04-01 (or "01Apr19")')
     return date.today()
 
 
-def _equipment(check: InputChecker, value: Any) -> dict[str, str]:
+def _equipment(check: TomlChecker, value: Any) -> dict[str, str]:
     example = '[equipment] with sn_roe = "FM15", sn_ccd1 = "14888-88-81", ...'
-    if value is _MISSING:
-        check.add(("equipment",), f"missing required table [equipment]; e.g. {example}")
+    if value is MISSING:
+        check.problem(("equipment",), f"missing required table [equipment]; e.g. {example}")
         return {}
     table = check.table(value, ("equipment",), DIFFERENTIAL_KEYS, example)
-    equipment = {"operator": check.text(table, ("equipment",), "operator", 'operator = "unk"', required=False) or "unk"}
+    equipment = {"operator": check.string(table, ("equipment",), "operator", example='operator = "unk"') or "unk"}
     for key in _REQUIRED_SERIALS:
-        serial = check.text(table, ("equipment",), key, f'{key} = "FM15"' if key in ("sn_roe", "sn_rpsu")
-                            else f'{key} = "14888-88-81"')
+        serial = check.string(table, ("equipment",), key, required=True,
+                              example=f'{key} = "FM15"' if key in ("sn_roe", "sn_rpsu") else f'{key} = "14888-88-81"')
         if serial is not None and (problem := serial_problem(serial)):
-            check.add(("equipment", key), problem)
+            check.problem(("equipment", key), problem)
         if serial is not None:
             equipment[key] = serial
     return equipment
 
 
-def _tests_to_write(check: InputChecker, value: Any) -> tuple[str, ...]:
+def _tests_to_write(check: TomlChecker, value: Any) -> tuple[str, ...]:
     """Instances selected by [write], in the order of its keys; an instance key overrides its handle's."""
     example = "[write] with BIAS01 = true, FOCUS00 = true"
-    if value is _MISSING:
-        check.add(("write",), f"missing required table [write]; e.g. {example}")
+    if value is MISSING:
+        check.problem(("write",), f"missing required table [write]; e.g. {example}")
         return ()
     table = check.table(value, ("write",), None, example)
     decision: dict[str, tuple[bool, bool]] = {}  # instance -> (written, set by its own name)
@@ -237,17 +187,17 @@ def _tests_to_write(check: InputChecker, value: Any) -> tuple[str, ...]:
     for key, flag in table.items():
         key_path = ("write", key)
         if not isinstance(flag, bool):
-            check.add(key_path, f"expected true or false (the old JSON's 1/0); got {_describe(flag)}")
+            check.wrong_type(key_path, flag, "true or false (the old JSON's 1/0)")
             continue
         try:
             instances = resolve(key)
         except UnknownTestError as exc:
-            check.add(key_path, str(exc))
+            check.problem(key_path, str(exc))
             continue
         surrogates = [t for t in instances if not t.acquires]
         if flag and surrogates:
             uses = ", ".join(sorted({t.surrogate or "" for t in surrogates}))
-            check.add(key_path, f"{key} has no script of its own: it analyses the frames of {uses}; write that instead")
+            check.problem(key_path, f"{key} has no script of its own: it analyses the frames of {uses}; write that instead")
             continue
         specific = len(instances) == 1 and instances[0].name == key.strip().upper()
         for test in instances:
@@ -258,21 +208,10 @@ def _tests_to_write(check: InputChecker, value: Any) -> tuple[str, ...]:
                 order.append(test.name)
     chosen = tuple(name for name in order if decision[name][0])
     if not chosen and table:
-        check.add(("write",), "no test is set to true: nothing to write")
+        check.problem(("write",), "no test is set to true: nothing to write")
     elif not table:
-        check.add(("write",), f"[write] is empty; e.g. {example}")
+        check.problem(("write",), f"[write] is empty; e.g. {example}")
     return chosen
-
-
-def _describe(value: Any) -> str:
-    if value is _MISSING:
-        return "nothing"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    shown = repr(value)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -325,7 +264,8 @@ class ScriptsWritten:
 def write_scripts(inputs: ScriptInputs, *, force: bool = False, written_at: datetime | None = None) -> ScriptsWritten:
     """Write the scripts, CHECK_SUMS, TESTS_INVENTORY and TESTS_SCHEDULER into inputs.output.
 
-    Refuses an existing non-empty output folder unless `force` (which replaces it whole).
+    Refuses an existing non-empty output folder unless `force`, which replaces a folder this
+    command wrote and nothing else (see write_folder).
     """
     chamber = load_chamber(inputs.chamber)
     differential = {key: inputs.equipment.get(key, "") for key in DIFFERENTIAL_KEYS}
@@ -353,7 +293,7 @@ def write_scripts(inputs: ScriptInputs, *, force: bool = False, written_at: date
         (folder / names[2]).write_bytes(xlsx_bytes(scheduler_workbook(scripts), stamp))
 
     protect = [inputs.source] if inputs.source is not None else []
-    folder = write_folder(inputs.output, fill, force=force, protect=protect)
+    folder = write_folder(inputs.output, fill, force=force, protect=protect, command="vison-engine scripts")
     return ScriptsWritten(folder=folder, day=inputs.day, scripts=scripts, checksums=names[0],
                           inventory=names[1], scheduler=names[2], inventory_text=inventory)
 
@@ -430,31 +370,44 @@ def xlsx_bytes(workbook: Workbook, stamp: datetime) -> bytes:
 # Output folders, written whole or not at all (shared with the session builder)
 # ---------------------------------------------------------------------------------------------------
 class OutputFolderError(Exception):
-    """The output folder cannot be (re)written: it exists and is not empty, or holds the inputs."""
+    """The output folder cannot be (re)written: it exists and is not empty, holds the inputs, is a
+    folder vison-engine did not write, or is one it must never replace (/, the home folder)."""
+
+
+# Written last into every output folder: what we wrote (file -> sha256). `--force` replaces a
+# folder only when this says we wrote everything it holds, unchanged.
+OUTPUT_MARKER = ".vison-output.json"
 
 
 def write_folder(target: Path, fill: Callable[[Path], None], *, force: bool = False,
-                 protect: Iterable[Path] = ()) -> Path:
+                 protect: Iterable[Path] = (), command: str = "vison-engine") -> Path:
     """Fill a fresh sibling folder with `fill`, then rename it to `target`; returns the folder.
 
     A failure leaves `target` as it was. An existing non-empty `target` is refused unless `force`,
-    and then replaced whole. `protect` lists paths (the inputs) the target may not hold.
+    and even then unless `command` wrote it (OUTPUT_MARKER) and it holds nothing else. `protect`
+    lists paths (the inputs) the target may not hold; /, the home folder and what holds it are
+    always refused.
     """
     target = Path(os.path.realpath(target))  # rename the real folder, never a symlink to it
-    for kept in protect:
-        kept = Path(os.path.realpath(kept))
-        if kept == target or target in kept.parents:
-            raise OutputFolderError(f"output folder {target} would replace {kept}: choose a folder of its own")
+    refusal = output_folder_refusal(target, protect)
+    if refusal:
+        raise OutputFolderError(refusal)
     if target.exists() and not target.is_dir():
         raise OutputFolderError(f"output {target} exists and is not a folder")
-    if target.is_dir() and any(target.iterdir()) and not force:
-        raise OutputFolderError(f"output folder {target} exists and is not empty; "
-                                "rewrite with force (--force) to replace it")
+    if target.is_dir() and any(target.iterdir()):
+        if not force:
+            raise OutputFolderError(f"output folder {target} exists and is not empty; "
+                                    "rewrite with force (--force) to replace it")
+        refusal = replace_refusal(target, command)
+        if refusal:
+            raise OutputFolderError(refusal)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.writing-{uuid.uuid4().hex[:8]}")
     staging.mkdir()  # plain mkdir, not mkdtemp: keep the umask's permissions for the team
     try:
         fill(staging)
+        marker = {"written_by": command, "vison_version": __version__, "files": folder_digests(staging)}
+        (staging / OUTPUT_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         if target.exists():
             previous = target.with_name(f".{target.name}.replaced-{uuid.uuid4().hex[:8]}")
             os.rename(target, previous)
@@ -470,3 +423,79 @@ def write_folder(target: Path, fill: Callable[[Path], None], *, force: bool = Fa
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def output_folder_refusal(target: Path, protect: Iterable[Path] = ()) -> str | None:
+    """Why `target` (a real path) may never be an output folder, or None."""
+    if target == Path(target.anchor):
+        return f"output folder {target} is the filesystem root: choose a folder of its own"
+    home = Path(os.path.realpath(os.path.expanduser("~")))
+    if target == home:
+        return f"output folder {target} is your home folder: choose a folder of its own inside it"
+    if target in home.parents:
+        return f"output folder {target} holds your home folder {home}: choose a folder of its own"
+    for kept in protect:
+        kept = Path(os.path.realpath(kept))
+        if kept == target or target in kept.parents:
+            what = "is" if kept == target else "holds"
+            return f"output folder {target} {what} the input {kept}, which it would replace: choose a folder of its own"
+    return None
+
+
+def replace_refusal(target: Path, command: str) -> str | None:
+    """Why `--force` may not replace the existing folder `target`, or None when `command` wrote
+    everything in it and nothing was changed since."""
+    keep = "nothing was written; move it away or choose another output folder"
+    try:
+        marker = json.loads((target / OUTPUT_MARKER).read_text())
+        written = dict(marker["files"])
+        writer = marker["written_by"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return (f"output folder {target} was not written by {command} (no readable {OUTPUT_MARKER} in it): "
+                f"--force only replaces a folder {command} wrote; {keep}")
+    if writer != command:
+        return f"output folder {target} was written by {writer}, not {command}: {keep}"
+    found = folder_digests(target, skip={OUTPUT_MARKER}, hashed=written.keys())
+    others = sorted(name for name in found if name not in written)
+    changed = sorted(name for name, digest in found.items() if name in written and written[name] != digest)
+    if not others and not changed:
+        return None
+    parts = []
+    if others:
+        parts.append(f"files {command} did not write: {_some(others)}")
+    if changed:
+        parts.append(f"files changed since {command} wrote them: {_some(changed)}")
+    return (f"output folder {target} holds {'; '.join(parts)}. --force replaces only what {command} wrote: "
+            "move those out (or choose another output folder); nothing was written")
+
+
+def folder_digests(folder: Path, skip: Iterable[str] = (), hashed: Iterable[str] | None = None) -> dict[str, str]:
+    """Every entry under `folder` (relative path -> sha256 of a file; "link"/"folder" otherwise).
+
+    Symbolic links are not followed; an empty folder is listed so that it is not lost unseen.
+    With `hashed`, only those files are read (the others are "file"): a foreign file is foreign
+    whatever it holds.
+    """
+    to_hash = set(hashed) if hashed is not None else None
+    found: dict[str, str] = {}
+    skipped = set(skip)
+    for top, dirs, files in os.walk(folder):
+        relative = Path(top).relative_to(folder)
+        if relative != Path(".") and not dirs and not files:
+            found[relative.as_posix()] = "folder"
+        for name in dirs + files:
+            path = Path(top) / name
+            key = (relative / name).as_posix()
+            if key in skipped:
+                continue
+            if path.is_symlink():
+                found[key] = "link"
+            elif name in files:
+                found[key] = (hashlib.sha256(path.read_bytes()).hexdigest() if to_hash is None or key in to_hash
+                              else "file")
+    return found
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..formats.tomlfile import ConfigError, ConfigProblem, TomlDocument, format_key_path, load_toml
+from ..formats.tomlfile import TomlChecker, TomlDocument, load_toml
 from .catalogue import UnknownTestError, resolve_test
-from .scripts import InputChecker, parse_script_filename, write_folder
+from .scripts import parse_script_filename, write_folder
 
 
 def sequence_filename(session: str) -> str:
@@ -64,16 +64,16 @@ def load_session_inputs(path: str | Path) -> SessionInputs:
     Raises ConfigError listing every problem with file, line and key.
     """
     doc = load_toml(path)
-    check = InputChecker(doc)
+    check = TomlChecker(doc)
     data = check.table(doc.data, (), _TOP_KEYS, 'scripts = "Scripts_NOSTROMO_APR19_W18"')
-    scripts_folder = check.folder(data, "scripts", 'scripts = "Scripts_NOSTROMO_APR19_W18"')
+    scripts_folder = check.path(data, (), "scripts", required=True, example='scripts = "Scripts_NOSTROMO_APR19_W18"')
     if scripts_folder is not None and not scripts_folder.is_dir():
-        check.add(("scripts",), f"scripts folder {scripts_folder} does not exist (write it with `vison-engine scripts`)")
+        check.problem(("scripts",), f"scripts folder {scripts_folder} does not exist (write it with `vison-engine scripts`)")
         scripts_folder = None
-    output = check.folder(data, "output", 'output = "SEQUENCES_NOSTROMO_APR19_W18"')
+    output = check.path(data, (), "output", required=True, example='output = "SEQUENCES_NOSTROMO_APR19_W18"')
     sessions = _sessions(check, data.get("sessions"))
     if scripts_folder is not None:
-        _match_scripts(scripts_folder, sessions, check.add)
+        _match_scripts(scripts_folder, sessions, check.problem)
     check.raise_if_any()
     assert scripts_folder is not None and output is not None
     return SessionInputs(scripts_folder=scripts_folder, output=output,
@@ -81,37 +81,37 @@ def load_session_inputs(path: str | Path) -> SessionInputs:
                          source=Path(os.path.abspath(doc.path)), doc=doc)
 
 
-def _sessions(check: InputChecker, value: Any) -> dict[str, list[tuple[int, str]]]:
+def _sessions(check: TomlChecker, value: Any) -> dict[str, list[tuple[int, str]]]:
     """Each session's valid test instances with their index in the file's list (for line numbers)."""
     example = '[sessions] with D11 = ["BIAS01", "BIAS02"]'
     if value is None:
-        check.add(("sessions",), f"missing required table [sessions]; e.g. {example}")
+        check.problem(("sessions",), f"missing required table [sessions]; e.g. {example}")
         return {}
     table = check.table(value, ("sessions",), None, example)
     if not table:
-        check.add(("sessions",), f"no sessions defined; e.g. {example}")
+        check.problem(("sessions",), f"no sessions defined; e.g. {example}")
     sessions: dict[str, list[tuple[int, str]]] = {}
     for name, tests in table.items():
         key_path = ("sessions", name)
         if not name.strip() or any(c in name for c in "/\\") or name in (".", ".."):
-            check.add(key_path, f"session name {name!r} must be usable as a folder name (e.g. D11)")
+            check.problem(key_path, f"session name {name!r} must be usable as a folder name (e.g. D11)")
             continue
         if not isinstance(tests, list) or not tests:
-            check.add(key_path, f'expected a non-empty list of test names, e.g. {name} = ["BIAS01", "BIAS02"]')
+            check.wrong_type(key_path, tests, f'a non-empty list of test names, e.g. {name} = ["BIAS01", "BIAS02"]')
             continue
         names: list[tuple[int, str]] = []
         for index, test in enumerate(tests):
             if not isinstance(test, str):
-                check.add(key_path + (index,), f'expected a test name such as "FOCUS00_800"; got {test!r}')
+                check.wrong_type(key_path + (index,), test, 'a test name such as "FOCUS00_800"')
                 continue
             try:
                 canonical = resolve_test(test).name
             except UnknownTestError as exc:
-                check.add(key_path + (index,), str(exc))
+                check.problem(key_path + (index,), str(exc))
                 continue
             if any(canonical == known for _, known in names):
                 # the pipeline analyses a test once per session (the campaign config refuses repeats)
-                check.add(key_path + (index,), f"test {canonical} is listed twice in session {name}; list it once")
+                check.problem(key_path + (index,), f"test {canonical} is listed twice in session {name}; list it once")
                 continue
             names.append((index, canonical))
         sessions[name] = names
@@ -161,21 +161,16 @@ def build_sessions(inputs: SessionInputs, *, force: bool = False) -> SessionsBui
     """Write a folder per session (its scripts and TEST_SEQUENCE_<session>.txt) into inputs.output.
 
     Checks the scripts again (the folder may have changed since the inputs were read); refuses an
-    existing non-empty output folder unless `force` (which replaces it whole).
+    existing non-empty output folder unless `force`, which replaces a folder this command wrote and
+    nothing else (see write_folder).
     """
-    problems: list[ConfigProblem] = []
-
-    def report(key_path: tuple, message: str) -> None:
-        line = inputs.doc.nearest_line(key_path) if inputs.doc is not None else None
-        problems.append(ConfigProblem(inputs.source or "<sessions>", line, format_key_path(key_path), message))
-
+    check = TomlChecker(inputs.doc, origin=inputs.source or "<sessions>")
     if not inputs.scripts_folder.is_dir():
-        report(("scripts",), f"scripts folder {inputs.scripts_folder} does not exist")
-        raise ConfigError(problems)
+        check.problem(("scripts",), f"scripts folder {inputs.scripts_folder} does not exist")
+        check.raise_if_any()
     matched = _match_scripts(inputs.scripts_folder,
-                             {name: list(enumerate(tests)) for name, tests in inputs.sessions.items()}, report)
-    if problems:
-        raise ConfigError(problems)
+                             {name: list(enumerate(tests)) for name, tests in inputs.sessions.items()}, check.problem)
+    check.raise_if_any()
 
     def fill(folder: Path) -> None:
         for session, files in matched.items():
@@ -186,6 +181,6 @@ def build_sessions(inputs: SessionInputs, *, force: bool = False) -> SessionsBui
             (session_folder / sequence_filename(session)).write_text("".join(f"{name}\n" for name in files))
 
     protect = [inputs.scripts_folder] + ([inputs.source] if inputs.source is not None else [])
-    folder = write_folder(inputs.output, fill, force=force, protect=protect)
+    folder = write_folder(inputs.output, fill, force=force, protect=protect, command="vison-engine sessions")
     return SessionsBuilt(folder=folder, scripts_folder=inputs.scripts_folder,
                          sessions=tuple(BuiltSession(name, files) for name, files in matched.items()))

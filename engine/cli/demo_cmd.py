@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..campaign.config import load_campaign
+from ..tasks.registry import load_campaign_checked
 from ..campaign.progress import acquisition_progress
 from ..formats.explog import read_explog
 from ..formats.geometry import FULL, SMALL
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if not existed:
         print(f"demo campaign copied to {config_path}")
     try:
-        campaign = load_campaign(config_path)
+        campaign = load_campaign_checked(config_path)
         campaign.session(args.session)
     except (ConfigError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)

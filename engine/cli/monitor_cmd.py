@@ -7,7 +7,7 @@ import signal
 import sys
 
 from ..campaign.chamber import ChamberError, load_chamber
-from ..campaign.config import load_campaign
+from ..tasks.registry import load_campaign_checked
 from ..formats.hklimits import HKLimitsError
 from ..formats.tomlfile import ConfigError
 from ..monitor import BellSink, CommandSink, EmailSink, Monitor, StateLocked, StreamSink, settings_for
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _settings(args: argparse.Namespace):
-    campaign = load_campaign(args.config) if args.config else None
+    campaign = load_campaign_checked(args.config) if args.config else None
     settings = settings_for(campaign, args.monitor_config)
     changes = {}
     if args.polling:

@@ -28,7 +28,7 @@ from ..formats.tomlfile import ConfigError
 from ..pipeline.launch import (RunInputError, RunPlan, check_inputs, check_jobs, day_argument, finish_plan,
                                launch_detached, load_campaign_file, only_session)
 from ..pipeline.runner import PipelineRun, RunOptions
-from ..pipeline.runs import RunRecorder, discard_orphan_staging, record_info, runs_root
+from ..pipeline.runs import RunRecorder, discard_orphan_staging, record_info, release_run_id, runs_root
 from ..pipeline.wait import WaitMode, WaitSettings
 
 NAME = "run"
@@ -56,7 +56,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                          help="use only OBSIDs from N on (a test resubmitted after an abort)")
     options.add_argument("-m", "--jobs", type=_positive_int, default=1, metavar="N",
                          help="worker processes for the per-CCD work (default 1)")
-    options.add_argument("-t", "--tag", default="", help="added to the log's name and the run id, e.g. _D11")
+    options.add_argument("-t", "--tag", default="", help="added to the log's name and the run id, e.g. _D11 "
+                         "(letters, digits, _ - . +)")
     options.add_argument("--detach", action="store_true",
                          help="run in the background, surviving the terminal; follow with status/tail, end with stop")
     options.add_argument("--idle-stop", type=_minutes, metavar="MIN",
@@ -77,10 +78,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    plan = None
     try:
         plan = _plan(args)
         pipeline = _pipeline(args, plan)
     except InputProblem as problem:
+        if plan is not None and not args.run_id:
+            release_run_id(plan.results, plan.run_id)  # this run never started: its id is free again
         _say_error(args, str(problem))
         return EXIT_INPUT
     if args.detach:

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..campaign.config import load_campaign
+from ..tasks.registry import load_campaign_checked
 from ..formats.tomlfile import ConfigError
 from ..pipeline.runs import RunRecord, RunStatus, find_run, indexed_runs, list_runs, run_status, stop_run, tail_run
 
@@ -25,7 +25,7 @@ def _results_root(value: str) -> Path:
     path = Path(value)
     if path.is_file():
         try:
-            return load_campaign(path).paths.results
+            return load_campaign_checked(path).paths.results
         except ConfigError as exc:
             raise InputProblem(f"{value}: {exc}") from None
     if not path.is_dir():
@@ -111,8 +111,10 @@ class Status:
         if args.json:
             print(json.dumps(status.to_json(), indent=2))
             return 0
-        where = f"pid {status.pid}" + (f" on {status.host}" if status.alive is None else "")
+        where = f"pid {status.pid}" + (f" on {status.host}" if status.alive is None and not status.process_note else "")
         print(f"Run {status.run_id}: {status.state.upper()} ({where}); {status.mode} mode, session {status.session}")
+        if status.process_note:
+            print(f"  {status.process_note}")
         print(f"  started {status.started}, updated {status.updated}")
         if status.state in ("running", "starting"):
             print(f"  now: {status.activity}")
@@ -157,6 +159,12 @@ class Stop:
     def run(args: argparse.Namespace) -> int:
         run = _find(args)
         before = run_status(run)
+        if before.process_note:  # a live pid not confirmed to be the run's: never signalled
+            print(f"Run {before.run_id}: not stopped; {before.process_note}.")
+            return 0 if before.alive is False else 1
+        if before.alive is None:
+            print(f"Run {before.run_id} runs on {before.host}: stop it there.")
+            return 1
         if not before.alive:
             print(f"Run {before.run_id} is not running ({before.state}).")
             return 0

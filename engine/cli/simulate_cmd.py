@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..campaign.chamber import ChamberError, load_chamber
-from ..campaign.config import load_campaign
+from ..tasks.registry import load_campaign_checked
 from ..campaign.script_params import DIFFERENTIAL_KEYS
 from ..formats.geometry import FULL, SMALL
 from ..formats.tomlfile import ConfigError
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_request(args: argparse.Namespace) -> SimulationRequest:
-    campaign = load_campaign(args.config) if args.config else None
+    campaign = load_campaign_checked(args.config) if args.config else None
     if args.session and not campaign:
         raise ValueError("--session needs --config CAMPAIGN.toml")
     if args.session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..campaign.config import load_campaign
+from ..tasks.registry import load_campaign_checked
 from ..formats.tomlfile import ConfigError
 
 NAME = "validate"
@@ -19,7 +19,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        campaign = load_campaign(args.config)
+        campaign = load_campaign_checked(args.config)
     except ConfigError as exc:
         if args.json:
             print(json.dumps({"valid": False, "problems": [

@@ -6,7 +6,9 @@ differently; rows always come back under one internal set, the ELVIS 7.5.X names
 (`INTERNAL_COLUMNS`), whatever version wrote the file.
 
 Quirks of real logs tolerated here: CRLF or LF, a trailing tab on every line, header names with
-stray spaces (`Vstart `, `TOI _pump`), blank lines, and a last line still being written.
+stray spaces (`Vstart `, `TOI _pump`), blank lines, a UTF-8 byte-order mark, and a last line
+still being written. Refused (a problem naming file and line): an ObsID that is not a plain
+whole number, and a second row for an OBSID/CCD already logged (the first one is kept).
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
-from .textlines import TextLine, read_lines, split_fields, split_lines
+from .textfollow import TableFollower, read_text_lines
+from .textlines import TextLine, shown, split_fields, split_lines
 
 # --------------------------------------------------------------------------------------------
 # Column lists per ELVIS version (as ELVIS writes them, in file order)
@@ -347,11 +351,18 @@ class _Schema:
         row: dict[str, Any] = dict.fromkeys(INTERNAL_COLUMNS)
         for column, raw in zip(self.fields, fields):
             value = _convert(raw, column)
+            if "ObsID" in column.targets and value is not None and not _OBSID.fullmatch(raw):
+                # "1e9" or "-3" pass as integers, and would shift the data set
+                raise _LineError(f"column {shown(column.name)} expects an OBSID, a whole number of "
+                                 f"digits such as 1234, found {shown(raw)}")
             for target in column.targets:
                 row[target] = value
         if row["ObsID"] is None:
             raise _LineError("column 'ObsID' is empty")
         return row
+
+
+_OBSID = re.compile(r"[0-9]+")
 
 
 def _convert(raw: str, column: _Column) -> Any:
@@ -362,11 +373,11 @@ def _convert(raw: str, column: _Column) -> Any:
     try:
         number = float(raw)
     except ValueError:
-        raise _LineError(f"column '{column.name}' expects a number, found '{raw}'") from None
+        raise _LineError(f"column {shown(column.name)} expects a number, found {shown(raw)}") from None
     if column.kind is float:
         return number
     if not number.is_integer():
-        raise _LineError(f"column '{column.name}' expects an integer, found '{raw}'")
+        raise _LineError(f"column {shown(column.name)} expects an integer, found {shown(raw)}")
     return int(number)
 
 
@@ -428,20 +439,21 @@ class ExpLog:
 def read_explog(
     path: str | os.PathLike[str],
     *,
-    complete: bool = False,
+    complete: bool = True,
     errors: ErrorMode = "raise",
     version: str | None = None,
 ) -> ExpLog:
-    """Read an EXP_LOG.
+    """Read an EXP_LOG as a whole (a log still growing is followed with ExpLogFollower).
 
-    A last line without a terminator is one ELVIS is still writing: it is held back in
-    `pending` unless `complete=True`. A malformed line raises ExpLogError, or with
-    `errors="collect"` is skipped and listed in `problems`. `version` forces the column list
-    (fields are then named by position); by default the version is detected from the header.
+    The file is taken as closed: a last line without its terminator is read as a row. With
+    `complete=False` it is held back in `pending` (ELVIS may still be writing it). A malformed
+    line raises ExpLogError, or with `errors="collect"` is skipped and listed in `problems`.
+    `version` forces the column list (fields are then named by position); by default the
+    version is detected from the header.
     """
     _check_errors_mode(errors)
     path = Path(path)
-    lines, pending = read_lines(path, complete)
+    lines, pending = read_text_lines(path, final=complete)
     parser = _Parser(path, version, errors)
     rows = [row for line in lines if (row := parser.feed(line)) is not None]
     schema = parser.schema
@@ -464,6 +476,7 @@ class _Parser:
         self.errors = errors
         self.schema: _Schema | None = None
         self.problems: list[ExpLogProblem] = []
+        self.logged: dict[tuple[Any, Any], int] = {}  # (ObsID, CCD) -> line of its row
 
     def start(self, header: list[str], line_number: int) -> None:
         self.schema = _Schema(header, self.version)
@@ -482,6 +495,12 @@ class _Parser:
             return None
         try:
             row = self.schema.parse(line.text)
+            key = (row["ObsID"], row["CCD"])
+            first = self.logged.setdefault(key, line.number)
+            if first != line.number:
+                # a re-sent row must not replace the one the frames were taken with
+                raise _LineError(f"ObsID {key[0]} {shown(str(key[1]))} was already logged on line {first}: "
+                                 f"this row is ignored, the first one kept")
         except _LineError as why:
             message = f"{self.path.name} line {line.number}: {why}"
             if self.errors == "raise":
@@ -497,13 +516,14 @@ class _Parser:
 # --------------------------------------------------------------------------------------------
 
 
-class ExpLogFollower:
-    """Reads only what ELVIS appended since the last call; never re-parses.
+class ExpLogFollower(TableFollower):
+    """Reads only what ELVIS appended since the last call (textfollow.TextFollower); never re-parses.
 
-    Keeps a byte offset just past the last complete line it used; a partial last line waits
-    until terminated. Bad lines go to `problems` (errors="collect", the default: a monitor
-    must keep going) or raise ExpLogError once, after the good rows before them were returned
-    (errors="raise"). `state()` / `from_state()` let a restarted monitor resume.
+    A partial last line waits until terminated, unless `read_new(final=True)` says the log is
+    closed. Bad lines go to `problems` (errors="collect", the default: a monitor must keep going)
+    or raise ExpLogError once, after the good rows before them were returned (errors="raise").
+    A truncated or replaced log is read again from its start (`restarted` says so after that
+    read). `state()` / `from_state()` let a restarted monitor resume.
     """
 
     def __init__(
@@ -514,12 +534,10 @@ class ExpLogFollower:
         errors: ErrorMode = "collect",
     ):
         _check_errors_mode(errors)
-        self.path = Path(path)
+        super().__init__(path)
         self.errors = errors
-        self.offset = 0
-        self.line = 0  # number of the last line consumed
+        self.restarted = False
         self._parser = _Parser(self.path, version, errors)
-        self._header: list[str] | None = None
 
     @property
     def version(self) -> str | None:
@@ -534,51 +552,34 @@ class ExpLogFollower:
     def columns(self) -> list[str]:
         return self._parser.schema.columns if self._parser.schema else []
 
-    def read_new(self) -> list[dict[str, Any]]:
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return []
-        if size < self.offset:
-            self._restart()  # the file was truncated or replaced: start over
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read()
-        start = self.offset
-        lines, _tail = split_lines(data, self.line + 1)
+    def read_new(self, *, final: bool = False) -> list[dict[str, Any]]:
+        chunk = self._text.read_chunk(final=final)
+        self.restarted = chunk.restarted
+        if chunk.restarted:
+            self._parser = _Parser(self.path, self._parser.version, self.errors)
+        lines = chunk.lines()
         rows: list[dict[str, Any]] = []
-        for line in lines:
-            had_header = self._parser.schema is not None
+        for position, line in enumerate(lines):
             try:
                 row = self._parser.feed(line)
             except ExpLogError:
-                if rows:
-                    return rows  # hand back the good rows; this line raises on the next call
-                if self._parser.schema is not None:
-                    self._consume(start, line)  # a bad row is passed over once reported
-                raise  # a refused header is not: nothing after it can be read
-            if not had_header and self._parser.schema is not None:
-                self._header = line.text.split("\t")
-            self._consume(start, line)
+                if rows or self._parser.schema is None:
+                    self._text.unread(line)  # read again next time: it raises then (a refused header, always)
+                    if rows:
+                        return rows
+                elif position + 1 < len(lines):
+                    self._text.unread(lines[position + 1])  # the bad row is passed over once reported
+                raise
             if row is not None:
                 rows.append(row)
         return rows
-
-    def _consume(self, chunk_start: int, line: TextLine) -> None:
-        self.offset = chunk_start + line.end
-        self.line = line.number
-
-    def _restart(self) -> None:
-        self.offset, self.line, self._header = 0, 0, None
-        self._parser = _Parser(self.path, self._parser.version, self.errors)
 
     def state(self) -> dict[str, Any]:
         """A small JSON-able dict to resume from."""
         return {
             "path": str(self.path),
-            "offset": self.offset,
-            "line": self.line,
-            "header": self._header,
+            **self._text.state(),
+            "header": self._parser.schema.header if self._parser.schema else None,
             "version": self._parser.version,  # only an explicitly forced version
             "detected_version": self.version,
         }
@@ -592,12 +593,9 @@ class ExpLogFollower:
         errors: ErrorMode = "collect",
     ) -> ExpLogFollower:
         follower = cls(path or state["path"], version=state.get("version"), errors=errors)
-        follower.offset = int(state["offset"])
-        follower.line = int(state.get("line", 0))
-        header = state.get("header")
-        if header is not None:
-            follower._header = list(header)
-            follower._parser.start(follower._header, 1)
+        follower._resume(state)
+        if state.get("header") is not None:
+            follower._parser.start(list(state["header"]), 1)
         return follower
 
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from astropy.io import fits
@@ -164,7 +165,15 @@ def write_frame(
 
 # -- is a file completely written? ----------------------------------------------------------
 # ELVIS, or a slow copy, writes a frame progressively: its name appears long before its content
-# is whole. These read headers only.
+# is whole. These read headers only, and trust no header value before checking it: a negative
+# NAXIS1 once sent the HDU walk backwards for ever.
+
+MAX_AXIS_LENGTH = 1_000_000  # pixels along one axis; a CCD273 frame has 4238
+MAX_HDU_DATA_BYTES = 1 << 32  # one HDU's data; a full ELVIS frame holds 35 MB
+MAX_HEADER_BLOCKS = 100  # 3600 cards; an ELVIS header takes 2 blocks
+MAX_HDUS = 1000
+_BITPIX = (8, 16, 32, 64, -32, -64)
+
 
 @dataclass(frozen=True)
 class FitsCheck:
@@ -172,6 +181,7 @@ class FitsCheck:
     expected: int | None  # the size the headers announce (None: headers not all there)
     size: int
     reason: str
+    broken: bool = False  # will never become whole by being written further: a bad header, extra bytes
 
 
 def _header_value(card: bytes) -> str:
@@ -179,8 +189,48 @@ def _header_value(card: bytes) -> str:
     return value.decode("ascii", "replace").strip()
 
 
+def _header_int(cards: dict[str, str], key: str, low: int, high: int, default: int | None = None) -> int:
+    """A header integer within [low, high]; ValueError naming the key and value otherwise."""
+    text = cards.get(key)
+    if text is None or text == "":
+        if default is None:
+            raise ValueError(f"no {key}")
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{key} = {text!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ValueError(f"{key} = {value} outside {low}..{high}")
+    return value
+
+
+def _data_bytes(cards: dict[str, str]) -> tuple[int, bool]:
+    """(data bytes the header announces, whether they hold an image); ValueError on a bad header."""
+    bitpix = _header_int(cards, "BITPIX", -64, 64)
+    if bitpix not in _BITPIX:
+        raise ValueError(f"BITPIX = {bitpix} is not one of {', '.join(map(str, _BITPIX))}")
+    naxis = _header_int(cards, "NAXIS", 0, 999)
+    axes = [_header_int(cards, f"NAXIS{i}", 0, MAX_AXIS_LENGTH) for i in range(1, naxis + 1)]
+    pcount = _header_int(cards, "PCOUNT", 0, MAX_HDU_DATA_BYTES, default=0)
+    gcount = _header_int(cards, "GCOUNT", 0, MAX_AXIS_LENGTH, default=1)
+    if naxis == 0:
+        return 0, False
+    pixels = 1
+    for axis in axes:
+        pixels *= axis
+    data = abs(bitpix) // 8 * gcount * (pcount + pixels)
+    if data > MAX_HDU_DATA_BYTES:
+        raise ValueError(f"data of {data} bytes announced ({' x '.join(map(str, axes))} pixels): absurd for a frame")
+    return data, naxis >= 2 and pixels > 0
+
+
 def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
-    """Is the file a whole FITS file: every HDU's header and padded data present, nothing more?"""
+    """Is the file a whole FITS file: every HDU's header and padded data present, nothing more?
+
+    Bounded whatever the bytes: at most MAX_HDUS headers of MAX_HEADER_BLOCKS blocks each, and
+    each HDU moves forward (header values are range-checked before use).
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -188,44 +238,115 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
     except OSError as exc:
         return FitsCheck(False, None, 0, f"cannot read: {exc.strerror or exc}")
     with handle:
-        offset, has_image, first = 0, False, True
-        while offset < size:
+        offset, has_image = 0, False
+        for hdu in range(MAX_HDUS):
+            if offset >= size:
+                break
             cards: dict[str, str] = {}
             header_end = None
-            block_offset = offset
-            while header_end is None:
-                handle.seek(block_offset)
+            for block_index in range(MAX_HEADER_BLOCKS):
+                handle.seek(offset + block_index * FITS_BLOCK)
                 block = handle.read(FITS_BLOCK)
                 if len(block) < FITS_BLOCK:
                     return FitsCheck(False, None, size, "header still being written")
+                if block_index == 0 and block[:8].strip() != (b"SIMPLE" if hdu == 0 else b"XTENSION"):
+                    what = "not a FITS file" if hdu == 0 else f"{size - offset} bytes after the FITS file's end"
+                    return FitsCheck(False, None, size, what, broken=True)
                 for i in range(0, FITS_BLOCK, _CARD):
                     card = block[i:i + _CARD]
                     key = card[:8].decode("ascii", "replace").strip()
                     if key == "END":
-                        header_end = block_offset + FITS_BLOCK
+                        header_end = offset + (block_index + 1) * FITS_BLOCK
                         break
                     if key and key not in cards:
                         cards[key] = _header_value(card)
-                block_offset += FITS_BLOCK
-            if ("SIMPLE" if first else "XTENSION") not in cards:
-                return FitsCheck(False, None, size, "not a FITS file (or bytes after its end)")
+                if header_end is not None:
+                    break
+            if header_end is None:
+                return FitsCheck(False, None, size, f"no END card in {MAX_HEADER_BLOCKS} header blocks", broken=True)
             try:
-                bitpix = abs(int(cards["BITPIX"]))
-                naxis = int(cards["NAXIS"])
-                axes = [int(cards[f"NAXIS{i}"]) for i in range(1, naxis + 1)]
-                pcount = int(cards.get("PCOUNT", "0") or 0)
-                gcount = int(cards.get("GCOUNT", "1") or 1)
-            except (KeyError, ValueError):
-                return FitsCheck(False, None, size, "header lacks BITPIX/NAXISn")
-            pixels = 1
-            for axis in axes:
-                pixels *= axis
-            data = 0 if naxis == 0 else bitpix // 8 * gcount * (pcount + pixels)
-            has_image = has_image or (naxis >= 2 and pixels > 0)
-            offset = header_end + -(-data // FITS_BLOCK) * FITS_BLOCK
-            first = False
+                data, image = _data_bytes(cards)
+            except ValueError as exc:
+                return FitsCheck(False, None, size, f"bad header in HDU {hdu}: {exc}", broken=True)
+            has_image = has_image or image
+            offset = header_end + -(-data // FITS_BLOCK) * FITS_BLOCK  # > the last offset: the walk ends
+        else:
+            return FitsCheck(False, None, size, f"more than {MAX_HDUS} HDUs", broken=True)
         if offset != size:
             return FitsCheck(False, offset, size, f"{size} of {offset} bytes written")
         if not has_image:
             return FitsCheck(False, offset, size, "no image yet (only the primary header)")
         return FitsCheck(True, offset, size, "complete")
+
+
+# -- when is a frame file done with? -----------------------------------------------------------
+
+FRAME_STATES = ("complete", "settling", "incomplete", "broken", "missing")
+
+
+@dataclass(frozen=True)
+class FrameLook:
+    """What one look at a frame file found; `state` is one of FRAME_STATES, `detail` says why."""
+
+    state: str
+    detail: str = ""
+    size: int = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete"
+
+
+class FrameCompleteness:
+    """The one policy deciding when a frame file is complete (wait mode and the monitor use it).
+
+    Complete: a whole FITS file (check_fits: headers parsed and valid, size what they announce,
+    an image), and stable: size and mtime unchanged for `stable_s`. A file whose mtime is already
+    `stable_s` old counts at the first look (a folder opened after the fact); a fresh one needs a
+    look `stable_s` after its size and mtime last changed. "broken" files (bad header, bytes after
+    the end) are looked at again only when they change.
+
+    `clock` gives wall-clock seconds, the scale of file mtimes; tests pass a fake one. A file
+    found complete is not looked at again until forget().
+    """
+
+    def __init__(self, stable_s: float, clock: Callable[[], float] = time.time):
+        self.stable_s = stable_s
+        self.clock = clock
+        self.confirmed: dict[Path, int] = {}  # path -> its size when found complete
+        self._seen: dict[Path, tuple[tuple[int, int], float, FitsCheck]] = {}  # signature, since, check
+
+    def look(self, path: str | os.PathLike[str]) -> FrameLook:
+        path = Path(path)
+        if path in self.confirmed:
+            return FrameLook("complete", "", self.confirmed[path])
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            self._seen.pop(path, None)
+            return FrameLook("missing", "not on disk")
+        except OSError as exc:
+            return FrameLook("missing", f"cannot look at it: {exc.strerror or exc}")
+        now = self.clock()
+        signature = (stat.st_size, stat.st_mtime_ns)
+        seen = self._seen.get(path)
+        if seen is None or seen[0] != signature:
+            check = check_fits(path)
+            if check.size != stat.st_size:  # changed while being read: judge it at the next look
+                check = FitsCheck(False, None, check.size, "changing while looked at")
+            seen = (signature, now, check)
+            self._seen[path] = seen
+        _, since, check = seen
+        if not check.complete:
+            return FrameLook("broken" if check.broken else "incomplete", check.reason, stat.st_size)
+        unchanged_s = max(now - stat.st_mtime_ns / 1e9, now - since)
+        if unchanged_s >= self.stable_s:
+            self.confirmed[path] = stat.st_size
+            self._seen.pop(path, None)
+            return FrameLook("complete", "", stat.st_size)
+        return FrameLook("settling", f"unchanged for {unchanged_s:.1f} of {self.stable_s:g} s", stat.st_size)
+
+    def forget(self, path: str | os.PathLike[str]) -> None:
+        """Look at this file afresh next time (e.g. it was replaced)."""
+        self.confirmed.pop(Path(path), None)
+        self._seen.pop(Path(path), None)

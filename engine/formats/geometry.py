@@ -166,12 +166,16 @@ FULL = CCDGeometry()
 SMALL = CCDGeometry(prescan=12, image_cols=64, overscan=6, image_rows=64, parallel_overscan=6, name="small")
 """Same structure, scaled down, for tests and quick demos: 164 x 140 pixels."""
 
-GEOMETRIES = {"full": FULL, "small": SMALL}
+SMALL_OBLONG = CCDGeometry(prescan=12, image_cols=48, overscan=6, image_rows=64, parallel_overscan=6,
+                           name="small-oblong")
+"""SMALL with fewer image columns than rows, for tests a swapped row/column cannot pass: 132 x 140 pixels."""
+
+GEOMETRIES = {"full": FULL, "small": SMALL, "small-oblong": SMALL_OBLONG}
 
 
 def geometry_for_shape(shape: tuple[int, int], overscan_candidates: tuple[int, ...] = (20, 29)) -> CCDGeometry:
-    """The geometry whose frame has this numpy shape (full, small, or full with 29 overscan)."""
-    for geometry in (FULL, SMALL):
+    """The geometry whose frame has this numpy shape (full, the small ones, or full with 29 overscan)."""
+    for geometry in GEOMETRIES.values():
         if geometry.shape == tuple(shape):
             return geometry
     for overscan in overscan_candidates:

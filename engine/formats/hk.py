@@ -8,7 +8,9 @@ whose 7.5.X counterpart is unclear keeps its (stripped) name.
 
 The value of a key for an exposure is the mean over the file's rows (`HKFile.stats` keeps
 mean, std, min, max). Readings such as -273.15 mean "sensor not connected": they are kept, so
-that the limit check can say so (see hklimits.py).
+that the limit check can say so (see hklimits.py). What cannot be used is said in `problems`
+(file, line, key): a cell that is not a number, an empty or NaN cell (once per key and file), a
+binary line or file, a file with no sample.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .textlines import TextLine, read_lines, split_fields, split_lines
+from .textfollow import TableFollower, read_text_lines
+from .textlines import TextLine, is_binary, shown, split_fields
 from .names import parse_date_token, parse_hk_filename
 
 # --------------------------------------------------------------------------------------------
@@ -222,7 +225,7 @@ def detect_hk_version(names: Iterable[str]) -> str | None:
 @dataclass(frozen=True)
 class HKProblem:
     path: Path
-    line: int
+    line: int | None  # None where the whole file is lost (empty, binary)
     key: str | None  # None for a problem with the whole line
     message: str  # full sentence, file and line included
 
@@ -282,6 +285,7 @@ class _Layout:
     """How one HK file's columns map onto internal keys."""
 
     def __init__(self, header: list[str]):
+        self.header = header  # as in the file, for a follower to resume with
         names = [n.strip() for n in header]
         while names and not names[-1]:
             names.pop()
@@ -297,22 +301,67 @@ class _Layout:
             self.keys.append(key if key not in self.keys else raw)
 
 
-class _RowReader:
-    """Parses HK lines into (time, values) with problems reported per cell."""
+class _Parser:
+    """Feeds an HK file's lines one at a time: the first non-blank is the header, the rest are
+    samples (time, values); every problem is kept, with file, line and key."""
 
-    def __init__(self, path: Path, layout: _Layout, clock: _Clock):
+    def __init__(self, path: Path, last: datetime | None = None):
         self.path = path
-        self.layout = layout
-        self.clock = clock
+        self.clock = _Clock(_named_time(path), last)
+        self.layout: _Layout | None = None
+        self.refused = False  # binary where the header should be: nothing of the file is read
+        self.samples = 0
+        self.finished = False
         self.problems: list[HKProblem] = []
+        self._said: set[tuple[str, str | None]] = set()  # problems said once per file
 
-    def _problem(self, line: int, key: str | None, what: str) -> None:
-        message = f"{self.path.name} line {line}: {what}"
-        self.problems.append(HKProblem(self.path, line, key, message))
+    def start(self, header: list[str]) -> None:
+        self.layout = _Layout(header)
 
-    def parse(self, line: TextLine) -> tuple[datetime | None, list[float]] | None:
-        """None (and a problem) if the line has the wrong number of fields."""
+    def _problem(self, line: int | None, key: str | None, what: str) -> None:
+        where = f" line {line}" if line is not None else ""
+        self.problems.append(HKProblem(self.path, line, key, f"{self.path.name}{where}: {what}"))
+
+    def _once(self, kind: str, line: int, key: str | None, what: str) -> None:
+        # an empty column or a binary tail repeats on every line: one warning says it
+        if (kind, key) not in self._said:
+            self._said.add((kind, key))
+            self._problem(line, key, what)
+
+    def feed(self, line: TextLine) -> tuple[datetime | None, list[float]] | None:
+        """The sample of this line, or None (header, blank, or a line that cannot be used)."""
+        if line.is_blank or self.refused:
+            return None
+        if is_binary(line.text):
+            if self.layout is None:
+                self.refused = True
+                self._problem(None, None, f"binary data where the header of key names should be (line "
+                                          f"{line.number}): not an HK table, the file is not read")
+            else:
+                self._once("binary", line.number, None, "binary data (non-printable bytes), not an HK row: "
+                                                        "skipped (later binary lines of this file are not reported)")
+            return None
+        if self.layout is None:
+            self.start(line.text.split("\t"))
+            return None
+        sample = self._parse(line)
+        if sample is not None:
+            self.samples += 1
+        return sample
+
+    def finish(self) -> None:
+        """The file is closed: say so if it gave no sample."""
+        if self.finished or self.refused:
+            return
+        self.finished = True
+        if self.layout is None:
+            self._problem(None, None, "empty file (no header, no sample): no HK for this exposure")
+        elif self.samples == 0:
+            self._problem(None, None, "a header but no sample: no HK for this exposure")
+
+    def _parse(self, line: TextLine) -> tuple[datetime | None, list[float]] | None:
         layout = self.layout
+        assert layout is not None
         fields = split_fields(line.text, len(layout.names))
         if fields is None:
             found = len(line.text.split("\t"))
@@ -324,24 +373,38 @@ class _RowReader:
             try:
                 when = self.clock.read(stamp)
             except ValueError:
-                self._problem(line.number, layout.names[0], f"time stamp '{stamp}' is not DD-MM-YY_HH:MM:SS or HH:MM:SS")
+                self._problem(line.number, layout.names[0],
+                              f"time stamp {shown(stamp)} is not DD-MM-YY_HH:MM:SS or HH:MM:SS")
         values = [self._number(line.number, key, text) for key, text in zip(layout.keys, fields)]
         return when, values
 
     def _number(self, line: int, key: str, text: str) -> float:
-        if text == "":
-            return math.nan  # an empty cell is a missing sample
+        value = _reading(key, text)
+        if value is None:
+            self._problem(line, key, f"key {shown(key)} expects a number, found {shown(text)}")
+            return math.nan
+        if not math.isfinite(value):
+            what = "is empty" if text == "" else f"reads {shown(text)}"
+            self._once("gap", line, key, f"key {shown(key)} {what}: no reading (later gaps of this key "
+                                         f"in this file are not reported)")
+            return math.nan
+        return value
+
+
+def _reading(key: str, text: str) -> float | None:
+    """The number in a cell (NaN for an empty one), None if it is not a number."""
+    if text == "":
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    if key in _REGISTER_KEYS:
         try:
-            return float(text)
+            return float(int(text, 16))
         except ValueError:
             pass
-        if key in _REGISTER_KEYS:
-            try:
-                return float(int(text, 16))
-            except ValueError:
-                pass
-        self._problem(line, key, f"key '{key}' expects a number, found '{text}'")
-        return math.nan
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,28 +444,27 @@ def read_hk(path: str | os.PathLike[str], *, complete: bool = True) -> HKFile:
     """Read an HK file.
 
     Bad cells become NaN and are listed in `problems` (file, line, key); lines with a wrong
-    field count are skipped and listed. With `complete=False` an unterminated last line
-    (ELVIS still writing) is held back in `pending`.
+    field count are skipped and listed; a file with no sample says so. With `complete=False` an
+    unterminated last line (ELVIS still writing) is held back in `pending`.
     """
     path = Path(path)
-    lines, pending = read_lines(path, complete)
-    content = [line for line in lines if not line.is_blank]
-    if not content:
-        return HKFile(path, None, [], [], {}, [], pending)
-    layout = _Layout(content[0].text.split("\t"))
-    reader = _RowReader(path, layout, _Clock(_named_time(path)))
+    lines, pending = read_text_lines(path, final=complete)
+    parser = _Parser(path)
     times: list[datetime | None] = []
-    columns: list[list[float]] = [[] for _ in layout.keys]
-    for line in content[1:]:
-        parsed = reader.parse(line)
-        if parsed is None:
-            continue
-        when, row = parsed
-        times.append(when)
-        for column, value in zip(columns, row):
-            column.append(value)
-    values = {key: np.array(column, dtype=float) for key, column in zip(layout.keys, columns)}
-    return HKFile(path, layout.version, list(layout.keys), times, values, reader.problems, pending)
+    samples: list[list[float]] = []
+    for line in lines:
+        sample = parser.feed(line)
+        if sample is not None:
+            times.append(sample[0])
+            samples.append(sample[1])
+    if complete:
+        parser.finish()
+    layout = parser.layout
+    if layout is None:
+        return HKFile(path, None, [], [], {}, parser.problems, pending)
+    table = np.array(samples, dtype=float).reshape(len(samples), len(layout.keys))
+    values = {key: table[:, i].copy() for i, key in enumerate(layout.keys)}
+    return HKFile(path, layout.version, list(layout.keys), times, values, parser.problems, pending)
 
 
 # --------------------------------------------------------------------------------------------
@@ -410,82 +472,65 @@ def read_hk(path: str | os.PathLike[str], *, complete: bool = True) -> HKFile:
 # --------------------------------------------------------------------------------------------
 
 
-class HKFollower:
-    """Reads only the HK rows appended since the last call (byte offset; no re-parsing).
+class HKFollower(TableFollower):
+    """Reads only the HK rows appended since the last call (textfollow.TextFollower; no re-parsing).
 
     `read_new()` returns one dict per new row: `line`, `time` and every key. A partial last
-    line waits until terminated. `state()` / `from_state()` let a restarted monitor resume.
+    line waits until terminated, unless `read_new(final=True)` says the file is closed (then a
+    file with no sample is also said in `problems`). A truncated or replaced file is read again
+    from its start. `state()` / `from_state()` let a restarted monitor resume.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
-        self.path = Path(path)
-        self.offset = 0
-        self.line = 0
-        self._header: list[str] | None = None
-        self._reader: _RowReader | None = None
+        super().__init__(path)
+        self._parser = _Parser(self.path)
 
     @property
     def version(self) -> str | None:
-        return self._reader.layout.version if self._reader else None
+        return self._parser.layout.version if self._parser.layout else None
 
     @property
     def keys(self) -> list[str]:
-        return list(self._reader.layout.keys) if self._reader else []
+        return list(self._parser.layout.keys) if self._parser.layout else []
 
     @property
     def problems(self) -> list[HKProblem]:
-        return self._reader.problems if self._reader else []
+        return self._parser.problems
 
-    def _start(self, header: list[str], last: datetime | None = None) -> None:
-        self._header = header
-        self._reader = _RowReader(self.path, _Layout(header), _Clock(_named_time(self.path), last))
-
-    def read_new(self) -> list[dict[str, Any]]:
-        try:
-            size = self.path.stat().st_size
-        except FileNotFoundError:
-            return []
-        if size < self.offset:
-            self.offset, self.line, self._header, self._reader = 0, 0, None, None
-        with open(self.path, "rb") as handle:
-            handle.seek(self.offset)
-            data = handle.read()
-        start = self.offset
-        lines, _tail = split_lines(data, self.line + 1)
+    def read_new(self, *, final: bool = False) -> list[dict[str, Any]]:
+        chunk = self._text.read_chunk(final=final)
+        if chunk.restarted:
+            self._parser = _Parser(self.path)
         rows: list[dict[str, Any]] = []
-        for line in lines:
-            self.offset, self.line = start + line.end, line.number
-            if line.is_blank:
-                continue
-            if self._reader is None:
-                self._start(line.text.split("\t"))
-                continue
-            parsed = self._reader.parse(line)
-            if parsed is None:
-                continue
-            when, values = parsed
-            rows.append({"line": line.number, "time": when, **dict(zip(self._reader.layout.keys, values))})
+        for line in chunk.lines():
+            sample = self._parser.feed(line)
+            if sample is not None:
+                when, values = sample
+                rows.append({"line": line.number, "time": when, **dict(zip(self.keys, values))})
+        if final and chunk.at_end:
+            self._parser.finish()
         return rows
 
     def state(self) -> dict[str, Any]:
-        last = self._reader.clock.last if self._reader else None
+        last = self._parser.clock.last
         return {
             "path": str(self.path),
-            "offset": self.offset,
-            "line": self.line,
-            "header": self._header,
+            **self._text.state(),
+            "header": self._parser.layout.header if self._parser.layout else None,
             "version": self.version,
+            "samples": self._parser.samples,
             "last_time": last.isoformat() if last else None,  # for HH:MM:SS midnight roll-over
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], path: str | os.PathLike[str] | None = None) -> HKFollower:
         follower = cls(path or state["path"])
-        follower.offset = int(state["offset"])
-        follower.line = int(state.get("line", 0))
+        follower._resume(state)
         if state.get("header") is not None:
             last = state.get("last_time")
-            follower._start(list(state["header"]), datetime.fromisoformat(last) if last else None)
+            follower._parser = _Parser(follower.path, datetime.fromisoformat(last) if last else None)
+            follower._parser.start(list(state["header"]))
+            follower._parser.samples = int(state.get("samples", max(0, follower.line - 1)))
         return follower
 
 

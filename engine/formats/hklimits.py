@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import tomli
-
 from ..paths import configs_dir
+from .tomlfile import MISSING, ConfigError, TomlChecker, TomlDocument, load_toml
 
 if TYPE_CHECKING:
     from .hk import HKFile
@@ -32,8 +31,8 @@ _ABSOLUTE_ZERO_SENTINEL = -273.0  # ELVIS writes -273.15 / -273.27 for an absent
 _EPS = 1e-9  # float slack at the limit edges (26.2 - 26.0 is not exactly 0.2)
 
 
-class HKLimitsError(ValueError):
-    """A bad entry in an HK limits table; the message names the key and what was expected."""
+class HKLimitsError(ConfigError):
+    """Bad entries in an HK limits table: each problem names file, line, key and what was expected."""
 
 
 @dataclass(frozen=True)
@@ -251,82 +250,86 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _real(source: str, where: str, field: str, entry: Mapping[str, Any]) -> float:
-    value = entry.get(field)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise HKLimitsError(f"{source}: {where}: expected a number for '{field}', found {value!r}")
-    return float(value)
+_TOP_KEYS = ("settings", "commanded", "limits")
+_SETTINGS_KEYS = ("disconnected_temperature",)
+_ENTRY_KEYS = ("P", "S", "unit")
+_LIMIT_FIELDS = {"A": ("kind", "lo", "hi"), "R": ("kind", "lo", "hi"), "I": ("kind", "value")}
+_LIMIT_EXAMPLE = '{ kind = "A", lo = 0, hi = 1 }'
 
 
-def _parse_limit(source: str, key: str, tier: str, entry: Any) -> Limit:
-    where = f"[limits.{key}] {tier}"
-    if not isinstance(entry, Mapping):
-        raise HKLimitsError(f"{source}: {where}: expected a table like {{ kind = \"A\", lo = 0, hi = 1 }}, found {entry!r}")
-    kind = entry.get("kind")
-    if kind not in KINDS:
-        raise HKLimitsError(f"{source}: {where}: expected kind 'A', 'R' or 'I', found {kind!r}")
-    allowed = {"kind", "value"} if kind == "I" else {"kind", "lo", "hi"}
-    extra = sorted(set(entry) - allowed)
-    if extra:
-        raise HKLimitsError(f"{source}: {where}: unexpected field(s) {', '.join(extra)} for kind '{kind}'")
+def _parse_limit(check: TomlChecker, key_path: tuple, entry: Any) -> Limit | None:
+    entry = check.table(entry, key_path, None, _LIMIT_EXAMPLE)
+    kind = check.choice(entry, key_path, "kind", KINDS, required=True, example='kind = "A"')
+    if kind is None:
+        return None
+    check.unknown_keys(entry, key_path, _LIMIT_FIELDS[kind], what="field", owner=f'a kind "{kind}" limit')
     if kind == "I":
-        return Limit("I", value=_real(source, where, "value", entry))
-    lo, hi = _real(source, where, "lo", entry), _real(source, where, "hi", entry)
+        value = check.number(entry, key_path, "value", required=True, example="value = 0")
+        return None if value is None else Limit("I", value=float(value))
+    lo = check.number(entry, key_path, "lo", required=True, example="lo = 0")
+    hi = check.number(entry, key_path, "hi", required=True, example="hi = 1")
+    if lo is None or hi is None:
+        return None
     if lo > hi:
-        raise HKLimitsError(f"{source}: {where}: expected lo <= hi, found lo = {lo:g}, hi = {hi:g}")
-    return Limit(kind, lo=lo, hi=hi)
+        check.problem(key_path, f"expected lo <= hi, found lo = {lo:g}, hi = {hi:g}")
+        return None
+    return Limit(kind, lo=float(lo), hi=float(hi))
 
 
-def _build(document: Mapping[str, Any], source: str) -> HKLimits:
-    table = document.get("limits")
-    if not isinstance(table, Mapping) or not table:
-        raise HKLimitsError(f"{source}: expected a [limits] table with one entry per HK key")
-    commanded = document.get("commanded", {})
-    if not isinstance(commanded, Mapping) or not all(isinstance(v, str) for v in commanded.values()):
-        raise HKLimitsError(f"{source}: [commanded]: expected HK key = \"EXP_LOG column\" pairs")
+def _build(check: TomlChecker, document: Mapping[str, Any], source: str) -> HKLimits | None:
+    document = check.table(document, (), _TOP_KEYS)
+    value = check.required(document, (), "limits", "[limits.CCD1_TEMP_T] with P and S tiers")
+    table = check.table(value, ("limits",), None, "[limits.CCD1_TEMP_T] with P and S tiers")
+    if value is not MISSING and not table:
+        check.problem(("limits",), "expected a [limits] table with one entry per HK key")
+    commanded_table = check.table(document.get("commanded", MISSING), ("commanded",), None,
+                                  '[commanded] with CCD1_OD_T = "OD_1_T"')
+    commanded = {key: column for key in commanded_table
+                 if (column := check.string(commanded_table, ("commanded",), key,
+                                            example=f'{key} = "OD_1_T"')) is not None}
     limits: dict[str, dict[str, Limit]] = {}
     units: dict[str, str] = {}
     for key, entry in table.items():
-        if not isinstance(entry, Mapping):
-            raise HKLimitsError(f"{source}: [limits.{key}]: expected a table with P and S, found {entry!r}")
+        key_path = ("limits", key)
+        entry = check.table(entry, key_path, _ENTRY_KEYS, f"[limits.{key}] with P = {_LIMIT_EXAMPLE} and S")
         missing = [tier for tier in TIERS if tier not in entry]
         if missing:
-            raise HKLimitsError(f"{source}: [limits.{key}]: expected both tiers P and S, missing {', '.join(missing)}")
-        unknown = sorted(set(entry) - {"P", "S", "unit"})
-        if unknown:
-            raise HKLimitsError(f"{source}: [limits.{key}]: unexpected field(s) {', '.join(unknown)}")
-        unit = entry.get("unit", "")
-        if not isinstance(unit, str):
-            raise HKLimitsError(f"{source}: [limits.{key}]: expected unit as a string, found {unit!r}")
-        limits[key] = {tier: _parse_limit(source, key, tier, entry[tier]) for tier in TIERS}
-        units[key] = unit
-        relative = [t for t in TIERS if limits[key][t].kind == "R"]
-        if relative and key not in commanded:
-            raise HKLimitsError(
-                f"{source}: [limits.{key}]: relative (R) limit needs a commanded counterpart in [commanded]"
-            )
-    settings = document.get("settings", {})
-    threshold = -240.0
-    if "disconnected_temperature" in settings:
-        threshold = _real(source, "[settings]", "disconnected_temperature", settings)
-    return HKLimits(limits, commanded, units, threshold, source)
+            check.problem(key_path, f"expected both tiers P and S, missing {', '.join(missing)}")
+        tiers = {tier: _parse_limit(check, key_path + (tier,), entry[tier]) for tier in TIERS if tier in entry}
+        unit = check.string(entry, key_path, "unit", example='unit = "V"', empty=True)
+        if missing or None in tiers.values():
+            continue
+        limits[key] = tiers  # type: ignore[assignment]
+        units[key] = unit or ""
+        if any(limit.kind == "R" for limit in tiers.values()) and key not in commanded:
+            check.problem(key_path, "relative (R) limit needs a commanded counterpart in [commanded]")
+    settings = check.table(document.get("settings", MISSING), ("settings",), _SETTINGS_KEYS)
+    threshold = check.number(settings, ("settings",), "disconnected_temperature", -240.0)
+    if check.problems:
+        return None
+    return HKLimits(limits, commanded, units, float(threshold), source)
 
 
 def load_hk_limits(
     path: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    *,
+    overrides_doc: TomlDocument | None = None,
 ) -> HKLimits:
-    """Load the HK limits table (default: configs/hk_limits.toml).
+    """Load the HK limits table (default: configs/hk_limits.toml); raises HKLimitsError.
 
     `overrides` has the shape of the TOML document, e.g.
-    `{"limits": {"CCD1_TEMP_T": {"P": {"lo": -125.0, "hi": -115.0}}}}`, and is laid over it.
+    `{"limits": {"CCD1_TEMP_T": {"P": {"lo": -125.0, "hi": -115.0}}}}`, and is laid over it;
+    `overrides_doc` is the file they were read from, where their problems are then located.
     """
     path = Path(path) if path is not None else default_limits_path()
-    with open(path, "rb") as handle:
-        try:
-            document = tomli.load(handle)
-        except tomli.TOMLDecodeError as why:
-            raise HKLimitsError(f"{path.name}: not valid TOML: {why}") from None
-    if overrides:
-        document = _merge(document, overrides)
-    return _build(document, path.name)
+    try:
+        doc = load_toml(path)
+    except ConfigError as exc:
+        raise HKLimitsError(exc.problems) from None
+    document = _merge(doc.data, overrides) if overrides else doc.data
+    check = TomlChecker(doc, overlay=overrides_doc)
+    limits = _build(check, document, path.name)
+    check.raise_if_any(HKLimitsError)
+    assert limits is not None
+    return limits

@@ -1,20 +1,22 @@
 """Lines of ELVIS's text tables (EXP_LOG, HK): LF or CRLF, tab-separated, written while we read.
 
 A last line without its terminator is one still being written: readers hold it back unless told
-the file is complete.
+the file is complete (see textfollow.py, which reads them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+
+BOM = b"\xef\xbb\xbf"  # Windows editors start a UTF-8 file with it; it is no part of the first name
 
 
 @dataclass(frozen=True)
 class TextLine:
     number: int  # 1-based line number in the file
     text: str  # without its line terminator
-    end: int  # byte offset just past its terminator, relative to the chunk it came from
+    start: int  # byte offset of its first byte in the file
+    end: int  # byte offset just past its terminator (or its last byte, for a final unterminated line)
 
     @property
     def is_blank(self) -> bool:
@@ -22,27 +24,39 @@ class TextLine:
         return not self.text.strip()
 
 
-def split_lines(data: bytes, first_number: int = 1) -> tuple[list[TextLine], bytes]:
-    """Terminated lines of `data` (LF or CRLF) and the unterminated tail (b"" if none)."""
+def split_lines(data: bytes, first_number: int = 1, start: int = 0) -> tuple[list[TextLine], bytes]:
+    """Terminated lines of `data` (LF or CRLF), which starts at byte `start` of its file, and the
+    unterminated tail (b"" if none)."""
     lines: list[TextLine] = []
-    start, number = 0, first_number
+    begin, number = 0, first_number
     while True:
-        stop = data.find(b"\n", start)
+        stop = data.find(b"\n", begin)
         if stop < 0:
-            return lines, data[start:]
-        raw = data[start:stop]
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        lines.append(TextLine(number, decode_text(raw), stop + 1))
-        start, number = stop + 1, number + 1
+            return lines, data[begin:]
+        lines.append(TextLine(number, decode_text(data[begin:stop]), start + begin, start + stop + 1))
+        begin, number = stop + 1, number + 1
 
 
 def decode_text(raw: bytes) -> str:
-    # The lab PCs run Windows: anything that is not UTF-8 is taken as Latin-1, never an error.
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """A line's text without its CR: UTF-8, undecodable bytes as U+FFFD (never an error)."""
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return raw.decode("utf-8", "replace")
+
+
+def shown(text: str, limit: int = 60) -> str:
+    """`text` quoted for a message: non-printable characters escaped (a binary file must not
+    reach the console raw), cut after `limit` characters."""
+    cut = len(text) > limit
+    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                      for c in text[:limit])
+    return f"'{escaped}'" + ("..." if cut else "")
+
+
+def is_binary(text: str) -> bool:
+    """Control characters other than tab (NUL...): not a line of a text table. Undecodable bytes
+    alone are not enough: a Windows PC may write a Latin-1 degree sign in a text file."""
+    return any((c < " " and c != "\t") or c == "\x7f" for c in text)
 
 
 def split_fields(text: str, expected: int) -> list[str] | None:
@@ -51,15 +65,3 @@ def split_fields(text: str, expected: int) -> list[str] | None:
     while len(fields) > expected and fields[-1] == "":
         fields.pop()
     return fields if len(fields) == expected else None
-
-
-def read_lines(path: Path, complete: bool) -> tuple[list[TextLine], str | None]:
-    """A file's lines and its unterminated last line (None if there is none, or if `complete`:
-    then that line is returned among the others)."""
-    lines, tail = split_lines(path.read_bytes())
-    if not tail:
-        return lines, None
-    last = TextLine(lines[-1].number + 1 if lines else 1, decode_text(tail.rstrip(b"\r")), 0)
-    if complete:
-        return [*lines, last], None
-    return lines, last.text

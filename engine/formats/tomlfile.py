@@ -5,21 +5,31 @@ second time and records the 1-based line of every key, table header, array-of-ta
 array element. Nothing read here is ever executed.
 
 Key paths are tuples of table keys and array indices, e.g. ("sessions", "D11", "tests", 2, "obsids").
+
+`TomlChecker` is the one checker of every config file (campaign, scripts and sessions inputs,
+monitor settings, HK limits): each keeps its own schema and reads values through its typed
+getters, which record every problem with file, line, key path and what was expected.
 """
 
 from __future__ import annotations
 
 import bisect
+import difflib
+import os
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 import tomli
 
 KeyPath = tuple  # tuple[str | int, ...]
 
 _BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
+# Arrays and inline tables nested deeper than this are refused: no config needs it, and the parser
+# would otherwise fail with a RecursionError somewhere past a few hundred levels.
+MAX_NESTING = 32
 
 
 def format_key_path(key_path: Iterable[str | int]) -> str:
@@ -119,7 +129,17 @@ def parse_toml_text(text: str, path: str | Path = "<string>") -> TomlDocument:
             if found:
                 line, column = int(found.group(1)), int(found.group(2))
         raise ConfigError([ConfigProblem(path, line, "", f"TOML syntax error: {message}", column)])
-    return TomlDocument(data=data, path=path, lines=_PositionScanner(text).scan())
+    except RecursionError:
+        data = None  # nesting beyond the parser's reach: the scanner below names the key
+    scanner = _PositionScanner(text)
+    lines = scanner.scan()
+    if scanner.too_deep is not None:
+        key_path, line = scanner.too_deep
+        raise ConfigError([ConfigProblem(path, line, key_path, f"arrays or inline tables nested more than "
+                                         f"{MAX_NESTING} levels deep; no config needs that many")])
+    if data is None:
+        raise ConfigError([ConfigProblem(path, None, "", "values nested too deeply to read")])
+    return TomlDocument(data=data, path=path, lines=lines)
 
 
 class _ScanError(Exception):
@@ -135,6 +155,9 @@ class _PositionScanner:
         self.lines: dict[KeyPath, int] = {}
         self._line_starts = [0] + [m.end() for m in re.finditer(r"\n", text)]
         self._aot_last_index: dict[KeyPath, int] = {}  # array-of-tables path -> index of last entry
+        self._depth = 0  # arrays and inline tables currently open
+        self._value_key: tuple[KeyPath, int] = ((), 1)  # the key whose value is being read, its line
+        self.too_deep: tuple[KeyPath, int] | None = None  # that key, once its value nests too deep
 
     # -- driving loop -----------------------------------------------------------------------------
     def scan(self) -> dict[KeyPath, int]:
@@ -196,6 +219,8 @@ class _PositionScanner:
             path += (key,)
             self.lines.setdefault(path, line)
         self._skip_space()
+        if self._depth == 0:
+            self._value_key = (path, line)
         self._value(path)
 
     def _dotted_key(self) -> list[str]:
@@ -233,13 +258,22 @@ class _PositionScanner:
             match = re.compile(r"[^,\]\}#\n]*").match(self.text, self.pos)
             self.pos = match.end()
 
+    def _open(self) -> None:
+        """One more array or inline table open; stop the scan past MAX_NESTING."""
+        self._depth += 1
+        if self._depth > MAX_NESTING:
+            self.too_deep = self._value_key
+            raise _ScanError("nested too deep")
+
     def _array(self, path: KeyPath) -> None:
         self.pos += 1
+        self._open()
         index = 0
         while True:
             self._skip_space(newlines=True)
             if self._peek() == "]":
                 self.pos += 1
+                self._depth -= 1
                 return
             self.lines[path + (index,)] = self._line()
             self._value(path + (index,))
@@ -250,10 +284,12 @@ class _PositionScanner:
 
     def _inline_table(self, path: KeyPath) -> None:
         self.pos += 1
+        self._open()
         while True:
             self._skip_space(newlines=True)  # newlines: TOML 1.1 allows them, harmless otherwise
             if self._peek() == "}":
                 self.pos += 1
+                self._depth -= 1
                 return
             self._key_value(path)
             self._skip_space(newlines=True)
@@ -312,3 +348,257 @@ class _PositionScanner:
     def _line(self) -> int:
         return bisect.bisect_right(self._line_starts, self.pos)
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checking: the typed getters every config file's schema is read through
+# ---------------------------------------------------------------------------------------------------
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()  # a key absent from its table
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def describe_value(value: Any) -> str:
+    """What a value is, for "got ..." in a message: 'an integer (7)', 'a table', 'nothing'."""
+    if value is MISSING:
+        return "nothing"
+    kinds = [(bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+             (list, "an array"), (dict, "a table"), (datetime, "a date-time"), (date, "a date"), (time, "a time")]
+    kind = next((label for cls, label in kinds if isinstance(value, cls)), type(value).__name__)
+    shown = repr(value) if not isinstance(value, (bool, dict)) else ""
+    if isinstance(value, bool):
+        shown = "true" if value else "false"
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return f"{kind} ({shown})" if shown else kind
+
+
+def closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name a misspelt `name` most likely meant, or None: the one "did you mean" policy."""
+    known = list(known)
+    by_case = [k for k in known if k.lower() == name.lower()]
+    close = by_case or difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    if not close and len(name) >= 3:  # short names miss the ratio: "rons" -> ron_adu, "offset" -> offset_margin_adu
+        lowered = name.lower()
+        sharing = [k for k in known if k.lower().startswith(lowered) or lowered.startswith(k.lower().split("_")[0])]
+        close = difflib.get_close_matches(name, sharing, n=1, cutoff=0.0)
+    return close[0] if close else None
+
+
+def unknown_key_message(key: str, known: Iterable[str], what: str = "key", owner: str = "") -> str:
+    """"unknown key 'x'; did you mean 'y'? (expected one of: ...)": the list only when it is short."""
+    known = tuple(known)
+    message = f"unknown {what} {key!r}" + (f" of {owner}" if owner else "")
+    close = closest_name(key, known)
+    if close:
+        message += f"; did you mean {close!r}?"
+    if len(known) <= 12:
+        message += f" (expected one of: {', '.join(known)})"
+    return message
+
+
+def _written_at(doc: TomlDocument, key_path: tuple) -> tuple[int, int | None]:
+    """(how many leading parts of `key_path` the document wrote, the line of the deepest one)."""
+    parts = tuple(key_path)
+    while parts:
+        line = doc.lines.get(parts)
+        if line is not None:
+            return len(parts), line
+        parts = parts[:-1]
+    return 0, None
+
+
+class TomlChecker:
+    """Reads a config's values through typed getters, collecting every problem to report at once.
+
+    A getter returns the value (or a default / None when it is wrong or absent) and records what
+    is wrong with its key path; `raise_if_any` then raises one ConfigError listing them all in
+    file order. `overlay`: a second document laid over `doc` (e.g. monitor.toml's [limits] over
+    hk_limits.toml); a problem is located in whichever of the two wrote the key.
+    """
+
+    overlay: TomlDocument | None = None
+
+    def __init__(self, doc: TomlDocument | None, origin: str | Path = "<string>", base_dir: Path | None = None,
+                 overlay: TomlDocument | None = None):
+        self.doc = doc
+        self.origin = doc.path if doc is not None else origin
+        # relative paths in a file are the file's folder's
+        self.base_dir = base_dir or (Path(os.path.abspath(doc.path)).parent if doc is not None else Path.cwd())
+        self.overlay = overlay
+        self.problems: list[ConfigProblem] = []
+
+    # -- reporting ------------------------------------------------------------------------------
+    def problem(self, key_path: tuple, message: str) -> None:
+        origin: str | Path = self.origin
+        depth, line = _written_at(self.doc, key_path) if self.doc is not None else (0, None)
+        if self.overlay is not None:
+            overlay_depth, overlay_line = _written_at(self.overlay, key_path)
+            if overlay_depth and overlay_depth >= depth:
+                origin, line = self.overlay.path, overlay_line
+        self.problems.append(ConfigProblem(origin, line, format_key_path(key_path), message))
+
+    def line(self, key_path: tuple) -> int | None:
+        return self.doc.line_of(key_path) if self.doc is not None else None
+
+    def wrong_type(self, key_path: tuple, value: Any, expected: str) -> None:
+        self.problem(key_path, f"expected {expected}; got {describe_value(value)}")
+
+    def unknown_keys(self, table: dict, key_path: tuple, known: Iterable[str], what: str = "key",
+                     owner: str = "") -> None:
+        known = tuple(known)
+        for key in table:
+            if key not in known:
+                self.problem(key_path + (key,), unknown_key_message(key, known, what, owner))
+
+    def sorted_problems(self) -> list[ConfigProblem]:
+        # file order reads best; problems without a line (no file) keep their walk order at the end
+        return sorted(self.problems, key=lambda p: (p.line is None, p.line or 0))
+
+    def raise_if_any(self, error: Callable[[list[ConfigProblem]], Exception] = ConfigError) -> None:
+        if self.problems:
+            raise error(self.sorted_problems())
+
+    # -- getters ----------------------------------------------------------------------------------
+    def table(self, value: Any, key_path: tuple, known: Iterable[str] | None = None, example: str = "") -> dict:
+        """`value` as a table ({} if absent or of the wrong type), reporting keys outside `known`."""
+        if value is MISSING:
+            return {}
+        if not isinstance(value, dict):
+            self.wrong_type(key_path, value, f"a table, e.g. {example or '[' + format_key_path(key_path) + ']'}")
+            return {}
+        if known is not None:
+            self.unknown_keys(value, key_path, known)
+        return value
+
+    def required(self, table: dict, key_path: tuple, key: str, example: str = "") -> Any:
+        """table[key], or MISSING after reporting it missing."""
+        if key not in table:
+            where = f"in [{format_key_path(key_path)}]" if key_path else "at the top of the file"
+            self.problem(key_path + (key,), f"missing required key {key!r} {where}" + (f"; e.g. {example}" if example
+                                                                                       else ""))
+            return MISSING
+        return table[key]
+
+    def _get(self, table: dict, key_path: tuple, key: str, required: bool, example: str) -> Any:
+        return self.required(table, key_path, key, example) if required else table.get(key, MISSING)
+
+    def string(self, table: dict, key_path: tuple, key: str, *, required: bool = False, example: str = "",
+               empty: bool = False) -> str | None:
+        """A string, stripped; None if absent or wrong. `empty`: "" is a value, not a mistake."""
+        value = self._get(table, key_path, key, required, example)
+        if value is MISSING:
+            return None
+        if not isinstance(value, str) or not (empty or value.strip()):
+            kind = "a string" if empty else "a non-empty string"
+            self.wrong_type(key_path + (key,), value, f"{kind}, e.g. {example}" if example else kind)
+            return None
+        return value.strip()
+
+    def number(self, table: dict, key_path: tuple, key: str, default: Any = None, *, required: bool = False,
+               integer: bool = False, minimum: float | None = None, maximum: float | None = None,
+               strict: bool = False, example: str = "", expected: str = "") -> Any:
+        """A number (int or float; `integer`: a whole one) within the bounds, else `default`.
+
+        `strict`: the minimum itself is excluded. `expected` replaces the generated description."""
+        value = self._get(table, key_path, key, required, example)
+        if value is MISSING:
+            return default
+        if not self.number_ok(value, integer=integer, minimum=minimum, maximum=maximum, strict=strict):
+            self.wrong_type(key_path + (key,), value, expected or _number_expected(integer, minimum, maximum, strict,
+                                                                                  example))
+            return default
+        return value
+
+    def integer(self, table: dict, key_path: tuple, key: str, default: Any = None, **bounds: Any) -> Any:
+        return self.number(table, key_path, key, default, integer=True, **bounds)
+
+    @staticmethod
+    def number_ok(value: Any, *, integer: bool = False, minimum: float | None = None,
+                  maximum: float | None = None, strict: bool = False) -> bool:
+        if not (is_int(value) if integer else is_number(value)):
+            return False
+        if minimum is not None and (value < minimum or (strict and value == minimum)):
+            return False
+        return maximum is None or value <= maximum
+
+    def boolean(self, table: dict, key_path: tuple, key: str, default: Any = None, *, example: str = "") -> Any:
+        value = table.get(key, MISSING)
+        if value is MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.wrong_type(key_path + (key,), value, f"true or false, e.g. {example}" if example else "true or false")
+            return default
+        return value
+
+    def choice(self, table: dict, key_path: tuple, key: str, choices: Iterable[Any], default: Any = None, *,
+               required: bool = False, hint: str = "", example: str = "") -> Any:
+        """One of `choices`, else `default`; `hint` follows the list of choices in the message."""
+        choices = tuple(choices)
+        value = self._get(table, key_path, key, required, example)
+        if value is MISSING:
+            return default
+        if value not in choices or isinstance(value, bool) != any(isinstance(c, bool) for c in choices):
+            got = repr(value) if isinstance(value, str) else describe_value(value)
+            self.problem(key_path + (key,), f"expected one of {', '.join(repr(c) for c in choices)}"
+                                            f"{' ' + hint if hint else ''}; got {got}")
+            return default
+        return value
+
+    def range(self, value: Any, key_path: tuple, *, expected: str, integer: bool = False,
+              minimum: float | None = None, label: str = "range", ends: tuple[str, str] = ("low", "high")) -> tuple | None:
+        """A two-number array [low, high] with low <= high, or None after reporting it."""
+        if not (isinstance(value, list) and len(value) == 2
+                and all(self.number_ok(v, integer=integer, minimum=minimum) for v in value)):
+            self.wrong_type(key_path, value, expected)
+            return None
+        low, high = value
+        if low > high:
+            self.problem(key_path, f"{label} reversed ({low} > {high}); expected [{ends[0]}, {ends[1]}] "
+                                   f"with {ends[0]} <= {ends[1]}")
+            return None
+        return (low, high) if integer else (float(low), float(high))
+
+    def strings(self, table: dict, key_path: tuple, key: str, *, expected: str, required: bool = False,
+                valid: Callable[[str], bool] = bool) -> list[str] | None:
+        """A non-empty array of strings (a single string is taken as one), each passing `valid`."""
+        value = self._get(table, key_path, key, required, "")
+        if value is MISSING:
+            return None if required else []
+        items = [value] if isinstance(value, str) else value
+        if not (isinstance(items, list) and items and all(isinstance(i, str) and valid(i) for i in items)):
+            self.wrong_type(key_path + (key,), value, expected)
+            return None
+        return list(items)
+
+    def path(self, table: dict, key_path: tuple, key: str, *, base: Path | None = None, required: bool = False,
+             example: str = "") -> Path | None:
+        """An absolute path; a relative one is taken from `base` (default: the file's folder), ~ expanded."""
+        text = self.string(table, key_path, key, required=required, example=example)
+        if text is None:
+            return None
+        path = Path(os.path.expanduser(text))
+        # abspath, not resolve: keep the user's symlinks (results is often a link to a data disk)
+        return Path(os.path.abspath(path if path.is_absolute() else (base or self.base_dir) / path))
+
+
+def _number_expected(integer: bool, minimum: float | None, maximum: float | None, strict: bool, example: str) -> str:
+    text = "a whole number" if integer else "a number"
+    if minimum is not None and maximum is not None:
+        text += f" between {minimum:g} and {maximum:g}"
+    elif minimum is not None:
+        text += f" > {minimum:g}" if strict else f" >= {minimum:g}"
+    elif maximum is not None:
+        text += f" <= {maximum:g}"
+    return f"{text}, e.g. {example}" if example else text

@@ -295,15 +295,40 @@ class RsyncTarget:
         return done.stdout
 
 
-def make_target(spec: str, day_name: str):
+def make_target(spec: str, day_name: str, source: str | os.PathLike[str] | None = None):
     """A target for `--backup`/`--broadcast`; refuses a folder that does not exist (a typo would
-    otherwise start a new tree somewhere) and host:path without rsync."""
+    otherwise start a new tree somewhere), host:path without rsync, and (given the day folder
+    `source`) a copy that would land on, inside or around the source itself."""
     if is_remote(spec):
         return RsyncTarget(spec, day_name)
     target = FolderTarget(spec, day_name)
     if not target.root.is_dir():
         raise FileNotFoundError(f"backup folder {target.root} does not exist (create it first)")
+    if source is not None:
+        problem = overlap_problem(target, Path(source))
+        if problem:
+            raise ValueError(problem)
     return target
+
+
+def overlap_problem(target: FolderTarget, source: Path) -> str | None:
+    """Why copying `source` into `target` would not be a backup, or None.
+
+    A copy onto the source "verifies" against itself, one inside it is lost with it, and one
+    around it holds the source: none is a second copy. Real paths, so links do not hide it.
+    """
+    copy, data = Path(os.path.realpath(target.folder)), Path(os.path.realpath(source))
+    if copy == data:
+        where = "is the day folder itself"
+    elif data in copy.parents:
+        where = "lies inside the day folder"
+    elif copy in data.parents:
+        where = "holds the day folder"
+    else:
+        return None
+    return (f"backup {target.label}: the copy would go to {copy}, which {where} ({data}); "
+            f"a backup must be outside the data it copies: give the backup disk's data folder, "
+            f"e.g. --backup /caldata/data")
 
 
 # -- the backup of one day folder --------------------------------------------------------------------

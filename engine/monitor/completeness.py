@@ -1,18 +1,18 @@
 """When is a file in the day folder completely written?
 
 ELVIS (or the copy from the acquisition laptop) writes files progressively, so a name appears
-long before its content is whole. A FITS frame is complete when its size is exactly what its
-headers announce and it holds an image; any file counts as written once it has not changed for
-a settle time. Text tables (EXP_LOG, HK) are used up to their last complete line.
+long before its content is whole. A frame is complete by the policy wait mode shares
+(engine.formats.fits.FrameCompleteness: whole FITS structure, unchanged for the settle time); an
+HK file counts as written once it has not changed for a settle time. Text tables (EXP_LOG, HK)
+are used up to their last complete line.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
-from ..formats.fits import FitsCheck, check_fits  # noqa: F401  (re-exported for the monitor)
+from ..formats.fits import FitsCheck, FrameCompleteness, FrameLook, check_fits  # noqa: F401  (re-exported)
 from ..formats.names import is_explog_name, parse_frame_name, parse_hk_filename
 
 

@@ -202,7 +202,7 @@ class HKBackInLimits(MonitorEvent):
 class HKReadProblem(MonitorEvent):
     kind: ClassVar[str] = "hk_problem"
     path: Path
-    line: int
+    line: int | None  # None: the whole file is lost (empty, binary)
     key: str | None
     text: str  # names file and line
 
@@ -211,7 +211,7 @@ class HKReadProblem(MonitorEvent):
         return "warning"
 
     def message(self) -> str:
-        return f"{self.text} (rest of the file used)"
+        return self.text if self.line is None else f"{self.text} (rest of the file used)"
 
 
 # -- backup -----------------------------------------------------------------------------------------

@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from ..campaign.chamber import ChamberProfile, load_chamber
-from ..formats.explog import ExpLogFollower
+from ..formats.explog import ExpLogFollower, read_explog
 from ..formats.hk import HKFollower, read_hk
 from ..formats.hklimits import HKLimits
 from ..formats.names import parse_frame_name, parse_hk_filename
 from .alerts import AlertDispatcher, AlertSink, CallbackSink, LogSink
 from .backup import Backup, SourceFile, make_target
-from .completeness import check_fits, file_kind, settled
+from .completeness import FrameCompleteness, file_kind, settled
 from .events import (ExpLogLineProblem, ExposureLogged, FrameArrived, HKReadProblem, MonitorEvent,
                      MonitorNotice, MonitorStarted, MonitorStopped, severity_rank)
 from .hkwatch import HKWatch
@@ -46,7 +46,7 @@ class Monitor:
     def __init__(self, day_folder: str | os.PathLike[str], settings: MonitorSettings | None = None, *,
                  targets: Iterable[str] = (), state_path: str | os.PathLike[str] | None = None,
                  log_path: str | os.PathLike[str] | None = None, limits: HKLimits | None = None,
-                 chamber: ChamberProfile | None = None):
+                 chamber: ChamberProfile | None = None, clock: Callable[[], float] = time.time):
         self.day_folder = Path(os.path.abspath(day_folder))
         self.settings = settings or MonitorSettings()
         self.polling = self.settings.polling or "auto"
@@ -54,7 +54,8 @@ class Monitor:
         self.limits = limits or self.settings.load_limits()
         self.chamber = chamber or load_chamber(self.settings.chamber)
         self.store = StateStore(state_path or default_state_path(self.day_folder), self.day_folder)
-        self.targets = [make_target(spec, self.day_folder.name) for spec in dict.fromkeys(targets)]
+        self.targets = [make_target(spec, self.day_folder.name, source=self.day_folder)
+                        for spec in dict.fromkeys(targets)]
         self.dispatcher = AlertDispatcher(on_failure=self._emit_one)
         if log_path is not None:
             self.dispatcher.add(LogSink(log_path))
@@ -68,6 +69,9 @@ class Monitor:
         self._scan_lock = threading.Lock()
         self._opened = False
         self._waiting: list[str] = []  # files seen but not complete yet
+        self.clock = clock  # wall-clock seconds (the scale of mtimes): settle times; tests pass a fake
+        self.frames = FrameCompleteness(self.settings.settle_seconds, clock)
+        self._broken_said: dict[str, str] = {}  # frame name -> why it is not a valid frame (said once)
         self._hk_complete: dict[str, int] = {}  # HK files whole so far but not finished (no EXP_LOG row yet)
         self._last_activity = time.monotonic()
         self._counts: dict[str, int] = {}  # events by severity since open
@@ -326,13 +330,14 @@ class Monitor:
         if rows:
             self._activity()
             events += self._check_hk_rows(rows, record, path, obsid, commanded)
-        for problem in follower.problems[reported:]:
-            events.append(HKReadProblem(path=problem.path, line=problem.line, key=problem.key, text=problem.message))
-        self._hk[name] = (follower, len(follower.problems))
         finished, complete_size = self._hk_finished(path, follower, obsid, newest_logged, newest_file)
         if finished:
             events += self._finish_hk(name, path, record, follower, obsid, commanded)
+        for problem in follower.problems[reported:]:
+            events.append(HKReadProblem(path=problem.path, line=problem.line, key=problem.key, text=problem.message))
+        if finished:
             return
+        self._hk[name] = (follower, len(follower.problems))
         if complete_size:
             self._hk_complete[name] = complete_size  # may be backed up (again if it grows)
         else:
@@ -368,12 +373,12 @@ class Monitor:
             info = path.stat()
         except OSError:
             return False, 0
-        if not settled(info.st_mtime, self.settings.settle_seconds):
+        if not settled(info.st_mtime, self.settings.settle_seconds, self.clock()):
             return False, 0
         complete = info.st_size if follower.offset == info.st_size else 0
         if obsid in self.summary.logged_obsids() or newest_logged > obsid:
             return True, complete
-        orphan = newest_file > obsid and settled(info.st_mtime, ORPHAN_HK_SECONDS)
+        orphan = newest_file > obsid and settled(info.st_mtime, ORPHAN_HK_SECONDS, self.clock())
         return orphan, complete
 
     def _finish_hk(self, name: str, path: Path, record: dict, follower: HKFollower, obsid: int,
@@ -381,13 +386,11 @@ class Monitor:
         assert self.hkwatch is not None
         events: list[MonitorEvent] = []
         size = path.stat().st_size
-        if follower.offset < size:
-            # a last line never terminated: settled, so it is all there is; read it as it stands
-            hkfile = read_hk(path, complete=True)
-            rows = [{"line": None, "time": hkfile.times[i], **{k: hkfile.values[k][i] for k in hkfile.keys}}
-                    for i in range(record.get("rows", 0), len(hkfile.times))]
-            if rows:
-                events += self._check_hk_rows(rows, record, path, obsid, commanded)
+        # settled, so it is all there is: a last line never terminated is read as it stands, and
+        # a file with no sample (empty, binary) goes to the follower's problems
+        rows = follower.read_new(final=True)
+        if rows:
+            events += self._check_hk_rows(rows, record, path, obsid, commanded)
         if record.get("unchecked_relative") and commanded is not None:
             check = self.hkwatch.check_relative(read_hk(path, complete=True), obsid=obsid, commanded=commanded)
             self._merge_check(record, check)
@@ -407,19 +410,26 @@ class Monitor:
         for name in names:
             if name in state.frames_done:
                 continue
-            path = self.day_folder / name
-            try:
-                info = path.stat()
-            except OSError:
+            look = self.frames.look(self.day_folder / name)
+            if look.state == "missing":
                 continue
-            if not settled(info.st_mtime, self.settings.settle_seconds) or not check_fits(path).complete:
+            if look.state == "broken":
+                # never whole by being written further: named once and skipped until it changes
+                if self._broken_said.get(name) != look.detail:
+                    self._broken_said[name] = look.detail
+                    events.append(MonitorNotice(text=f"{name} is not a valid frame ({look.detail}): skipped",
+                                                level="warning"))
+                continue
+            if not look.complete:
                 waiting.append(name)
                 continue
+            self._broken_said.pop(name, None)
+            self.frames.forget(self.day_folder / name)  # frames_done remembers it (and is saved)
             with self.store.lock:
-                state.frames_done[name] = info.st_size
+                state.frames_done[name] = look.size
             self._activity()
             frame = parse_frame_name(name)
-            events.append(FrameArrived(obsid=frame.obsid, ccd=frame.ccd, name=name, size=info.st_size))
+            events.append(FrameArrived(obsid=frame.obsid, ccd=frame.ccd, name=name, size=look.size))
         return events
 
     def _complete_files(self, explogs: list[str]) -> list[SourceFile]:
@@ -442,8 +452,8 @@ class Monitor:
             path = self.day_folder / name
             if not path.exists():
                 continue
-            follower = ExpLogFollower(path)
-            old_rows = [r for r in follower.read_new() if r["line"] <= int(saved.get("line", 0))]
+            logged = read_explog(path, complete=False, errors="collect").rows
+            old_rows = [r for r in logged if r["line"] <= int(saved.get("line", 0))]
             # re-read from the start for the summary; carry on from where the last run stopped
             resumed = ExpLogFollower.from_state(saved, path)
             self._explogs[name] = (resumed, 0)

@@ -7,15 +7,13 @@ monitor.toml, then the campaign's [watch] table, then the defaults below.
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..formats.hklimits import HKLimits, HKLimitsError, load_hk_limits
-from ..formats.tomlfile import ConfigError, ConfigProblem, TomlDocument, format_key_path, load_toml
+from ..formats.tomlfile import MISSING, TomlChecker, load_toml, unknown_key_message
 from .events import SEVERITIES
 
 POLLING_MODES = ("auto", "events", "polling")
@@ -98,182 +96,96 @@ def load_monitor_settings(path: str | Path) -> MonitorSettings:
     doc = load_toml(path)
     checker = _Checker(doc)
     settings = checker.settings(doc.data)
-    if checker.problems:
-        raise ConfigError(sorted(checker.problems, key=lambda p: (p.line is None, p.line or 0)))
+    checker.raise_if_any()
     return settings
 
 
-class _Checker:
-    def __init__(self, doc: TomlDocument):
-        self.doc = doc
-        self.base = Path(os.path.abspath(doc.path)).parent
-        self.problems: list[ConfigProblem] = []
-
-    def problem(self, key_path: tuple, message: str) -> None:
-        self.problems.append(ConfigProblem(self.doc.path, self.doc.nearest_line(key_path),
-                                           format_key_path(key_path), message))
-
-    def table(self, data: dict, key_path: tuple, known: tuple[str, ...] | None) -> dict:
-        value = data.get(key_path[-1], {}) if key_path else data
-        if not isinstance(value, dict):
-            self.problem(key_path, f"expected a table [{format_key_path(key_path)}]; got {type(value).__name__}")
-            return {}
-        if known is not None:
-            for key in value:
-                if key not in known:
-                    self.problem(key_path + (key,), _unknown(key, known))
-        return value
-
-    def number(self, table: dict, key_path: tuple, key: str, default: float, *, minimum: float = 0.0,
-               integer: bool = False, strict: bool = False) -> float:
-        if key not in table:
-            return default
-        value = table[key]
-        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
-        if isinstance(value, bool) or not ok or value < minimum or (strict and value == minimum):
-            kind = "a whole number" if integer else "a number"
-            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-            self.problem(key_path + (key,), f"expected {kind} {bound}; got {value!r}")
-            return default
-        return value
-
-    def choice(self, table: dict, key_path: tuple, key: str, choices: tuple[str, ...], default: Any) -> Any:
-        if key not in table:
-            return default
-        value = table[key]
-        if value not in choices:
-            self.problem(key_path + (key,), f"expected one of {', '.join(repr(c) for c in choices)}; got {value!r}")
-            return default
-        return value
-
-    def string(self, table: dict, key_path: tuple, key: str, *, required: bool = False) -> str | None:
-        if key not in table:
-            if required:
-                self.problem(key_path + (key,), f"missing required key {key!r} in [{format_key_path(key_path)}]")
-            return None
-        value = table[key]
-        if not isinstance(value, str) or not value.strip():
-            self.problem(key_path + (key,), f"expected a non-empty string; got {value!r}")
-            return None
-        return value
+class _Checker(TomlChecker):
+    """monitor.toml's schema, read through the shared checker's getters."""
 
     def settings(self, data: dict) -> MonitorSettings:
-        for key in data:
-            if key not in _TOP:
-                self.problem((key,), _unknown(key, _TOP))
+        data = self.table(data, (), _TOP)
         defaults = MonitorSettings()
-        monitor = self.table(data, ("monitor",), _MONITOR)
         path = ("monitor",)
-        polling = self.choice(monitor, path, "polling", POLLING_MODES, None)
-        poll = self.number(monitor, path, "poll_seconds", None, strict=True) if "poll_seconds" in monitor else None
-        limits_file = None
-        text = self.string(monitor, path, "limits_file")
-        if text is not None:
-            limits_file = Path(os.path.expanduser(text))
-            limits_file = limits_file if limits_file.is_absolute() else self.base / limits_file
-            if not limits_file.is_file():
-                self.problem(path + ("limits_file",), f"file {limits_file} does not exist")
-                limits_file = None
+        monitor = self.table(data.get("monitor", MISSING), path, _MONITOR)
+        limits_file = self.path(monitor, path, "limits_file", example='limits_file = "hk_limits.toml"')
+        if limits_file is not None and not limits_file.is_file():
+            self.problem(path + ("limits_file",), f"file {limits_file} does not exist")
+            limits_file = None
+        poll = self.number(monitor, path, "poll_seconds", minimum=0, strict=True)
         settings = MonitorSettings(
-            repeat_minutes=float(self.number(monitor, path, "repeat_minutes", defaults.repeat_minutes)),
-            settle_seconds=float(self.number(monitor, path, "settle_seconds", defaults.settle_seconds)),
-            series_length=int(self.number(monitor, path, "series_length", defaults.series_length,
-                                          minimum=1, integer=True)),
-            polling=polling,
+            repeat_minutes=float(self.number(monitor, path, "repeat_minutes", defaults.repeat_minutes, minimum=0)),
+            settle_seconds=float(self.number(monitor, path, "settle_seconds", defaults.settle_seconds, minimum=0)),
+            series_length=self.integer(monitor, path, "series_length", defaults.series_length, minimum=1),
+            polling=self.choice(monitor, path, "polling", POLLING_MODES, None),
             poll_seconds=None if poll is None else float(poll),
-            idle_stop_minutes=float(self.number(monitor, path, "idle_stop_minutes", defaults.idle_stop_minutes)),
+            idle_stop_minutes=float(self.number(monitor, path, "idle_stop_minutes", defaults.idle_stop_minutes,
+                                                minimum=0)),
             chamber=self.string(monitor, path, "chamber"),
             limits_file=limits_file,
             source=Path(os.path.abspath(self.doc.path)),
         )
-        alerts = self.table(data, ("alerts",), _ALERTS)
+        alerts = self.table(data.get("alerts", MISSING), ("alerts",), _ALERTS)
         settings = replace(
             settings,
             bell_level=self.choice(alerts, ("alerts",), "bell", ALERT_LEVELS, defaults.bell_level),
-            email=self.email(alerts) if "email" in alerts else None,
-            command=self.command(alerts) if "command" in alerts else None,
+            email=self.email(alerts["email"]) if "email" in alerts else None,
+            command=self.command(alerts["command"]) if "command" in alerts else None,
         )
         if "limits" in data:
-            settings = replace(settings, limits_overrides=self.limits(data, settings.limits_file))
+            settings = replace(settings, limits_overrides=self.limits(data["limits"], settings.limits_file))
         return settings
 
-    def email(self, alerts: dict) -> EmailSettings | None:
+    def email(self, value: Any) -> EmailSettings | None:
         path = ("alerts", "email")
-        table = self.table(alerts, path, _EMAIL)
+        table = self.table(value, path, _EMAIL)
         host = self.string(table, path, "host", required=True)
         sender = self.string(table, path, "from", required=True)
-        to = table.get("to")
-        if isinstance(to, str):
-            to = [to]
-        if not (isinstance(to, list) and to and all(isinstance(t, str) and "@" in t for t in to)):
-            self.problem(path + ("to",), f"expected addresses, e.g. to = [\"ops@example.org\"]; got {to!r}")
-            to = None
-        port = int(self.number(table, path, "port", 25, minimum=1, integer=True))
-        starttls = table.get("starttls", False)
-        if not isinstance(starttls, bool):
-            self.problem(path + ("starttls",), f"expected true or false; got {starttls!r}")
-            starttls = False
+        to = self.strings(table, path, "to", required=True, valid=lambda address: "@" in address,
+                          expected='addresses, e.g. to = ["ops@example.org"]')
+        port = self.integer(table, path, "port", 25, minimum=1)
+        starttls = self.boolean(table, path, "starttls", False)
         level = self.choice(table, path, "level", ALERT_LEVELS[:2], "critical")
-        timeout = float(self.number(table, path, "timeout_seconds", 10.0, strict=True))
+        timeout = float(self.number(table, path, "timeout_seconds", 10.0, minimum=0, strict=True))
+        username = self.string(table, path, "username")
+        password_env = self.string(table, path, "password_env")
         if host is None or sender is None or to is None:
             return None
         return EmailSettings(host=host, sender=sender, to=tuple(to), port=port, level=level, starttls=starttls,
-                             username=self.string(table, path, "username"),
-                             password_env=self.string(table, path, "password_env"), timeout_seconds=timeout)
+                             username=username, password_env=password_env, timeout_seconds=timeout)
 
-    def command(self, alerts: dict) -> CommandSettings | None:
+    def command(self, value: Any) -> CommandSettings | None:
         path = ("alerts", "command")
-        table = self.table(alerts, path, _COMMAND)
-        argv = table.get("argv")
-        if isinstance(argv, str):
-            argv = [argv]
-        if not (isinstance(argv, list) and argv and all(isinstance(a, str) and a for a in argv)):
-            self.problem(path + ("argv",), f"expected the program and its arguments, e.g. "
-                         f"argv = [\"/usr/local/bin/sms\", \"+441234\"]; got {argv!r}")
-            return None
+        table = self.table(value, path, _COMMAND)
+        argv = self.strings(table, path, "argv", required=True,
+                            expected='the program and its arguments, e.g. argv = ["/usr/local/bin/sms", "+441234"]')
         level = self.choice(table, path, "level", ALERT_LEVELS[:2], "critical")
-        timeout = float(self.number(table, path, "timeout_seconds", 30.0, strict=True))
-        return CommandSettings(argv=tuple(argv), level=level, timeout_seconds=timeout)
+        timeout = float(self.number(table, path, "timeout_seconds", 30.0, minimum=0, strict=True))
+        return None if argv is None else CommandSettings(argv=tuple(argv), level=level, timeout_seconds=timeout)
 
-    def limits(self, data: dict, limits_file: Path | None) -> dict[str, Any]:
+    def limits(self, value: Any, limits_file: Path | None) -> dict[str, Any]:
         """The [limits] overrides, checked against the table they are laid over."""
-        table = self.table(data, ("limits",), None)
+        table = self.table(value, ("limits",))
         try:
             base = load_hk_limits(limits_file)
-        except (HKLimitsError, OSError) as exc:
-            self.problem(("monitor", "limits_file"), str(exc))
+        except HKLimitsError as exc:  # the limits file's own problems, located in it
+            self.problems.extend(exc.problems)
             return {}
         good: dict[str, Any] = {}
         for key, entry in table.items():
             if key not in base and not (isinstance(entry, dict) and {"P", "S"} <= set(entry)):
                 # a new key must give both tiers; a typo of a known key is the likelier mistake
-                self.problem(("limits", key), _unknown(key, tuple(base.keys()), what="HK key")
+                self.problem(("limits", key), unknown_key_message(key, base.keys(), what="HK key")
                              + "; a new key needs both P and S")
                 continue
             good[key] = entry
         overrides = {"limits": good}
         try:
-            load_hk_limits(limits_file, overrides)
+            load_hk_limits(limits_file, overrides, overrides_doc=self.doc)
         except HKLimitsError as exc:
-            # "hk_limits.toml: [limits.KEY] P: what" -> key path limits.KEY.P, message "what"
-            found = re.search(r"\[limits\.([^\]]+)\](?: (P|S))?: (.*)$", str(exc))
-            if found:
-                key, tier, message = found.groups()
-                self.problem(("limits", key) + ((tier,) if tier else ()), message)
-            else:
-                self.problem(("limits",), str(exc).split(": ", 1)[-1])
+            self.problems.extend(exc.problems)
             return {}
         return overrides
-
-
-def _unknown(key: str, known: tuple[str, ...], what: str = "key") -> str:
-    text = f"unknown {what} {key!r}"
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if close:
-        text += f"; did you mean {close[0]!r}?"
-    elif len(known) <= 12:
-        text += f" (expected one of: {', '.join(known)})"
-    return text
 
 
 def severity_at_least(severity: str, level: str) -> bool:

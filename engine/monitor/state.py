@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_VERSION = 1
+STATE_KIND = "vison monitor state"  # in every state file: what tells ours from anyone's file
 
 
 def default_state_path(day_folder: str | os.PathLike[str]) -> Path:
@@ -44,7 +45,7 @@ class MonitorState:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": STATE_VERSION, "day_folder": self.day_folder, "saved_at": self.saved_at,
+            "kind": STATE_KIND, "version": STATE_VERSION, "day_folder": self.day_folder, "saved_at": self.saved_at,
             "explogs": self.explogs, "hk_open": self.hk_open, "hk_done": self.hk_done,
             "frames_done": self.frames_done, "alerts": self.alerts, "backup": self.backup,
         }
@@ -65,6 +66,44 @@ class StateLocked(RuntimeError):
     """Another monitor holds this state file."""
 
 
+class StateNotOurs(StateLocked):
+    """The state path names a file that is not a monitor state (a campaign TOML, a FITS frame...):
+    it is never renamed nor overwritten. A StateLocked, so that callers refusing one refuse both."""
+
+
+def is_monitor_state(data: Any) -> bool:
+    """A monitor state as this version writes it, or as version 1 wrote it before STATE_KIND."""
+    if not isinstance(data, dict):
+        return False
+    return data.get("kind") == STATE_KIND or {"version", "day_folder", "backup", "explogs"} <= data.keys()
+
+
+def state_file_refusal(path: Path) -> str | None:
+    """Why `path` may not be used (and rewritten) as a state file, or None. An empty or missing
+    file is fine; anything else must be one of our states."""
+    lock = path.with_name(path.name + ".lock")
+    if lock.is_file() and lock.stat().st_size and not lock.read_text(errors="replace").strip().isdigit():
+        return f"{lock} exists and is not a monitor's lock file (it holds no pid): choose another --state file"
+    if not path.exists() and not path.is_symlink():
+        return None
+    if not path.is_file():
+        return f"state file {path} exists and is not a file: choose another --state file"
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"state file {path} is not a monitor state ({exc}): it is left alone; choose another --state file"
+    if not text.strip():
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if not is_monitor_state(data):
+        return (f"state file {path} is not a monitor state (no \"kind\": \"{STATE_KIND}\"): it is left alone; "
+                "choose another --state file, or leave --state out for the default")
+    return None
+
+
 class StateStore:
     """Loads, locks and saves a MonitorState. Mutate the state only while holding `lock`."""
 
@@ -81,7 +120,12 @@ class StateStore:
         self._last_text = ""
 
     def open(self) -> MonitorState:
-        """Take the lock and load the state (a fresh one if there is none)."""
+        """Take the lock and load the state (a fresh one if there is none).
+
+        Raises StateNotOurs, before creating anything, when the path holds someone else's file."""
+        refusal = state_file_refusal(self.path)
+        if refusal:
+            raise StateNotOurs(refusal)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path.with_name(self.path.name + ".lock"), "a+")
         try:
@@ -96,7 +140,11 @@ class StateStore:
         handle.write(str(os.getpid()))
         handle.flush()
         self._lock_handle = handle
-        if self.path.exists():
+        refusal = state_file_refusal(self.path)  # again, now that no other monitor can write it
+        if refusal:
+            self.close()
+            raise StateNotOurs(refusal)
+        if self.path.exists() and self.path.stat().st_size:
             try:
                 state = MonitorState.from_dict(json.loads(self.path.read_text()))
                 if state.day_folder != self.day_folder:

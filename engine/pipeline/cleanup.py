@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .process import ENDED, check_process
+
 # name -> what it is (shown by the CLI and the app)
 KINDS: dict[str, str] = {
     "staging": "leftovers of interrupted runs (.<TEST>.staging-<run>/)",
@@ -387,7 +389,11 @@ def run_in_use(record: Path) -> str | None:
         pid = int(data.get("pid"))
     except (TypeError, ValueError):
         return f"{_RUN_RECORD} has no pid: cannot tell whether the run is still going"
-    return f"run still going (pid {pid} alive)" if _pid_alive(pid) else None
+    process = check_process(pid, data.get("pid_start"), data.get("command"))
+    if process.state == ENDED:
+        return None
+    # running, or a live pid nothing confirms is the run's: keep the record either way
+    return f"run still going (pid {pid} alive)" if process.running else f"may still be going: {process.reason}"
 
 
 def _read_record(record: Path) -> dict[str, Any] | None:
@@ -399,20 +405,6 @@ def _read_record(record: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    except OSError:
-        return False
-    return True
 
 
 # -- removing -------------------------------------------------------------------------------------

@@ -17,8 +17,10 @@ from pathlib import Path
 
 from ..campaign.config import Campaign, load_campaign
 from ..formats.tomlfile import ConfigError
+from ..tasks.registry import campaign_schema
 from .runner import PipelineRun, RunError, RunOptions
-from .runs import RunRecord, new_run_id, start_detached
+from .log import tag_problem
+from .runs import RunRecord, new_run_id, release_run_id, start_detached
 
 
 class RunInputError(ValueError):
@@ -47,7 +49,7 @@ def check_jobs(jobs: int) -> None:
 
 def load_campaign_file(config: str | os.PathLike[str]) -> Campaign:
     try:
-        return load_campaign(config)
+        return load_campaign(config, families=campaign_schema())
     except ConfigError as exc:
         raise RunInputError(f"{config} has {len(exc.problems)} problem(s):\n{exc}") from None
     except OSError as exc:
@@ -67,6 +69,11 @@ def finish_plan(campaign: Campaign, session: str, config: Path | None, notes: li
         campaign.session(session)
     except KeyError as exc:
         raise RunInputError(exc.args[0]) from None
+    problem = tag_problem(tag)  # the tag ends file names under the results root
+    if problem:
+        raise RunInputError(problem)
+    if run_id is not None and (not run_id or "/" in run_id or run_id.startswith(".")):
+        raise RunInputError(f"run id {run_id!r}: expected a name such as FM20190312_090000_D11, not a path")
     run_id = run_id or new_run_id(campaign.paths.results, tag)
     if wait and dry:
         notes.append("Dry run: the data are not waited for; what is there now is checked")
@@ -122,9 +129,13 @@ def start_background_run(config: str | os.PathLike[str], session: str | None = N
     if idle_stop is not None and idle_stop < 0:
         raise RunInputError("idle stop: expected minutes >= 0 (0 = never stop)")
     plan = campaign_plan(config, session, tag=tag, wait=wait)
-    check_inputs(plan, RunOptions(session=plan.session, mode="wait" if wait else "aim", check_only=check_only,
-                                  day_folder=day_folder, start_obsid=start_obsid, jobs=jobs, tag=tag,
-                                  run_id=plan.run_id))
+    try:
+        check_inputs(plan, RunOptions(session=plan.session, mode="wait" if wait else "aim", check_only=check_only,
+                                      day_folder=day_folder, start_obsid=start_obsid, jobs=jobs, tag=tag,
+                                      run_id=plan.run_id))
+    except RunInputError:
+        release_run_id(plan.results, plan.run_id)
+        raise
     argv = [str(plan.config), "--session", plan.session]
     argv += ["--wait"] if wait else []
     argv += ["--check"] if check_only else []

@@ -1,6 +1,6 @@
 """The pipeline log, in the format the campaign's users read (and grep) every day.
 
-`Calib_FM<YYYYMMDD>_<HHMMSS><tag>.log`: a header (pipeline id, block, chamber, version, tasks),
+`Calib_<run id>.log` (`FM<YYYYMMDD>_<HHMMSS><tag>`, `-2`... when taken): a header (pipeline id, block, chamber, version, tasks),
 each task's inputs and sub-tasks, and a summary block between lines of '#' after every task and
 at the end of the run.
 """
@@ -8,6 +8,7 @@ at the end of the run.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,12 +28,26 @@ class TaskSummary:
     state: str = "done"  # done | errors | skipped
 
 
+LOGS_FOLDER = "logs"  # <results>/logs/
+# A tag ends the run id and the log's file name: a name, never a path (no "/", no "..").
+_TAG_RE = re.compile(r"[A-Za-z0-9_.+-]{0,40}")
+
+
+def tag_problem(tag: str) -> str | None:
+    """Why `tag` cannot be part of a run id and a file name, or None."""
+    if _TAG_RE.fullmatch(tag) and ".." not in tag:
+        return None
+    return (f"tag {tag!r}: expected up to 40 letters, digits, '_', '-', '.' or '+' (e.g. _D11); "
+            "it names the run and its log, it is not a path")
+
+
 def pipeline_id(started: datetime, tag: str = "") -> str:
     return f"FM{started:%Y%m%d_%H%M%S}{tag}"
 
 
-def log_filename(started: datetime, tag: str = "") -> str:
-    return f"Calib_{pipeline_id(started, tag)}.log"
+def log_filename(run_id: str) -> str:
+    """`Calib_<run id>.log`: one log per run, since run ids are unique (runs.new_run_id)."""
+    return f"Calib_{run_id}.log"
 
 
 def open_pipeline_log(path: Path, name: str) -> logging.Logger:

@@ -3,16 +3,19 @@ result.json (documented in docs/results.md).
 
 Results are built in a staging folder and moved into place at the end; a folder from an earlier
 run is kept beside it as `<TEST>.previous-<time>`, never overwritten (clean-up can remove it).
+Publishing holds `<session>/.<TEST>.lock`, so runs sharing a results root never lose a result.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
-from datetime import datetime
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from .. import __version__
 from ..tasks.base import TaskOutcome
@@ -29,7 +32,8 @@ def staging_folder(results_root: Path, session: str, test: str, run_id: str) -> 
     return results_root / session / f".{test}.staging-{run_id}"
 
 
-def result_record(ctx: TaskContext, outcome: TaskOutcome, mode: str, started: datetime, finished: datetime) -> dict[str, Any]:
+def result_record(ctx: TaskContext, outcome: TaskOutcome, mode: str, started: datetime, finished: datetime,
+                  run_id: str | None = None) -> dict[str, Any]:
     ds = ctx.dataset
     return {
         "test": ctx.test.name,
@@ -40,6 +44,7 @@ def result_record(ctx: TaskContext, outcome: TaskOutcome, mode: str, started: da
         "chamber": ctx.chamber.name,
         "mode": mode,
         "vison_version": __version__,
+        "run_id": run_id,
         "started": started.isoformat(timespec="seconds"),
         "finished": finished.isoformat(timespec="seconds"),
         "obsids": list(ds.obsid_range) if ds.obsid_range else None,
@@ -51,6 +56,7 @@ def result_record(ctx: TaskContext, outcome: TaskOutcome, mode: str, started: da
         "flags": ctx.flags.names(),
         "flag_reasons": ctx.flags.to_json(),
         "timings_s": outcome.timings,
+        "subtasks": outcome.statuses,
         "subtasks_skipped": outcome.skipped,
         "notes": ds.notes,
         "values": ctx.test_values,
@@ -61,17 +67,45 @@ def result_record(ctx: TaskContext, outcome: TaskOutcome, mode: str, started: da
     }
 
 
-def publish(ctx: TaskContext, record: dict[str, Any], final: Path) -> Path:
-    """Write result.json into the staging folder, then move the folder into place."""
+def publish(ctx: TaskContext, record: dict[str, Any], final: Path,
+            clock: Callable[[], datetime] = datetime.now) -> Path:
+    """Write result.json into the staging folder, then move the folder into place.
+
+    Runs sharing a results root may publish the same test at once: the test folder's lock makes
+    the move of the earlier result aside and the move of ours into place one step.
+    """
     tmp = ctx.workdir / f".{RESULT_FILE}.part"
     tmp.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
     os.replace(tmp, ctx.workdir / RESULT_FILE)
-    if final.exists():
-        stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-        final.rename(final.with_name(f"{final.name}.previous-{stamp}"))
     final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(ctx.workdir, final)
+    with locked_test_folder(final):
+        if final.exists():
+            final.rename(previous_name(final, clock()))
+        os.rename(ctx.workdir, final)  # not replace: never over a folder that is there after all
     return final
+
+
+def previous_name(final: Path, when: datetime) -> Path:
+    """`<TEST>.previous-<time>` not taken yet (call under the test folder's lock).
+
+    A taken time moves on by a second: the name keeps the form clean-up recognises.
+    """
+    while True:
+        candidate = final.with_name(f"{final.name}.previous-{when:%Y%m%dT%H%M%S}")
+        if not os.path.lexists(candidate):
+            return candidate
+        when += timedelta(seconds=1)
+
+
+@contextmanager
+def locked_test_folder(final: Path) -> Iterator[None]:
+    """An exclusive lock on `<session>/.<TEST>.lock` (fcntl: released if the process dies)."""
+    with open(final.with_name(f".{final.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def discard(workdir: Path) -> None:

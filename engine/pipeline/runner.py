@@ -17,16 +17,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from ..campaign.catalogue import CHECK_ONLY_SUBTASKS, resolve_test
+from ..campaign.catalogue import resolve_test
 from ..campaign.chamber import load_chamber
 from ..campaign.config import Campaign, SessionTest
 from ..formats.explog import read_explog
 from ..formats.hklimits import load_hk_limits
+from ..tasks.calproducts import CalibrationInputs
 from ..tasks.context import TaskContext
 from ..tasks.dataset import DataSet, select_dataset
-from ..tasks.registry import task_for
+from ..tasks.family import CHECK_ONLY_SUBTASKS
+from ..tasks.registry import family, task_for
 from . import log as pipelog
 from .results import discard, publish, result_folder, result_record, staging_folder
+from .runs import new_run_id
 
 Event = Callable[[str, Mapping[str, Any]], None]
 
@@ -78,10 +81,14 @@ class PipelineRun:
         self.session = self.campaign.session(self.options.session)
         self.chamber = load_chamber(self.campaign.info.chamber)
         self.hk_limits = load_hk_limits()
-        self.pid = pipelog.pipeline_id(self.started, self.options.tag)
-        self.run_id = self.options.run_id or self.pid
-        log_dir = self.options.log_dir or self.campaign.paths.results / "logs"
-        self.log_path = log_dir / pipelog.log_filename(self.started, self.options.tag)
+        problem = pipelog.tag_problem(self.options.tag)
+        if problem:
+            raise RunError(problem)
+        # a unique id, hence a log and staging folders of this run's own (see new_run_id)
+        self.run_id = self.options.run_id or new_run_id(self.campaign.paths.results, self.options.tag, self.started)
+        self.pid = self.run_id  # the "Pipeline ID" of the log
+        log_dir = self.options.log_dir or self.campaign.paths.results / pipelog.LOGS_FOLDER
+        self.log_path = log_dir / pipelog.log_filename(self.run_id)
         self.log: logging.Logger | None = None
         self.stop_event = threading.Event()
         self.stop_reason: str | None = None
@@ -131,10 +138,22 @@ class PipelineRun:
                               obsids=test.obsids, start_obsid=self.options.start_obsid)
 
     def enabled_subtasks(self, test: SessionTest) -> set[str]:
-        names = set(resolve_test(test.name).subtasks)
+        declared = family(resolve_test(test.name).family)
+        unknown = sorted(set(test.subtasks) - set(declared.subtasks))
+        if unknown:  # a campaign loaded without the families' schema: say it rather than ignore it
+            raise RunError(f"{test.name}: unknown sub-task(s) {', '.join(unknown)} "
+                           f"(its sub-tasks: {', '.join(declared.subtasks)})")
+        names = set(declared.implemented)
         if self.options.check_only:
             return names & CHECK_ONLY_SUBTASKS
         return {n for n in names if test.subtasks.get(n, True)}
+
+    def subtask_plan(self, test: SessionTest) -> dict[str, str]:
+        """Each declared sub-task in order: "to run", "off" or "not implemented"."""
+        declared = family(resolve_test(test.name).family)
+        enabled = self.enabled_subtasks(test)
+        return {name: "not implemented" if name in declared.not_implemented else
+                ("to run" if name in enabled else "off") for name in declared.subtasks}
 
     # -- running ------------------------------------------------------------------------------
 
@@ -199,6 +218,9 @@ class PipelineRun:
             ctx = TaskContext(
                 test=definition, session=self.session.name, campaign=self.campaign, chamber=self.chamber,
                 dataset=dataset, workdir=workdir, log=log, hk_limits=self.hk_limits, jobs=self.options.jobs,
+                family=family(definition.family),
+                limits=self.campaign.limits_for(family(definition.family).limits, definition.family),
+                calibration=CalibrationInputs(self.campaign),
                 on_subtask=lambda name: self._emit("subtask_started", {"test": test.name, "subtask": name}),
             )
             task = task_for(definition.family)
@@ -208,7 +230,7 @@ class PipelineRun:
                 outcome = task.run(ctx, enabled)
             finally:
                 self._analysing = False
-            record = result_record(ctx, outcome, self.mode_name, started_at, datetime.now())
+            record = result_record(ctx, outcome, self.mode_name, started_at, datetime.now(), self.run_id)
             publish(ctx, record, result_folder(results_root, self.session.name, test.name))
             summary = pipelog.TaskSummary(test.name, (time.perf_counter() - started) / 60, dataset.obsid_range,
                                           ctx.flags.names(), outcome.errors, "errors" if outcome.errors else "done")
@@ -240,14 +262,15 @@ class PipelineRun:
             (folder / sub).mkdir(parents=True, exist_ok=True)
         found = f"{len(dataset.exposures)} of {dataset.expected_frames} exposures"
         span = f", OBSIDs {dataset.obsid_range[0]}-{dataset.obsid_range[1]}" if dataset.obsid_range else ""
-        log.info(f"Dry run, {test.name}: {found}{span}; sub-tasks {sorted(self.enabled_subtasks(test))}; "
-                 f"folder {folder} ready, nothing analysed")
+        plan = self.subtask_plan(test)
+        said = ", ".join(name if status == "to run" else f"{name} ({status})" for name, status in plan.items())
+        log.info(f"Dry run, {test.name}: {found}{span}; sub-tasks {said}; folder {folder} ready, nothing analysed")
         for note in dataset.notes:
             log.info(note)
         summary = pipelog.TaskSummary(test.name, 0.0, dataset.obsid_range, [], False, "skipped")
         self.add_summary(summary, block=False)
         self._emit("test_prepared", {"test": test.name, "exposures": len(dataset.exposures),
-                                     "expected": dataset.expected_frames, "folder": str(folder),
+                                     "expected": dataset.expected_frames, "folder": str(folder), "subtasks": plan,
                                      "obsids": list(dataset.obsid_range) if dataset.obsid_range else None})
         return summary
 

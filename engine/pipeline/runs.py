@@ -17,6 +17,7 @@ Run folders are also listed, one a line, in a per-user index (`$VISON_STATE_DIR`
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import os
 import signal
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .. import __version__
-from .log import pipeline_id
+from .log import LOGS_FOLDER, log_filename, pipeline_id, tag_problem
+from .process import UNCONFIRMED, ProcessCheck, check_process, process_command, process_start_ticks
 
 RUNS_FOLDER = "runs"
 RUN_FILE = "run.json"
@@ -83,43 +85,38 @@ def update_run_info(folder: Path, changes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def new_run_id(results_root: str | os.PathLike[str], tag: str = "", when: datetime | None = None) -> str:
-    """The pipeline id (FM<date>_<time><tag>), made unique among the results' runs."""
+    """The pipeline id (FM<date>_<time><tag>, `-2`, `-3`... if taken), reserved at once.
+
+    The reservation is the run's log, `<results>/logs/Calib_<id>.log`, created empty and
+    exclusively: runs started in the same second, even by other processes, never share an id,
+    a log or a staging folder. `release_run_id` gives back an id whose run never started.
+    """
+    problem = tag_problem(tag)
+    if problem:
+        raise ValueError(problem)
     base = pipeline_id(when or datetime.now(), tag)
-    root, candidate, n = runs_root(results_root), base, 1
-    while (root / candidate).exists():
-        n += 1
-        candidate = f"{base}-{n}"
-    return candidate
+    logs = Path(results_root) / LOGS_FOLDER
+    logs.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        candidate = base if n == 1 else f"{base}-{n}"
+        if (runs_root(results_root) / candidate).exists():
+            continue  # a run recorded before ids were reserved by their log
+        try:
+            os.close(os.open(logs / log_filename(candidate), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
 
 
-# -- processes ---------------------------------------------------------------------------------
-
-def process_start_ticks(pid: int) -> int | None:
-    """The process's start time (clock ticks after boot, /proc): tells a reused pid apart."""
+def release_run_id(results_root: str | os.PathLike[str], run_id: str) -> None:
+    """Give back an id reserved by new_run_id for a run that did not start (its log still empty)."""
+    log = Path(results_root) / LOGS_FOLDER / log_filename(run_id)
     try:
-        text = Path(f"/proc/{pid}/stat").read_text()
+        if log.stat().st_size == 0 and not (runs_root(results_root) / run_id).exists():
+            log.unlink()
     except OSError:
-        return None
-    fields = text.rsplit(")", 1)[-1].split()
-    return int(fields[19]) if len(fields) > 19 else None
-
-
-def process_alive(pid: int | None, start_ticks: int | None = None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process with that pid: alive, if not ours
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
-        return False  # exited, not yet reaped by its parent
-    return start_ticks is None or process_start_ticks(pid) == start_ticks
+        pass
 
 
 # -- the record, as read back ------------------------------------------------------------------
@@ -161,12 +158,16 @@ class RunRecord:
     def started(self) -> str:
         return str(self.info.get("started") or "")
 
+    def process(self) -> ProcessCheck:
+        """Whether the recorded process still runs (pid, start time and command as recorded)."""
+        return check_process(self.pid, self.info.get("pid_start"), self.info.get("command"))
+
 
 @dataclass(frozen=True)
 class RunStatus:
     run_id: str
     state: str  # starting | running | finished | stopped | failed | died | unknown
-    alive: bool | None  # None: the run is on another host
+    alive: bool | None  # None: cannot be told (the run is on another host, or its pid is not confirmed ours)
     pid: int | None
     host: str
     mode: str
@@ -184,6 +185,7 @@ class RunStatus:
     check_only: bool = False  # init and check sub-tasks only (run.json, or --check in its argv)
     message: str = ""  # the wait loop's last line ("Pipeline sleeping ... Waiting for: ...")
     current: dict[str, Any] | None = None  # {"test", "subtask"} being analysed, None between tests
+    process_note: str = ""  # why a live pid is not taken for this run ("" when it is, or when it is gone)
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -195,13 +197,20 @@ def run_status(run: RunRecord) -> RunStatus:
     recorded = str(state.get("state") or ("starting" if info else "unknown"))
     host = str(info.get("host") or "")
     alive: bool | None
+    note = ""
     if host and host != socket.gethostname():
         alive = None
     else:
-        alive = process_alive(run.pid, info.get("pid_start"))
+        process = run.process()
+        alive = process.running
+        if process.other_process and recorded in LIVE_STATES:  # of an ended run, the pid's new owner is no news
+            alive = None if process.state == UNCONFIRMED else False
+            note = f"{process.reason}: not taken for this run's process, never signalled"
     effective = recorded
     if recorded in LIVE_STATES and alive is False:
         effective = "died"  # killed (SIGKILL, machine reboot) before it could say so
+    elif recorded in LIVE_STATES and alive is None and note:
+        effective = "unknown"  # a live pid that may or may not be the run's
     return RunStatus(
         run_id=run.run_id, state=effective, alive=alive, pid=run.pid, host=host,
         mode=str(info.get("mode") or ""), session=str(info.get("session") or ""), started=run.started,
@@ -211,7 +220,7 @@ def run_status(run: RunRecord) -> RunStatus:
         log=info.get("log"), output=info.get("output"), folder=str(run.folder),
         check_only=bool(info.get("check_only") or "--check" in (info.get("argv") or [])),
         message=str(state.get("message") or ""),
-        current=dict(state["current"]) if isinstance(state.get("current"), dict) else None)
+        current=dict(state["current"]) if isinstance(state.get("current"), dict) else None, process_note=note)
 
 
 def list_runs(results_root: str | os.PathLike[str]) -> list[RunRecord]:
@@ -280,9 +289,11 @@ def find_run(ref: str, results_root: str | os.PathLike[str] | None = None) -> Ru
 def record_info(run_id: str, folder: Path, **fields: Any) -> dict[str, Any]:
     """The fields of run.json describing this process (the run itself writes them)."""
     pid = os.getpid()
-    return {"id": run_id, "folder": str(folder), "pid": pid, "pid_start": process_start_ticks(pid),
-            "pgid": os.getpgid(pid), "host": socket.gethostname(), "user": _user(),
-            "vison_version": __version__, **fields}
+    # start time and command line tell this process from a later one given the same pid
+    own = {"pid_start": process_start_ticks(pid), "command": process_command(pid)}
+    return {"id": run_id, "folder": str(folder), "pid": pid, **{k: v for k, v in own.items() if v is not None},
+            "pgid": os.getpgid(pid), "host": socket.gethostname(), "user": _user(), "vison_version": __version__,
+            **fields}
 
 
 def start_detached(argv: list[str], results_root: str | os.PathLike[str], *, run_id: str | None = None,
@@ -338,15 +349,18 @@ def restart_run(run: RunRecord) -> RunRecord:
 
 
 def stop_run(run: RunRecord, timeout: float = 30.0, force: bool = False) -> RunStatus:
-    """SIGTERM, then wait up to `timeout` s for it to end; `force`: SIGKILL it after that."""
+    """SIGTERM, then wait up to `timeout` s for it to end; `force`: SIGKILL it after that.
+
+    Only a process confirmed to be the run's is signalled (see process.py); otherwise the status
+    comes back unchanged, its `process_note` saying why."""
     status = run_status(run)
     if not status.alive:
         return status
     os.kill(status.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process_alive(status.pid, run.info.get("pid_start")):
+    while time.monotonic() < deadline and run.process().running:
         time.sleep(0.1)
-    if force and process_alive(status.pid, run.info.get("pid_start")):
+    if force and run.process().running:
         if run.info.get("detached") and run.info.get("pgid") == status.pid:
             os.killpg(status.pid, signal.SIGKILL)  # its worker processes too
         else:

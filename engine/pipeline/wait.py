@@ -7,9 +7,10 @@ EXP_LOG(s) and, for every test not analysed yet, compares what is logged and on 
 frames its catalogue structure expects.
 
 A test starts when all its exposures are logged for every CCD and every frame file is
-complete: its FITS structure (headers, NAXIS/BITPIX) accounts for the whole file and it has
-not changed for `stable_s`. Ready tests run in session order; a test that never comes does
-not hold back those after it.
+complete by the policy the monitor shares (engine.formats.fits.FrameCompleteness): its FITS
+structure accounts for the whole file and it has not changed for `stable_s`. All timing goes
+through a WaitClock, which tests replace. Ready tests run in session order; a test that never
+comes does not hold back those after it.
 
 Aborted attempts: with more exposures than its structure, a test is analysed on its newest
 complete set (select_dataset says so in the log). An attempt aborted after n frames and
@@ -37,48 +38,27 @@ from ..campaign.config import SessionTest, WatchSettings
 from ..formats.explog import ExpLogError, ExpLogFollower
 from ..formats.names import day_folder_name
 from ..monitor.watcher import FolderWatcher
-from ..formats.fits import check_fits
+from ..formats.fits import FrameCompleteness
 from ..tasks.dataset import CCDS, DataSet
 from . import log as pipelog
 from .results import read_result, result_folder
 from .runner import PipelineRun
 
-class FrameArrivals:
-    """Which frame files are completely written: whole FITS structure, unchanged for `stable_s`.
+class WaitClock:
+    """Wait mode's time. now(): its schedule (stability, settle, idle stop); wall(): file ages,
+    on the scale of mtimes; sleep(wake, seconds): wait for news, where `wake(timeout)` is the real
+    wait (file events or a stop). Tests pass one whose sleep advances a virtual time and writes
+    what is due by then, so their outcome does not depend on how loaded the machine is."""
 
-    A file untouched for `stable_s` (by its mtime) counts at the first look; a fresh one needs a
-    second look `stable_s` later with the same size and mtime. Confirmed files are not looked at again.
-    """
+    def now(self) -> float:
+        return time.monotonic()
 
-    def __init__(self, stable_s: float):
-        self.stable_s = stable_s
-        self.confirmed: set[Path] = set()
-        self._seen: dict[Path, tuple[tuple[int, int], float, bool, str]] = {}  # sig, since, layout ok, why
+    def wall(self) -> float:
+        return time.time()
 
-    def look(self, path: Path, now: float) -> tuple[str, str]:
-        """("complete" | "settling" | "incomplete" | "missing", detail)."""
-        if path in self.confirmed:
-            return "complete", ""
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return "missing", "not on disk"
-        signature = (stat.st_size, stat.st_mtime_ns)
-        seen = self._seen.get(path)
-        if seen is None or seen[0] != signature:
-            check = check_fits(path)
-            ok, why = check.complete, ("" if check.complete else check.reason)
-            seen = (signature, now, ok, why)
-            self._seen[path] = seen
-        _, since, ok, why = seen
-        if not ok:
-            return "incomplete", why
-        untouched = time.time() - stat.st_mtime_ns / 1e9 >= self.stable_s
-        if untouched or now - since >= self.stable_s:
-            self.confirmed.add(path)
-            self._seen.pop(path, None)
-            return "complete", ""
-        return "settling", f"written {now - since:.1f} s ago"
+    def sleep(self, wake: Callable[[float], bool], seconds: float) -> bool:
+        """True if woken by news before `seconds` passed."""
+        return wake(seconds)
 
 
 # -- settings and per-test state ---------------------------------------------------------------
@@ -140,7 +120,7 @@ class TestWatch:
 class WaitMode:
     run: PipelineRun
     settings: WaitSettings = field(default_factory=WaitSettings)
-    clock: Callable[[], float] = time.monotonic
+    clock: WaitClock = field(default_factory=WaitClock)
 
     def __post_init__(self) -> None:
         self.watches = [self._watch_for(t) for t in self.run.session.tests]
@@ -148,9 +128,9 @@ class WaitMode:
         self.followers: dict[Path, ExpLogFollower] = {}
         self._problems_said: dict[Path, int] = {}
         self._errors_said: dict[Path, str] = {}
-        self.arrivals = FrameArrivals(self.settings.stable_s)
+        self.frame_files = FrameCompleteness(self.settings.stable_s, self.clock.wall)
         self.last_obsid = 0
-        self.last_news = self.clock()
+        self.last_news = self.clock.now()
         self._arrivals: deque[tuple[float, int]] = deque(maxlen=20)  # (when, new OBSIDs) per look
         self._said_sleeping: tuple | None = None
         self._stale = threading.Event()  # set by a stop request: wakes the day-folder wait
@@ -197,14 +177,14 @@ class WaitMode:
     def _loop(self, folder: Path, watcher: FolderWatcher) -> str:
         while True:
             self.run.check_stop()
-            now = self.clock()
+            now = self.clock.now()
             if self._scan(folder, now):
                 self.last_news = now
             self._update(now)
             ready = self._ready(now)
             if ready:
                 self._analyse(ready[0])  # then look again: data came in meanwhile
-                self.last_news = self.clock()  # idle time counts from the last analysis too
+                self.last_news = self.clock.now()  # idle time counts from the last analysis too
                 self._said_sleeping = None
                 continue
             if all(w.analysed and not w.regrown for w in self.watches):
@@ -217,7 +197,7 @@ class WaitMode:
                               + self._waiting_for())
                 return self._idle_reason()
             self._say_sleeping(idle_left)
-            watcher.wait(self._next_look(now, idle_left))
+            self.clock.sleep(watcher.wait, self._next_look(now, idle_left))
 
     # -- looking at the folder ------------------------------------------------------------------
 
@@ -281,11 +261,14 @@ class WaitMode:
                     if frame is None:
                         problems.append(f"OBSID {exposure.obsid} CCD{ccd}: no EXP_LOG row")
                         continue
-                    verdict, detail = self.arrivals.look(frame.path, now)
-                    if verdict == "settling":
+                    look = self.frame_files.look(frame.path)
+                    if look.state == "settling":
                         settling = True
-                    elif verdict != "complete":
-                        problems.append(f"OBSID {exposure.obsid} CCD{ccd}: {frame.path.name} {detail}")
+                    elif look.state == "broken":
+                        problems.append(f"OBSID {exposure.obsid} CCD{ccd}: {frame.path.name} is not a valid frame "
+                                        f"({look.detail})")
+                    elif not look.complete:
+                        problems.append(f"OBSID {exposure.obsid} CCD{ccd}: {frame.path.name} {look.detail}")
         if tuple(problems) != watch.problems:
             watch.problems, watch.problems_since = tuple(problems), now
         if total == 0:
@@ -477,12 +460,13 @@ class WaitMode:
         self.log.info(f"Day folder {folder} does not exist yet: waiting for it to appear")
         while not folder.is_dir():
             self.run.check_stop()
-            idle_left = self._idle_left(self.clock())
+            idle_left = self._idle_left(self.clock.now())
             if idle_left is not None and idle_left <= 0:
                 self.log.info(f"Day folder {folder} never appeared: stopping.")
                 return None
-            self._stale.wait(min(self.settings.poll_seconds, idle_left if idle_left is not None else 1e9))
-        self.last_news = self.clock()
+            self.clock.sleep(self._stale.wait, min(self.settings.poll_seconds,
+                                                   idle_left if idle_left is not None else 1e9))
+        self.last_news = self.clock.now()
         return folder
 
 

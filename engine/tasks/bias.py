@@ -31,12 +31,14 @@ import numpy as np
 
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
-from .check import check_offset_gradients, quadrant_frames
+from .check import RawStats, check_offset_gradients, quadrant_frames
 from .context import TaskContext
-from .figures import markdown_table, new_figure, quadrant_axes, save_figure
+from .family import Family, ValueSpec
+from .figures import markdown_table, new_figure, quadrant_axes
 from .measures import REGIONS, region_columns
-from .offsets import OffsetSubtractingTask, PreparedData, prepared_data
-from .stacking import band_rows_for, build_stacks, product_names, quadrant_bands
+from .offsets import OffsetSubtractingTask, PreparedData
+from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
+from .stacking import StackStats, band_rows_for, build_stacks, product_names, quadrant_bands
 from .stats import CLIP_SIGMA, histogram_stats
 
 RESIDUAL_RANGE_ADU = 64  # residuals to the per-pixel mean beyond this are outliers (RON ~1-2 ADU)
@@ -114,80 +116,115 @@ def frame_levels(prepared: PreparedData, units: list[tuple[int, str]]) -> Levels
 # Checks on raw statistics (from the generic check's measurements)
 # ---------------------------------------------------------------------------------------------
 
-def check_image_noise(ctx: TaskContext) -> None:
+def check_image_noise(ctx: TaskContext, stats: RawStats) -> None:
     """Std of the raw image area (median over frames) within the RON limits (RON_OOL)."""
-    low, high = ctx.limit("ron_adu")
-    for ccd, q, frames in quadrant_frames(ctx):
+    low, high = ctx.limits.ron_adu
+    for ccd, q, frames in quadrant_frames(ctx, stats):
         value = float(np.nanmedian([s.image.std for _, s in frames]))
-        ctx.set_value(ccd, q, "std_image_raw_adu", round(value, 4))
+        ctx.set_value(ccd, q, "std_image_raw_adu", value)
         if not low <= value <= high:
             ctx.flags.raise_flag("RON_OOL", f"image-area std {value:.3f} ADU (median over {len(frames)} frames) "
                                  f"outside [{low:g}, {high:g}] ADU", ccd=ccd, quadrant=q)
+
+
+def check_bias_gradients(ctx: TaskContext, stats: RawStats) -> None:
+    """Image and overscan offsets against the prescan's (POORQUALDATA)."""
+    check_offset_gradients(ctx, stats, ("image", "overscan"))
 
 
 # ---------------------------------------------------------------------------------------------
 # The task
 # ---------------------------------------------------------------------------------------------
 
+@dataclass
+class BiasNoise(SubTaskResult):
+    """`basic`: read noise and profiles per (CCD, quadrant)."""
+
+    noise: dict[tuple[int, str], QuadrantNoise]
+
+
+@dataclass
+class MasterBias(SubTaskResult):
+    """`meta`: statistics of each quadrant of the master biases."""
+
+    stats: dict[tuple[int, str], StackStats]
+
+
 class BiasTask(OffsetSubtractingTask):
-    family = "bias"
-
-    def check_data(self, ctx: TaskContext) -> None:
-        check_offset_gradients(ctx, ("image", "overscan"))
-        check_image_noise(ctx)
-
-    def basic(self, ctx: TaskContext) -> None:
-        prepared = prepared_data(ctx)
+    def basic(self, ctx: TaskContext, prepared: PreparedData) -> BiasNoise:
         geometry = prepared.geometry
         units = [(ccd, q) for ccd in ctx.ccds for q in QUADRANTS if len(prepared.frames[ccd]) >= 2]
         calls = [((ccd, q), [f.path for f in prepared.frames[ccd]], [f.offsets[q] for f in prepared.frames[ccd]],
                   geometry) for ccd, q in units]
         noise = dict(zip(units, ctx.map_units(noise_unit, calls)))
         levels = frame_levels(prepared, units)
-        sources = set()
+        out = Outputs()
+        gains, sources = {}, set()
         for (ccd, q), result in noise.items():
             gain, source = ctx.gain(ccd, q)
+            gains[(ccd, q)] = gain
             sources.add(source)
             for region in REGIONS:
-                ctx.set_value(ccd, q, f"offset_{region}_adu", round(float(np.mean(levels[(ccd, q)][region])), 4))
-                ctx.set_value(ccd, q, f"ron_{region}_adu", round(result.ron[region], 4))
-                ctx.set_value(ccd, q, f"ron_{region}_e", round(result.ron[region] * gain, 3))
-            ctx.set_value(ccd, q, "gain_e_per_adu_used", gain)
-        ctx.test_values["gain_source"] = "; ".join(sorted(sources))
-        ctx.test_values["ron_method"] = ("std of each frame minus the per-pixel mean of the frames, "
-                                         f"{CLIP_SIGMA:g}-sigma clipped, pooled over frames, x sqrt(n/(n-1))")
-        ctx.test_values["offset_method"] = (f"mean of {CLIP_SIGMA:g}-sigma clipped pixels per frame, "
-                                            "averaged over frames")
-        ctx.scratch["noise"] = noise
-        write_profiles(ctx, noise)
+                out.value(f"offset_{region}_adu", float(np.mean(levels[(ccd, q)][region])), ccd, q)
+                out.value(f"ron_{region}_adu", result.ron[region], ccd, q)
+                out.value(f"ron_{region}_e", result.ron[region] * gain, ccd, q)
+            out.value("gain_e_per_adu_used", gain, ccd, q)
+        out.value("gain_source", "; ".join(sorted(sources)))
+        out.value("ron_method", "std of each frame minus the per-pixel mean of the frames, "
+                                f"{CLIP_SIGMA:g}-sigma clipped, pooled over frames, x sqrt(n/(n-1))")
+        out.value("offset_method", f"mean of {CLIP_SIGMA:g}-sigma clipped pixels per frame, averaged over frames")
+        table, section = profiles_table(ctx.test.name, noise)
+        out.tables.append(table)
+        out.sections.append(section)
         obsids = {ccd: [f.obsid for f in prepared.frames[ccd]] for ccd in ctx.ccds}
-        plot_ron(ctx, noise)
-        plot_offsets(ctx, levels, obsids)
-        ctx.add_section("Offsets and read noise", noise_tables(ctx, noise, levels, sources))
+        ron_limits = ctx.limits.ron_adu
+        out.plots += [Plot("ron", lambda: ron_figure(ctx.test.name, noise, ron_limits)),
+                      Plot("offsets", lambda: offsets_figure(ctx.test.name, levels, obsids))]
+        out.sections.append(Section("Offsets and read noise", noise_tables(noise, levels, gains, sources, ron_limits)))
+        return BiasNoise(noise, outputs=out)
 
-    def meta(self, ctx: TaskContext) -> None:
-        prepared = prepared_data(ctx)
-        names = product_names(ctx, "MASTERBIAS")
-        ccds = list(names)
-        with ExitStack() as stack:
-            # entered last to first so they are published (and listed) CCD1 first
-            files = {ccd: stack.enter_context(ctx.product(names[ccd])) for ccd in reversed(ccds)}
-            stats = build_stacks(ctx, prepared, files, "MASTERBIAS", ("STACK", "STD"), "std",
-                                 "median of offset-subtracted frames")
+    def meta(self, ctx: TaskContext, prepared: PreparedData) -> MasterBias:
+        names = product_names(ctx, prepared, "MASTERBIAS")
+        files = {ccd: ctx.staging_path(name) for ccd, name in names.items()}
+        stats = build_stacks(ctx, prepared, files, "MASTERBIAS", ("STACK", "STD"), "std",
+                             "median of offset-subtracted frames")
+        out = Outputs(files=[StagedFile(names[ccd], files[ccd]) for ccd in names])
         rows = []
         for (ccd, q), result in sorted(stats.items()):
-            ctx.set_value(ccd, q, "master_bias_std_adu", round(result.level.std, 4))
+            out.value("master_bias_std_adu", result.level.std, ccd, q)
             rows.append([f"CCD{ccd}", q, f"{result.level.mean:+.3f}", f"{result.level.std:.3f}"])
-        counts = ", ".join(f"CCD{c} {len(prepared.frames[c])}" for c in ccds)
+        counts = ", ".join(f"CCD{c} {len(prepared.frames[c])}" for c in names)
         body = (f"Per CCD, the per-pixel median of its offset-subtracted frames ({counts}; offset: clipped "
                 "prescan mean per frame and quadrant), with the per-pixel std of the frames (extension STD). "
                 "Provenance in the primary header (VISON, TEST, SESSION, BLOCK, CCD, SN, OBSIDS, NCOMB, METHOD, "
                 "OFFS_E..H, DATE, inputs as HISTORY). STACK + OFFS_q is the quadrant's bias level.\n\n"
-                + "\n".join(f"- `products/{names[c]}`" for c in ccds) + "\n\n"
+                + "\n".join(f"- `products/{names[c]}`" for c in names) + "\n\n"
                 + markdown_table(["CCD", "Q", "image clipped mean (ADU)", "clipped std (ADU)"], rows))
-        ctx.add_section("Master bias", body)
+        out.sections.append(Section("Master bias", body))
+        return MasterBias(stats, outputs=out)
 
 
+FAMILY = Family(
+    name="bias",
+    summary="offsets and read noise per quadrant, row/column profiles, master bias",
+    subtasks=("init", "check", "prep", "basic", "meta", "report"),
+    task=BiasTask,
+    values=(
+        *(ValueSpec(f"offset_{r}_adu", "ADU", 4, f"{r} offset: {CLIP_SIGMA:g}-sigma clipped mean per frame, "
+                    "averaged over frames") for r in REGIONS),
+        *(ValueSpec(f"ron_{r}_adu", "ADU", 4, f"{r} read noise: std of each frame minus the per-pixel mean "
+                    "of the frames", key=r in ("image", "prescan")) for r in ("image", "prescan", "overscan")),
+        *(ValueSpec(f"ron_{r}_e", "e-", 3, f"{r} read noise in electrons (x gain_e_per_adu_used)") for r in REGIONS),
+        ValueSpec("gain_e_per_adu_used", "e-/ADU", None, "gain used for the values in electrons"),
+        ValueSpec("std_image_raw_adu", "ADU", 4, "std of the raw image area, median over frames (check)"),
+        ValueSpec("master_bias_std_adu", "ADU", 4, "clipped std of the master bias image area"),
+        ValueSpec("gain_source", "", None, "where the gain came from", scope="test"),
+        ValueSpec("ron_method", "", None, "how the read noise was measured", scope="test"),
+        ValueSpec("offset_method", "", None, "how the offsets were measured", scope="test"),
+    ),
+    checks=(check_bias_gradients, check_image_noise),
+    needs=("gain",),
+)
 TASK = BiasTask
 
 
@@ -195,32 +232,31 @@ TASK = BiasTask
 # Products, figures and report tables
 # ---------------------------------------------------------------------------------------------
 
-def write_profiles(ctx: TaskContext, noise: dict[tuple[int, str], QuadrantNoise]) -> None:
+def profiles_table(test: str, noise: dict[tuple[int, str], QuadrantNoise]) -> tuple[CsvTable, Section]:
     """Mean row and column profiles of the image area, long format, canonical coordinates."""
-    name = f"{ctx.test.name}_profiles.csv"
-    with ctx.product(name) as tmp:
-        with open(tmp, "w") as out:
-            out.write("ccd,quadrant,axis,index,mean_adu\n")
-            for (ccd, q), result in sorted(noise.items()):
-                for axis, profile in (("row", result.row_profile), ("column", result.col_profile)):
-                    out.writelines(f"CCD{ccd},{q},{axis},{i},{v:.4f}\n" for i, v in enumerate(profile))
-    ctx.add_section("Profiles", f"`products/{name}`: mean offset-subtracted level of the image area per canonical "
-                    "row (averaged over image columns and frames) and per canonical column (over image rows and "
-                    "frames); canonical = output node at row 0, column 0; columns count from the image's first.")
+    name = f"{test}_profiles.csv"
+    rows = [(f"CCD{ccd}", q, axis, i, f"{v:.4f}")
+            for (ccd, q), result in sorted(noise.items())
+            for axis, profile in (("row", result.row_profile), ("column", result.col_profile))
+            for i, v in enumerate(profile)]
+    section = Section("Profiles", f"`products/{name}`: mean offset-subtracted level of the image area per canonical "
+                      "row (averaged over image columns and frames) and per canonical column (over image rows and "
+                      "frames); canonical = output node at row 0, column 0; columns count from the image's first.")
+    return CsvTable(name, ("ccd", "quadrant", "axis", "index", "mean_adu"), rows), section
 
 
-def noise_tables(ctx: TaskContext, noise: dict[tuple[int, str], QuadrantNoise], levels: Levels,
-                 sources: set[str]) -> str:
+def noise_tables(noise: dict[tuple[int, str], QuadrantNoise], levels: Levels, gains: dict[tuple[int, str], float],
+                 sources: set[str], ron_limits: tuple[float, float]) -> str:
     offset_rows, ron_rows = [], []
     for (ccd, q), result in sorted(noise.items()):
         means = {r: float(np.mean(levels[(ccd, q)][r])) for r in REGIONS}
         offset_rows.append([f"CCD{ccd}", q, *(f"{means[r]:.2f}" for r in REGIONS),
                             f"{means['image'] - means['prescan']:+.2f}",
                             f"{means['overscan'] - means['prescan']:+.2f}"])
-        gain = ctx.value(ccd, q, "gain_e_per_adu_used")
+        gain = gains[(ccd, q)]
         ron_rows.append([f"CCD{ccd}", q, *(f"{result.ron[r]:.3f}" for r in REGIONS),
                          f"{result.ron['prescan'] * gain:.2f}", f"{result.ron['image'] * gain:.2f}"])
-    low, high = ctx.limit("ron_adu")
+    low, high = ron_limits
     return "\n\n".join([
         "Offsets: mean of the 5-sigma clipped pixels of each frame, averaged over frames (ADU). "
         "Read noise: std of each frame minus the per-pixel mean of all frames (clipped, pooled over "
@@ -232,28 +268,28 @@ def noise_tables(ctx: TaskContext, noise: dict[tuple[int, str], QuadrantNoise], 
     ])
 
 
-def plot_ron(ctx: TaskContext, noise: dict[tuple[int, str], QuadrantNoise]) -> None:
+def ron_figure(test: str, noise: dict[tuple[int, str], QuadrantNoise], ron_limits: tuple[float, float]):
     keys = sorted(noise)
     if not keys:
-        return
+        return None
     figure, axes, x = quadrant_axes(keys)
     for offset, region in zip((-0.27, 0, 0.27), REGIONS):
         axes.bar(x + offset, [noise[k].ron[region] for k in keys], width=0.27, label=region)
-    low, high = ctx.limit("ron_adu")
+    low, high = ron_limits
     for limit in (low, high):
         axes.axhline(limit, color="k", linestyle=":", linewidth=1)
     finite = [noise[k].ron[r] for k in keys for r in REGIONS if math.isfinite(noise[k].ron[r])]
     axes.set_ylim(0, max([high, *finite]) * 1.12)
     axes.set_ylabel("RON (ADU)")
-    axes.set_title(f"{ctx.test.name}: read noise per quadrant (dotted: limits)")
+    axes.set_title(f"{test}: read noise per quadrant (dotted: limits)")
     axes.legend(fontsize=8, ncol=3, loc="lower right")
-    save_figure(ctx, figure, "ron")
+    return figure
 
 
-def plot_offsets(ctx: TaskContext, levels: Levels, obsids: dict[int, list[int]]) -> None:
+def offsets_figure(test: str, levels: Levels, obsids: dict[int, list[int]]):
     ccds = sorted({ccd for ccd, _ in levels})
     if not ccds:
-        return
+        return None
     figure = new_figure(9, 2.4 * len(ccds))
     for index, ccd in enumerate(ccds, start=1):
         axes = figure.add_subplot(len(ccds), 1, index)
@@ -266,5 +302,5 @@ def plot_offsets(ctx: TaskContext, levels: Levels, obsids: dict[int, list[int]])
         axes.set_ylabel(f"CCD{ccd} Δoffset (ADU)")
         axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     axes.set_xlabel("OBSID")
-    figure.suptitle(f"{ctx.test.name}: prescan offset minus its mean over the test (mean in legend)", fontsize=10)
-    save_figure(ctx, figure, "offsets")
+    figure.suptitle(f"{test}: prescan offset minus its mean over the test (mean in legend)", fontsize=10)
+    return figure

@@ -7,14 +7,16 @@
   missing frame);
 - HK against limits (HK_OOL, with key, reading, limit, OBSID);
 - offsets, read noise, saturation and lost pixels per CCD and quadrant (POORQUALDATA, RON_OOL,
-  SATURATION, LOSTPIXELS), from the statistics of each frame (measures.py), kept in
-  `ctx.scratch["raw_stats"]` for the checks a family adds (such as `check_offset_gradients`).
+  SATURATION, LOSTPIXELS), from the statistics of each frame (measures.py), returned as
+  `RawStats` for the checks a family adds (such as `check_offset_gradients`). A family whose
+  frames are meant to saturate (Family.saturation_expected) gets no SATURATION flag.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -37,13 +39,20 @@ SERIAL_KEYS = ("sn_ccd1", "sn_ccd2", "sn_ccd3", "sn_roe", "sn_rpsu")
 RELATIVE_TOLERANCE = 0.005
 
 
-def generic_check(ctx: TaskContext) -> None:
+@dataclass(frozen=True)
+class RawStats:
+    """What the check measured: (obsid, ccd) -> statistics of each readable frame."""
+
+    by_frame: dict[tuple[int, int], FrameStats] = field(default_factory=dict)
+
+
+def generic_check(ctx: TaskContext) -> RawStats:
     check_structure(ctx)
     check_configuration(ctx)
     check_hk(ctx)
-    stats = raw_stats(ctx)
-    ctx.scratch["raw_stats"] = stats
-    check_readout(ctx, stats)
+    stats = RawStats(raw_stats(ctx))
+    check_readout(ctx, stats.by_frame)
+    return stats
 
 
 # -- structure and files -----------------------------------------------------------------------
@@ -117,7 +126,7 @@ def check_hk(ctx: TaskContext) -> None:
                 ctx.flags.raise_flag("HK_OOL", f"[{verdict.status}] {verdict.reason}", obsid=exposure.obsid)
     if missing:
         ctx.log.warning(f"no HK file for OBSIDs {obsid_ranges(missing)}: HK not checked there")
-        ctx.test_values["hk_missing_obsids"] = missing
+        ctx.set_value(None, None, "hk_missing_obsids", missing)
 
 
 # -- raw frames ---------------------------------------------------------------------------------
@@ -133,12 +142,11 @@ def raw_stats(ctx: TaskContext) -> dict[tuple[int, int], FrameStats]:
     return stats
 
 
-def quadrant_frames(ctx: TaskContext, stats: Mapping[tuple[int, int], Mapping[str, QuadrantStats]] | None = None,
+def quadrant_frames(ctx: TaskContext, stats: RawStats | Mapping[tuple[int, int], Mapping[str, QuadrantStats]],
                     ) -> Iterator[tuple[int, str, list[tuple[int, QuadrantStats]]]]:
-    """(ccd, quadrant, [(obsid, its statistics)] in OBSID order) for each quadrant with measured
-    frames: of `stats`, else of the check's raw statistics (none if the check did not run)."""
-    if stats is None:
-        stats = ctx.scratch.get("raw_stats") or {}
+    """(ccd, quadrant, [(obsid, its statistics)] in OBSID order) for each quadrant with measured frames."""
+    if isinstance(stats, RawStats):
+        stats = stats.by_frame
     for ccd in ctx.ccds:
         frames = [(obsid, s) for (obsid, c), s in sorted(stats.items()) if c == ccd]
         if frames:
@@ -150,9 +158,9 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats])
     """Offsets, RON, saturation and lost pixels per CCD and quadrant; values kept for results."""
     if not stats:
         return
-    margin = float(ctx.limit("offset_margin_adu"))
-    ron_lo, ron_hi = ctx.limit("ron_adu")
-    saturation_limit = float(ctx.limit("saturation_fraction"))
+    margin = float(ctx.limits.offset_margin_adu)
+    ron_lo, ron_hi = ctx.limits.ron_adu
+    saturation_limit = float(ctx.limits.saturation_fraction)
     without_nominal = []
     quadrant_pixels = {key: s.geometry.quad_width * s.geometry.image_rows for key, s in stats.items()}
     for ccd, q, per_frame in quadrant_frames(ctx, stats):
@@ -161,10 +169,10 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats])
         ron_pre = float(np.nanmedian([s.prescan.std for _, s in per_frame]))
         ron_ove = float(np.nanmedian([s.overscan.std for _, s in per_frame]))
         offset = float(np.nanmedian(prescan))
-        ctx.set_value(ccd, q, "offset_prescan_adu", round(offset, 3))
-        ctx.set_value(ccd, q, "offset_overscan_adu", round(float(np.nanmedian(overscan)), 3))
-        ctx.set_value(ccd, q, "ron_prescan_adu", round(ron_pre, 4))
-        ctx.set_value(ccd, q, "ron_overscan_adu", round(ron_ove, 4))
+        ctx.set_value(ccd, q, "offset_prescan_adu", offset)
+        ctx.set_value(ccd, q, "offset_overscan_adu", float(np.nanmedian(overscan)))
+        ctx.set_value(ccd, q, "ron_prescan_adu", ron_pre)
+        ctx.set_value(ccd, q, "ron_overscan_adu", ron_ove)
         nominal = ctx.campaign.nominal_offset(ccd, q)
         if nominal is None:
             without_nominal.append(f"CCD{ccd}{q}")
@@ -180,7 +188,7 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats])
                                      ccd=ccd, quadrant=q)
         for obsid, s in per_frame:
             pixels = quadrant_pixels[(obsid, ccd)]
-            if s.saturated / pixels > saturation_limit and ctx.test.family != "persist":
+            if s.saturated / pixels > saturation_limit and not ctx.family.saturation_expected:
                 ctx.flags.raise_flag("SATURATION", f"{100 * s.saturated / pixels:.1f} % of pixels saturated "
                                      f"(limit {100 * saturation_limit:g} %)", ccd=ccd, quadrant=q, obsid=obsid)
                 ctx.flags.raise_flag("POORQUALDATA", "saturated frame", ccd=ccd, quadrant=q, obsid=obsid)
@@ -193,10 +201,10 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats])
 
 # -- checks the families add (from the same raw statistics) --------------------------------------
 
-def check_offset_gradients(ctx: TaskContext, regions: Sequence[str]) -> None:
+def check_offset_gradients(ctx: TaskContext, stats: RawStats, regions: Sequence[str]) -> None:
     """Region offset minus prescan offset, per frame, within `offset_gradient_adu` (POORQUALDATA)."""
-    low, high = ctx.limit("offset_gradient_adu")
-    for ccd, q, frames in quadrant_frames(ctx):
+    low, high = ctx.limits.offset_gradient_adu
+    for ccd, q, frames in quadrant_frames(ctx, stats):
         for region in regions:
             deltas = [(obsid, getattr(s, region).median - s.prescan.median) for obsid, s in frames]
             bad = [(obsid, d) for obsid, d in deltas if not low <= d <= high]

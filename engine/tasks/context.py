@@ -1,4 +1,5 @@
-"""What a task works with: its test, data set, campaign, limits, and where its results go.
+"""What a task works with: its test, family, data set, campaign, typed limits, calibration inputs,
+the typed results of its earlier sub-tasks, and where its results go.
 
 Results are staged in a private folder and moved into place when the task ends, so a killed run
 never leaves half a result; every product file is itself written under a temporary name and
@@ -13,16 +14,24 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 from ..campaign.catalogue import TestDefinition
 from ..campaign.chamber import ChamberProfile
 from ..campaign.config import Campaign
 from ..formats.hklimits import HKLimits
+from .calproducts import NOMINAL_GAIN_E_PER_ADU, CalibrationInputs
 from .dataset import CCDS, DataSet
+from .family import Family, UndeclaredValue
 from .flags import FlagBook
 
-NOMINAL_GAIN_E_PER_ADU = 3.3  # CCD273 gains are 3.1-3.5 e-/ADU; used until a PTC gain is configured
+__all__ = ["NOMINAL_GAIN_E_PER_ADU", "MissingInput", "TaskContext"]
+T = TypeVar("T")
+WORK_FOLDER = ".work"  # inside the task's staging folder: products being built
+
+
+class MissingInput(LookupError):
+    """A sub-task needs the result of one that did not run, and that result cannot be made here."""
 
 
 @dataclass
@@ -35,6 +44,9 @@ class TaskContext:
     workdir: Path  # staging folder of this task's results (becomes <results>/<session>/<TEST>)
     log: logging.Logger
     hk_limits: HKLimits
+    family: Family
+    limits: Any  # the family's frozen limits dataclass, resolved from the campaign
+    calibration: CalibrationInputs
     jobs: int = 1
     flags: FlagBook = field(default_factory=FlagBook)
     values: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # CCDn -> Q -> name -> value
@@ -42,29 +54,49 @@ class TaskContext:
     report: list[str] = field(default_factory=list)  # Markdown sections, in order
     products: list[str] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
-    scratch: dict[str, Any] = field(default_factory=dict)  # passed from one sub-task to the next
+    results: dict[type, Any] = field(default_factory=dict)  # typed results of the sub-tasks so far
     on_subtask: Callable[[str], None] | None = None  # told each sub-task as it starts (run state)
+    outcome: Any = None  # the TaskOutcome being built (base.py), for the report's sub-task list
 
     # -- values -------------------------------------------------------------------------------
 
-    def set_value(self, ccd: int, quadrant: str, name: str, value: Any) -> None:
-        self.values.setdefault(f"CCD{ccd}", {}).setdefault(quadrant, {})[name] = _plain(value)
+    def set_value(self, ccd: int | None, quadrant: str | None, name: str, value: Any) -> None:
+        """Store a declared value (family.py) rounded to its precision; `ccd` None: of the test."""
+        spec = self.family.value_specs().get(name)
+        if spec is None:
+            raise UndeclaredValue(f"value {name!r} is not declared by family {self.family.name} (add a "
+                                  "ValueSpec to its FAMILY and document it in docs/results.md)")
+        if ccd is None:
+            self.test_values[name] = spec.round(value)
+        else:
+            self.values.setdefault(f"CCD{ccd}", {}).setdefault(quadrant or "", {})[name] = spec.round(value)
 
     def value(self, ccd: int, quadrant: str, name: str, default: Any = None) -> Any:
         return self.values.get(f"CCD{ccd}", {}).get(quadrant, {}).get(name, default)
 
-    def limit(self, name: str) -> Any:
-        return self.campaign.limit(name)
-
     def gain(self, ccd: int, quadrant: str) -> tuple[float, str]:
-        """(gain e-/ADU, where it comes from): the campaign's calibration products when they hold
-        a gain for this quadrant (a `gains` table CCDn -> quadrant -> e-/ADU), else the nominal."""
-        gains = getattr(self.campaign.calproducts, "gains", None) or {}
-        value = gains.get(f"CCD{ccd}", {}).get(quadrant) if isinstance(gains, dict) else None
-        if value:
-            return float(value), "campaign [calproducts] gain"
-        return (NOMINAL_GAIN_E_PER_ADU,
-                f"nominal {NOMINAL_GAIN_E_PER_ADU} e-/ADU (no gain in the campaign's [calproducts])")
+        """(gain e-/ADU, where it comes from): see calproducts.py."""
+        return self.calibration.gain(ccd, quadrant)
+
+    # -- results of earlier sub-tasks, by type ----------------------------------------------------
+
+    def keep(self, result: Any) -> None:
+        self.results[type(result)] = result
+
+    def have(self, kind: type[T]) -> T | None:
+        return self.results.get(kind)
+
+    def need(self, kind: type[T]) -> T:
+        """The result of type `kind` an earlier sub-task returned; made now by `kind.produce(ctx)`
+        when that sub-task was switched off (e.g. the frames' measurements), else MissingInput."""
+        if kind in self.results:
+            return self.results[kind]
+        produce = getattr(kind, "produce", None)
+        if produce is None:
+            raise MissingInput(f"needs {kind.__name__}, which no earlier sub-task produced (switched off?)")
+        result = produce(self)
+        self.results[kind] = result
+        return result
 
     @property
     def ccds(self) -> tuple[int, ...]:
@@ -99,6 +131,13 @@ class TaskContext:
             yield tmp
         self.figures.append(f"figs/{name}")
 
+    def staging_path(self, name: str) -> Path:
+        """A private path for a product being built (a master streamed band by band); the recorder
+        publishes it from there, and the folder is removed when the task ends (base.py)."""
+        folder = self.workdir / WORK_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
     def add_section(self, title: str, body: str) -> None:
         self.report.append(f"## {title}\n\n{body.strip()}\n")
 
@@ -128,9 +167,3 @@ def _atomic(final: Path) -> Iterator[Path]:
     finally:
         tmp.unlink(missing_ok=True)
 
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: numpy scalars become Python numbers; NaN stays a float."""
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value

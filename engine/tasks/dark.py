@@ -23,81 +23,82 @@ the dark signal (the check's gradient limit bounds it); a master bias is not sub
 from __future__ import annotations
 
 import math
-import shutil
-from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..formats.geometry import QUADRANTS
-from .base import TaskOutcome
-from .check import check_offset_gradients, quadrant_frames
+from .check import RawStats, check_offset_gradients, quadrant_frames
 from .context import TaskContext
-from .figures import markdown_table, quadrant_axes, save_figure
-from .offsets import OffsetSubtractingTask, prepared_data
+from .family import Family, ValueSpec
+from .figures import markdown_table, quadrant_axes
+from .offsets import OffsetSubtractingTask, PreparedData
+from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
 from .stacking import StackStats, build_stacks, product_names
 from .stats import CLIP_SIGMA
 
 DARK_FLUENCE_WINDOW_ADU = (-2.0, 5.0)  # vison's DARK01 check window (image minus offsets, ADU)
 HOT_PIXEL_THRESHOLD_ADU = 50.0  # above the quadrant's dark level in the median stack
-WORK_FOLDER = ".work"  # inside the task's staging folder: stacks waiting for `meta`
+
+
+@dataclass
+class DarkStacks(SubTaskResult):
+    """`basic`: the master darks built in the staging area (published by `meta`), their statistics."""
+
+    files: dict[int, Path]  # ccd -> staged master dark
+    names: dict[int, str]  # ccd -> product file name
+    stats: dict[tuple[int, str], StackStats]
+
+
+@dataclass
+class MasterDark(SubTaskResult):
+    """`meta`: the published master darks."""
+
+    names: dict[int, str]
 
 
 class DarkTask(OffsetSubtractingTask):
-    family = "dark"
+    def basic(self, ctx: TaskContext, prepared: PreparedData) -> DarkStacks:
+        names = product_names(ctx, prepared, "MASTERDARK")
+        files = {ccd: ctx.staging_path(name) for ccd, name in names.items()}
+        stats = stack_darks(ctx, prepared, files)
+        return DarkStacks(files, names, stats, outputs=dark_outputs(ctx, stats))
 
-    def run(self, ctx: TaskContext, enabled: set[str]) -> TaskOutcome:
-        try:
-            return super().run(ctx, enabled)
-        finally:  # a stack `meta` did not publish (switched off or crashed) is not a result
-            shutil.rmtree(ctx.workdir / WORK_FOLDER, ignore_errors=True)
-
-    def check_data(self, ctx: TaskContext) -> None:
-        check_offset_gradients(ctx, ("overscan",))
-        check_fluence(ctx)
-
-    def basic(self, ctx: TaskContext) -> None:
-        names = product_names(ctx, "MASTERDARK")
-        work = ctx.workdir / WORK_FOLDER
-        work.mkdir(parents=True, exist_ok=True)
-        files = {ccd: work / name for ccd, name in names.items()}
-        stats = stack_darks(ctx, files)
-        ctx.scratch["pending_masters"] = files
-        record_dark(ctx, stats)
-
-    def meta(self, ctx: TaskContext) -> None:
-        names = product_names(ctx, "MASTERDARK")
-        pending: dict[int, Path] = ctx.scratch.get("pending_masters") or {}
-        with ExitStack() as stack:
-            # entered last to first so they are published (and listed) CCD1 first
-            targets = {ccd: stack.enter_context(ctx.product(name)) for ccd, name in reversed(names.items())}
-            if pending and all(path.is_file() for path in pending.values()):
-                for ccd, path in pending.items():
-                    path.replace(targets[ccd])
-            else:  # `basic` was switched off: stack here, and measure from the same pass
-                record_dark(ctx, stack_darks(ctx, targets))
-        ncomb = ", ".join(f"CCD{ccd} {len(prepared_data(ctx).frames[ccd])}" for ccd in names)
-        ctx.add_section("Master dark", (
+    def meta(self, ctx: TaskContext, prepared: PreparedData, stacks: DarkStacks | None = None) -> MasterDark:
+        if stacks is None:  # `basic` was switched off: stack here, and measure from the same pass
+            stacks = self.basic(ctx, prepared)
+            out = stacks.outputs
+        else:
+            out = Outputs()
+        out.files += [StagedFile(stacks.names[ccd], stacks.files[ccd]) for ccd in stacks.names]
+        ncomb = ", ".join(f"CCD{ccd} {len(prepared.frames[ccd])}" for ccd in stacks.names)
+        out.sections.append(Section("Master dark", (
             f"Per CCD the per-pixel median of the offset-subtracted frames ({ncomb}), ADU per exposure: "
             "extension DARK; EDARK = per-pixel std over the frames / sqrt(NCOMB). Provenance in the primary "
             "header (VISON, TEST, SESSION, BLOCK, CCD, SN, OBSIDS, NCOMB, METHOD, OFFS_E..H, EXPTIME, GAIN_E..H, "
-            "DATE, inputs as HISTORY).\n\n" + "\n".join(f"- `products/{name}`" for name in names.values())))
+            "DATE, inputs as HISTORY).\n\n" + "\n".join(f"- `products/{name}`" for name in stacks.names.values()))))
+        return MasterDark(stacks.names, outputs=out)
 
 
-TASK = DarkTask
+def check_dark_gradients(ctx: TaskContext, stats: RawStats) -> None:
+    """Overscan offset against the prescan's (POORQUALDATA)."""
+    check_offset_gradients(ctx, stats, ("overscan",))
+
+
 
 
 # ---------------------------------------------------------------------------------------------
 
-def check_fluence(ctx: TaskContext) -> None:
+def check_fluence(ctx: TaskContext, stats: RawStats) -> None:
     """Image median minus the mean of prescan and overscan medians, per frame; the CCD/quadrant
     value is the median over frames and must lie in the window (FLUENCE_OOL)."""
     low, high = DARK_FLUENCE_WINDOW_ADU
-    for ccd, q, frames in quadrant_frames(ctx):
+    for ccd, q, frames in quadrant_frames(ctx, stats):
         per_frame = [(obsid, s.image.median - 0.5 * (s.prescan.median + s.overscan.median)) for obsid, s in frames]
         value = float(np.median([f for _, f in per_frame]))
-        ctx.set_value(ccd, q, "fluence_adu", round(value, 3))
+        ctx.set_value(ccd, q, "fluence_adu", value)
         if not low <= value <= high:
             obsid, worst = max(per_frame, key=lambda item: abs(item[1]))
             ctx.flags.raise_flag("FLUENCE_OOL", f"dark image level {value:+.2f} ADU above the offsets (median of "
@@ -115,8 +116,7 @@ def exposure_time(ctx: TaskContext, ccd: int) -> float:
     return value
 
 
-def stack_darks(ctx: TaskContext, files: dict[int, Path]) -> dict[tuple[int, str], StackStats]:
-    prepared = prepared_data(ctx)
+def stack_darks(ctx: TaskContext, prepared: PreparedData, files: dict[int, Path]) -> dict[tuple[int, str], StackStats]:
 
     def header(ccd: int) -> dict[str, Any]:
         extra: dict[str, Any] = {"EXPTIME": (exposure_time(ctx, ccd), "exposure time of the frames (s)")}
@@ -129,53 +129,79 @@ def stack_darks(ctx: TaskContext, files: dict[int, Path]) -> dict[tuple[int, str
                         "median of offset-subtracted frames", HOT_PIXEL_THRESHOLD_ADU, header)
 
 
-def record_dark(ctx: TaskContext, stats: dict[tuple[int, str], StackStats]) -> None:
+def dark_outputs(ctx: TaskContext, stats: dict[tuple[int, str], StackStats]) -> Outputs:
     """Dark current, hot pixels: values, hot-pixel table, figure and report section."""
-    rows, hot_lines, sources = [], [], set()
-    exptimes = {}
+    out = Outputs()
+    rows, hot_rows, sources = [], [], set()
+    exptimes: dict[int, float] = {}
+    rates: dict[tuple[int, str], float] = {}
     for (ccd, q), result in sorted(stats.items()):
         exptime = exptimes.setdefault(ccd, exposure_time(ctx, ccd))
         gain, source = ctx.gain(ccd, q)
         sources.add(source)
         signal = result.level.mean
         rate = signal * gain / (exptime / 3600.0) if exptime > 0 else math.nan
-        ctx.set_value(ccd, q, "dark_signal_adu", round(signal, 4))
-        ctx.set_value(ccd, q, "dark_e_per_pix_per_hour", round(rate, 4))
-        ctx.set_value(ccd, q, "hot_pixels", result.hot_count)
-        ctx.set_value(ccd, q, "gain_e_per_adu_used", gain)
+        rates[(ccd, q)] = rate
+        out.value("dark_signal_adu", signal, ccd, q)
+        out.value("dark_e_per_pix_per_hour", rate, ccd, q)
+        out.value("hot_pixels", result.hot_count, ccd, q)
+        out.value("gain_e_per_adu_used", gain, ccd, q)
         rows.append([f"CCD{ccd}", q, f"{signal:.3f}", f"{rate:.3f}", str(result.hot_count)])
-        hot_lines += [f"CCD{ccd},{q},{r},{c},{excess:.2f},{excess * gain / exptime if exptime > 0 else math.nan:.4f}\n"
-                      for r, c, excess in result.hot]
-    ctx.test_values["exptime_s"] = sorted(set(exptimes.values()))
-    ctx.test_values["gain_source"] = "; ".join(sorted(sources))
-    ctx.test_values["hot_pixel_threshold_adu"] = HOT_PIXEL_THRESHOLD_ADU
-    ctx.test_values["dark_method"] = ("clipped mean over the image pixels of the per-pixel median of the "
-                                      "offset-subtracted frames, x gain / exptime")
+        hot_rows += [(f"CCD{ccd}", q, r, c, f"{excess:.2f}",
+                      f"{excess * gain / exptime if exptime > 0 else math.nan:.4f}") for r, c, excess in result.hot]
+    out.value("exptime_s", sorted(set(exptimes.values())))
+    out.value("gain_source", "; ".join(sorted(sources)))
+    out.value("hot_pixel_threshold_adu", HOT_PIXEL_THRESHOLD_ADU)
+    out.value("dark_method", "clipped mean over the image pixels of the per-pixel median of the "
+                             "offset-subtracted frames, x gain / exptime")
     name = f"{ctx.test.name}_hot_pixels.csv"
-    with ctx.product(name) as tmp:
-        tmp.write_text("ccd,quadrant,row,col,excess_adu,rate_e_per_s\n" + "".join(hot_lines))
-    plot_dark(ctx, stats)
+    out.tables.append(CsvTable(name, ("ccd", "quadrant", "row", "col", "excess_adu", "rate_e_per_s"), hot_rows))
+    test = ctx.test.name
+    out.plots.append(Plot("dark", lambda: dark_figure(test, stats, rates)))
     seconds = ", ".join(f"{t:g}" for t in sorted(set(exptimes.values())))
-    ctx.add_section("Dark current and hot pixels", "\n\n".join([
+    out.sections.append(Section("Dark current and hot pixels", "\n\n".join([
         f"Dark signal: clipped ({CLIP_SIGMA:g}-sigma) mean of the image pixels of the per-pixel median of "
         f"the offset-subtracted frames, ADU per exposure of {seconds} s; dark current = signal x gain / "
         f"exposure time. Hot pixels: more than {HOT_PIXEL_THRESHOLD_ADU:g} ADU above the quadrant's level in "
         f"the median stack; listed in `products/{name}` (canonical row, column).",
         markdown_table(["CCD", "Q", "signal (ADU)", "dark (e-/pix/h)", "hot pixels"], rows),
         f"Gain used: {'; '.join(sorted(sources))}.",
-    ]))
+    ])))
+    return out
 
 
-def plot_dark(ctx: TaskContext, stats: dict[tuple[int, str], StackStats]) -> None:
+def dark_figure(test: str, stats: dict[tuple[int, str], StackStats], rates: dict[tuple[int, str], float]):
     keys = sorted(stats)
     if not keys:
-        return
+        return None
     figure, axes, x = quadrant_axes(keys)
-    rates = [ctx.value(c, q, "dark_e_per_pix_per_hour") for c, q in keys]
-    bars = axes.bar(x, rates, color="tab:purple")
+    bars = axes.bar(x, [rates[k] for k in keys], color="tab:purple")
     for bar, key in zip(bars, keys):
         axes.annotate(f"{stats[key].hot_count} hot", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                       ha="center", va="bottom", fontsize=7)
     axes.set_ylabel("dark current (e-/pix/h)")
-    axes.set_title(f"{ctx.test.name}: dark current per quadrant, hot pixel counts above the bars")
-    save_figure(ctx, figure, "dark")
+    axes.set_title(f"{test}: dark current per quadrant, hot pixel counts above the bars")
+    return figure
+
+
+FAMILY = Family(
+    name="dark",
+    summary="dark current per quadrant (e-/pix/h), hot pixels, master dark",
+    subtasks=("init", "check", "prep", "basic", "meta", "report"),
+    task=DarkTask,
+    values=(
+        ValueSpec("fluence_adu", "ADU", 3, "raw image median minus the offsets, median over frames (check)"),
+        ValueSpec("dark_signal_adu", "ADU", 4, "dark signal per exposure: clipped mean of the median stack"),
+        ValueSpec("dark_e_per_pix_per_hour", "e-/pix/h", 4, "dark current (signal x gain / exposure time)", key=True),
+        ValueSpec("hot_pixels", "", None, f"pixels more than {HOT_PIXEL_THRESHOLD_ADU:g} ADU above the level"),
+        ValueSpec("gain_e_per_adu_used", "e-/ADU", None, "gain used for the dark current"),
+        ValueSpec("exptime_s", "s", None, "exposure times of the frames", scope="test"),
+        ValueSpec("gain_source", "", None, "where the gain came from", scope="test"),
+        ValueSpec("hot_pixel_threshold_adu", "ADU", None, "hot-pixel threshold above the level", scope="test"),
+        ValueSpec("dark_method", "", None, "how the dark current was measured", scope="test"),
+    ),
+    checks=(check_dark_gradients, check_fluence),
+    needs=("gain",),
+    required=("gain",),
+)
+TASK = DarkTask

@@ -15,6 +15,7 @@ FLAG_NAMES: tuple[str, ...] = (
     "DEADQUAD", "LOWMEMORY", "TOOSLOW", "UNKNOWN", "RON_OOL", "FLUENCE_OOL", "FLUENCEGRAD_OOL",
     "FOCUS_OOL", "BGD_OOL", "CCDSATUR", "FLUX_OOL", "STARS_MISSING", "SUBTASKCRASH", "BADFIT",
     "SATURATION", "LOSTPIXELS", "NONSATURATION",
+    "MISSCALPROD",  # ours (bit 31): a required calibration product was missing, the nominal was used
 )
 
 

@@ -12,7 +12,7 @@ and image [5, 5].
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,6 @@ from .stats import ADC_SATURATED, LOST_PIXEL, RegionStats, region_stats
 
 TRIM_COLUMNS = {"prescan": (25, 5), "overscan": (5, 5), "image": (5, 5)}
 REGIONS = ("prescan", "image", "overscan")
-SCRATCH_KEY = "frame_measures"
 
 
 @dataclass(frozen=True)
@@ -100,20 +99,25 @@ def frame_unit(path: Path, vstart: int, vend: int | None) -> FrameStats | str:
         return f"unreadable frame: {exc}"
 
 
-def measure_frames(ctx: TaskContext) -> dict[tuple[int, int], FrameStats | str]:
-    """(obsid, ccd) -> statistics of every frame on disk (or why it is unreadable), measured once
-    per analysis: the first sub-task to ask (the check, else `prep`) measures, the others reuse.
+@dataclass(frozen=True)
+class FrameMeasures:
+    """(obsid, ccd) -> statistics of every frame on disk, or why it is unreadable."""
 
-    One work unit per frame, so the workers share the frames evenly.
-    """
-    measured = ctx.scratch.get(SCRATCH_KEY)
-    if measured is None:
+    by_frame: dict[tuple[int, int], FrameStats | str] = field(default_factory=dict)
+
+    @classmethod
+    def produce(cls, ctx: TaskContext) -> "FrameMeasures":
+        """Measured once per analysis: the first sub-task to ask (the check, else `prep`) measures,
+        the others reuse (TaskContext.need). One work unit per frame: the workers share evenly."""
         frames = [f for ccd in ctx.ccds for f in ctx.dataset.frames(ccd) if f.path.is_file()]
         calls = [(f.path, int(f.row.get("vstart") or 0), _row_int(f.row.get("vend"))) for f in frames]
         results = ctx.map_units(frame_unit, calls)
-        measured = {(f.obsid, f.ccd): result for f, result in zip(frames, results)}
-        ctx.scratch[SCRATCH_KEY] = measured
-    return measured
+        return cls({(f.obsid, f.ccd): result for f, result in zip(frames, results)})
+
+
+def measure_frames(ctx: TaskContext) -> dict[tuple[int, int], FrameStats | str]:
+    """(obsid, ccd) -> statistics of every frame on disk (or why it is unreadable), once per analysis."""
+    return ctx.need(FrameMeasures).by_frame
 
 
 def _row_int(value: object) -> int | None:

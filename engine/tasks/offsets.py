@@ -16,8 +16,6 @@ from .base import AnalysisTask
 from .context import TaskContext
 from .measures import FrameStats, measure_frames
 
-SCRATCH_KEY = "offsets"
-
 
 @dataclass(frozen=True)
 class FrameOffsets:
@@ -45,6 +43,11 @@ class PreparedData:
     frames: dict[int, list[FrameOffsets]]  # ccd -> usable frames in OBSID order
     skipped: list[str] = field(default_factory=list)  # frames left out, with the reason
 
+    @classmethod
+    def produce(cls, ctx: TaskContext) -> "PreparedData":
+        """When `prep` was switched off, the sub-tasks after it prepare the frames themselves."""
+        return measure_offsets(ctx)
+
 
 def measure_offsets(ctx: TaskContext) -> PreparedData:
     """Usable frames with their offsets; the test's geometry is that of its first readable frame."""
@@ -71,22 +74,13 @@ def measure_offsets(ctx: TaskContext) -> PreparedData:
     return prepared
 
 
-def prepared_data(ctx: TaskContext) -> PreparedData:
-    """The frames `prep` prepared; prepared now if `prep` was switched off."""
-    prepared = ctx.scratch.get(SCRATCH_KEY)
-    if prepared is None:
-        prepared = measure_offsets(ctx)
-        ctx.scratch[SCRATCH_KEY] = prepared
-    return prepared
-
-
 class OffsetSubtractingTask(AnalysisTask):
     """Base of the families whose analyses subtract each frame's offsets (bias, dark)."""
 
-    def prep(self, ctx: TaskContext) -> None:
+    def prep(self, ctx: TaskContext) -> PreparedData:
         prepared = measure_offsets(ctx)
-        ctx.scratch[SCRATCH_KEY] = prepared
         for note in prepared.skipped:
             ctx.log.warning(f"left out of the analysis: {note}")
         counts = ", ".join(f"CCD{ccd} {len(frames)}" for ccd, frames in prepared.frames.items())
         ctx.log.info(f"offsets (prescan clipped mean) of the {prepared.geometry.name} frames: {counts}")
+        return prepared

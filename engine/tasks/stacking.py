@@ -28,7 +28,7 @@ from ..formats.geometry import QUADRANTS, CCDGeometry
 from .context import TaskContext
 from .dataset import obsid_ranges
 from .measures import region_columns
-from .offsets import FrameOffsets, PreparedData, prepared_data
+from .offsets import FrameOffsets, PreparedData
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
 
 BAND_BYTES = 32_000_000  # float32 frames x rows x columns held per band by one worker
@@ -252,9 +252,8 @@ def ccd_serial(ctx: TaskContext, ccd: int) -> str:
     return "UNKNOWN"
 
 
-def product_names(ctx: TaskContext, kind: str) -> dict[int, str]:
+def product_names(ctx: TaskContext, prepared: PreparedData, kind: str) -> dict[int, str]:
     """CCD -> file name of its product `kind` (MASTERBIAS...), for the CCDs with usable frames."""
-    prepared = prepared_data(ctx)
     block = re.sub(r"[^A-Za-z0-9.+-]", "_", ctx.campaign.info.block)
     names = {}
     for ccd in ctx.ccds:

@@ -15,6 +15,7 @@ from vison_tui.screens.log import LogScreen, TaskList
 from vison_tui.widgets.log_view import LogView
 
 from .conftest import SIZE
+from .real_run import analyse_demo_day, result_of
 from .runs_fixtures import fixture_runs, pipeline_log_text, wait_for
 
 
@@ -160,6 +161,50 @@ async def test_tail_search_jump_follow_and_replace(demo_campaign: Path) -> None:
         await pilot.press("o")
         await wait_for(pilot, lambda: screen.index.line_count == 1, "the console output")
         assert screen.index.line(0) == "[10:15:00] Pipeline started (aim)"
+
+
+# -- a real run's log ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> Path:
+    """BIAS01 and DARK01 of the demo simulated and analysed once by the pipeline (campaign file)."""
+    return analyse_demo_day(tmp_path_factory.mktemp("real_run"), ("BIAS01", "DARK01"))
+
+
+async def test_a_real_runs_log_its_tasks_and_flags(real_run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the pipeline wrote, as the user sees it: every line of the log, one task per test in
+    run order (none failed), the flags each test raised found by a search inside that test's block."""
+    monkeypatch.chdir(real_run.parent.parent)
+    results = real_run.parent / "results"
+    [log] = (results / "logs").glob("Calib_*.log")
+    [run_folder] = (results / "runs").iterdir()
+    lines = log.read_text().splitlines()
+    async with new_app(real_run).run_test(size=SIZE) as pilot:
+        screen = await open_log(pilot)
+        view = screen.query_one(LogView)
+        await wait_for(pilot, lambda: screen.index.complete and screen.index.line_count == len(lines), "the log")
+        assert screen.record.run_id == run_folder.name
+        assert [screen.index.line(i) for i in range(len(lines))] == lines
+        await wait_for(pilot, lambda: screen.status_text == "finished", "the run's state")
+        assert "error record" not in str(screen.query_one("#log-status").render())
+
+        await pilot.press("t")
+        tasks = screen.query_one(TaskList)
+        labels = [str(tasks.get_option_at_index(i).prompt) for i in range(tasks.option_count)]
+        assert [label.split()[0] for label in labels] == ["BIAS01", "DARK01"]
+        assert not any("✗" in label for label in labels)  # neither exited with errors
+        starts = {name: line for line, name in screen.index.task_lines()}
+        assert tasks.highlighted == 1  # the task in view: the log's end is DARK01's
+        await pilot.press("up", "enter")
+        assert view.current == starts["BIAS01"] and lines[view.current].endswith("Running Task: BIAS01")
+
+        for test, block in (("BIAS01", (starts["BIAS01"], starts["DARK01"])), ("DARK01", (starts["DARK01"], len(lines)))):
+            flags = result_of(real_run, test)["flags"]
+            wanted = f"Raised Flags = {flags!r}"
+            await pilot.press("g", "slash", *wanted.lower(), "enter")
+            await wait_for(pilot, lambda: block[0] <= view.current < block[1], f"{test}'s flags in its block")
+            assert lines[view.current] == wanted
+            await pilot.press("escape")
 
 
 def test_log_screen_snapshot(demo_campaign: Path, snap_compare) -> None:

@@ -6,6 +6,7 @@ result records (not the engine's numbers of the day)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from engine.sim.demo import demo_request, prepare_demo_folder, simulate_demo
 from vison_tui.app import VisonApp
 from vison_tui.dialogs.quicklook import ImageView, QuickLookScreen
 from vison_tui.quicklook import block_means, read_downsampled, render_cells, scale_limits
+from engine.tasks.family import ValueSpec
 from vison_tui.result_view import format_value, value_table
 from vison_tui.screens.results import ResultsScreen, SourceList, TestList
 
@@ -71,18 +73,29 @@ def text_of(widget) -> str:
     return str(widget.render())
 
 
+def shows(cell: str, value) -> bool:
+    """The cell is the value to the precision it is shown with (half its last digit)."""
+    if isinstance(value, float) and math.isnan(value):
+        return cell == "NaN"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return cell == str(value)
+    mantissa, _, exponent = cell.partition("e")
+    decimals = len(mantissa.partition(".")[2])
+    return abs(float(cell) - value) <= 0.5 * 10.0 ** (int(exponent or 0) - decimals) * (1 + 1e-9)
+
+
 async def test_values_flags_report_plot_and_quick_look(app: VisonApp) -> None:
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_results(pilot)
         tests = screen.query_one(TestList)
         assert [e.name for e in screen.entries] == ["BIAS01", "DARK01", "BIAS02"] and tests.has_focus
-        assert [e.state for e in screen.entries] == ["flags", "ok", "ok"]
+        assert [e.state for e in screen.entries] == ["flags", "flags", "ok"]  # DARK01: nominal gain (MISSCALPROD)
 
         # values: one row per value, a column per CCD and quadrant; the flag with its reason
         values = screen.query_one("#values")
-        assert values.get_row("ron_image_adu")[0] == "ron_image_adu" and len(values.columns) == 13
+        assert values.get_row("ron_image_adu")[0] == "ron_image_adu (ADU)" and len(values.columns) == 13
         ron = screen.entry.result["ccds"]["CCD2"]["G"]["ron_image_adu"]
-        assert str(values.get_row("ron_image_adu")[7]) == format_value(ron)  # CCD2 G
+        assert str(values.get_row("ron_image_adu")[7]) == f"{ron:.4f}"  # CCD2 G, to its declared 4 decimals
         flags = text_of(screen.query_one("#flags"))
         assert "HK_OOL" in flags and "OBSID 1003" in flags and "CCD2_TEMP_T" in flags
 
@@ -96,15 +109,17 @@ async def test_values_flags_report_plot_and_quick_look(app: VisonApp) -> None:
         await pilot.press("p")
         await wait_for(pilot, lambda: "ron_image_adu per quadrant" in text_of(screen.query_one("#plot")), "the plot")
         assert "● CCD3" in text_of(screen.query_one("#plot-title"))  # the colours named
-        await pilot.press("right_square_bracket")
-        assert screen.plot_name == "ron_image_e"
-        await wait_for(pilot, lambda: "ron_image_e per quadrant" in text_of(screen.query_one("#plot")), "the next")
+        await pilot.press("right_square_bracket")  # the next value: the family's other key value
+        assert screen.plot_name == "ron_prescan_adu"
+        await wait_for(pilot, lambda: "ron_prescan_adu per quadrant" in text_of(screen.query_one("#plot")), "the next")
+        await pilot.press("left_square_bracket")  # and back
+        assert screen.plot_name == "ron_image_adu"
 
         # DARK01: its own key value
         await pilot.press("escape", "down")
         await pilot.press("p")
         await wait_for(pilot, lambda: "dark_e_per_pix_per_hour" in text_of(screen.query_one("#plot")), "DARK01's plot")
-        assert text_of(screen.query_one("#flags")) == "no flag raised"
+        assert text_of(screen.query_one("#flags")).startswith("⚑ MISSCALPROD  gain: nominal 3.3")  # no gain configured
 
         # images: products first, then the raw frames of the test's OBSIDs; quick look on a product
         await pilot.press("i")
@@ -131,6 +146,44 @@ async def test_values_flags_report_plot_and_quick_look(app: VisonApp) -> None:
         assert app.screen is screen
 
 
+async def test_the_screen_shows_what_the_run_wrote(app: VisonApp, analysed: Path) -> None:
+    """Every test of the real run: each value cell is the result.json value as formatted, every
+    flag reason is listed with its flag, CCD, quadrant and OBSID, and the report is report.md."""
+    folder = analysed.parent / "results" / "D11"
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_results(pilot)
+        for i, name in enumerate([e.name for e in screen.entries]):
+            if i:
+                await pilot.press("escape", "down")
+                await wait_for(pilot, lambda: screen.entry.name == name and screen.query_one("#values").row_count,
+                               f"{name}'s values")
+            entry = screen.entry
+            result = json.loads((folder / entry.name / "result.json").read_text())
+            values = screen.query_one("#values")
+            shown = [str(row.key.value) for row in values.rows.values()]
+            assert len(shown) > 5, entry.name
+            for value_name in shown:
+                for ccd in (1, 2, 3):
+                    for q in "EFGH":
+                        value = result["ccds"][f"CCD{ccd}"][q][value_name]
+                        cell = str(values.get_cell(value_name, f"{ccd}{q}"))
+                        assert shows(cell, value), (entry.name, value_name, ccd, q, cell, value)
+            flags = text_of(screen.query_one("#flags"))
+            assert (flags == "no flag raised") == (not result["flags"]), entry.name
+            for reason in result["flag_reasons"]:
+                line = next(ln for ln in flags.splitlines() if ln.endswith(reason["reason"]))
+                assert line.startswith(f"⚑ {reason['flag']}"), line
+                if reason.get("ccd"):
+                    assert f"CCD{reason['ccd']}" in line
+                if reason.get("quadrant"):
+                    assert f" {reason['quadrant']} " in line
+                if reason.get("obsid"):
+                    assert f"OBSID {reason['obsid']}" in line
+            await pilot.press("m")
+            await wait_for(pilot, lambda: screen.query_one("#report").source
+                           == (folder / entry.name / "report.md").read_text(), f"{entry.name}'s report")
+
+
 def test_quick_look_reads_block_means_of_the_area_asked(analysed: Path) -> None:
     frame = next((analysed.parent / "data" / "12_Mar_19").glob("EUC_1000_*_CCD1.fits"))
     with read_frame(frame) as opened:
@@ -154,8 +207,10 @@ def test_value_table_shape(analysed: Path) -> None:
     columns, rows = value_table(result)
     assert columns[:5] == ["1E", "1F", "1G", "1H", "2E"] and len(columns) == 12
     assert dict(rows)["gain_e_per_adu_used"] == ["3.3"] * 12
-    assert [format_value(v) for v in (float("nan"), 0.0, 1234567.0, 0.00012, 2772.5492)] == \
-        ["NaN", "0", "1.235e+06", "1.200e-04", "2772.55"]
+    assert [format_value(v) for v in (float("nan"), 0.0, 1234567.0, 0.00012, 2772.5492, None)] == \
+        ["NaN", "0", "1234567", "0.00012", "2772.549", "–"]  # undeclared: 7 significant figures
+    assert format_value(2772.5, ValueSpec("offset_image_adu", "ADU", 4, "")) == "2772.5000"
+    assert [name for name, _ in rows][:2] == ["ron_image_adu", "ron_prescan_adu"]  # the family's key values first
 
 
 # -- snapshots: fixed results, so they do not change when the engine's numbers do -----------------

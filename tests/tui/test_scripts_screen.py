@@ -100,7 +100,7 @@ async def test_write_scripts_then_build_sessions(app, demo_campaign: Path) -> No
         written = sorted(p.name for p in (folder / "scripts").iterdir())
         assert written == sorted([script(t) for t in CAMPAIGN_TESTS if t != "CHINJ01"]
                                  + ["CHECK_SUMS_01Apr19.txt", "TESTS_INVENTORY_01Apr19.txt",
-                                    "TESTS_SCHEDULER_01Apr19.xlsx"])
+                                    "TESTS_SCHEDULER_01Apr19.xlsx", ".vison-output.json"])  # what --force may replace
         assert "Wrote 4 scripts to demo/scripts" in messages(screen)
         assert "Frames Total" in messages(screen)  # the inventory is shown
 
@@ -153,7 +153,7 @@ async def test_write_scripts_then_build_sessions(app, demo_campaign: Path) -> No
         await pilot.press("b")
         await settle(pilot)
         sessions = folder / "sessions"
-        assert sorted(p.name for p in sessions.iterdir()) == ["D00", "D11", "D12"]
+        assert sorted(p.name for p in sessions.iterdir()) == [".vison-output.json", "D00", "D11", "D12"]
         assert (sessions / "D00" / "TEST_SEQUENCE_D00.txt").read_text() == (
             f"{script('DARK01')}\n{script('MOT_WARM')}\n")
         assert (sessions / "D11" / "TEST_SEQUENCE_D11.txt").read_text().splitlines() == [

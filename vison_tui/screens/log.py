@@ -28,10 +28,11 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from engine.campaign.config import Campaign
+from engine.formats.textfollow import TextFollower
 from engine.pipeline.runs import RunRecord, list_runs, run_status
 
 from ..dialogs.choose import ChooseDialog
-from ..log_file import LogIndex, file_identity, scan_lines, search_file, tail_start
+from ..log_file import CHUNK_BYTES, LogIndex, index_lines, scan_lines, search_file, tail_start
 from ..messages import LogScanned, LogSearched
 from ..run_view import STATE_STYLES, RunView
 from ..widgets.app_bar import AppBar, display_path
@@ -198,31 +199,30 @@ class LogScreen(Screen):
         if worker.is_cancelled or path is None:
             return
         self.app.call_from_thread(self.file_found, path, generation)
-        identity = None
-        end = 0
-        fd = None
+        follower = TextFollower(path, max_bytes=CHUNK_BYTES)
+        fd = None  # for the head, indexed once from the tail backwards
         try:
             while not worker.is_cancelled:
-                if identity is None or file_identity(path) != identity or os.stat(path).st_size < end:
+                if fd is None or follower.replaced():
                     if fd is not None:
                         os.close(fd)
                         self.post_message(LogScanned(generation, "reset", None))
                     fd = os.open(path, os.O_RDONLY)
-                    identity = file_identity(path)
-                    size = os.fstat(fd).st_size
-                    first = tail_start(fd, size)
-                    tail = scan_lines(fd, first, size)
-                    self.post_message(LogScanned(generation, "tail", tail))
+                    first = tail_start(fd, os.fstat(fd).st_size)
+                    follower.restart(first)
+                    tail = follower.read_chunk()
+                    self.post_message(LogScanned(generation, "tail", index_lines(tail.start, tail.data)))
                     if first:
                         self.post_message(LogScanned(generation, "head", scan_lines(fd, 0, first)))
-                    end = tail.end
                 else:
-                    size = os.fstat(fd).st_size
-                    if size > end:
-                        scan = scan_lines(fd, end, size)
-                        if scan.starts:
-                            self.post_message(LogScanned(generation, "append", scan))
-                            end = scan.end
+                    chunk = follower.read_chunk()
+                    if chunk.restarted:  # replaced since the look above: start over, tail first
+                        os.close(fd)
+                        fd = None
+                        self.post_message(LogScanned(generation, "reset", None))
+                        continue
+                    if chunk.data:
+                        self.post_message(LogScanned(generation, "append", index_lines(chunk.start, chunk.data)))
                 time.sleep(POLL_S)
         except OSError:
             pass  # the file went away: the next follow_run starts again

@@ -27,7 +27,7 @@ from ..dialogs.quicklook import QuickLookScreen
 from ..messages import ResultsLoaded
 from ..quicklook import ImageSource, test_sources
 from ..result_view import (CCD_COLOURS, CCDS, TestEntry, default_plot_value, flag_rows, plot_value, session_tests, summary_lines,
-                           test_values, value_names, value_table)
+                           test_values, value_label, value_names, value_table)
 from ..widgets.app_bar import AppBar, display_path
 
 RELOAD_S = 3.0
@@ -294,12 +294,13 @@ class ResultsScreen(Screen):
             flag_text.append(reason)
         flags.update(flag_text)
         columns, value_rows = value_table(entry.result)
-        table.add_column(Text("value\n"), key="name", width=max([len(name) for name, _ in value_rows] + [8]))
+        labels = {name: value_label(entry.result, name) for name, _ in value_rows}
+        table.add_column(Text("value\n"), key="name", width=max([len(label) for label in labels.values()] + [8]))
         for i, column in enumerate(columns):
             ccd = f"CCD{column[0]}" if i % 4 == 0 else ""
             table.add_column(Text(f"{ccd}\n{column[1]}", justify="right"), key=column)
         for name, cells in value_rows:
-            table.add_row(name, *(Text(cell, justify="right") for cell in cells), key=name)
+            table.add_row(labels[name], *(Text(cell, justify="right") for cell in cells), key=name)
         extra.update(Text("\n".join(f"{name}: {text}" for name, text in test_values(entry.result))))
 
     def show_report(self, entry: TestEntry | None) -> None:

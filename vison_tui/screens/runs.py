@@ -227,6 +227,10 @@ class RunsScreen(Screen):
         if view is None:
             self.notify("no run chosen", severity="warning", title="Stop")
             return
+        if view.status.process_note:  # a live pid not confirmed to be the run's: never signalled
+            self.notify(f"run {view.status.run_id} not stopped: {view.status.process_note}", severity="warning",
+                        title="Stop")
+            return
         if not view.live or view.status.alive is False:
             self.notify(f"run {view.status.run_id} is not running ({view.status.state})", title="Stop")
             return

@@ -1,0 +1,64 @@
+"""The engine checking itself: does a family's declaration (family.py) agree with its code?
+
+The registry runs this on every family it discovers, so a misspelt sub-task or a limit without a
+unit stops the engine at start with the reason, instead of reading as a skipped sub-task in a
+night's results. tests/test_family_contract.py adds the documentation check.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from ..campaign.limits import limit_specs
+from .calproducts import PRODUCTS
+from .family import ALWAYS, Family
+
+
+def contract_problems(family: Family) -> list[str]:
+    """What in `family`'s declaration does not hold; empty when it is sound."""
+    problems = []
+    where = f"family {family.name} ({family.task.__module__})"
+    for name in ALWAYS:
+        if name not in family.subtasks:
+            problems.append(f"{where}: sub-task {name!r} missing (every family has {', '.join(ALWAYS)})")
+    if len(set(family.subtasks)) != len(family.subtasks):
+        problems.append(f"{where}: a sub-task is declared twice: {family.subtasks}")
+    for name in family.not_implemented - set(family.subtasks):
+        problems.append(f"{where}: {name!r} is listed as not implemented but is not a declared sub-task")
+    for name in family.subtasks:
+        method = getattr(family.task, name, None)
+        if name in family.not_implemented:
+            if callable(method):
+                problems.append(f"{where}: sub-task {name!r} has code but is declared not implemented")
+        elif not callable(method):
+            problems.append(f"{where}: sub-task {name!r} is declared but {family.task.__name__} has no method {name}")
+        elif len(inspect.signature(method).parameters) < 2:
+            problems.append(f"{where}: sub-task {name} must take (self, ctx, ...)")
+    try:
+        limit_specs(family.limits)
+    except TypeError as exc:
+        problems.append(f"{where}: {exc}")
+    for product in family.needs:
+        if product not in PRODUCTS:
+            problems.append(f"{where}: needs unknown calibration product {product!r} (known: {', '.join(PRODUCTS)})")
+    for product in family.required:
+        if product not in family.needs:
+            problems.append(f"{where}: requires {product!r} without declaring it in needs")
+    names = [spec.name for spec in family.values]
+    if len(set(names)) != len(names):
+        problems.append(f"{where}: a value is declared twice")
+    for spec in family.values:
+        if spec.scope not in ("quadrant", "test"):
+            problems.append(f"{where}: value {spec.name} has scope {spec.scope!r} (quadrant or test)")
+    for check in family.checks:
+        if len(inspect.signature(check).parameters) != 2:
+            problems.append(f"{where}: check {getattr(check, '__name__', check)} must take (ctx, raw_stats)")
+    return problems
+
+
+def undocumented_values(family: Family, results_doc: Path) -> list[str]:
+    """Values of `family` that docs/results.md does not name (as `name` in backticks)."""
+    documented = set(re.findall(r"`([A-Za-z0-9_]+)`", results_doc.read_text()))
+    return [name for name in family.value_specs() if name not in documented]

@@ -1,0 +1,116 @@
+"""The contract of an analysis family: what one module under engine/tasks declares.
+
+A family module defines `FAMILY = Family(...)`: its sub-tasks in order (those without code yet
+listed as `not_implemented`), its limits as a typed config (engine.campaign.limits), the values
+it writes to result.json (name, unit, precision, meaning; `key` ones the app shows first), the
+raw-data checks it adds to the generic ones, whether its frames are meant to saturate, and the
+calibration products it needs. The registry (registry.py) discovers the modules; the contract
+test (tests/test_family_contract.py) checks every declaration against the code and the docs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from ..campaign.limits import GenericLimits
+
+if TYPE_CHECKING:  # the task machinery imports this module
+    from .base import AnalysisTask
+    from .context import TaskContext
+
+ALWAYS = ("init", "check", "report")  # every family has them: ingestion, raw-data checks, the report
+CHECK_ONLY_SUBTASKS = frozenset({"init", "check", "lock", "report"})  # what a check-only run (-k) runs
+
+
+@dataclass(frozen=True)
+class ValueSpec:
+    """A value a family writes to result.json, per quadrant (`ccds -> CCDn -> Q`) or for the test."""
+
+    name: str
+    unit: str  # "" for a count or a text
+    precision: int | None  # decimals kept in result.json; None: not rounded (counts, texts)
+    meaning: str
+    key: bool = False  # one of the family's key figures: the app shows these first
+    scope: str = "quadrant"  # "quadrant" | "test"
+
+    def round(self, value: Any) -> Any:
+        """The value as result.json stores it: rounded to the declared precision; NaN stays NaN."""
+        if hasattr(value, "item") and callable(value.item):  # numpy scalar
+            value = value.item()
+        if self.precision is None or not isinstance(value, float) or not math.isfinite(value):
+            return value
+        return round(value, self.precision)
+
+    def format(self, value: Any) -> str:
+        """The value as a user reads it (report, app): its precision, NaN and missing said."""
+        return format_value(value, self.precision)
+
+
+def format_value(value: Any, precision: int | None = None) -> str:
+    """One formatter for values everywhere: the declared decimals when known, else 7 significant
+    figures (a 16-bit offset to 0.01 ADU, a RON to 0.001 ADU); NaN and missing say so."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, (list, tuple)):
+            return ", ".join(format_value(v, precision) for v in value)
+        return str(value)
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, int):
+        return str(value)
+    if precision is not None:
+        return f"{value:.{precision}f}"
+    return f"{value:.7g}"
+
+
+class UndeclaredValue(KeyError):
+    """A value written that the family does not declare: the contract is broken (a bug)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+CheckFunction = Callable[["TaskContext", Any], None]  # (ctx, the generic check's RawStats) -> flags raised
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    summary: str  # one line: what the family measures
+    subtasks: tuple[str, ...]  # in running order
+    task: type["AnalysisTask"]
+    limits: type = GenericLimits  # a frozen dataclass of limit() fields (engine.campaign.limits)
+    values: tuple[ValueSpec, ...] = ()  # besides GENERIC_VALUES (a value of the same name replaces it)
+    checks: tuple[CheckFunction, ...] = ()  # raw-data checks added to the generic ones, in order
+    saturation_expected: bool = False  # frames meant to saturate (no SATURATION flag for them)
+    needs: tuple[str, ...] = ()  # calibration products (calproducts.PRODUCTS) the analyses use
+    required: tuple[str, ...] = ()  # of `needs`: without it the results are flagged (MISSCALPROD)
+    not_implemented: frozenset[str] = field(default_factory=frozenset)  # declared, no code yet
+
+    def value_specs(self) -> dict[str, ValueSpec]:
+        """Every value the family may write: the generic check's, then its own (replacing by name)."""
+        specs = {spec.name: spec for spec in GENERIC_VALUES}
+        specs.update({spec.name: spec for spec in self.values})
+        return specs
+
+    def key_values(self) -> tuple[str, ...]:
+        return tuple(spec.name for spec in self.values if spec.key)
+
+    @property
+    def implemented(self) -> tuple[str, ...]:
+        return tuple(name for name in self.subtasks if name not in self.not_implemented)
+
+
+# Values the generic check writes for every test (check.py), overridden by name where a family
+# measures them better (the bias family's offsets are clipped means over all frames, to 0.1 mADU).
+GENERIC_VALUES: tuple[ValueSpec, ...] = (
+    ValueSpec("offset_prescan_adu", "ADU", 3, "prescan offset: median over frames of each frame's prescan median"),
+    ValueSpec("offset_overscan_adu", "ADU", 3, "overscan offset: median over frames of each frame's overscan median"),
+    ValueSpec("ron_prescan_adu", "ADU", 4, "prescan noise: median over frames of each frame's prescan robust std"),
+    ValueSpec("ron_overscan_adu", "ADU", 4, "overscan noise: median over frames of each frame's overscan robust std"),
+    ValueSpec("hk_missing_obsids", "", None, "OBSIDs without an HK file (HK not checked there)", scope="test"),
+    ValueSpec("calproducts", "", None, "calibration products used: kind -> source, path, run, OBSIDs", scope="test"),
+)
