@@ -59,6 +59,9 @@ def contract_problems(family: Family) -> list[str]:
 
 
 def undocumented_values(family: Family, results_doc: Path) -> list[str]:
-    """Values of `family` that docs/results.md does not name (as `name` in backticks)."""
-    documented = set(re.findall(r"`([A-Za-z0-9_]+)`", results_doc.read_text()))
+    """Values of `family` that the results documentation does not name (as `name` in backticks):
+    docs/results.md, or the family's own page docs/results/<family>.md."""
+    pages = [results_doc, results_doc.with_suffix("") / f"{family.name}.md"]
+    text = "\n".join(page.read_text() for page in pages if page.is_file())
+    documented = set(re.findall(r"`([A-Za-z0-9_]+)`", text))
     return [name for name in family.value_specs() if name not in documented]
