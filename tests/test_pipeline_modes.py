@@ -142,7 +142,8 @@ def test_dry_mode_creates_folders_only(faulty_session, tmp_path):
     code = cli(["run", "--data", str(bias.day_folder), "--tests", "BIAS01", "--results", str(fresh), "--dry"])
     assert code == 0
     files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file())
-    assert len(files) == 1 and files[0].startswith("logs/Calib_FM")  # the log, and folders: nothing analysed
+    assert len(files) == 2 and files[0].startswith("logs/Calib_FM")  # the log, its events, folders: nothing analysed
+    assert files[1] == files[0] + ".events.jsonl"
     assert (fresh / "QUICK" / "BIAS01" / "products").is_dir()
 
 

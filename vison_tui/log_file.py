@@ -7,6 +7,10 @@ then the rest of the file, then only the bytes appended since the last look, rea
 follower of growing text files (engine.formats.textfollow), which also notices a file that
 shrinks or is replaced (another inode): it is then scanned again from the start.
 
+Tests and errors come from the run's typed events (engine/pipeline/events.py, the events file
+beside the log: each event says where in the log its record starts); a log without an events
+file (written by an older engine) falls back to matching its text.
+
 Classification of lines for highlighting uses the format of `engine/pipeline/log.py`: records
 start with "YYYY-mm-dd HH:MM:SS,mmm - LEVEL - "; lines without that prefix (tracebacks, summary
 blocks, inputs) belong to the record above them.
@@ -107,8 +111,11 @@ class LogIndex:
         self.starts = array("q")
         self.end = 0  # bytes indexed from the start of the file (after the head scan)
         self.first = 0  # byte offset of the first indexed line (0 once the head is scanned)
-        self.tasks: list[tuple[int, str]] = []
+        self.tasks: list[tuple[int, str]] = []  # from the text: logs without events only
         self.errors: list[int] = []
+        self.has_events = False  # the run's events file was found: tasks and errors come from it
+        self.event_tasks: list[tuple[int, str]] = []  # (log offset, test) of each test_started
+        self.event_errors: list[int] = []  # log offsets of error events (a failed sub-task, test, run)
         self._fd: int | None = None
         self._lines: OrderedDict[int, str] = OrderedDict()
         self._levels: dict[int, str] = {}
@@ -201,12 +208,42 @@ class LogIndex:
         """The index of the line holding byte `offset`."""
         return max(0, bisect_right(self.starts, offset) - 1)
 
+    # -- events ------------------------------------------------------------------------------------
+    def add_events(self, events: list[dict], restarted: bool = False) -> bool:
+        """Take tests and errors from the run's events; True if the task list changed."""
+        if restarted:
+            self.event_tasks, self.event_errors = [], []
+        self.has_events = True
+        changed = restarted
+        for event in events:
+            offset = event.get("log_offset")
+            if not isinstance(offset, int):
+                continue
+            if event.get("kind") == "test_started":
+                self.event_tasks.append((offset, str(event.get("test", "?"))))
+                changed = True
+            if event.get("severity") == "error":
+                self.event_errors.append(offset)
+                changed = True
+        return changed
+
     def task_lines(self) -> list[tuple[int, str]]:
-        return [(self.line_of_offset(offset), name) for offset, name in self.tasks]
+        """(line, test) where each test's analysis starts, among the lines indexed so far."""
+        tasks = self.event_tasks if self.has_events else self.tasks
+        return [(self.line_of_offset(offset), name) for offset, name in tasks if self.indexed(offset)]
 
     def error_lines(self) -> list[int]:
         """First lines of the error records, in order (a traceback counts once)."""
-        return sorted({self.line_of_offset(offset) for offset in self.errors})
+        errors = self.event_errors if self.has_events else self.errors
+        return sorted({self.line_of_offset(offset) for offset in errors if self.indexed(offset)})
+
+    def indexed(self, offset: int) -> bool:
+        return self.first <= offset < self.end
+
+    def events_between(self, start: int, stop: int) -> bool:
+        """Whether a test or an error starts in the log bytes [start, stop) (newly indexed)."""
+        return any(start <= offset < stop for offset, _ in self.event_tasks) or \
+            any(start <= offset < stop for offset in self.event_errors)
 
     def level(self, index: int) -> str:
         """The level of the record a line belongs to (INFO, WARNING, ERROR...)."""

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
-from engine.campaign.config import Campaign
-from engine.campaign.scripts import ScriptsWritten
-from engine.campaign.sessions import SessionsBuilt
-from engine.monitor import MonitorSnapshot
-from engine.pipeline.cleanup import CleanupPlan, CleanupReport, KindTotal
+if TYPE_CHECKING:  # annotations only: importing these at start-up would load openpyxl, astropy...
+    from engine.campaign.config import Campaign
+    from engine.campaign.scripts import ScriptsWritten
+    from engine.campaign.sessions import SessionsBuilt
+    from engine.monitor import MonitorSnapshot
+    from engine.pipeline.cleanup import CleanupPlan, CleanupReport, KindTotal
 
-from .campaign_doc import Validation
+    from .campaign_doc import Validation
 
 
 @dataclass
@@ -126,6 +128,15 @@ class LogScanned(Message):
     generation: int
     kind: str
     scan: object  # vison_tui.log_file.Scan, None for reset
+
+
+@dataclass
+class LogEvents(Message):
+    """New lines of the followed run's events file (engine.pipeline.events), parsed."""
+
+    generation: int
+    events: list  # event dicts, in order
+    restarted: bool = False  # the events file was replaced: these replace the ones before
 
 
 @dataclass

@@ -8,6 +8,7 @@ lock for point sources), and *dry* (validate inputs and create folders, analyse 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,6 +29,8 @@ from ..tasks.dataset import DataSet, select_dataset
 from ..tasks.family import CHECK_ONLY_SUBTASKS
 from ..tasks.registry import family, task_for
 from . import log as pipelog
+from .events import (EventLog, PipelineEvent, RunFinished, RunStarted, SubtaskEnded, SubtaskStarted, TestAbandoned,
+                     TestFinished, TestPrepared, TestStarted, events_path, log_size)
 from .results import discard, publish, result_folder, result_record, staging_folder
 from .runs import new_run_id
 
@@ -89,6 +92,7 @@ class PipelineRun:
         self.pid = self.run_id  # the "Pipeline ID" of the log
         log_dir = self.options.log_dir or self.campaign.paths.results / pipelog.LOGS_FOLDER
         self.log_path = log_dir / pipelog.log_filename(self.run_id)
+        self.event_log = EventLog(events_path(self.log_path))  # typed events beside the log (events.py)
         self.log: logging.Logger | None = None
         self.stop_event = threading.Event()
         self.stop_reason: str | None = None
@@ -166,17 +170,17 @@ class PipelineRun:
         self.log.info(f"Mode: {mode}; session {self.session.name}; jobs {self.options.jobs}")
         for note in self.options.notes:
             self.log.info(note)
-        self._emit("run_started", {"tests": self.test_names, "log": str(self.log_path), "mode": mode})
+        self.emit(RunStarted(self.test_names, str(self.log_path), mode, log_offset=0))
 
     def close(self, reason: str = "finished", state: str = "finished") -> None:
         """Write the final summary; `state` is finished, stopped or failed (for the run record)."""
         log = self._log()
+        mark = self.log_mark()
         log.info(pipelog.summary_block(self.pid, self.campaign.info.block, self.chamber.name, self.test_names,
                                        self.summaries))
         log.info(f"Pipeline {reason}.")
         self.end_state = state
-        self._emit("run_finished", {"reason": reason, "state": state,
-                                    "errors": any(s.errors for s in self.summaries)})
+        self.emit(RunFinished(reason, state, any(s.errors for s in self.summaries), log_offset=mark))
         pipelog.close_pipeline_log(log)
 
     # -- stopping -----------------------------------------------------------------------------
@@ -207,8 +211,9 @@ class PipelineRun:
         if self.options.dry:
             return self.prepare_test(test, rows)
         started_at, started = datetime.now(), time.perf_counter()
+        mark = self.log_mark()
         log.info(f"Running Task: {test.name}")
-        self._emit("test_started", {"test": test.name})
+        self.emit(TestStarted(test.name, log_offset=mark))
         definition = resolve_test(test.name)
         results_root = self.campaign.paths.results
         workdir = staging_folder(results_root, self.session.name, test.name, self.run_id)
@@ -221,7 +226,9 @@ class PipelineRun:
                 family=family(definition.family),
                 limits=self.campaign.limits_for(family(definition.family).limits, definition.family),
                 calibration=CalibrationInputs(self.campaign),
-                on_subtask=lambda name: self._emit("subtask_started", {"test": test.name, "subtask": name}),
+                on_subtask=lambda name: self.emit(SubtaskStarted(test.name, name)),
+                on_subtask_end=lambda name, status, seconds, error: self.emit(
+                    SubtaskEnded(test.name, name, status, seconds, error)),
             )
             task = task_for(definition.family)
             enabled = self.enabled_subtasks(test)
@@ -236,21 +243,25 @@ class PipelineRun:
                                           ctx.flags.names(), outcome.errors, "errors" if outcome.errors else "done")
         except StopRequested as stop:
             discard(workdir)
+            self.emit(TestAbandoned(test.name, str(stop)))
             log.warning(f"Task {test.name} abandoned ({stop}): its partial results were discarded")
-            self._emit("test_abandoned", {"test": test.name, "reason": str(stop)})
             raise
-        except Exception:  # a broken test never stops the others
+        except Exception as exc:  # a broken test never stops the others
+            failure = f"{type(exc).__name__}: {exc}"
+            failed_at = self.log_mark()
             log.exception(f"TASK {test.name} FAILED")
             discard(workdir)
             summary = pipelog.TaskSummary(test.name, (time.perf_counter() - started) / 60, None, ["UNKNOWN"], True,
                                           "errors")
+        else:
+            failure = failed_at = None
+        mark = failed_at if failed_at is not None else self.log_mark()
         log.info(f"Finished {definition.family}")
         log.info(f"{summary.minutes:.1f} minutes in running Task: {test.name}")
         log.info(f"Task {test.name} exited with Errors: {summary.errors}")
         self.add_summary(summary)
-        self._emit("test_finished", {"test": test.name, "state": summary.state, "flags": summary.flags,
-                                     "minutes": round(summary.minutes, 3),
-                                     "obsids": list(summary.obsids) if summary.obsids else None})
+        self.emit(TestFinished(test.name, summary.state, summary.flags, round(summary.minutes, 3),
+                               list(summary.obsids) if summary.obsids else None, failure, log_offset=mark))
         return summary
 
     def prepare_test(self, test: SessionTest, rows: list[dict[str, Any]]) -> pipelog.TaskSummary:
@@ -269,9 +280,8 @@ class PipelineRun:
             log.info(note)
         summary = pipelog.TaskSummary(test.name, 0.0, dataset.obsid_range, [], False, "skipped")
         self.add_summary(summary, block=False)
-        self._emit("test_prepared", {"test": test.name, "exposures": len(dataset.exposures),
-                                     "expected": dataset.expected_frames, "folder": str(folder), "subtasks": plan,
-                                     "obsids": list(dataset.obsid_range) if dataset.obsid_range else None})
+        self.emit(TestPrepared(test.name, len(dataset.exposures), dataset.expected_frames, str(folder), plan,
+                               list(dataset.obsid_range) if dataset.obsid_range else None))
         return summary
 
     def add_summary(self, summary: pipelog.TaskSummary, block: bool = True) -> None:
@@ -319,9 +329,16 @@ class PipelineRun:
             self.log = pipelog.open_pipeline_log(self.log_path, self.run_id)
         return self.log
 
-    def emit(self, kind: str, payload: Mapping[str, Any]) -> None:
-        """Tell the listener (console, run record) what happened; kinds are listed in docs/runs.md."""
+    def emit(self, event: PipelineEvent) -> None:
+        """Record a typed event (events.py) in the run's events file, at the log's current size
+        unless it carries its own offset, and tell the listener (console, run record) as
+        (kind, payload); kinds are listed in docs/runs.md."""
+        if event.log_offset is None:
+            event = dataclasses.replace(event, log_offset=self.log_mark())
+        self.event_log.write(event)
         if self.on_event:
-            self.on_event(kind, payload)
+            self.on_event(event.kind, event.payload())
 
-    _emit = emit
+    def log_mark(self) -> int | None:
+        """The log's size now: where the next record starts (handlers flush every record)."""
+        return log_size(self.log_path)

@@ -41,6 +41,7 @@ from ..monitor.watcher import FolderWatcher
 from ..formats.fits import FrameCompleteness
 from ..tasks.dataset import CCDS, DataSet
 from . import log as pipelog
+from .events import TestProgress, TestSkipped, Waiting, Watching
 from .results import read_result, result_folder
 from .runner import PipelineRun
 
@@ -165,8 +166,7 @@ class WaitMode:
                     self.log.info(f"Waiting for data in {folder}: {watcher.kind} ({watcher.reason}); {idle}"
                                   + (f"; only OBSIDs from {run.options.start_obsid} on" if run.options.start_obsid
                                      else ""))
-                    run.emit("watching", {"folder": str(folder), "observer": watcher.kind, "why": watcher.reason,
-                                          "idle_stop_s": self.settings.idle_stop_s})
+                    run.emit(Watching(str(folder), watcher.kind, watcher.reason, self.settings.idle_stop_s))
                     end.reason = self._loop(folder, watcher)
             finally:
                 if watcher is not None:
@@ -300,9 +300,8 @@ class WaitMode:
                           f"{', ...' if len(watch.problems) > 1 else ''})")
         if progress != watch.said_progress:
             watch.said_progress = progress
-            self.run.emit("test_progress", {"test": watch.test.name, "state": state, "logged": watch.logged,
-                                            "expected": watch.expected, "total": watch.total,
-                                            "obsids": list(watch.obsids) if watch.obsids else None})
+            self.run.emit(TestProgress(watch.test.name, state, watch.logged, watch.expected, watch.total,
+                                       list(watch.obsids) if watch.obsids else None))
         watch.state = state
 
     # -- deciding -------------------------------------------------------------------------------
@@ -364,9 +363,8 @@ class WaitMode:
         self.run.add_summary(pipelog.TaskSummary(watch.test.name, minutes, ds.obsid_range, flags,
                                                  bool(record.get("errors")),
                                                  "errors" if record.get("errors") else "done"))
-        self.run.emit("test_skipped", {"test": watch.test.name, "reason": "already analysed",
-                                       "state": "errors" if record.get("errors") else "done", "flags": flags,
-                                       "obsids": list(ds.obsid_range), "result": str(folder)})
+        self.run.emit(TestSkipped(watch.test.name, "already analysed", "errors" if record.get("errors") else "done",
+                                  flags=flags, obsids=list(ds.obsid_range), result=str(folder)))
         return True
 
     # -- timing ---------------------------------------------------------------------------------
@@ -421,7 +419,7 @@ class WaitMode:
             span = f"for up to {idle_left:.0f} seconds" if idle_left is not None else "until data arrive"
             message = f"Pipeline sleeping {span} (idle stop), waking on new data. {self._waiting_for()}"
         self.log.info(message)
-        self.run.emit("waiting", {"message": message, "idle_stop_in_s": None if idle_left is None else round(idle_left)})
+        self.run.emit(Waiting(message, None if idle_left is None else round(idle_left)))
 
     def _idle_reason(self) -> str:
         return f"stopped: no new data for {self.settings.idle_stop_s / 60:g} minutes"
@@ -438,8 +436,7 @@ class WaitMode:
                           + (f", {len(watch.problems)} frame(s) missing or incomplete" if watch.problems else ""))
             self.run.add_summary(pipelog.TaskSummary(watch.test.name, 0.0, watch.obsids, [], False, "skipped"),
                                  block=False)
-            self.run.emit("test_skipped", {"test": watch.test.name, "reason": "data incomplete", "state": "skipped",
-                                           "logged": watch.logged, "expected": watch.expected})
+            self.run.emit(TestSkipped(watch.test.name, "data incomplete", logged=watch.logged, expected=watch.expected))
 
     # -- the day folder -------------------------------------------------------------------------
 

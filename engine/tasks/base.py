@@ -108,10 +108,11 @@ class AnalysisTask:
                 outcome.reasons[name] = "an earlier sub-task failed"
                 continue
             method = getattr(self, name)  # the contract test guarantees it exists
-            ctx.log.info(f"Executing {name}: {type(self).__module__}")
             if ctx.on_subtask:
                 ctx.on_subtask(name)
+            ctx.log.info(f"Executing {name}: {type(self).__module__}")
             started = time.perf_counter()
+            error = None
             try:
                 result = method(ctx, **self.inputs(method, ctx))
                 if isinstance(result, SubTaskResult):
@@ -123,15 +124,21 @@ class AnalysisTask:
             except MissingInput as missing:
                 outcome.statuses[name] = SKIPPED
                 outcome.reasons[name] = str(missing)
-                ctx.log.warning(f"Sub-task {name} of {ctx.test.name} skipped: {missing}")
+                error = str(missing)
             except Exception as exc:  # one sub-task's bug must not stop the campaign's run
                 crashed = outcome.errors = True
                 outcome.statuses[name] = FAILED
-                message = f"{name}: {type(exc).__name__}: {exc}"
-                outcome.error_messages.append(message)
-                ctx.flags.raise_flag("SUBTASKCRASH", f"sub-task {message}")
-                ctx.log.error(f"Sub-task {name} of {ctx.test.name} failed:\n{traceback.format_exc()}")
+                error = f"{type(exc).__name__}: {exc}"
+                outcome.error_messages.append(f"{name}: {error}")
+                ctx.flags.raise_flag("SUBTASKCRASH", f"sub-task {name}: {error}")
+                trace = traceback.format_exc()
             seconds = time.perf_counter() - started
+            if ctx.on_subtask_end:  # before the error is logged: the event points at its record
+                ctx.on_subtask_end(name, outcome.statuses[name], round(seconds, 3), error)
+            if outcome.statuses[name] == SKIPPED:
+                ctx.log.warning(f"Sub-task {name} of {ctx.test.name} skipped: {error}")
+            elif outcome.statuses[name] == FAILED:
+                ctx.log.error(f"Sub-task {name} of {ctx.test.name} failed:\n{trace}")
             outcome.timings[name] = round(seconds, 3)
             ctx.log.info(f"{seconds / 60:.1f} minutes in running Sub-task: {name}")
         return outcome

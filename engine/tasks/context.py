@@ -22,7 +22,7 @@ from ..campaign.config import Campaign
 from ..formats.hklimits import HKLimits
 from .calproducts import NOMINAL_GAIN_E_PER_ADU, CalibrationInputs
 from .dataset import CCDS, DataSet
-from .family import Family, UndeclaredValue
+from .family import CCD_KEY, Family, UndeclaredValue
 from .flags import FlagBook
 
 __all__ = ["NOMINAL_GAIN_E_PER_ADU", "MissingInput", "TaskContext"]
@@ -56,12 +56,15 @@ class TaskContext:
     figures: list[str] = field(default_factory=list)
     results: dict[type, Any] = field(default_factory=dict)  # typed results of the sub-tasks so far
     on_subtask: Callable[[str], None] | None = None  # told each sub-task as it starts (run state)
+    # told each sub-task's end: (name, status, seconds, error or None), before its error is logged
+    on_subtask_end: Callable[[str, str, float | None, str | None], None] | None = None
     outcome: Any = None  # the TaskOutcome being built (base.py), for the report's sub-task list
 
     # -- values -------------------------------------------------------------------------------
 
     def set_value(self, ccd: int | None, quadrant: str | None, name: str, value: Any) -> None:
-        """Store a declared value (family.py) rounded to its precision; `ccd` None: of the test."""
+        """Store a declared value (family.py) rounded to its precision; `ccd` None: of the test;
+        `quadrant` None: of the CCD (under CCD_KEY beside its quadrants)."""
         spec = self.family.value_specs().get(name)
         if spec is None:
             raise UndeclaredValue(f"value {name!r} is not declared by family {self.family.name} (add a "
@@ -69,7 +72,7 @@ class TaskContext:
         if ccd is None:
             self.test_values[name] = spec.round(value)
         else:
-            self.values.setdefault(f"CCD{ccd}", {}).setdefault(quadrant or "", {})[name] = spec.round(value)
+            self.values.setdefault(f"CCD{ccd}", {}).setdefault(quadrant or CCD_KEY, {})[name] = spec.round(value)
 
     def value(self, ccd: int, quadrant: str, name: str, default: Any = None) -> Any:
         return self.values.get(f"CCD{ccd}", {}).get(quadrant, {}).get(name, default)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 from pathlib import Path
 
 from ..campaign.limits import limit_specs
@@ -36,6 +37,8 @@ def contract_problems(family: Family) -> list[str]:
             problems.append(f"{where}: sub-task {name!r} is declared but {family.task.__name__} has no method {name}")
         elif len(inspect.signature(method).parameters) < 2:
             problems.append(f"{where}: sub-task {name} must take (self, ctx, ...)")
+        else:
+            problems += _input_problems(where, name, method)
     try:
         limit_specs(family.limits)
     except TypeError as exc:
@@ -50,11 +53,28 @@ def contract_problems(family: Family) -> list[str]:
     if len(set(names)) != len(names):
         problems.append(f"{where}: a value is declared twice")
     for spec in family.values:
-        if spec.scope not in ("quadrant", "test"):
-            problems.append(f"{where}: value {spec.name} has scope {spec.scope!r} (quadrant or test)")
+        if spec.scope not in ("quadrant", "ccd", "test"):
+            problems.append(f"{where}: value {spec.name} has scope {spec.scope!r} (quadrant, ccd or test)")
     for check in family.checks:
         if len(inspect.signature(check).parameters) != 2:
             problems.append(f"{where}: check {getattr(check, '__name__', check)} must take (ctx, raw_stats)")
+    return problems
+
+
+def _input_problems(where: str, name: str, method) -> list[str]:
+    """Each input after ctx must be annotated with a class (the runner passes inputs by type)."""
+    try:
+        hints = typing.get_type_hints(method)
+    except Exception as exc:  # an annotation naming what the module does not import
+        return [f"{where}: sub-task {name}: its annotations cannot be resolved ({exc})"]
+    problems = []
+    for parameter in list(inspect.signature(method).parameters.values())[2:]:
+        kind = hints.get(parameter.name)
+        if parameter.default is None:
+            kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        if not isinstance(kind, type):
+            problems.append(f"{where}: sub-task {name}: input {parameter.name} needs a class annotation "
+                            "(the result type of an earlier sub-task)")
     return problems
 
 

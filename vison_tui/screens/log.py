@@ -29,11 +29,12 @@ from textual.worker import get_current_worker
 
 from engine.campaign.config import Campaign
 from engine.formats.textfollow import TextFollower
+from engine.pipeline.events import events_path, parse_event_lines
 from engine.pipeline.runs import RunRecord, list_runs, run_status
 
 from ..dialogs.choose import ChooseDialog
 from ..log_file import CHUNK_BYTES, LogIndex, index_lines, scan_lines, search_file, tail_start
-from ..messages import LogScanned, LogSearched
+from ..messages import LogEvents, LogScanned, LogSearched
 from ..run_view import STATE_STYLES, RunView
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.log_view import LogView
@@ -200,9 +201,15 @@ class LogScreen(Screen):
             return
         self.app.call_from_thread(self.file_found, path, generation)
         follower = TextFollower(path, max_bytes=CHUNK_BYTES)
+        events = TextFollower(events_path(path))  # the run's typed events: its tests and errors
         fd = None  # for the head, indexed once from the tail backwards
         try:
             while not worker.is_cancelled:
+                if events.path.exists():
+                    chunk = events.read_chunk()
+                    if chunk.data or chunk.restarted:
+                        lines = [line.text + "\n" for line in chunk.lines()]
+                        self.post_message(LogEvents(generation, parse_event_lines(lines), chunk.restarted))
                 if fd is None or follower.replaced():
                     if fd is not None:
                         os.close(fd)
@@ -266,9 +273,17 @@ class LogScreen(Screen):
             self.view.lines_changed()
             if self.pattern:
                 self.search_range(self.pattern, old_end, self.index.end, self.generation)
-        if scan.tasks or message.kind != "append":
+        if message.kind != "append" or (self.index.events_between(old_end, self.index.end) if self.index.has_events
+                                        else scan.tasks):
             self.show_tasks()
         self.show_title()
+
+    def on_log_events(self, message: LogEvents) -> None:
+        if message.generation != self.generation or self.index.path is None:
+            return
+        if self.index.add_events(message.events, message.restarted):
+            self.show_tasks()
+            self.show_title()
 
     def show_tasks(self) -> None:
         tasks = self.query_one(TaskList)
