@@ -12,24 +12,26 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.reactive import reactive
-from textual.screen import Screen
-
-from engine.campaign.config import Campaign, ConfigError
-from engine.pipeline.runs import list_runs, run_status
-from engine.sim.demo import demo_request, prepare_demo_folder, simulate_demo
+from textual.screen import ModalScreen, Screen
 
 from .commands import vison_commands
 from .dialogs.confirm import ConfirmDialog
 from .messages import CampaignChanged, DemoReady, EngineFailed, MonitorAlert
 from .navigation import SCREEN_ENTRIES, ScreenEntry
-from .run_view import RunView, live_runs
 from .screens.help import HelpScreen
+
+if TYPE_CHECKING:
+    from engine.campaign.config import Campaign
+
+# Start-up imports only what the first screen needs: the other screens, the analysis modules
+# (astropy, scipy, matplotlib through engine.tasks.registry) and openpyxl are imported after the
+# first paint, in a worker (see VisonApp.preload), or on first use.
 
 SCREENS_GROUP = Binding.Group("Screens")
 
@@ -37,12 +39,15 @@ SCREENS_GROUP = Binding.Group("Screens")
 class VisonApp(App):
     TITLE = "vison"
     HELP_GROUP = "Everywhere"
-    MODES = {entry.mode: entry.screen for entry in SCREEN_ENTRIES}
+    MODES = {entry.mode: entry.make for entry in SCREEN_ENTRIES}
     DEFAULT_MODE = SCREEN_ENTRIES[0].mode
     BINDINGS = [
         # help and quit first: in a narrow terminal the footer loses its last keys (the app bar
         # repeats the screen keys)
-        Binding("question_mark,f1", "help", "Help", tooltip="all keys of this screen"),
+        Binding("question_mark,f1", "help", "Help", tooltip="all keys of this screen (F1 also while editing text)"),
+        # priority: works while the campaign editor or a text field has the focus, where 1-7 and ? are typed
+        Binding("ctrl+g", "go_to", "Go to", priority=True,
+                tooltip="from anywhere, even while editing: then a screen's key (1-7) or ? for help"),
         Binding("q,ctrl+q", "quit", "Quit", tooltip="asks first if something is unsaved or still being written"),
         *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, group=SCREENS_GROUP,
                   tooltip=entry.purpose) for entry in SCREEN_ENTRIES),
@@ -83,6 +88,10 @@ class VisonApp(App):
     @work(thread=True, group="live-runs")
     def announce_live_runs(self, results: Path) -> None:
         """Once per campaign opened: say that runs are still going, so nobody starts them twice."""
+        from engine.pipeline.runs import list_runs, run_status
+
+        from .run_view import RunView, live_runs
+
         try:
             views = [RunView(record, run_status(record)) for record in list_runs(results)]
         except OSError:
@@ -97,7 +106,10 @@ class VisonApp(App):
     # -- demo -------------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="demo")
     def simulate_demo_data(self, config_path: Path) -> None:
+        from engine.campaign.config import ConfigError
+
         try:
+            from engine.sim.demo import demo_request, simulate_demo
             from engine.tasks.registry import load_campaign_checked
 
             request = demo_request(load_campaign_checked(config_path))
@@ -134,6 +146,23 @@ class VisonApp(App):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.screen))
+
+    def action_go_to(self) -> None:
+        from .dialogs.go_to import GoToDialog
+
+        if isinstance(self.screen, GoToDialog):
+            return
+        if isinstance(self.screen, ModalScreen):
+            self.notify("close this dialog first (escape, or its Cancel button)", title="Go to", severity="warning")
+            return
+
+        def chosen(target: str | None) -> None:
+            if target == "help":
+                self.action_help()
+            elif target:
+                self.switch_mode(target)
+
+        self.push_screen(GoToDialog(self.screen_entries, self.current_mode), chosen)
 
     async def action_quit(self) -> None:
         pending = self.pending_work()
@@ -197,6 +226,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.demo:
+        from engine.sim.demo import prepare_demo_folder
+
         try:
             campaign = prepare_demo_folder(Path(args.out))
         except OSError as exc:

@@ -18,7 +18,7 @@ from typing import Any
 from engine.campaign.config import Campaign
 from engine.formats.geometry import QUADRANTS
 from engine.pipeline.results import read_result, result_folder
-from engine.tasks.family import ValueSpec
+from engine.tasks.family import CCD_KEY, ValueSpec
 from engine.tasks.family import format_value as format_declared
 
 CCDS = ("CCD1", "CCD2", "CCD3")
@@ -94,7 +94,9 @@ def value_names(result: dict[str, Any]) -> list[str]:
     """Every per-quadrant value name: the family's key values first, then in the record's order."""
     names: dict[str, None] = {}
     for ccd in (result.get("ccds") or {}).values():
-        for quadrant in (ccd or {}).values():
+        for key, quadrant in (ccd or {}).items():
+            if key == CCD_KEY:  # per-CCD values: ccd_values
+                continue
             for name, value in (quadrant or {}).items():
                 if isinstance(value, (int, float)) or value is None:
                     names.setdefault(name, None)
@@ -130,6 +132,20 @@ def value_table(result: dict[str, Any]) -> tuple[list[str], list[tuple[str, list
         spec = value_spec(result, name)
         rows.append((name, [format_value(value_of(result, ccd, q, name), spec) for ccd in CCDS for q in QUADRANTS]))
     return columns, rows
+
+
+def ccd_values(result: dict[str, Any]) -> list[tuple[str, str]]:
+    """The per-CCD values (`ccds -> CCDn -> CCD`) as (name with unit, "CCD1 x · CCD2 y · CCD3 z")."""
+    names: dict[str, None] = {}
+    for ccd in (result.get("ccds") or {}).values():
+        names.update(dict.fromkeys(((ccd or {}).get(CCD_KEY) or {})))
+    shown = []
+    for name in names:
+        spec = value_spec(result, name)
+        cells = [f"{ccd} {format_value(((result['ccds'].get(ccd) or {}).get(CCD_KEY) or {}).get(name), spec)}"
+                 for ccd in CCDS if ccd in result["ccds"]]
+        shown.append((value_label(result, name), " · ".join(cells)))
+    return shown
 
 
 def test_values(result: dict[str, Any]) -> list[tuple[str, str]]:

@@ -8,11 +8,15 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from engine.campaign.config import Campaign
-from engine.pipeline.launch import RunInputError, start_background_run
-from engine.pipeline.runs import RunRecord
+from engine.formats.names import day_folder_name
+
+if TYPE_CHECKING:
+    from engine.campaign.config import Campaign
+    from engine.pipeline.runs import RunRecord
 
 # label shown in the dialog -> (--wait, --check)
 MODES: dict[str, tuple[bool, bool]] = {
@@ -43,6 +47,7 @@ class RunRequest:
     jobs: int = 1
     tag: str = ""
     idle_stop: float | None = None
+    results: str = ""  # absolute; "" = the campaign's results folder
 
     def cli_args(self) -> list[str]:
         """The arguments of `vison-engine run` (without --detach)."""
@@ -60,6 +65,8 @@ class RunRequest:
             args += [f"--tag={self.tag}"]
         if self.idle_stop is not None and wait:
             args += ["--idle-stop", f"{self.idle_stop:g}"]
+        if self.results:
+            args += ["--results", self.results]
         return args
 
     def command_line(self) -> str:
@@ -69,11 +76,14 @@ class RunRequest:
 
 def start_run(request: RunRequest) -> RunRecord:
     """Validate as the CLI does, then start the run in the background; raises LaunchRefused."""
+    from engine.pipeline.launch import RunInputError, start_background_run  # loads the analysis modules
+
     wait, check = MODES[request.mode]
     try:
         return start_background_run(request.config, request.session, wait=wait, check_only=check,
                                     day_folder=request.day or None, start_obsid=request.start_obsid,
-                                    jobs=request.jobs, tag=request.tag, idle_stop=request.idle_stop)
+                                    jobs=request.jobs, tag=request.tag, idle_stop=request.idle_stop,
+                                    results=request.results or None)
     except RunInputError as problem:
         raise LaunchRefused(str(problem)) from None
 
@@ -87,3 +97,36 @@ def day_folders(campaign: Campaign | None) -> list[str]:
     except OSError:
         return []
     return sorted(folders, key=lambda name: os.path.getmtime(campaign.paths.data / name))
+
+
+def newest_day_folder(campaign: Campaign | None) -> str | None:
+    """The most recently written day folder (with an EXP_LOG) under the data folder, or None."""
+    folders = day_folders(campaign)
+    return folders[-1] if folders else None
+
+
+def watched_day_folder(campaign: Campaign, session: str | None, day: str, when: datetime | None = None) -> tuple[Path, str]:
+    """The day folder a wait run watches, as the engine picks it: the given one, else the session's,
+    else the one ELVIS names after the date (`when`, default now). Returns (path, how it was chosen)."""
+    chosen, how = day, "given"
+    if not chosen and session in campaign.sessions:
+        chosen, how = campaign.sessions[session].day_folder or "", "the session's"
+    if not chosen:
+        return campaign.paths.data / day_folder_name(when or datetime.now()), "today's"
+    path = Path(os.path.expanduser(chosen))
+    if path.is_absolute():
+        return path, how
+    for base in (campaign.paths.data, campaign.paths.config_dir):
+        if (base / path).is_dir():
+            return base / path, how
+    return campaign.paths.data / path, how
+
+
+def missing_day_note(campaign: Campaign, path: Path, how: str) -> str:
+    """Why a wait run on `path` would wait for ever ("" when the folder is there)."""
+    if path.is_dir():
+        return ""
+    newest = newest_day_folder(campaign)
+    where = path.name if path.parent == campaign.paths.data else str(path)
+    offer = f"newest day folder there: {newest}" if newest else "no day folder there yet"
+    return f"day folder {where} ({how}) does not exist: the run waits until ELVIS creates it; {offer}"

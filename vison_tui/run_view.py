@@ -28,6 +28,7 @@ ANALYSED_TEST_STATES = ("done", "errors", "prepared")  # skipped and abandoned t
 class RunView:
     record: RunRecord
     status: RunStatus
+    note: str = ""  # a problem the app sees and the run cannot say (a wait run's day folder missing)
 
     @property
     def key(self) -> str:
@@ -115,6 +116,8 @@ def run_row(view: RunView, now: datetime) -> tuple[str, ...]:
     activity = status.activity if view.live else (status.end_reason or status.activity or "")
     if status.state == "died":
         activity = "died: its process is gone (killed?)"
+    elif view.note and view.live:
+        activity = f"⚠ {view.note}"
     return (status.run_id, status.session or "–", view.mode, status.state, f"{done}/{total}" if total else "–",
             started_text(view), duration_text(run_seconds(view, now)), activity)
 
@@ -159,3 +162,19 @@ def run_summary(view: RunView) -> str:
 
 def live_runs(views: list[RunView]) -> list[RunView]:
     return [view for view in views if view.live]
+
+
+def day_option(argv: list[str]) -> str:
+    """The --day value a run was started with ("" when none)."""
+    for index, arg in enumerate(argv):
+        if arg in ("--day", "-d") and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--day="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
+def run_results_root(view: RunView) -> Path:
+    """The results folder a run writes into (its record lives in <results>/runs/<id>)."""
+    results = view.record.info.get("results")
+    return Path(results) if results else Path(view.record.folder).parent.parent

@@ -12,6 +12,13 @@ from ..formats.tomlfile import ConfigError, load_toml
 from ..paths import configs_dir
 
 
+# The point-source mask's nominal spots, the same on every quadrant: (name, x, y) as fractions of
+# the quadrant's image area seen in the frame (x along columns, y along rows, from the lower-left
+# image pixel), vison's ALPHA..ECHO pattern. `[point_source.pattern]` in a profile replaces it.
+DEFAULT_SPOT_PATTERN: tuple[tuple[str, float, float], ...] = (
+    ("ALPHA", 0.2, 0.8), ("BRAVO", 0.8, 0.8), ("CHARLIE", 0.5, 0.5), ("DELTA", 0.2, 0.2), ("ECHO", 0.8, 0.2))
+
+
 class ChamberError(ValueError):
     """A chamber profile that is missing or malformed; the message names file and key."""
 
@@ -26,6 +33,7 @@ class ChamberProfile:
     fwhm_px: float
     overheads: dict[str, float] = field(default_factory=dict)
     path: Path | None = None
+    spot_pattern: tuple[tuple[str, float, float], ...] = DEFAULT_SPOT_PATTERN  # nominal spots (see above)
 
     def wheel_position(self, nm: int) -> int:
         """The filter-wheel position holding this wavelength (what scripts set as `wave`)."""
@@ -91,11 +99,26 @@ def load_chamber(name_or_path: str | Path | None = None) -> ChamberProfile:
             fwhm_px=float(data["point_source"]["fwhm_px"]),
             overheads={k: float(v) for k, v in data.get("overheads", {}).items()},
             path=path,
+            spot_pattern=_spot_pattern(data["point_source"].get("pattern")),
         )
     except KeyError as exc:
         raise ChamberError(f"{path}: missing key {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise ChamberError(f"{path}: {exc}") from None
+
+
+def _spot_pattern(table: object) -> tuple[tuple[str, float, float], ...]:
+    """`[point_source.pattern]`: NAME = [x, y], fractions of the image area in [0, 1]."""
+    if table is None:
+        return DEFAULT_SPOT_PATTERN
+    if not isinstance(table, dict) or not table:
+        raise ValueError("[point_source.pattern] must name spots: NAME = [x, y] (fractions of the image area)")
+    spots = []
+    for name, xy in table.items():
+        if not (isinstance(xy, list) and len(xy) == 2 and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in xy)):
+            raise ValueError(f"[point_source.pattern] {name} = {xy!r}: expected [x, y] fractions in [0, 1]")
+        spots.append((str(name), float(xy[0]), float(xy[1])))
+    return tuple(spots)
 
 
 def _per_nm(table: dict[str, object]) -> dict[int, float]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+from pathlib import Path
 
 from ..campaign.chamber import ChamberError, load_chamber
 from ..tasks.registry import load_campaign_checked
@@ -43,7 +45,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-bell", action="store_true", help="no terminal bell on warnings")
 
 
+def _log_refusal(path: str | None) -> str | None:
+    """Why `--log FILE` cannot be appended to, found before anything starts (a disk that fills later
+    is reported by the monitor, which goes on)."""
+    if not path:
+        return None
+    target = Path(path).expanduser()
+    if target.is_dir():
+        return f"--log {path} is a folder: give a file, e.g. {Path(path) / 'monitor.log'}"
+    if target.exists():
+        if not os.access(target, os.W_OK):
+            return f"--log {path}: the file cannot be written (permission denied)"
+        return None
+    parent = target.parent if str(target.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        return f"--log {path}: {parent} is not a folder"
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):
+        return f"--log {path}: cannot create a file in {parent} (permission denied)"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    refusal = _log_refusal(args.log)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     try:
         settings, chamber = _settings(args)
         monitor = Monitor(args.day_folder, settings, targets=[*args.backup, *args.broadcast],
@@ -81,8 +107,32 @@ def run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     counts = monitor.counts
+    unsolved = _backup_unsolved(monitor)
+    for line in unsolved:
+        print(line, file=sys.stderr)
+    if unsolved:
+        return 1  # a backup that is not what it says is never a success, however old the conflict
     # for cron and scripts: 1 when something needs a look (out of limits, bad lines, failed copies)
     return 1 if args.once and (counts.get("warning", 0) or counts.get("critical", 0)) else 0
+
+
+def _backup_unsolved(monitor) -> list[str]:
+    """One line per target holding conflicts or failed copies (from the ledger: also those of an
+    earlier run, until they are solved)."""
+    lines = []
+    for label, report in monitor.backup_report().items():
+        problems = []
+        if report.conflicts:
+            names = sorted(report.conflicts)
+            problems.append(f"{len(names)} conflict(s) ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''}): "
+                            "the backup and the source differ; compare them, keep the right one, remove the "
+                            "other (its .conflict-* copy is beside it)")
+        if report.failed:
+            names = sorted(report.failed)
+            problems.append(f"{len(names)} failed ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})")
+        if problems:
+            lines.append(f"backup {label}: " + "; ".join(problems))
+    return lines
 
 
 def _settings(args: argparse.Namespace):

@@ -26,8 +26,8 @@ from typing import Any, Iterator, Mapping
 from ..campaign.config import POLLING_MODES, quick_campaign
 from ..formats.tomlfile import ConfigError
 from ..pipeline.launch import (RunInputError, RunPlan, check_inputs, check_jobs, day_argument, finish_plan,
-                               launch_detached, load_campaign_file, only_session)
-from ..pipeline.runner import PipelineRun, RunOptions
+                               launch_detached, load_campaign_file, only_session, with_results)
+from ..pipeline.runner import PipelineRun, RunError, RunOptions
 from ..pipeline.runs import RunRecorder, discard_orphan_staging, record_info, release_run_id, runs_root
 from ..pipeline.wait import WaitMode, WaitSettings
 
@@ -69,7 +69,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     quick.add_argument("--data", metavar="DAYFOLDER", help="day folder holding the frames and EXP_LOG")
     quick.add_argument("--tests", nargs="+", metavar="TEST", help="tests to analyse, e.g. BIAS01 BIAS02 (or BIAS01,BIAS02)")
     quick.add_argument("--obsids", metavar="FIRST-LAST", help="OBSID range for every test, e.g. 8101-8110")
-    quick.add_argument("--results", metavar="DIR", help="results folder (default ./results)")
+    options.add_argument("--results", metavar="DIR",
+                         help="results folder (default: the campaign's [paths] results; ./results in the quick form)")
     quick.add_argument("--block", help="block name for the log (default UNKNOWN)")
     quick.add_argument("--chamber", help="chamber profile (default: the default profile)")
     # set by `--detach` for the background process
@@ -95,16 +96,16 @@ def run(args: argparse.Namespace) -> int:
 # -- inputs ------------------------------------------------------------------------------------
 
 def _plan(args: argparse.Namespace) -> RunPlan:
-    quick = args.data or args.tests or args.obsids or args.results or args.block or args.chamber
+    quick = args.data or args.tests or args.obsids or args.block or args.chamber
     if args.config and quick:
         raise InputProblem("give a campaign file or the quick form (--data, --tests, ...), not both")
     check_jobs(args.jobs)
     notes: list[str] = []
     if args.config:
-        campaign = load_campaign_file(args.config)
+        campaign = with_results(load_campaign_file(args.config), args.results)
         session = args.session or only_session(campaign, args.config)
         config: Path | None = Path(args.config).resolve()
-    elif quick:
+    elif quick or args.results:
         if not args.data or not args.tests:
             raise InputProblem("the quick form needs --data DAYFOLDER and --tests TEST [TEST ...]")
         tests = [t.strip() for item in args.tests for t in item.split(",") if t.strip()]
@@ -249,6 +250,14 @@ def _execute(args: argparse.Namespace, plan: RunPlan, pipeline: PipelineRun) -> 
                 WaitMode(pipeline, settings).execute()
             else:
                 pipeline.run_aim()
+    except (RunError, OSError) as exc:  # the run's inputs or disk, said in one line (the log has the rest)
+        message = str(exc) if isinstance(exc, RunError) else f"{exc.strerror or exc}" + (
+            f": {exc.filename}" if getattr(exc, "filename", None) else "")
+        _say_error(args, message)
+        if recorder is not None:
+            recorder.finish("failed", message, EXIT_ERRORS)
+        printer.summary(pipeline, EXIT_ERRORS)
+        return EXIT_ERRORS
     except Exception as exc:  # the engine itself failed (not a test: those are contained)
         traceback.print_exc()
         if recorder is not None:
@@ -336,8 +345,10 @@ class _Printer:
                 return f"{test} already analysed{_span(p.get('obsids'))} by an earlier run: not redone"
             return f"{test} not analysed: {p.get('logged', 0)}/{p.get('expected', '?')} exposures"
         if kind == "test_prepared":
+            plan = p.get("subtasks") or {}
+            said = ", ".join(name if status == "to run" else f"{name} ({status})" for name, status in plan.items())
             return (f"{test}: {p.get('exposures')} of {p.get('expected')} exposures{_span(p.get('obsids'))}; "
-                    f"folder {p.get('folder')} ready")
+                    f"folder {p.get('folder')} ready" + (f"\n    sub-tasks: {said}" if said else ""))
         if kind == "run_finished":
             return f"Pipeline {p.get('reason')}"
         return None

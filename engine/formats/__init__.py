@@ -1,11 +1,40 @@
 """Readers and writers of the files an ELVIS-run campaign produces.
 
-The public entry points, one import line per module (add yours as a new line).
+The public entry points, one line per module (add yours as a new line). They are imported on
+first use (PEP 562): importing a light module of this package (names, tomlfile) must not load
+astropy and numpy, or the `vison` app would start seconds later.
 """
 
-from .explog import ExpLog, ExpLogError, ExpLogFollower, read_explog  # noqa: F401
-from .hk import HKFile, HKFollower, read_hk  # noqa: F401
-from .hklimits import HKLimits, LimitVerdict, load_hk_limits  # noqa: F401
-from .fits import Frame, FrameError, read_frame, read_header, write_frame  # noqa: F401
-from .geometry import FULL, QUADRANTS, REGIONS, SMALL, CCDGeometry  # noqa: F401
-from .names import day_folder_name, frame_filename, parse_day_folder, parse_frame_name  # noqa: F401
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    ".explog": ("ExpLog", "ExpLogError", "ExpLogFollower", "read_explog"),
+    ".hk": ("HKFile", "HKFollower", "read_hk"),
+    ".hklimits": ("HKLimits", "LimitVerdict", "load_hk_limits"),
+    ".fits": ("Frame", "FrameError", "read_frame", "read_header", "write_frame"),
+    ".geometry": ("FULL", "QUADRANTS", "REGIONS", "SMALL", "CCDGeometry"),
+    ".names": ("day_folder_name", "frame_filename", "parse_day_folder", "parse_frame_name"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from .explog import ExpLog, ExpLogError, ExpLogFollower, read_explog  # noqa: F401
+    from .hk import HKFile, HKFollower, read_hk  # noqa: F401
+    from .hklimits import HKLimits, LimitVerdict, load_hk_limits  # noqa: F401
+    from .fits import Frame, FrameError, read_frame, read_header, write_frame  # noqa: F401
+    from .geometry import FULL, QUADRANTS, REGIONS, SMALL, CCDGeometry  # noqa: F401
+    from .names import day_folder_name, frame_filename, parse_day_folder, parse_frame_name  # noqa: F401

@@ -3,7 +3,8 @@
 Each sink has a `level`: it receives the events of that severity or worse ("info" = all).
 Fast sinks (log file, callbacks) are called at once; slow ones (SMTP, commands) run on one
 worker thread so a hung mail server never delays the HK checks. A sink that fails produces an
-AlertDeliveryFailed event (logged, shown) instead of stopping the monitor.
+AlertDeliveryFailed event (logged, shown) instead of stopping the monitor: once, on the other
+sinks, until it works again (then a notice says so).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Callable, Iterable, Protocol, TextIO
 
-from .events import AlertDeliveryFailed, MonitorEvent
+from .events import AlertDeliveryFailed, MonitorEvent, MonitorNotice
 from .settings import CommandSettings, EmailSettings, severity_at_least
 
 
@@ -177,13 +178,18 @@ class AlertDispatcher:
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
         self._deliver_lock = threading.RLock()  # scanner and backup threads both emit
+        # sinks failing now (id -> reason): a failure is reported once, on the other sinks, until the
+        # sink works again; never to the failing sink itself (a log on a full disk would otherwise
+        # report its own failure to itself, forever)
+        self._failing: dict[int, str] = {}
 
     def add(self, sink: AlertSink) -> None:
         self.sinks.append(sink)
 
     def dispatch(self, events: list[MonitorEvent]) -> None:
         for sink in self.sinks:
-            chosen = [e for e in events if severity_at_least(e.severity, sink.level)]
+            chosen = [e for e in events if severity_at_least(e.severity, sink.level)
+                      and not (isinstance(e, AlertDeliveryFailed) and e.sink == sink.name)]
             if sink.slow:
                 # a failed delivery must not trigger further deliveries (email down -> alert by email...)
                 chosen = [e for e in chosen if not isinstance(e, AlertDeliveryFailed)]
@@ -199,10 +205,25 @@ class AlertDispatcher:
     def _deliver(self, sink: AlertSink, events: list[MonitorEvent]) -> None:
         try:
             sink.deliver(events)
-        except Exception as exc:  # any sink failure is reported, never fatal
-            failure = AlertDeliveryFailed(sink=sink.name, reason=str(exc) or type(exc).__name__)
-            if self.on_failure is not None:
-                self.on_failure(failure)
+        except Exception as exc:  # any sink failure is reported (once), never fatal
+            reason = str(exc) or type(exc).__name__
+            with self._lock:
+                first = id(sink) not in self._failing
+                self._failing[id(sink)] = reason
+            if first and self.on_failure is not None:
+                self.on_failure(AlertDeliveryFailed(sink=sink.name, reason=reason))
+            return
+        if id(sink) in self._failing:
+            with self._lock:
+                reason = self._failing.pop(id(sink), None)
+            if reason is not None and self.on_failure is not None:
+                self.on_failure(MonitorNotice(text=f"alert by {sink.name} works again (it failed: {reason}); "
+                                              "events in between did not reach it", level="warning"))
+
+    def failing(self) -> dict[str, str]:
+        """Sinks failing now: name -> reason."""
+        with self._lock:
+            return {s.name: self._failing[id(s)] for s in self.sinks if id(s) in self._failing}
 
     def _start_worker(self) -> None:
         with self._lock:

@@ -87,6 +87,16 @@ def sha256_of(path: Path, size: int | None = None, stop: threading.Event | None 
     return digest.hexdigest()
 
 
+def file_signature(path: Path) -> list[int] | None:
+    """What changes when a file's content may have: size, mtime, ctime (which no one can set back)
+    and inode (a file replaced by another). None when it is not there."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
+
+
 def _write_temp(source: Path, size: int, folder: Path, name: str,
                 stop: threading.Event | None) -> tuple[Path, str]:
     """Copy the first `size` bytes of `source` to a temporary file in `folder`; (temp path, sha256)."""
@@ -163,6 +173,8 @@ class Outcome:
 class FolderTarget:
     """A data root on a local disk or a mounted share; files go to `<root>/<day>/`."""
 
+    local = True  # its copies can be looked at (signature, hash) without a transfer
+
     def __init__(self, root: str | os.PathLike[str], day_name: str):
         self.root = Path(os.path.abspath(os.path.expanduser(root)))
         self.label = str(self.root)
@@ -184,6 +196,12 @@ class FolderTarget:
             return (self.folder / name).stat().st_size == size
         except OSError:
             return False
+
+    def signature(self, name: str) -> list[int] | None:
+        return file_signature(self.folder / name)
+
+    def sha256(self, name: str, stop: threading.Event | None = None) -> str:
+        return sha256_of(self.folder / name, stop=stop)
 
     def put(self, source: Path, size: int, name: str, ours: dict[str, Any] | None,
             stop: threading.Event | None = None) -> Outcome:
@@ -227,8 +245,14 @@ class FolderTarget:
             if check != sha:
                 raise OSError(f"read-back checksum {check[:8]} differs from the source's {sha[:8]}")
             after = source.stat()
-            if after.st_size < size or (after.st_mtime_ns != before.st_mtime_ns and after.st_size == before.st_size):
+            if (after.st_size < size or after.st_ino != before.st_ino
+                    or (after.st_mtime_ns != before.st_mtime_ns and after.st_size == before.st_size)):
                 raise SourceChanged(f"{source.name} changed while being copied")
+            # the source as it is now, at the moment of publishing: a rewrite that kept its size and
+            # time (or fell within the time's resolution) is caught here, not published torn
+            if sha256_of(source, size, stop) != sha:
+                raise SourceChanged(f"{source.name} changed while being copied (its content now differs "
+                                    "from what was read)")
             publish(tmp, dest, replace=replace)
         finally:
             tmp.unlink(missing_ok=True)
@@ -252,6 +276,8 @@ class RsyncTarget:
     transfers; the same no-overwrite rule holds: a different remote file is kept, ours goes to
     `<name>.conflict-<sha8>`."""
 
+    local = False  # copies are checked by rsync itself, not looked at again from here
+
     def __init__(self, spec: str, day_name: str, rsync: str = "rsync"):
         if shutil.which(rsync) is None:
             raise FileNotFoundError(f"{spec}: a host:path target needs rsync, which is not installed")
@@ -272,6 +298,8 @@ class RsyncTarget:
         with tempfile.TemporaryDirectory() as staging:
             staged = Path(staging) / name
             tmp, sha = _write_temp(source, size, Path(staging), name, stop)  # exactly the complete part
+            if sha256_of(source, size, stop) != sha:
+                raise SourceChanged(f"{source.name} changed while being copied")
             os.replace(tmp, staged)
             grew = ours is not None and ours.get("status") == "copied" and ours.get("size", 0) < size
             if grew:
@@ -420,15 +448,27 @@ class Backup:
                 return
         with self.lock:
             entry = dict(ledger[item.name]) if item.name in ledger else None
+        why = ""
         if entry is not None and entry.get("size") == size and entry.get("status") in ("copied", "conflict"):
-            return
+            try:
+                unchanged, why = self._unchanged(target, ledger, item.name, size, entry, stop)
+            except CopyStopped:
+                return
+            except OSError as exc:
+                self._fail(target, item.name, f"cannot check the copy: {exc.strerror or exc}")
+                return
+            if unchanged:
+                return
         source = self.day_folder / item.name
+        source_sig = file_signature(source)
         try:
             outcome = target.put(source, size, item.name, entry, stop)
         except CopyStopped:
             return
-        except SourceChanged:
-            return  # offered again once it is complete and settled
+        except SourceChanged as exc:
+            # offered again once it is complete and settled; said once (raw data should not change)
+            self._fail(target, item.name, f"{exc}; copied again once it is settled")
+            return
         except FileExistsError:
             return  # the name was taken meanwhile: judged again on the next pass
         except (OSError, subprocess.SubprocessError) as exc:
@@ -438,19 +478,70 @@ class Backup:
             self.save()
             return
         self._failures.pop((target.label, item.name), None)
+        if file_signature(source) != source_sig:
+            source_sig = None  # changed meanwhile: hashed again on the next pass
+        signatures = {"source_sig": source_sig,
+                      "copy_sig": target.signature(item.name) if getattr(target, "local", False) else None}
         with self.lock:
             if outcome.action == "conflict":
                 ledger[item.name] = {"status": "conflict", "size": size, "sha256": outcome.sha256,
-                                     "kept_as": outcome.kept_as, "existing_sha256": outcome.existing_sha256}
+                                     "kept_as": outcome.kept_as, "existing_sha256": outcome.existing_sha256,
+                                     "why": why, **signatures}
             else:
-                ledger[item.name] = {"status": "copied", "size": size, "sha256": outcome.sha256}
+                ledger[item.name] = {"status": "copied", "size": size, "sha256": outcome.sha256, **signatures}
+        was_conflict = entry is not None and entry.get("status") == "conflict"
+        if was_conflict and not why and outcome.action == "conflict":
+            why = str(entry.get("why") or "")
+            with self.lock:
+                ledger[item.name]["why"] = why
         if outcome.action == "conflict":
-            self.emit(BackupConflict(target=target.label, name=item.name, kept_as=outcome.kept_as or "",
-                                     existing_sha256=outcome.existing_sha256 or "", new_sha256=outcome.sha256))
-        elif outcome.action in ("copied", "updated"):
+            same = was_conflict and (entry.get("kept_as"), entry.get("existing_sha256")) == (
+                outcome.kept_as, outcome.existing_sha256)
+            if not same:
+                self.emit(BackupConflict(target=target.label, name=item.name, kept_as=outcome.kept_as or "",
+                                         existing_sha256=outcome.existing_sha256 or "",
+                                         new_sha256=outcome.sha256, why=why))
+        elif was_conflict:
+            self.emit(MonitorNotice(text=f"{target.label}: the conflict on {item.name} is solved: the backup now "
+                                    f"holds the source's content (sha256 {outcome.sha256[:8]})", level="info"))
+        if outcome.action in ("copied", "updated"):
             self.emit(BackupCopied(target=target.label, name=item.name, size=size, sha256=outcome.sha256,
                                    updated=outcome.action == "updated"))
         self.save()
+
+    def _unchanged(self, target, ledger: dict[str, dict[str, Any]], name: str, size: int,
+                   entry: dict[str, Any], stop: threading.Event) -> tuple[bool, str]:
+        """Is a copy (or a conflict) recorded in the ledger still what it says? (True, "") when
+        neither the source nor the copy changed since (by signature, then by content hash); else
+        (False, how it changed), and the file is judged again by put(). A conflict is looked at
+        again whenever either side changes, until it is solved."""
+        source = self.day_folder / name
+        source_sig = file_signature(source)
+        if source_sig is None:
+            return True, ""  # the source is gone: the copy is all there is; the monitor says so
+        copied = entry.get("status") == "copied"
+        fresh: dict[str, Any] = {}
+        if source_sig != entry.get("source_sig"):
+            if not copied:
+                return False, ""
+            if sha256_of(source, size, stop) != entry.get("sha256"):
+                return False, "the source changed after it was copied"
+            if file_signature(source) == source_sig:
+                fresh["source_sig"] = source_sig
+        if getattr(target, "local", False):
+            copy_sig = target.signature(name)
+            if copy_sig != entry.get("copy_sig"):
+                if not copied or copy_sig is None:
+                    return False, ""  # a conflict to look at again, or a copy deleted: copied again
+                if copy_sig[0] != size or target.sha256(name, stop) != entry.get("sha256"):
+                    return False, "the backup copy changed after it was copied"
+                fresh["copy_sig"] = copy_sig
+        if fresh:
+            with self.lock:
+                if name in ledger:
+                    ledger[name].update(fresh)
+            self.save()
+        return True, ""
 
     def _fail(self, target, name: str, reason: str) -> None:
         if self._failures.get((target.label, name)) == reason:

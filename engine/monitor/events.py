@@ -239,12 +239,17 @@ class BackupConflict(MonitorEvent):
     kept_as: str  # the name the new file was written under; the existing one is untouched
     existing_sha256: str
     new_sha256: str
+    why: str = ""  # how it came about: "the source changed after it was copied", "the copy changed"...
 
     @property
     def severity(self) -> str:
         return "warning"
 
     def message(self) -> str:
+        if self.why:
+            return (f"{self.target}: {self.name}: {self.why} (backup sha256 {self.existing_sha256[:8]}, "
+                    f"source {self.new_sha256[:8]}): kept the backup, wrote the source's as {self.kept_as}; "
+                    "a conflict until solved")
         return (f"{self.target} already holds a different {self.name} (sha256 {self.existing_sha256[:8]}): "
                 f"kept it, wrote ours as {self.kept_as}")
 

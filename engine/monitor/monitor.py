@@ -116,7 +116,7 @@ class Monitor:
                                     f"{self.day_folder}: they will be looked at again when they reappear")
         self.hkwatch = HKWatch(self.limits, state.alerts, self.settings.repeat_minutes)
         self.backup = Backup(self.day_folder, self.targets, state.backup, self.store.lock, self._emit_one,
-                             save=lambda: self.store.save(at_most_every=1.0))
+                             save=lambda: self._save_state(at_most_every=1.0))
         self.watcher = FolderWatcher(self.day_folder, self.polling, self.poll_seconds)
         notes = [MonitorNotice(text=note, level="warning") for note in self.store.notes]
         self._emit(notes)
@@ -132,7 +132,10 @@ class Monitor:
         self._emit([stopped])
         self.dispatcher.close()
         if self._opened:
-            self.store.save()
+            try:
+                self.store.save()
+            except OSError:
+                pass  # already reported by _save_state; the lock must still be released
             self.store.close()
             self._opened = False
         return stopped
@@ -240,9 +243,19 @@ class Monitor:
                 offer = self._complete_files(kinds["explog"])
             if self.backup is not None:
                 self.backup.offer(offer, waiting)
-            self.store.save()
+            self._save_state()
             self._emit(events)
             return events
+
+    def _save_state(self, *, at_most_every: float = 0.0) -> None:
+        """Save the state; a disk that refuses (full, read-only) is reported once, and the monitor
+        goes on watching and alerting (a restart then re-reads what was not saved)."""
+        try:
+            self.store.save(at_most_every=at_most_every)
+        except OSError as exc:
+            self.store.mark_dirty()
+            self._trouble(f"cannot save the monitor state {self.store.path}: {exc.strerror or exc}; "
+                          "monitoring goes on, a restart will read again what was not saved", "critical")
 
     def _trouble(self, text: str, level: str, events: list[MonitorEvent] | None = None) -> None:
         """Report a problem once (until a different one comes), not at every scan."""

@@ -171,15 +171,24 @@ class StateStore:
             text = json.dumps(data, separators=(",", ":"))
             if text == self._last_text:
                 return  # nothing changed: spare the disk an fsync every scan
-            self._last_text = text
+            unsaved = text
             self.state.saved_at = datetime.now().isoformat(timespec="seconds")
             text = json.dumps(self.state.to_dict(), separators=(",", ":"))
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-            with open(tmp, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
+            try:
+                with open(tmp, "w") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, self.path)
+            except OSError:
+                self._dirty = True  # a full or read-only disk: the old state stays whole, tried again later
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            self._last_text = unsaved
             self._last_save, self._dirty = now, False
 
     def save_if_dirty(self) -> None:

@@ -12,6 +12,7 @@ also has the quick form (no campaign file) and options the app does not offer.
 from __future__ import annotations
 
 import os
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,14 @@ def load_campaign_file(config: str | os.PathLike[str]) -> Campaign:
         raise RunInputError(f"cannot read the campaign file {config}: {exc.strerror or exc}") from None
 
 
+def with_results(campaign: Campaign, results: str | os.PathLike[str] | None) -> Campaign:
+    """The campaign with another results folder (`run --results DIR`); relative: from the working folder."""
+    if not results:
+        return campaign
+    paths = dataclasses.replace(campaign.paths, results=Path(os.path.abspath(results)))
+    return dataclasses.replace(campaign, paths=paths)
+
+
 def only_session(campaign: Campaign, config: str | os.PathLike[str]) -> str:
     if len(campaign.sessions) == 1:
         return next(iter(campaign.sessions))
@@ -74,16 +83,23 @@ def finish_plan(campaign: Campaign, session: str, config: Path | None, notes: li
         raise RunInputError(problem)
     if run_id is not None and (not run_id or "/" in run_id or run_id.startswith(".")):
         raise RunInputError(f"run id {run_id!r}: expected a name such as FM20190312_090000_D11, not a path")
-    run_id = run_id or new_run_id(campaign.paths.results, tag)
+    try:
+        run_id = run_id or new_run_id(campaign.paths.results, tag)
+    except OSError as exc:  # read-only, full, denied, or a file where the folder should be
+        raise RunInputError(f"results folder {campaign.paths.results} cannot be written "
+                            f"({exc.strerror or exc}): choose a writable results folder (--results or "
+                            "[paths] results)") from None
     if wait and dry:
         notes.append("Dry run: the data are not waited for; what is there now is checked")
     return RunPlan(campaign, session, run_id, notes, config)
 
 
 def campaign_plan(config: str | os.PathLike[str], session: str | None = None, *, tag: str = "",
-                  run_id: str | None = None, wait: bool = False, dry: bool = False) -> RunPlan:
-    """The plan of a run from a campaign file (session: the campaign's only one if not given)."""
-    campaign = load_campaign_file(config)
+                  run_id: str | None = None, wait: bool = False, dry: bool = False,
+                  results: str | os.PathLike[str] | None = None) -> RunPlan:
+    """The plan of a run from a campaign file (session: the campaign's only one if not given;
+    results: instead of the campaign's results folder)."""
+    campaign = with_results(load_campaign_file(config), results)
     return finish_plan(campaign, session or only_session(campaign, config), Path(config).resolve(), [],
                        tag=tag, run_id=run_id, wait=wait, dry=dry)
 
@@ -120,15 +136,17 @@ def day_argument(day: str) -> str:
 
 def start_background_run(config: str | os.PathLike[str], session: str | None = None, *, wait: bool = False,
                          check_only: bool = False, day_folder: str | None = None, start_obsid: int | None = None,
-                         jobs: int = 1, tag: str = "", idle_stop: float | None = None) -> RunRecord:
+                         jobs: int = 1, tag: str = "", idle_stop: float | None = None,
+                         results: str | os.PathLike[str] | None = None) -> RunRecord:
     """Check the run's inputs as `vison-engine run` does, then start it in the background, in its
-    own session (it outlives its starter); return its record at once. Raises RunInputError."""
+    own session (it outlives its starter); return its record at once. Raises RunInputError.
+    `results`: a results folder instead of the campaign's (`--results`)."""
     check_jobs(jobs)
     if start_obsid is not None and start_obsid < 1:
         raise RunInputError(f"start OBSID {start_obsid}: expected a number >= 1")
     if idle_stop is not None and idle_stop < 0:
         raise RunInputError("idle stop: expected minutes >= 0 (0 = never stop)")
-    plan = campaign_plan(config, session, tag=tag, wait=wait)
+    plan = campaign_plan(config, session, tag=tag, wait=wait, results=results)
     try:
         check_inputs(plan, RunOptions(session=plan.session, mode="wait" if wait else "aim", check_only=check_only,
                                       day_folder=day_folder, start_obsid=start_obsid, jobs=jobs, tag=tag,
@@ -149,5 +167,7 @@ def start_background_run(config: str | os.PathLike[str], session: str | None = N
         argv += ["--jobs", str(jobs)]
     if tag:
         argv += [f"--tag={tag}"]  # a tag may start with "-"
+    if results:
+        argv += ["--results", str(plan.results)]
     # relative paths in the campaign are the campaign file's
     return launch_detached(plan, argv, wait=wait, check_only=check_only, tag=tag, cwd=Path(config).resolve().parent)

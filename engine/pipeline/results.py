@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import shutil
 from contextlib import contextmanager
@@ -75,7 +76,11 @@ def publish(ctx: TaskContext, record: dict[str, Any], final: Path,
     the move of the earlier result aside and the move of ours into place one step.
     """
     tmp = ctx.workdir / f".{RESULT_FILE}.part"
-    tmp.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
+    record, unknown = finite_json(record)
+    if unknown:
+        # NaN is no JSON number: a value that could not be measured is null, and named here
+        record["values_not_measured"] = unknown
+    tmp.write_text(json.dumps(record, indent=2, default=_jsonable, allow_nan=False) + "\n")
     os.replace(tmp, ctx.workdir / RESULT_FILE)
     final.parent.mkdir(parents=True, exist_ok=True)
     with locked_test_folder(final):
@@ -83,6 +88,31 @@ def publish(ctx: TaskContext, record: dict[str, Any], final: Path,
             final.rename(previous_name(final, clock()))
         os.rename(ctx.workdir, final)  # not replace: never over a folder that is there after all
     return final
+
+
+def finite_json(value: Any, where: str = "") -> tuple[Any, list[str]]:
+    """`value` with every NaN or infinity replaced by None, and where they were ("ccds.CCD2.E.x")."""
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (list, dict)):
+        try:
+            value = value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, float):
+        return (value, []) if math.isfinite(value) else (None, [where or "(value)"])
+    if isinstance(value, dict):
+        out, unknown = {}, []
+        for key, item in value.items():
+            out[key], found = finite_json(item, f"{where}.{key}" if where else str(key))
+            unknown += found
+        return out, unknown
+    if isinstance(value, (list, tuple)):
+        out_list, unknown = [], []
+        for i, item in enumerate(value):
+            clean, found = finite_json(item, f"{where}[{i}]")
+            out_list.append(clean)
+            unknown += found
+        return out_list, unknown
+    return value, []
 
 
 def previous_name(final: Path, when: datetime) -> Path:

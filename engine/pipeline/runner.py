@@ -126,7 +126,12 @@ class PipelineRun:
         rows: list[dict[str, Any]] = []
         for folder in folders or self.day_folders():
             for path in sorted(folder.glob("EXP_LOG_*.txt")):
-                explog = read_explog(path, errors="collect")
+                try:
+                    explog = read_explog(path, errors="collect")
+                except OSError as exc:  # a folder, denied, gone: no row of it can be trusted
+                    raise RunError(f"EXP_LOG {path} cannot be read ({exc.strerror or exc}): the tests of "
+                                   f"{folder.name} cannot be selected; fix its permissions or give another "
+                                   "day folder") from None
                 for problem in explog.problems:
                     self._log().warning(str(problem))
                 for row in explog.rows:

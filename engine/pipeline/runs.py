@@ -528,7 +528,18 @@ class RunRecorder:
         counts["waiting"] = counts["tests"] - sum(v for k, v in counts.items() if k != "tests")
         self.state["progress"] = counts
         self.state["updated"] = _now()
-        write_json_atomic(self.folder / STATE_FILE, self.state)
+        try:
+            write_json_atomic(self.folder / STATE_FILE, self.state)
+        except OSError as exc:
+            # a full or read-only results disk must not end the run: the analyses go on, and the
+            # state is written again at the next event (the log and the console still say it all)
+            self.write_error = f"{exc.strerror or exc}"
+            try:
+                (self.folder / f".{STATE_FILE}.{os.getpid()}.part").unlink(missing_ok=True)
+            except OSError:
+                pass
+        else:
+            self.write_error = None
 
 
 def _test_entry(name: str) -> dict[str, Any]:

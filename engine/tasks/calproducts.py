@@ -12,6 +12,7 @@ OBSIDs) goes into result.json (`values.calproducts`) and the report; a product t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -108,6 +109,8 @@ class CalibrationInputs:
                       "master_flat": products.flats.get(wavelength or 0, {})}.get(kind, {})
         if f"CCD{ccd}" in configured:
             return configured[f"CCD{ccd}"]
+        if kind == "master_flat":
+            return self._master_flat(ccd, wavelength)
         result = self._newest(kind)
         if result is None:
             return None
@@ -135,6 +138,33 @@ class CalibrationInputs:
             return result.source(kind)
         return ProductSource(kind, "none", f"no {PRODUCTS[kind][1]} in the campaign's [calproducts] nor a "
                              f"result of {'/'.join(PRODUCTS[kind][0])} under {self.results_root}: not applied")
+
+    def _master_flat(self, ccd: int, wavelength: int | None) -> Path | None:
+        """The CCD's master flat, EUC_FF_<nm>nm_CCD<n>_... (column flats carry _col<NNN> and are not
+        it), from the newest flat result that holds one at this wavelength (any, if None)."""
+        nm = str(wavelength) if wavelength is not None else r"\d+"
+        pattern = re.compile(rf"EUC_FF_{nm}nm_CCD{ccd}_")
+        for result in sorted(self._flat_results, key=lambda r: str(r.record.get("finished", "")), reverse=True):
+            for name in result.record.get("products") or []:
+                if pattern.match(Path(name).name):
+                    return result.path.parent / name
+        return None
+
+    @cached_property
+    def _flat_results(self) -> list[_Result]:
+        """Every finished, error-free result of the flat family (one per test and wavelength)."""
+        found = []
+        root = self.results_root
+        for path in (root.glob("*/*/result.json") if root.is_dir() else []):
+            if path.parent.name.startswith(".") or ".previous-" in path.parent.name:
+                continue
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and not record.get("errors") and record.get("family") in PRODUCTS["master_flat"][0]:
+                found.append(_Result(str(record.get("test", path.parent.name)), path, record))
+        return found
 
     # -- results of earlier runs ----------------------------------------------------------------
 

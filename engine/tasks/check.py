@@ -118,7 +118,13 @@ def check_hk(ctx: TaskContext) -> None:
         if path is None:
             missing.append(exposure.obsid)
             continue
-        hk = read_hk(path)
+        try:
+            hk = read_hk(path)
+        except (OSError, ValueError) as exc:  # a folder, denied, gone: this exposure's HK only
+            ctx.flags.raise_flag("MISSDATA", f"HK file {path.name} cannot be read "
+                                 f"({getattr(exc, 'strerror', None) or exc}): HK not checked for this exposure",
+                                 obsid=exposure.obsid)
+            continue
         for problem in hk.problems:
             ctx.log.warning(str(problem))
         for verdict in ctx.hk_limits.check_file(hk, exposure.row):
@@ -132,11 +138,12 @@ def check_hk(ctx: TaskContext) -> None:
 # -- raw frames ---------------------------------------------------------------------------------
 
 def raw_stats(ctx: TaskContext) -> dict[tuple[int, int], FrameStats]:
-    """(obsid, ccd) -> statistics of each readable frame (measures.py); unreadable frames flagged."""
+    """(obsid, ccd) -> statistics of each usable frame (measures.py); the others flagged, named and
+    left out: unreadable ones MISSDATA, those all saturated or zero POORQUALDATA."""
     stats: dict[tuple[int, int], FrameStats] = {}
     for (obsid, ccd), value in measure_frames(ctx).items():
         if isinstance(value, str):
-            ctx.flags.raise_flag("MISSDATA", value, ccd=ccd, obsid=obsid)
+            ctx.flags.raise_flag(getattr(value, "flag", "MISSDATA"), value, ccd=ccd, obsid=obsid)
         else:
             stats[(obsid, ccd)] = value
     return stats

@@ -20,20 +20,24 @@ if TYPE_CHECKING:  # the task machinery imports this module
     from .base import AnalysisTask
     from .context import TaskContext
 
-ALWAYS = ("init", "check", "report")  # every family has them: ingestion, raw-data checks, the report
+ALWAYS = ("init", "check", "report")
+# Per-CCD values ("ccd" scope) sit beside the quadrants: ccds -> CCDn -> CCD_KEY -> name.
+CCD_KEY = "CCD"  # every family has them: ingestion, raw-data checks, the report
 CHECK_ONLY_SUBTASKS = frozenset({"init", "check", "lock", "report"})  # what a check-only run (-k) runs
 
 
 @dataclass(frozen=True)
 class ValueSpec:
-    """A value a family writes to result.json, per quadrant (`ccds -> CCDn -> Q`) or for the test."""
+    """A value a family writes to result.json, per quadrant (`ccds -> CCDn -> Q`), per CCD
+    (`ccds -> CCDn -> CCD`; the block's combination of a per-CCD value may also go in `values`
+    under the same name) or for the test (`values`)."""
 
     name: str
     unit: str  # "" for a count or a text
     precision: int | None  # decimals kept in result.json; None: not rounded (counts, texts)
     meaning: str
     key: bool = False  # one of the family's key figures: the app shows these first
-    scope: str = "quadrant"  # "quadrant" | "test"
+    scope: str = "quadrant"  # "quadrant" | "ccd" | "test"
 
     def round(self, value: Any) -> Any:
         """The value as result.json stores it: rounded to the declared precision; NaN stays NaN."""

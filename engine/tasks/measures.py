@@ -11,6 +11,7 @@ and image [5, 5].
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,12 +92,42 @@ def frame_stats(path: Path, vstart: int = 0, vend: int | None = None) -> FrameSt
         return FrameStats(geometry, {q: quadrant_stats(frame, q, geometry, rows) for q in QUADRANTS})
 
 
+class PoorFrame(str):
+    """Why a frame that could be read is left out of the analysis (all its prescan saturated or
+    lost: no offset, no noise): a `str`, like the reason a frame is unreadable, so every analysis
+    leaves it out alike; `flag` tells the check to raise POORQUALDATA rather than MISSDATA."""
+
+    flag = "POORQUALDATA"
+
+
+def unusable_reason(stats: FrameStats) -> str | None:
+    """Why a measured frame cannot be analysed, or None. A quadrant whose prescan has no pixel
+    between 0 and the ADC ceiling (a frame all saturated or all zero) has no offset: subtracting
+    NaN would poison every stack and mean it enters."""
+    bad = []
+    for q in QUADRANTS:
+        pre = stats[q].prescan
+        if not (math.isfinite(pre.clipped_mean) and math.isfinite(pre.median) and math.isfinite(pre.std)):
+            bad.append(q)
+    if not bad:
+        return None
+    kinds = set()
+    for q in bad:
+        kinds.add("saturated" if stats[q].saturated else "lost (0 ADU)" if stats[q].lost else "unmeasurable")
+    return (f"prescan of quadrant{'s' if len(bad) > 1 else ''} {', '.join(bad)} {' and '.join(sorted(kinds))}: "
+            "no offset can be measured; frame left out of the analysis")
+
+
 def frame_unit(path: Path, vstart: int, vend: int | None) -> FrameStats | str:
-    """Worker: one frame's statistics, or why it cannot be read."""
+    """Worker: one frame's statistics, or why it cannot be read (str) or used (PoorFrame)."""
     try:
-        return frame_stats(path, vstart, vend)
+        stats = frame_stats(path, vstart, vend)
     except FrameError as exc:
         return f"unreadable frame: {exc}"
+    except (ValueError, OSError) as exc:  # a shape no CCD273 has, a file gone or denied meanwhile
+        return f"unusable frame {path.name}: {getattr(exc, 'strerror', None) or exc}"
+    reason = unusable_reason(stats)
+    return PoorFrame(f"{path.name}: {reason}") if reason else stats
 
 
 @dataclass(frozen=True)

@@ -1,29 +1,380 @@
-"""PTC01/PTC02: photon transfer curves, gain, full well per quadrant.
+"""PTC01, PTC02WAVE, PTC02TEMP, PTC02RD: photon transfer curves, gain, blooming level per quadrant.
 
-Today the generic init, check and report run; the analyses are declared and said "not
-implemented" (run log, report, result.json, the app) until their issue lands.
+Sub-tasks (after the generic `init` and `check`):
+
+- `check` (family part): each fluence column's image level (image median minus the prescan
+  offset, median over its frames and quadrants) against the column's exposure time times the
+  flux measured on the unsaturated columns (FLUENCE_OOL beyond `flat_fluence_tolerance`). vison
+  compared with fractions of 2^16 ADU, which assumes the chamber's "time to full well" fills
+  exactly the ADC; the relative test needs no such scale and catches a wrong exposure or shutter.
+- `prep`: offsets (prescan clipped means, as the biases) and the pairs: frames (0, 1), (2, 3)...
+  of each column (an odd frame out is said). A pair whose two fluences differ by more than
+  `pair_fluence_tolerance` (|f1 - f2| / mean) is left out with POORQUALDATA naming both fluences
+  and the limit: a lamp or shutter that changed within the pair.
+- `extract_PTC` (ptc_lib.pair_tiles_unit): per pair and quadrant, tiles of ~300 x 300 pixels
+  (at least 4 x 4 on small frames, covering the whole image area): the mean of the two frames and
+  half the clipped variance of their difference scaled by the fluence ratio (PRNU and
+  illumination cancel even for unequal fluences: vison's plain difference does not).
+- `meta` (ptc_lib.fit_ptc): tiles with ADC-saturated pixels and saturation-smeared columns
+  dropped, 1e3-4e4 ADU kept, a weighted robust quadratic fit var = p0 mu^2 + p1 mu + p2; gain =
+  1/p1 with its error dp1/p1^2 (vison's "egain" divided by gain^2, a quirk), blooming where the
+  variance falls off the fit; the gain checked against `gain_e_per_adu`. Products: the gain
+  table, every tile point with its fate, a PTC figure per CCD.
+
+Error budget (small simulated frames, 64 x 64 pixels a quadrant): a tile variance from n pixels
+has a relative error sqrt(2/n); PTC01's 5 pairs in each of the ~5 columns inside the fit range
+give about 1 % per fluence, and the free quadratic term (brighter-fatter) multiplies it about
+2.5 times on the gain: ~2-2.5 % rms per quadrant there, ~0.07 % on full frames (1000 x more
+pixels), where the 1 % target is met with room. POORFIT says when the gain's own error exceeds
+`gain_rel_err_max`.
+
+The measured gain is the calibration product later tests take (calproducts.py reads
+`gain_e_per_adu` from the newest error-free result of this family).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from ..campaign.limits import GenericLimits, Range, limit
-from .base import AnalysisTask
-from .family import Family
+from ..formats.geometry import QUADRANTS
+from .check import RawStats
+from .context import TaskContext
+from .family import Family, ValueSpec
+from .figures import markdown_table, new_figure
+from .offsets import OffsetSubtractingTask, PreparedData
+from .outputs import CsvTable, Outputs, Plot, Section, SubTaskResult
+from .ptc_lib import FIT_RANGE_ADU, PairQuadrant, PTCFit, PTCPoints, fit_ptc, pair_tiles_unit
+
+NEAR_SATURATION_ADU = 0.8 * 65536  # columns above it do not measure the flux (vison's FLAT rule)
 
 
 @dataclass(frozen=True)
 class PTCLimits(GenericLimits):
     gain_e_per_adu: Range = limit((3.1, 3.5), "e-/ADU", "PTC gain")
     flat_fluence_tolerance: float = limit(0.10, "fraction", "relative tolerance of flat fluence vs expected")
+    pair_fluence_tolerance: float = limit(0.05, "fraction", "largest |f1 - f2| / mean of a pair's fluences")
+    gain_rel_err_max: float = limit(0.01, "fraction", "largest relative gain error of a good PTC fit")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pairs
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FlatPair:
+    ccd: int
+    column: int
+    obsid1: int
+    obsid2: int
+    path1: Path
+    path2: Path
+    offsets1: dict[str, float]
+    offsets2: dict[str, float]
+    fluence1_adu: float  # image level above the offset, mean over quadrants (raw check's medians)
+    fluence2_adu: float
+    exptime_s: float
+
+    @property
+    def mismatch(self) -> float:
+        mean = 0.5 * (self.fluence1_adu + self.fluence2_adu)
+        return abs(self.fluence1_adu - self.fluence2_adu) / mean if mean > 0 else 0.0
+
+
+@dataclass
+class PairedFrames(SubTaskResult):
+    """`prep`: the frames with their offsets, and the pairs kept per CCD."""
+
+    prepared: PreparedData
+    pairs: list[FlatPair]
+    rejected: list[str] = field(default_factory=list)
+
+    @classmethod
+    def produce(cls, ctx: TaskContext) -> "PairedFrames":
+        return pair_frames(ctx, PreparedData.produce(ctx))
+
+
+def frame_fluence(frame) -> float:
+    """Image level above the offset of a frame (FrameOffsets), mean over its quadrants."""
+    return float(np.mean([frame.stats[q].image.median - frame.offsets[q] for q in QUADRANTS]))
+
+
+def pair_frames(ctx: TaskContext, prepared: PreparedData) -> PairedFrames:
+    """Frames (0, 1), (2, 3)... of each column; pairs of unequal fluences left out, flagged."""
+    tolerance = float(ctx.limits.pair_fluence_tolerance)
+    columns = {e.obsid: e.column for e in ctx.dataset.exposures}
+    result = PairedFrames(prepared, [])
+    for ccd in ctx.ccds:
+        by_column: dict[int, list] = defaultdict(list)
+        for frame in prepared.frames.get(ccd, []):
+            by_column[columns.get(frame.obsid, -1)].append(frame)
+        for column, frames in sorted(by_column.items()):
+            if column < 0:
+                continue
+            if len(frames) % 2:
+                ctx.log.info(f"CCD{ccd} column {column + 1}: odd frame OBSID {frames[-1].obsid} has no pair")
+            for first, second in zip(frames[0::2], frames[1::2]):
+                rows = {f.obsid: f for f in ctx.dataset.frames(ccd)}
+                exptime = float(rows[first.obsid].row.get("exptime") or 0.0) if first.obsid in rows else 0.0
+                pair = FlatPair(ccd, column, first.obsid, second.obsid, first.path, second.path, first.offsets,
+                                second.offsets, frame_fluence(first), frame_fluence(second), exptime)
+                if pair.mismatch > tolerance:
+                    reason = (f"pair OBSIDs {pair.obsid1}/{pair.obsid2} (column {column + 1}): fluences "
+                              f"{pair.fluence1_adu:.1f} and {pair.fluence2_adu:.1f} ADU differ by "
+                              f"{100 * pair.mismatch:.1f} % (limit {100 * tolerance:g} %): pair left out")
+                    ctx.flags.raise_flag("POORQUALDATA", reason, ccd=ccd, obsid=pair.obsid1)
+                    result.rejected.append(f"CCD{ccd}: {reason}")
+                    ctx.log.warning(f"CCD{ccd}: {reason}")
+                else:
+                    result.pairs.append(pair)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Sub-task results
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class PTCExtraction(SubTaskResult):
+    """`extract_PTC`: the tile points of every pair, per (CCD, quadrant)."""
+
+    pairs: list[FlatPair]
+    tiles: list[dict[str, PairQuadrant]]  # per pair, quadrant -> its tiles
+
+    def points(self, ccd: int, quadrant: str) -> PTCPoints:
+        chosen = [(p, t[quadrant]) for p, t in zip(self.pairs, self.tiles) if p.ccd == ccd]
+        if not chosen:
+            empty = np.zeros(0)
+            return PTCPoints(empty, empty, empty.astype(int), empty.astype(int), empty.astype(int))
+        return PTCPoints(np.concatenate([t.means for _, t in chosen]), np.concatenate([t.variances for _, t in chosen]),
+                         np.concatenate([t.pixels for _, t in chosen]), np.concatenate([t.saturated for _, t in chosen]),
+                         np.concatenate([np.full(t.means.size, p.column) for p, t in chosen]))
+
+
+@dataclass
+class PTCResults(SubTaskResult):
+    """`meta`: the fit of each (CCD, quadrant)."""
+
+    fits: dict[tuple[int, str], PTCFit]
+
+
+class PTCTask(OffsetSubtractingTask):
+    def prep(self, ctx: TaskContext) -> PairedFrames:
+        prepared = super().prep(ctx)
+        paired = pair_frames(ctx, prepared)
+        counts = ", ".join(f"CCD{ccd} {sum(p.ccd == ccd for p in paired.pairs)}" for ccd in ctx.ccds)
+        ctx.log.info(f"flat pairs kept: {counts}; {len(paired.rejected)} left out for unequal fluences")
+        return paired
+
+    def extract_PTC(self, ctx: TaskContext, paired: PairedFrames) -> PTCExtraction:
+        geometry = paired.prepared.geometry
+        calls = [(p.path1, p.path2, p.offsets1, p.offsets2, geometry) for p in paired.pairs]
+        tiles = ctx.map_units(pair_tiles_unit, calls)
+        return PTCExtraction(paired.pairs, tiles)
+
+    def meta(self, ctx: TaskContext, paired: PairedFrames, extraction: PTCExtraction) -> PTCResults:
+        fits = {}
+        for ccd in ctx.ccds:
+            for q in QUADRANTS:
+                points = extraction.points(ccd, q)
+                if points.means.size:
+                    fits[(ccd, q)] = fit_ptc(points, rel_error_max=float(ctx.limits.gain_rel_err_max))
+        out = ptc_outputs(ctx, paired, extraction, fits)
+        check_gains(ctx, fits)
+        return PTCResults(fits, outputs=out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------
+
+def check_column_fluences(ctx: TaskContext, stats: RawStats) -> None:
+    """Per CCD, each column's level against exposure time x the flux of the unsaturated columns."""
+    tolerance = float(ctx.limits.flat_fluence_tolerance)
+    columns = {e.obsid: (e.column, float(e.row.get("exptime") or 0.0)) for e in ctx.dataset.exposures}
+    for ccd in ctx.ccds:
+        levels: dict[int, list[float]] = defaultdict(list)
+        times: dict[int, float] = {}
+        for (obsid, c), s in stats.by_frame.items():
+            if c != ccd or obsid not in columns:
+                continue
+            column, exptime = columns[obsid]
+            levels[column].append(float(np.median([s[q].image.median - s[q].prescan.clipped_mean for q in QUADRANTS])))
+            times[column] = exptime
+        fluence = {c: float(np.median(v)) for c, v in levels.items()}
+        rates = [fluence[c] / times[c] for c in fluence if times[c] > 0 and 0 < fluence[c] < NEAR_SATURATION_ADU]
+        if len(rates) < 2:
+            continue
+        flux = float(np.median(rates))
+        for column in sorted(fluence):
+            expected = flux * times[column]
+            if times[column] <= 0 or expected >= NEAR_SATURATION_ADU:
+                continue
+            if abs(fluence[column] / expected - 1.0) > tolerance:
+                ctx.flags.raise_flag("FLUENCE_OOL", f"column {column + 1} (exptime {times[column]:g} s): fluence "
+                                     f"{fluence[column]:.0f} ADU, expected {expected:.0f} ADU from the test's flux "
+                                     f"{flux:.1f} ADU/s (tolerance {100 * tolerance:g} %)", ccd=ccd)
+
+
+def check_gains(ctx: TaskContext, fits: dict[tuple[int, str], PTCFit]) -> None:
+    """The gain against `gain_e_per_adu` (REQNOTMET when outside by more than 2 sigma: a gain whose
+    error bar reaches into the range cannot be said out of it); a bad fit raises BADFIT."""
+    low, high = ctx.limits.gain_e_per_adu
+    for (ccd, q), fit in sorted(fits.items()):
+        if fit.quality:
+            ctx.flags.raise_flag("BADFIT", f"PTC fit {fit.quality_text}: gain {fit.gain:.4f} +- {fit.gain_err:.4f} "
+                                 f"e-/ADU (largest relative error {ctx.limits.gain_rel_err_max:g})", ccd=ccd, quadrant=q)
+        if not math.isfinite(fit.gain):
+            continue
+        distance = max(low - fit.gain, fit.gain - high, 0.0)
+        if distance > 2.0 * (fit.gain_err if math.isfinite(fit.gain_err) else 0.0):
+            ctx.flags.raise_flag("REQNOTMET", f"gain {fit.gain:.4f} +- {fit.gain_err:.4f} e-/ADU outside "
+                                 f"[{low:g}, {high:g}] e-/ADU", ccd=ccd, quadrant=q)
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------
+
+def ptc_outputs(ctx: TaskContext, paired: PairedFrames, extraction: PTCExtraction,
+                fits: dict[tuple[int, str], PTCFit]) -> Outputs:
+    out = Outputs()
+    test = ctx.test.name
+    gain_rows, table_rows, point_rows = [], [], []
+    for (ccd, q), fit in sorted(fits.items()):
+        bloom_e = fit.bloom_adu * fit.gain if math.isfinite(fit.gain) else math.nan
+        for name, value in (("gain_e_per_adu", fit.gain), ("gain_err_e_per_adu", fit.gain_err),
+                            ("quad_term_per_adu", fit.quadratic), ("ptc_intercept_adu2", fit.intercept),
+                            ("bloom_adu", fit.bloom_adu), ("bloom_e", bloom_e),
+                            ("bloom_lower_limit", fit.bloom_lower_limit), ("fit_quality", fit.quality_text),
+                            ("fit_chi2_reduced", fit.chi2_reduced), ("ptc_points_fitted", fit.points_fitted)):
+            out.value(name, value, ccd, q)
+        gain_rows.append([f"CCD{ccd}", q, _num(fit.gain, 5), _num(fit.gain_err, 5), _num(fit.quadratic, 4, "e"),
+                          _num(fit.intercept, 3), _num(fit.bloom_adu, 1), _num(bloom_e, 0),
+                          str(fit.bloom_lower_limit).lower(), fit.quality_text])
+        table_rows.append([f"CCD{ccd}", q, _num(fit.gain, 4), _num(fit.gain_err, 4), _num(fit.quadratic, 3, "e"),
+                           ("> " if fit.bloom_lower_limit else "") + _num(fit.bloom_adu, 0),
+                           ("> " if fit.bloom_lower_limit else "") + _num(bloom_e, 0), fit.quality_text])
+    for pair, tiles in zip(extraction.pairs, extraction.tiles):
+        for q in QUADRANTS:
+            t = tiles[q]
+            fit = fits.get((pair.ccd, q))
+            offset = 0
+            if fit is not None and fit.used is not None:
+                # points of this pair sit at the same place in the concatenated arrays as in fit.used
+                offset = _offset_of(extraction, pair, q)
+            for i in range(t.means.size):
+                used = bool(fit.used[offset + i]) if fit is not None and fit.used is not None else False
+                point_rows.append([f"CCD{pair.ccd}", q, pair.column + 1, pair.obsid1, pair.obsid2, int(t.tile_rows[i]),
+                                   int(t.tile_cols[i]), _num(t.means[i], 2), _num(t.variances[i], 3),
+                                   int(t.pixels[i]), int(t.saturated[i]), int(used)])
+    out.tables.append(CsvTable(f"{test}_GAIN_TB.csv", ("ccd", "quadrant", "gain_e_per_adu", "gain_err_e_per_adu",
+                                                         "quad_term_per_adu", "intercept_adu2", "bloom_adu", "bloom_e",
+                                                         "bloom_lower_limit", "fit_quality"), gain_rows))
+    out.tables.append(CsvTable(f"{test}_PTC_curves.csv", ("ccd", "quadrant", "column", "obsid1", "obsid2", "tile_row",
+                                                            "tile_col", "mean_adu", "var_adu2", "pixels", "saturated",
+                                                            "fitted"), point_rows))
+    for ccd in ctx.ccds:
+        if any(key[0] == ccd for key in fits):
+            out.plots.append(Plot(f"PTC_CCD{ccd}", _figure_drawer(test, ccd, extraction, fits)))
+    low, high = FIT_RANGE_ADU
+    out.value("pairs_used", len(paired.pairs))
+    out.value("pairs_rejected", paired.rejected)
+    out.value("ptc_fit_range_adu", [low, high])
+    out.value("ptc_method", "tiles of ~300 px: mean of the pair, half the 4-sigma clipped variance of the "
+                            "fluence-scaled difference; weighted robust quadratic fit; gain = 1/linear term")
+    dropped = defaultdict(int)
+    for fit in fits.values():
+        for reason, count in fit.dropped.items():
+            dropped[reason] += count
+    lines = [
+        f"Pairs: {len(paired.pairs)} kept; {len(paired.rejected)} left out for unequal fluences "
+        f"(limit {100 * ctx.limits.pair_fluence_tolerance:g} %)." +
+        "".join(f"\n- {reason}" for reason in paired.rejected),
+        f"Fit: var = p0 mu^2 + p1 mu + p2 on tile points with {low:g} < mu < {high:g} ADU, weighted by each "
+        "variance's error; gain = 1/p1. Points left out: " +
+        (", ".join(f"{reason} {count}" for reason, count in dropped.items() if count) or "none") + ".",
+        markdown_table(["CCD", "Q", "gain (e-/ADU)", "error", "p0 (1/ADU)", "bloom (ADU)", "bloom (e-)", "fit"],
+                       table_rows),
+        f"Tables: `products/{test}_GAIN_TB.csv` (gain table), `products/{test}_PTC_curves.csv` (every tile point, "
+        "`fitted` 1 when the fit used it). Later tests take these gains (calibration product `gain`).",
+    ]
+    out.sections.append(Section("Photon transfer curve and gain", "\n\n".join(lines)))
+    return out
+
+
+def _offset_of(extraction: PTCExtraction, pair: FlatPair, quadrant: str) -> int:
+    offset = 0
+    for p, t in zip(extraction.pairs, extraction.tiles):
+        if p is pair:
+            return offset
+        if p.ccd == pair.ccd:
+            offset += t[quadrant].means.size
+    return offset
+
+
+def _num(value: float, decimals: int, style: str = "f") -> str:
+    if value is None or not math.isfinite(value):
+        return "NaN"
+    return f"{value:.{decimals}{style}}"
+
+
+def _figure_drawer(test: str, ccd: int, extraction: PTCExtraction, fits: dict[tuple[int, str], PTCFit]):
+    def draw():
+        figure = new_figure(10, 7)
+        for index, q in enumerate(QUADRANTS):
+            fit = fits.get((ccd, q))
+            if fit is None:
+                continue
+            axes = figure.add_subplot(2, 2, index + 1)
+            points = extraction.points(ccd, q)
+            used = fit.used if fit.used is not None else np.zeros(points.means.size, bool)
+            axes.plot(points.means[~used], points.variances[~used], ".", color="0.6", ms=3, label="not fitted")
+            axes.plot(points.means[used], points.variances[used], ".", color="tab:blue", ms=3, label="fitted")
+            if math.isfinite(fit.linear):
+                x = np.linspace(0, max(float(np.nanmax(points.means)), 1.0), 200)
+                axes.plot(x, np.polyval([fit.quadratic, fit.linear, fit.intercept], x), "-", color="tab:red",
+                          label=f"gain {fit.gain:.3f} e-/ADU")
+            if math.isfinite(fit.bloom_adu):
+                axes.axvline(fit.bloom_adu, ls="--", color="tab:orange", label="bloom" + (" (>)" if fit.bloom_lower_limit else ""))
+            axes.set_title(f"CCD{ccd} {q}", fontsize=9)
+            axes.set_xlabel("mean (ADU)", fontsize=8)
+            axes.set_ylabel("variance (ADU^2)", fontsize=8)
+            axes.legend(fontsize=7)
+        figure.suptitle(f"{test}: photon transfer curves, CCD{ccd}")
+        return figure
+    return draw
 
 
 FAMILY = Family(
     name="ptc",
     summary="PTC01/PTC02: photon transfer curves, gain, full well per quadrant.",
     subtasks=("init", "check", "prep", "extract_PTC", "meta", "report"),
-    task=AnalysisTask,  # the generic init, check and report, until its analyses land
-    not_implemented=frozenset({"prep", "extract_PTC", "meta"}),
+    task=PTCTask,
     limits=PTCLimits,
+    values=(
+        ValueSpec("gain_e_per_adu", "e-/ADU", 4, "gain: 1 / linear term of the PTC fit", key=True),
+        ValueSpec("gain_err_e_per_adu", "e-/ADU", 4, "statistical error of the gain (fit covariance)"),
+        ValueSpec("quad_term_per_adu", "1/ADU", None, "quadratic term p0 of var = p0 mu^2 + p1 mu + p2"),
+        ValueSpec("ptc_intercept_adu2", "ADU^2", 3, "intercept p2 of the fit: read noise squared of a frame"),
+        ValueSpec("bloom_adu", "ADU", 1, "mean where the variance falls off the fit (blooming, full well)", key=True),
+        ValueSpec("bloom_e", "e-", 0, "bloom_adu x gain"),
+        ValueSpec("bloom_lower_limit", "", None, "true: no blooming seen, bloom_adu is the highest mean reached"),
+        ValueSpec("fit_quality", "", None, "OK, or FEWPOINTS / BADERRORS / POORFIT / EXCEPTION"),
+        ValueSpec("fit_chi2_reduced", "", 3, "reduced chi2 of the weighted fit"),
+        ValueSpec("ptc_points_fitted", "", None, "tile points the fit used"),
+        ValueSpec("pairs_used", "", None, "flat pairs analysed (all CCDs)", scope="test"),
+        ValueSpec("pairs_rejected", "", None, "pairs left out for unequal fluences, with both fluences and the limit",
+                  scope="test"),
+        ValueSpec("ptc_fit_range_adu", "ADU", None, "means the fit uses", scope="test"),
+        ValueSpec("ptc_method", "", None, "how the PTC was measured", scope="test"),
+    ),
+    checks=(check_column_fluences,),
+    saturation_expected=True,
 )
+TASK = PTCTask

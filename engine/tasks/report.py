@@ -10,7 +10,7 @@ from __future__ import annotations
 from .. import __version__
 from ..formats.geometry import QUADRANTS
 from .context import TaskContext
-from .family import format_value
+from .family import CCD_KEY, format_value
 
 SUBTASK_WORDS = {"done": "done", "off": "switched off", "not implemented": "**not implemented**",
                  "skipped": "skipped", "failed": "**failed**"}
@@ -58,7 +58,8 @@ def subtask_lines(ctx: TaskContext) -> list[str]:
 def value_lines(ctx: TaskContext) -> list[str]:
     """Per-quadrant values as one row per value (unit in the name), one column per CCD quadrant."""
     specs = ctx.family.value_specs()
-    names = list(dict.fromkeys(name for ccd in ctx.values.values() for q in ccd.values() for name in q))
+    names = list(dict.fromkeys(name for ccd in ctx.values.values() for key, q in ccd.items() if key != CCD_KEY
+                               for name in q))
     lines: list[str] = []
     if names:
         columns = [(ccd, q) for ccd in sorted(ctx.values) for q in QUADRANTS]
@@ -70,6 +71,17 @@ def value_lines(ctx: TaskContext) -> list[str]:
             label = f"{name} ({spec.unit})" if spec and spec.unit else name
             cells = [format_value(ctx.values[ccd].get(q, {}).get(name), spec.precision if spec else None)
                      for ccd, q in columns]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
+    ccd_names = list(dict.fromkeys(name for ccd in ctx.values.values() for name in ccd.get(CCD_KEY, {})))
+    if ccd_names:
+        ccds = sorted(ctx.values)
+        lines += ["## Values per CCD", "", "| value | " + " | ".join(ccds) + " |", "|---|" + "---:|" * len(ccds)]
+        for name in ccd_names:
+            spec = specs.get(name)
+            label = f"{name} ({spec.unit})" if spec and spec.unit else name
+            cells = [format_value(ctx.values[ccd].get(CCD_KEY, {}).get(name), spec.precision if spec else None)
+                     for ccd in ccds]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
     shown = {k: v for k, v in ctx.test_values.items() if k != "calproducts"}

@@ -11,8 +11,11 @@ provenance in the primary header (`provenance_header`).
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
+import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -72,6 +75,10 @@ def allocate_fits(path: Path, primary: fits.Header, extnames: Sequence[str], sha
 
     Returns each extension's data byte offset: workers memory-map it and write their part, so
     the whole stack is never held in memory. Unwritten data read as 0.
+
+    The file's blocks are reserved here (posix_fallocate, else zeros written): a sparse file on a
+    disk that fills up would kill the worker writing through its memory map with SIGBUS; reserved,
+    a full disk is an OSError (ENOSPC) here, before any work, and the test fails with it.
     """
     rows, cols = shape
     data_bytes = rows * cols * 4
@@ -89,7 +96,52 @@ def allocate_fits(path: Path, primary: fits.Header, extnames: Sequence[str], sha
             offsets[name] = handle.tell()
             handle.seek(padded, 1)
         handle.truncate(handle.tell())
+        handle.flush()
+        try:
+            for start in offsets.values():
+                reserve_blocks(handle.fileno(), start, start + padded)
+        except OSError:
+            handle.close()
+            path.unlink(missing_ok=True)  # no half product left behind
+            raise
     return offsets
+
+
+def reserve_blocks(fd: int, start: int, end: int) -> None:
+    """Make bytes [start, end) of an open file real blocks (zeros), or raise OSError (ENOSPC)."""
+    if end <= start:
+        return
+    try:
+        os.posix_fallocate(fd, start, end - start)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    except AttributeError:
+        pass  # no posix_fallocate on this system
+    os.lseek(fd, start, os.SEEK_SET)
+    zeros = bytes(1 << 20)
+    left = end - start
+    while left > 0:
+        left -= os.write(fd, zeros[: min(left, len(zeros))])
+
+
+def check_free_space(folder: Path, needed: int, what: str) -> None:
+    """Raise OSError(ENOSPC) with the numbers when `folder`'s disk has not `needed` bytes free."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return  # cannot tell: the reservation itself will say
+    if needed > free:
+        raise OSError(errno.ENOSPC, f"no space left on the results disk for {what}: {needed / 1e6:.1f} MB "
+                      f"needed, {free / 1e6:.1f} MB free in {folder}")
+
+
+def fits_size(primary: fits.Header, extnames: Sequence[str], shape: tuple[int, int]) -> int:
+    """Bytes allocate_fits writes (headers counted generously: a few blocks each)."""
+    padded = -(-shape[0] * shape[1] * 4 // 2880) * 2880
+    head = -(-len(fits.PrimaryHDU(header=primary).header.tostring()) // 2880) * 2880
+    return head + len(extnames) * (padded + 2 * 2880)
 
 
 @dataclass(frozen=True)
@@ -234,8 +286,11 @@ def provenance_header(ctx: TaskContext, ccd: int, frames: list[FrameOffsets], me
     header["OFFSMETH"] = ("prescan clipped mean", f"offset per frame/quadrant: {CLIP_SIGMA:g}-sigma clipped")
     for q in QUADRANTS:
         values = [f.offsets[q] for f in frames]
-        header[f"OFFS_{q}"] = (round(float(np.mean(values)), 4) if values else math.nan,
-                               f"mean offset subtracted in quadrant {q} (ADU)")
+        mean = float(np.mean(values)) if values else math.nan
+        if math.isfinite(mean):  # FITS has no NaN card value: an unknown offset is said, not written
+            header[f"OFFS_{q}"] = (round(mean, 4), f"mean offset subtracted in quadrant {q} (ADU)")
+        else:
+            header.add_comment(f"OFFS_{q} unknown: no finite offset in quadrant {q}")
     header["BUNIT"] = ("ADU", "offset-subtracted counts")
     for f in frames:
         header.add_history(f"input {f.path.name}")
@@ -270,11 +325,18 @@ def build_stacks(ctx: TaskContext, prepared: PreparedData, files: dict[int, Path
     """Allocate one FITS per CCD at `files[ccd]` and fill it from 12 quadrant workers."""
     geometry = prepared.geometry
     calls = []
-    for ccd, path in files.items():
-        frames = prepared.frames[ccd]
-        primary = provenance_header(ctx, ccd, frames, method, kind)
+    primaries = {}
+    for ccd in files:
+        primary = provenance_header(ctx, ccd, prepared.frames[ccd], method, kind)
         for key, value in (extra_header(ccd) if extra_header else {}).items():
             primary[key] = value
+        primaries[ccd] = primary
+    if files:  # all the products or none: a full disk is found before the first byte is written
+        needed = sum(fits_size(primaries[ccd], extnames, geometry.shape) for ccd in files)
+        check_free_space(next(iter(files.values())).parent, needed, f"the {kind} products ({len(files)} files)")
+    for ccd, path in files.items():
+        frames = prepared.frames[ccd]
+        primary = primaries[ccd]
         ext_headers = {name: fits.Header([("BUNIT", "ADU")]) for name in extnames}
         offsets = allocate_fits(path, primary, extnames, geometry.shape, ext_headers)
         target = StackTarget(path, offsets, extnames[0], extnames[1], spread)

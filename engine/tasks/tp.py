@@ -1,16 +1,59 @@
 """TP01/TP11 (vertical) and TP02/TP21 (serial) trap pumping: dipoles, release times, capture probabilities.
 
-Today the generic init, check and report run; the analyses are declared and said "not
-implemented" (run log, report, result.json, the app) until their issue lands.
+The test injects charge over the whole image of one CCD half per injection delay and pumps it
+back and forth (5000 cycles) under one clocking mode and phase time per frame; a trap under the
+pumped phase moves charge from its pixel into a neighbour, a dipole. Sub-tasks (after the
+generic `init` and `check`, which adds the injection-level check):
+
+- `prep`: per frame its offsets (the check's prescan clipped means, offsets.py), its pumping
+  (direction, mode, phase time, cycles, from the EXP_LOG) and, per quadrant, whether it was
+  injected (its raw image level against the quadrant's highest: measured, not guessed from the
+  drain-pulse timing).
+- `injection`: per CCD/quadrant, the unpumped injected frame: injection level and per-pixel noise
+  (of its relative map), and for serial pumping the reference column profile.
+- `extract`: per CCD/quadrant/mode, one work unit reading that quadrant of each pumped frame
+  once: relative dipole map (tp_lib.vertical_map / serial_map), dipoles with polarity
+  (tp_lib.find_dipoles), merged over the phase times, and every merged trap's amplitude measured
+  in every frame of the mode, detected there or not (so the fit sees the whole curve).
+- `basic`: per trap the fit of amplitude vs phase time (tp_lib.fit_release): release time
+  `tau_us` and capture probability `pc`; the trap catalogue per CCD (CSV and FITS table).
+- `meta`: per quadrant and mode the trap count and the Pc-weighted mean tau; tau-Pc heat maps.
+
+Coordinates in the catalogue are canonical quadrant coordinates (output node at [0, 0]; x
+counts columns from the quadrant's first prescan column, y rows from the serial register), as
+the hot-pixel table of DARK01 and the simulator's truths use.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from astropy.io import fits
 
 from ..campaign.limits import GenericLimits, limit
+from ..formats.fits import read_frame
+from ..formats.geometry import HALF_OF_QUADRANT, QUADRANTS, CCDGeometry
+from . import tp_lib
 from .base import AnalysisTask
-from .family import Family
+from .check import RawStats, quadrant_frames
+from .context import TaskContext
+from .family import Family, ValueSpec
+from .figures import markdown_table, new_figure
+from .offsets import FrameOffsets, PreparedData, measure_offsets
+from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
+from .stacking import ccd_serial, product_names, provenance_header
+
+VERTICAL_MODES = ("123", "234", "341", "412")
+SERIAL_MODES = ("23", "31")
+INJECTED_FRACTION = 0.25  # a quadrant is injected in a frame if its level is >= this x its highest
+INJECTED_MIN_ADU = 100.0  # ... and above this (a quadrant never injected stays near 0)
+CATALOGUE_COLUMNS = ("ccd", "quadrant", "x", "y", "polarity", "mode", "tau_us", "pc", "amplitude",
+                     "detections", "fit_rms_e")
 
 
 @dataclass(frozen=True)
@@ -18,11 +61,482 @@ class PumpingLimits(GenericLimits):
     injection_tolerance: float = limit(0.5, "fraction", "relative tolerance of the injection level vs predicted")
 
 
+# ---------------------------------------------------------------------------------------------
+# prep: which frame is what
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PumpFrame:
+    obsid: int
+    path: Path
+    offsets: dict[str, float]
+    direction: str  # "vertical" | "serial" | "" (not pumped)
+    mode: str
+    phase_time_us: float
+    cycles: float
+    rows: tuple[int, int]  # canonical image rows read: [first, last)
+    injected: frozenset[str]  # quadrants injected in this frame
+    row: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+@dataclass
+class PumpingPlan(SubTaskResult):
+    geometry: CCDGeometry
+    direction: str
+    prepared: PreparedData
+    frames: dict[int, list[PumpFrame]]
+
+    def reference(self, ccd: int, quadrant: str) -> PumpFrame | None:
+        """The first unpumped frame in which the quadrant is injected."""
+        return next((f for f in self.frames[ccd] if not f.direction and quadrant in f.injected), None)
+
+    def pumped(self, ccd: int, quadrant: str) -> dict[str, list[PumpFrame]]:
+        """mode -> the injected frames pumped in that mode (in the test's direction), by phase time."""
+        groups: dict[str, list[PumpFrame]] = defaultdict(list)
+        for f in self.frames[ccd]:
+            if f.direction == self.direction and quadrant in f.injected:
+                groups[f.mode].append(f)
+        return {mode: sorted(frames, key=lambda f: f.phase_time_us) for mode, frames in sorted(groups.items())}
+
+    @classmethod
+    def produce(cls, ctx: TaskContext) -> "PumpingPlan":
+        return plan_pumping(ctx)
+
+
+def _number(row: Mapping[str, Any], *names: str, default: float = 0.0) -> float:
+    for name in names:
+        value = row.get(name)
+        if value not in (None, ""):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                continue
+    return default
+
+
+def _mode(row: Mapping[str, Any], *names: str) -> str:
+    for name in names:
+        value = row.get(name)
+        if value not in (None, ""):
+            return str(int(float(value))) if str(value).replace(".", "", 1).isdigit() else str(value).strip()
+    return ""
+
+
+def plan_pumping(ctx: TaskContext) -> PumpingPlan:
+    prepared = measure_offsets(ctx)
+    geometry = prepared.geometry
+    rows_of = {(f.ccd, f.obsid): f.row for ccd in ctx.ccds for f in ctx.dataset.frames(ccd)}
+    frames: dict[int, list[PumpFrame]] = {}
+    directions = set()
+    for ccd in ctx.ccds:
+        usable = prepared.frames.get(ccd, [])
+        levels = {q: [f.stats[q].image.median - f.offsets[q] for f in usable] for q in QUADRANTS}
+        highest = {q: max(v, default=0.0) for q, v in levels.items()}
+        entries = []
+        for i, f in enumerate(usable):
+            row = rows_of[(ccd, f.obsid)]
+            direction, mode, t_us, cycles = "", "", math.nan, math.nan
+            if int(_number(row, "v_tpump")):
+                direction, mode = "vertical", _mode(row, "v_tp_mod", "v_tpmod")
+                t_us = _number(row, "toi_tp") + _number(row, "dwell_v")
+                cycles = _number(row, "v_tp_cnt", default=math.nan)
+            elif int(_number(row, "s_tpump")):
+                direction, mode = "serial", _mode(row, "s_tp_mod", "s_tpmod")
+                t_us = tp_lib.SERIAL_PHASE_TIME_US + _number(row, "dwell_s")
+                cycles = _number(row, "s_tp_cnt", default=math.nan)
+            directions.add(direction)
+            vstart = int(_number(row, "vstart"))
+            vend = int(_number(row, "vend", default=geometry.quad_height))
+            window = (max(0, vstart), min(geometry.image_rows, vend))
+            injected = frozenset(q for q in QUADRANTS if levels[q][i] >= max(INJECTED_MIN_ADU, INJECTED_FRACTION * highest[q]))
+            entries.append(PumpFrame(f.obsid, f.path, f.offsets, direction, mode, t_us, cycles, window, injected, row))
+        frames[ccd] = entries
+    pumped = sorted(d for d in directions if d)
+    if not pumped:
+        raise RuntimeError(f"no pumped frame in {ctx.test.name} (v_tpump and s_tpump are 0 in every EXP_LOG row)")
+    if len(pumped) > 1:
+        ctx.log.warning(f"{ctx.test.name} holds vertical and serial pumping; analysing the vertical frames")
+    return PumpingPlan(geometry, pumped[-1], prepared, frames)
+
+
+# ---------------------------------------------------------------------------------------------
+# Work units (paths and small numbers in, small records out)
+# ---------------------------------------------------------------------------------------------
+
+def read_image(path: Path, quadrant: str, geometry: CCDGeometry, offset: float, rows: tuple[int, int]) -> np.ndarray:
+    """Offset-subtracted canonical image area of one quadrant, rows [first, last), float32."""
+    with read_frame(path) as frame:
+        counts = frame.region(quadrant, "image", geometry)[rows[0]: rows[1]]
+        image = counts.astype(np.float32)
+    image -= np.float32(offset)
+    return image
+
+
+@dataclass(frozen=True)
+class ReferenceMeasures:
+    level_adu: float  # median of the injected image
+    noise_adu: float  # per-pixel noise of the relative map x level
+    profile_adu: np.ndarray | None  # serial: clipped column means (image columns)
+
+
+def reference_unit(path: Path, quadrant: str, geometry: CCDGeometry, offset: float, rows: tuple[int, int],
+                   serial: bool) -> ReferenceMeasures:
+    image = read_image(path, quadrant, geometry, offset, rows)
+    level = float(np.median(image))
+    _, _, sigma = tp_lib.vertical_map(image)
+    profile = tp_lib.column_profile(image) if serial else None
+    return ReferenceMeasures(level, sigma * level, profile)
+
+
+@dataclass(frozen=True)
+class ModeTraps:
+    """The traps of one CCD/quadrant/mode: positions along/across the pumping axis (map indices),
+    polarity, amplitude (e-) in every frame of the mode, and whether each frame detected it."""
+
+    traps: list[tuple[int, int, int]]
+    amplitudes_e: np.ndarray  # traps x frames
+    detected: np.ndarray  # traps x frames, bool
+    sigma_e: list[float]  # per frame: noise of a dipole amplitude (e-)
+
+
+def mode_unit(quadrant: str, geometry: CCDGeometry, frames: list[tuple[Path, float, tuple[int, int]]], serial: bool,
+              reference_profile: np.ndarray | None, gain: float) -> ModeTraps:
+    """Worker: the pumped frames of one quadrant and mode, each read once: dipole maps, dipoles,
+    merging over phase times, and each trap's amplitude in every frame."""
+    maps, levels, sigmas, found = [], [], [], []
+    for path, offset, rows in frames:
+        image = read_image(path, quadrant, geometry, offset, rows)
+        if serial:
+            profile = tp_lib.column_profile(image)
+            residual, sigma = tp_lib.serial_map(profile, reference_profile)
+            level = np.asarray(reference_profile, np.float64)
+        else:
+            residual, level, sigma = tp_lib.vertical_map(image)
+        del image
+        maps.append(residual)
+        levels.append(np.asarray(level, np.float64))
+        sigmas.append(sigma)
+        found.append(tp_lib.find_dipoles(residual, sigma))
+    traps = tp_lib.merge_dipoles(found)
+    amplitudes = np.zeros((len(traps), len(frames)))
+    detected = np.zeros((len(traps), len(frames)), bool)
+    across = np.array([t[1] if not serial else t[0] for t in traps], np.intp)  # index of the level
+    for j, (residual, level, dipoles) in enumerate(zip(maps, levels, found)):
+        if traps:
+            amplitudes[:, j] = tp_lib.dipole_amplitudes(residual, traps) * level[across] * gain
+            seen = set(zip(dipoles.along.tolist(), dipoles.across.tolist(), dipoles.polarity.tolist()))
+            detected[:, j] = [any((a + d, c, p) in seen for d in (-1, 0, 1)) for a, c, p in traps]
+    typical_level = [float(np.nanmedian(level)) for level in levels]
+    sigma_e = [s * lv * gain / math.sqrt(2.0) for s, lv in zip(sigmas, typical_level)]
+    return ModeTraps(traps, amplitudes, detected, sigma_e)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sub-task results
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class InjectionLevels(SubTaskResult):
+    references: dict[tuple[int, str], ReferenceMeasures]
+
+
+@dataclass(frozen=True)
+class ModeExtraction:
+    phase_times_us: list[float]
+    cycles: float
+    obsids: list[int]
+    traps: ModeTraps
+
+
+@dataclass
+class Extraction(SubTaskResult):
+    modes: dict[tuple[int, str, str], ModeExtraction]  # (ccd, quadrant, mode)
+
+
+@dataclass(frozen=True)
+class Trap:
+    ccd: int
+    quadrant: str
+    x: int
+    y: int  # -1 for serial traps (in the serial register: every row shows them)
+    polarity: int
+    mode: str
+    tau_us: float
+    pc: float
+    amplitude_e: float  # largest amplitude measured over the phase times
+    detections: int
+    fit_rms_e: float
+
+
+@dataclass
+class TrapCatalogue(SubTaskResult):
+    traps: list[Trap]
+    modes: dict[tuple[int, str], list[str]]  # (ccd, quadrant) -> modes analysed
+
+
+@dataclass
+class TrapSummary(SubTaskResult):
+    """`meta`: per quadrant and mode counts and Pc-weighted tau (values), heat maps, report."""
+
+
+class PumpingTask(AnalysisTask):
+    def prep(self, ctx: TaskContext) -> PumpingPlan:
+        plan = plan_pumping(ctx)
+        for note in plan.prepared.skipped:
+            ctx.log.warning(f"left out of the analysis: {note}")
+        for ccd in ctx.ccds:
+            for q in QUADRANTS:
+                if plan.reference(ccd, q) is None and plan.frames.get(ccd):
+                    ctx.log.warning(f"CCD{ccd} {q}: no unpumped injected frame: no injection level nor noise")
+        return plan
+
+    def injection(self, ctx: TaskContext, plan: PumpingPlan) -> InjectionLevels:
+        serial = plan.direction == "serial"
+        calls, keys = [], []
+        for ccd in ctx.ccds:
+            for q in QUADRANTS:
+                ref = plan.reference(ccd, q)
+                if ref is not None:
+                    keys.append((ccd, q, ref))
+                    calls.append((ref.path, q, plan.geometry, ref.offsets[q], ref.rows, serial))
+        results = ctx.map_units(reference_unit, calls)
+        out = Outputs()
+        references = {}
+        for (ccd, q, ref), measured in zip(keys, results):
+            references[(ccd, q)] = measured
+            out.value("injection_level_adu", measured.level_adu, ccd, q)
+            out.value("injection_noise_adu", measured.noise_adu, ccd, q)
+            out.value("injection_predicted_adu", predicted_for(ref.row, ccd, q), ccd, q)
+        return InjectionLevels(references, outputs=out)
+
+    def extract(self, ctx: TaskContext, plan: PumpingPlan, injection: InjectionLevels) -> Extraction:
+        serial = plan.direction == "serial"
+        calls, keys = [], []
+        for ccd in ctx.ccds:
+            for q in QUADRANTS:
+                reference = injection.references.get((ccd, q))
+                if serial and (reference is None or reference.profile_adu is None):
+                    continue  # a serial map needs the unpumped profile (the injection's column pattern)
+                for mode, frames in plan.pumped(ccd, q).items():
+                    keys.append((ccd, q, mode, frames))
+                    calls.append((q, plan.geometry, [(f.path, f.offsets[q], f.rows) for f in frames], serial,
+                                  reference.profile_adu if serial else None, ctx.gain(ccd, q)[0]))
+        results = ctx.map_units(mode_unit, calls)
+        modes = {}
+        for (ccd, q, mode, frames), traps in zip(keys, results):
+            modes[(ccd, q, mode)] = ModeExtraction([f.phase_time_us for f in frames],
+                                                   float(np.nanmedian([f.cycles for f in frames])),
+                                                   [f.obsid for f in frames], traps)
+        out = Outputs()
+        out.value("pumping", plan.direction)
+        times = sorted({t for m in modes.values() for t in m.phase_times_us})
+        out.value("phase_times_us", times)
+        out.value("pumping_cycles", sorted({m.cycles for m in modes.values()}))
+        out.value("dipole_threshold_sigma", tp_lib.DIPOLE_THRESHOLD_SIGMA)
+        return Extraction(modes, outputs=out)
+
+    def basic(self, ctx: TaskContext, plan: PumpingPlan, extraction: Extraction) -> TrapCatalogue:
+        serial = plan.direction == "serial"
+        prescan = plan.geometry.prescan
+        traps: list[Trap] = []
+        modes: dict[tuple[int, str], list[str]] = defaultdict(list)
+        for (ccd, q, mode), m in sorted(extraction.modes.items()):
+            modes[(ccd, q)].append(mode)
+            found = m.traps
+            if not found.traps:
+                continue
+            fit = tp_lib.fit_release(np.array(m.phase_times_us), found.amplitudes_e, m.cycles)
+            first_row = plan.frames[ccd][0].rows[0] if plan.frames[ccd] else 0
+            for i, (along, across, polarity) in enumerate(found.traps):
+                x = prescan + (along if serial else across)
+                y = -1 if serial else first_row + along
+                traps.append(Trap(ccd, q, int(x), int(y), int(polarity), mode, float(fit.tau_us[i]), float(fit.pc[i]),
+                                  float(found.amplitudes_e[i].max()), int(found.detected[i].sum()),
+                                  float(fit.rms_e[i])))
+        out = Outputs()
+        names = product_names(ctx, plan.prepared, "TRAPCAT")
+        for ccd, name in names.items():
+            rows = [catalogue_row(t) for t in traps if t.ccd == ccd]
+            out.tables.append(CsvTable(f"{ctx.test.name}_trap_catalogue_CCD{ccd}.csv", CATALOGUE_COLUMNS, rows))
+            path = ctx.staging_path(name)
+            write_catalogue_fits(path, ctx, ccd, plan, [t for t in traps if t.ccd == ccd])
+            out.files.append(StagedFile(name, path))
+        out.value("fit_law", "A(t) = cycles x pc x (exp(-t/tau) - exp(-2t/tau)), least squares over every phase "
+                             "time of the mode (amplitudes measured where detected or not)")
+        return TrapCatalogue(traps, dict(modes), outputs=out)
+
+    def meta(self, ctx: TaskContext, plan: PumpingPlan, catalogue: TrapCatalogue) -> TrapSummary:
+        out = Outputs()
+        by_quadrant: dict[tuple[int, str], list[Trap]] = defaultdict(list)
+        for trap in catalogue.traps:
+            by_quadrant[(trap.ccd, trap.quadrant)].append(trap)
+        rows = []
+        for (ccd, q), modes in sorted(catalogue.modes.items()):
+            found = by_quadrant.get((ccd, q), [])
+            gain = ctx.gain(ccd, q)[0]
+            out.value("gain_e_per_adu_used", gain, ccd, q)
+            out.value("trap_count", len(found), ccd, q)
+            out.value("tau_weighted_us", tp_lib.pc_weighted_tau([t.tau_us for t in found], [t.pc for t in found]), ccd, q)
+            cells = []
+            for mode in modes:
+                of_mode = [t for t in found if t.mode == mode]
+                tau = tp_lib.pc_weighted_tau([t.tau_us for t in of_mode], [t.pc for t in of_mode])
+                name = mode_key(plan.direction, mode)
+                if name is not None:
+                    out.value(f"trap_count_{name}", len(of_mode), ccd, q)
+                    out.value(f"tau_weighted_{name}_us", tau, ccd, q)
+                cells.append(f"{mode}: {len(of_mode)} ({tau:.0f} us)" if math.isfinite(tau) else f"{mode}: 0")
+            rows.append([f"CCD{ccd}", q, len(found), "; ".join(cells)])
+        test = ctx.test.name
+        traps = catalogue.traps
+        direction = plan.direction
+        out.plots.append(Plot("tau_pc", lambda: heat_map_figure(test, direction, traps)))
+        out.sections.append(Section("Traps", "\n\n".join([
+            f"{direction.capitalize()} trap pumping. Per pumped frame a relative dipole map (each "
+            + ("column divided by its mean over rows" if direction == "vertical" else
+               "column profile divided by the unpumped frame's") +
+            f", local background along the pumping axis removed); a dipole is an adjacent deficit/excess pair "
+            f"whose half-difference exceeds {tp_lib.DIPOLE_THRESHOLD_SIGMA:g} sigma of the map's pixel noise. "
+            "Dipoles are merged over the phase times of a mode; each trap's amplitude is measured in every "
+            "frame of the mode and fitted with A(t) = cycles x pc x (exp(-t/tau) - exp(-2t/tau)). "
+            "Catalogue: `products/<TEST>_trap_catalogue_CCD<n>.csv` and the FITS table per CCD "
+            "(canonical quadrant coordinates).",
+            markdown_table(["CCD", "Q", "traps", "per mode: count (Pc-weighted tau)"], rows),
+        ])))
+        return TrapSummary(outputs=out)
+
+
+def mode_key(direction: str, mode: str) -> str | None:
+    """Value-name suffix of a pumping mode (`v123`, `s23`), None for a mode the family does not declare."""
+    known = VERTICAL_MODES if direction == "vertical" else SERIAL_MODES
+    return f"{direction[0]}{mode}" if mode in known else None
+
+
+def catalogue_row(t: Trap) -> list[Any]:
+    return [f"CCD{t.ccd}", t.quadrant, t.x, t.y, t.polarity, t.mode, f"{t.tau_us:.4g}", f"{t.pc:.4g}",
+            f"{t.amplitude_e:.1f}", t.detections, f"{t.fit_rms_e:.1f}"]
+
+
+def write_catalogue_fits(path: Path, ctx: TaskContext, ccd: int, plan: PumpingPlan, traps: list[Trap]) -> None:
+    frames: list[FrameOffsets] = plan.prepared.frames.get(ccd, [])
+    header = provenance_header(ctx, ccd, frames, "dipoles, fit vs phase time", "TRAPCAT")
+    header["BUNIT"] = ("", "table")
+    header["COORDS"] = ("canonical", "x, y in canonical quadrant coordinates")
+    header["PUMPING"] = (plan.direction, "pumping direction")
+    columns = [
+        fits.Column("ccd", "I", array=np.array([t.ccd for t in traps], np.int16)),
+        fits.Column("quadrant", "1A", array=np.array([t.quadrant for t in traps], "U1")),
+        fits.Column("x", "J", array=np.array([t.x for t in traps], np.int32)),
+        fits.Column("y", "J", array=np.array([t.y for t in traps], np.int32)),
+        fits.Column("polarity", "I", array=np.array([t.polarity for t in traps], np.int16)),
+        fits.Column("mode", "4A", array=np.array([t.mode for t in traps], "U4")),
+        fits.Column("tau_us", "E", unit="us", array=np.array([t.tau_us for t in traps], np.float32)),
+        fits.Column("pc", "E", array=np.array([t.pc for t in traps], np.float32)),
+        fits.Column("amplitude", "E", unit="electron", array=np.array([t.amplitude_e for t in traps], np.float32)),
+        fits.Column("detections", "I", array=np.array([t.detections for t in traps], np.int16)),
+        fits.Column("fit_rms_e", "E", unit="electron", array=np.array([t.fit_rms_e for t in traps], np.float32)),
+    ]
+    table = fits.BinTableHDU.from_columns(columns, name="TRAPS")
+    fits.HDUList([fits.PrimaryHDU(header=header), table]).writeto(path, overwrite=True)
+
+
+def heat_map_figure(test: str, direction: str, traps: list[Trap]):
+    """log10 tau vs log10 Pc, one panel per mode, all CCDs and quadrants."""
+    modes = sorted({t.mode for t in traps})
+    if not modes:
+        return None
+    figure = new_figure(3.2 * len(modes) + 0.8, 3.4)
+    tau_range = (0.0, 2.5) if direction == "serial" else (1.0, 5.0)
+    for i, mode in enumerate(modes):
+        axes = figure.add_subplot(1, len(modes), i + 1)
+        chosen = [t for t in traps if t.mode == mode and t.tau_us > 0 and t.pc > 0]
+        tau = np.log10([t.tau_us for t in chosen]) if chosen else np.zeros(0)
+        pc = np.log10([t.pc for t in chosen]) if chosen else np.zeros(0)
+        counts, xedges, yedges = np.histogram2d(tau, pc, bins=15, range=[tau_range, [-3.0, 0.5]])
+        image = axes.imshow(counts.T, origin="lower", aspect="auto", cmap="viridis",
+                            extent=[xedges[0], xedges[-1], yedges[0], yedges[-1]])
+        axes.set_title(f"mode {mode}: {len(chosen)} traps", fontsize=9)
+        axes.set_xlabel("log10 tau (us)")
+        if i == 0:
+            axes.set_ylabel("log10 Pc")
+        figure.colorbar(image, ax=axes, fraction=0.05)
+    figure.suptitle(f"{test}: release time vs capture probability", fontsize=10)
+    return figure
+
+
+# ---------------------------------------------------------------------------------------------
+# Check: injection level against vison's prediction (FLUENCE_OOL)
+# ---------------------------------------------------------------------------------------------
+
+def predicted_for(row: Mapping[str, Any], ccd: int, quadrant: str) -> float:
+    """vison's expected injection (ADU) for the quadrant in this frame; NaN if its half is not
+    injected or the injection is below threshold."""
+    half = HALF_OF_QUADRANT[quadrant]
+    if not int(_number(row, "chinj", default=1)):
+        return math.nan
+    if tp_lib.injected_half(_number(row, "id_dly"), _number(row, "toi_ch"), _number(row, "id_wid", default=100)) != half:
+        return math.nan
+    ig1 = _number(row, f"IG1_{ccd}_{half}", default=math.nan)
+    ig2 = _number(row, f"IG2_{half}", default=math.nan)
+    idl = _number(row, "IDL", default=math.nan)
+    if not all(math.isfinite(v) for v in (ig1, ig2, idl)):
+        return math.nan
+    return tp_lib.predicted_injection_adu(idl, ig1, ig2)
+
+
+def check_injection(ctx: TaskContext, stats: RawStats) -> None:
+    """Raw image level above the prescan (median over frames where the quadrant's half is
+    injected) within predicted x (1 +- injection_tolerance), else FLUENCE_OOL."""
+    tolerance = float(ctx.limits.injection_tolerance)
+    rows = {(f.ccd, f.obsid): f.row for ccd in ctx.ccds for f in ctx.dataset.frames(ccd)}
+    for ccd, q, frames in quadrant_frames(ctx, stats):
+        measured = []
+        for obsid, s in frames:
+            expected = predicted_for(rows.get((ccd, obsid), {}), ccd, q)
+            if math.isfinite(expected):
+                measured.append((obsid, s.image.median - s.prescan.median, expected))
+        if not measured:
+            continue
+        bad = [m for m in measured if not (1 - tolerance) * m[2] <= m[1] <= (1 + tolerance) * m[2]]
+        if bad:
+            obsid, level, expected = max(bad, key=lambda m: abs(m[1] / m[2] - 1))
+            ctx.flags.raise_flag("FLUENCE_OOL", f"injection {level:.0f} ADU, predicted {expected:.0f} ADU x (1 +- "
+                                 f"{tolerance:g}) ({len(bad)} of {len(measured)} injected frames out; worst OBSID {obsid})",
+                                 ccd=ccd, quadrant=q)
+
+
+def _mode_values() -> tuple[ValueSpec, ...]:
+    specs = []
+    for direction, modes in (("vertical", VERTICAL_MODES), ("serial", SERIAL_MODES)):
+        for mode in modes:
+            key = mode_key(direction, mode)
+            specs.append(ValueSpec(f"trap_count_{key}", "", None, f"traps found pumping in {direction} mode {mode}"))
+            specs.append(ValueSpec(f"tau_weighted_{key}_us", "us", 1,
+                                   f"Pc-weighted mean release time of the traps of {direction} mode {mode}"))
+    return tuple(specs)
+
+
 FAMILY = Family(
     name="tp",
     summary="TP01/TP11 (vertical) and TP02/TP21 (serial) trap pumping: dipoles, release times, capture probabilities.",
     subtasks=("init", "check", "prep", "injection", "extract", "basic", "meta", "report"),
-    task=AnalysisTask,  # the generic init, check and report, until its analyses land
-    not_implemented=frozenset({"prep", "injection", "extract", "basic", "meta"}),
+    task=PumpingTask,
     limits=PumpingLimits,
+    values=(
+        ValueSpec("injection_level_adu", "ADU", 1, "median injected level of the unpumped frame (offset subtracted)"),
+        ValueSpec("injection_noise_adu", "ADU", 2, "per-pixel noise of the unpumped frame's relative map x level"),
+        ValueSpec("injection_predicted_adu", "ADU", 0, "vison's predicted injection for the unpumped frame"),
+        ValueSpec("trap_count", "", None, "traps found, all modes (a trap pumped in two modes counts twice)", key=True),
+        ValueSpec("tau_weighted_us", "us", 1, "Pc-weighted mean release time of the traps, all modes", key=True),
+        *_mode_values(),
+        ValueSpec("gain_e_per_adu_used", "e-/ADU", None, "gain converting dipole amplitudes to electrons"),
+        ValueSpec("pumping", "", None, "pumping direction: vertical or serial", scope="test"),
+        ValueSpec("phase_times_us", "us", None, "phase times of the pumped frames", scope="test"),
+        ValueSpec("pumping_cycles", "", None, "pumping cycles (shuffles) per frame", scope="test"),
+        ValueSpec("dipole_threshold_sigma", "", None, "dipole detection threshold in sigmas of the map noise",
+                  scope="test"),
+        ValueSpec("fit_law", "", None, "the law fitted to each trap's amplitudes", scope="test"),
+    ),
+    checks=(check_injection,),
+    needs=("gain",),
 )

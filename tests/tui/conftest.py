@@ -34,6 +34,7 @@ def demo_campaign(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     stay the same from run to run.
     """
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VISON_STATE_DIR", str(tmp_path / "state"))  # run index, session lists kept by the app
     return prepare_demo_folder(tmp_path / "demo")
 
 

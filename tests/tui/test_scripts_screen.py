@@ -104,11 +104,13 @@ async def test_write_scripts_then_build_sessions(app, demo_campaign: Path) -> No
         assert "Wrote 4 scripts to demo/scripts" in messages(screen)
         assert "Frames Total" in messages(screen)  # the inventory is shown
 
-        # the campaign's D12 lists CHINJ01, which has no script: the engine refuses, the app says why
+        # the campaign's D12 lists CHINJ01, which has no script: D11 is built all the same, D12 is
+        # named with what it lacks (building used to be all-or-nothing)
         await pilot.press("b")
         await settle(pilot)
-        assert "Sessions not built" in messages(screen) and "no script for CHINJ01" in messages(screen)
-        assert not (folder / "sessions").exists()
+        assert "Not built: D12" in messages(screen) and "no script for CHINJ01" in messages(screen)
+        assert "Built 1 session(s) in demo/sessions" in messages(screen)
+        assert sorted(p.name for p in (folder / "sessions").iterdir()) == [".vison-output.json", "D11"]
 
         # writing again into the non-empty folder asks: "n" leaves it alone, "y" replaces it
         checklist.move_cursor(row=0)
@@ -151,6 +153,10 @@ async def test_write_scripts_then_build_sessions(app, demo_campaign: Path) -> No
         assert editor.plan.sessions["D00"] == ["DARK01", "MOT_WARM"]
 
         await pilot.press("b")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)  # the sessions folder holds the D11 built above
+        assert "replaces what vison built there before" in str(app.screen.query_one(".body").render())
+        await pilot.press("y")
         await settle(pilot)
         sessions = folder / "sessions"
         assert sorted(p.name for p in sessions.iterdir()) == [".vison-output.json", "D00", "D11", "D12"]

@@ -2,7 +2,8 @@
 as they change. The engine validates in a worker; a refusal is shown here and the dialog stays, so
 nothing typed is lost. Returns the started run's record, or None.
 
-Keys: enter (in a field) or ctrl+s starts; escape, or tab to Cancel then enter, gives up.
+Keys: enter (in a field) or ctrl+s starts; escape, or tab to Cancel then enter, gives up; ctrl+l
+puts the newest day folder in the Day folder field (offered when a wait run's folder does not exist).
 """
 
 from __future__ import annotations
@@ -17,17 +18,23 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Select, Static
 
-from engine.campaign.config import Campaign
-from engine.pipeline.runs import RunRecord
+from typing import TYPE_CHECKING
 
 from ..messages import RunStarted
-from ..run_launch import MODE_HELP, MODES, LaunchRefused, RunRequest, day_folders, start_run
+from ..run_launch import (MODE_HELP, MODES, LaunchRefused, RunRequest, day_folders, missing_day_note,
+                          newest_day_folder, start_run, watched_day_folder)
+from ..widgets.app_bar import display_path
+
+if TYPE_CHECKING:
+    from engine.campaign.config import Campaign
+    from engine.pipeline.runs import RunRecord
 
 
 class StartRunDialog(ModalScreen["RunRecord | None"]):
     HELP_GROUP = "Start a run"
     BINDINGS = [
         Binding("ctrl+s", "start", "Start run", tooltip="start the run in the background"),
+        Binding("ctrl+l", "newest_day", "Newest day folder", tooltip="put the newest day folder in the Day folder field"),
         Binding("escape", "cancel", "Cancel"),
     ]
     DEFAULT_CSS = """
@@ -44,6 +51,8 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
     StartRunDialog .hint { color: $text-muted; height: auto; padding-left: 14; }
     StartRunDialog #command { color: $text-muted; height: auto; }
     StartRunDialog #error { color: $error; height: auto; }
+    StartRunDialog #day-warning { color: $warning; height: auto; padding-left: 14; text-style: bold; }
+    StartRunDialog #day-warning.-empty { display: none; }
     StartRunDialog #buttons { height: 1; align-horizontal: right; }
     StartRunDialog Button { margin-left: 2; }
     """
@@ -56,6 +65,7 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
         self.initial_session = session if session in campaign.sessions else (self.sessions[0] if self.sessions else None)
         self.unsaved = unsaved
         self.days = day_folders(campaign)
+        self.starting = False  # a start is under way in this dialog's worker
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -77,6 +87,7 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
                 yield Input("", placeholder="default: the session's, else every day folder (aim) / today's (wait)",
                             id="day", compact=True)
             yield Static(self.days_hint(), classes="hint", markup=False, id="days")
+            yield Static("", markup=False, id="day-warning", classes="-empty")
             with Horizontal(classes="row"):
                 yield Label("Start OBSID")
                 yield Input("", placeholder="optional: only OBSIDs from this one on", type="integer", id="start-obsid",
@@ -94,6 +105,10 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
                 yield Input("", placeholder=f"wait mode: minutes without data before stopping "
                             f"(campaign: {self.campaign.watch.idle_stop_minutes}; 0 = never)",
                             type="number", id="idle-stop", compact=True)
+            with Horizontal(classes="row"):
+                yield Label("Results")
+                yield Input("", placeholder=f"default: the campaign's, {display_path(self.campaign.paths.results)}",
+                            id="results", compact=True)
             yield Static("", id="command", markup=False)
             yield Static("", id="error", markup=False)
             with Horizontal(id="buttons"):
@@ -119,7 +134,7 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
         if session is Select.NULL:
             return None, "the campaign has no session: add one on the Campaign screen"
         values = {name: self.query_one(f"#{name}", Input).value.strip()
-                  for name in ("day", "start-obsid", "jobs", "tag", "idle-stop")}
+                  for name in ("day", "start-obsid", "jobs", "tag", "idle-stop", "results")}
         try:
             start_obsid = int(values["start-obsid"]) if values["start-obsid"] else None
             jobs = int(values["jobs"] or 1)
@@ -132,8 +147,12 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
             return None, f"jobs: between 1 and {os.cpu_count() or 1} (the cores of this machine)"
         if idle_stop is not None and idle_stop < 0:
             return None, "idle stop: minutes >= 0 (0 = never)"
+        results = ""
+        if values["results"]:  # relative: from the campaign's folder, like the paths in the campaign
+            path = Path(os.path.expanduser(values["results"]))
+            results = os.path.abspath(path if path.is_absolute() else self.campaign.paths.config_dir / path)
         return RunRequest(self.config, str(session), str(self.query_one("#mode", Select).value), values["day"],
-                          start_obsid, jobs, values["tag"], idle_stop), ""
+                          start_obsid, jobs, values["tag"], idle_stop, results), ""
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -141,6 +160,29 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
         request, problem = self.request()
         self.query_one("#command", Static).update(f"$ {request.command_line()}" if request else "")
         self.query_one("#error", Static).update(problem)
+        self.show_day_warning(request)
+
+    def show_day_warning(self, request: RunRequest | None) -> None:
+        """A wait run on a day folder that does not exist would wait for ever: say so, offer the newest."""
+        note = ""
+        if request is not None and MODES[request.mode][0]:
+            path, how = watched_day_folder(self.campaign, request.session, request.day)
+            note = missing_day_note(self.campaign, path, how)
+            if note and newest_day_folder(self.campaign):
+                note = f"⚠ {note} (ctrl+l puts it in the field)"
+            elif note:
+                note = f"⚠ {note}"
+        warning = self.query_one("#day-warning", Static)
+        warning.update(note)
+        warning.set_class(not note, "-empty")
+
+    def action_newest_day(self) -> None:
+        newest = newest_day_folder(self.campaign)
+        if newest is None:
+            self.query_one("#error", Static).update(f"no day folder with an EXP_LOG under "
+                                                    f"{display_path(self.campaign.paths.data)} yet")
+            return
+        self.query_one("#day", Input).value = newest
 
     # -- starting -------------------------------------------------------------------------------
     @on(Input.Submitted)
@@ -160,8 +202,10 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
         if request is None:
             self.query_one("#error", Static).update(problem)
             return
-        if any(worker.is_running for worker in self.workers):
+        # this dialog's own start only: `self.workers` is the app's whole list (the log tail never ends)
+        if self.starting:
             return  # already starting it
+        self.starting = True
         self.query_one("#error", Static).update("starting…")
         self.start_in_background(request)
 
@@ -178,6 +222,7 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
         self.post_message(RunStarted(record))
 
     def refused(self, reason: str) -> None:
+        self.starting = False
         self.query_one("#error", Static).update(f"✗ {reason}")
 
     def on_run_started(self, message: RunStarted) -> None:

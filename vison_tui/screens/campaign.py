@@ -39,8 +39,11 @@ class CampaignScreen(Screen):
         Binding("ctrl+n", "next_problem", "Next error", tooltip="move the cursor to the next line with a problem"),
         Binding("ctrl+t", "toggle_view", "Form", tooltip="switch between the TOML text and the form"),
         Binding("ctrl+o", "open", "Open", tooltip="open another campaign TOML"),
-        Binding("escape", "switch_panel", "Editor/problems", show=False,
-                tooltip="move between the editor and the problem list (tab does too)"),
+        Binding("e", "edit", "Edit", tooltip="put the cursor in the editor (or the form): letters and digits are "
+                "typed there until you leave it with tab or escape"),
+        Binding("escape", "leave_editor", "Leave the editor", show=False,
+                tooltip="from the editor or the form to the problem list, where screen keys work again "
+                "(tab does too; ctrl+g works from inside the editor)"),
     ]
     DEFAULT_CSS = """
     CampaignScreen #main { height: 1fr; }
@@ -68,6 +71,7 @@ class CampaignScreen(Screen):
         self.validated_generation = -1
         self.known_text = ""  # the editor's text as last seen by text_changed
         self._timer: Timer | None = None
+        self._user_toggled = False  # ctrl+t: the view change comes from the user (focus follows it)
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -91,6 +95,9 @@ class CampaignScreen(Screen):
 
     def on_mount(self) -> None:
         self.editor.cursor_blink = not self.app.is_headless
+        # the editor takes the focus only when the user goes there (e, tab, enter on a problem):
+        # until then 2, ?, q... are the app's keys, never characters typed into the campaign
+        self.query_one(ProblemList).focus()
         initial = getattr(self.app, "initial_campaign", None)
         if initial is not None:
             self.open_file(Path(initial))
@@ -115,9 +122,9 @@ class CampaignScreen(Screen):
         editor.read_only = False
         editor.load_text(text)
         editor.move_cursor((0, 0))
-        editor.focus()
         self._edited()
-        self.start_validation()
+        # after the first paint: validating loads the analysis modules (engine.tasks.registry)
+        self.call_after_refresh(self.start_validation)
         self.post_message(CampaignChanged(self.path, None))
         return True
 
@@ -268,19 +275,26 @@ class CampaignScreen(Screen):
         current = self.editor.cursor_location[0] + 1
         self.go_to_line(next((line for line in lines if line > current), lines[0]))
 
-    def action_switch_panel(self) -> None:
-        problems = self.query_one(ProblemList)
-        if problems.has_focus:
-            self.editor.focus() if self.query_one(TabbedContent).active == "toml" else self.query_one(CampaignForm).focus()
+    def action_leave_editor(self) -> None:
+        """Escape: out of the editor or the form, to the problem list; never into the editor (a late
+        escape followed by a screen key must not type that key into the campaign)."""
+        self.query_one(ProblemList).focus()
+
+    def action_edit(self) -> None:
+        if self.query_one(TabbedContent).active == "toml":
+            self.editor.focus()
         else:
-            problems.focus()
+            field = self.query_one(f"#{FORM_FIELDS[0].id}")
+            field.focus() if not field.disabled else self.notify("the form cannot read the text: ctrl+t, fix it in the editor")
 
     def action_toggle_view(self) -> None:
         views = self.query_one(TabbedContent)
+        self._user_toggled = True
         views.active = "form" if views.active == "toml" else "toml"
 
     @on(TabbedContent.TabActivated, "#views")
     def view_changed(self, event: TabbedContent.TabActivated) -> None:
+        by_user, self._user_toggled = self._user_toggled, False
         if event.pane.id == "form":
             form = self.query_one(CampaignForm)
             if self.path is None:
@@ -292,8 +306,8 @@ class CampaignScreen(Screen):
                 form.show_values(None, str(exc))
                 return
             form.query_one(f"#{FORM_FIELDS[0].id}").focus()
-        else:
-            self.editor.focus()
+        elif by_user or self.query_one(CampaignForm).has_focus_within:
+            self.editor.focus()  # back from the form: the user was editing
 
     @on(CampaignForm.FieldEdited)
     def form_edited(self, message: CampaignForm.FieldEdited) -> None:

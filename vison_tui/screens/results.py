@@ -26,8 +26,8 @@ from ..dialogs.choose import ChooseDialog
 from ..dialogs.quicklook import QuickLookScreen
 from ..messages import ResultsLoaded
 from ..quicklook import ImageSource, test_sources
-from ..result_view import (CCD_COLOURS, CCDS, TestEntry, default_plot_value, flag_rows, plot_value, session_tests, summary_lines,
-                           test_values, value_label, value_names, value_table)
+from ..result_view import (CCD_COLOURS, CCDS, TestEntry, ccd_values, default_plot_value, flag_rows, plot_value, session_tests,
+                           summary_lines, test_values, value_label, value_names, value_table)
 from ..widgets.app_bar import AppBar, display_path
 
 RELOAD_S = 3.0
@@ -301,7 +301,8 @@ class ResultsScreen(Screen):
             table.add_column(Text(f"{ccd}\n{column[1]}", justify="right"), key=column)
         for name, cells in value_rows:
             table.add_row(labels[name], *(Text(cell, justify="right") for cell in cells), key=name)
-        extra.update(Text("\n".join(f"{name}: {text}" for name, text in test_values(entry.result))))
+        extra.update(Text("\n".join(f"{name}: {text}" for name, text in
+                                    [*ccd_values(entry.result), *test_values(entry.result)])))
 
     def show_report(self, entry: TestEntry | None) -> None:
         markdown = self.query_one("#report", Markdown)

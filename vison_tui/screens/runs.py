@@ -9,6 +9,7 @@ updated in place.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 
@@ -19,12 +20,13 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
 from engine.campaign.config import Campaign
-from engine.pipeline.runs import RunRecord, list_runs, restart_run, run_status, stop_run
+from engine.pipeline.runs import RunRecord, indexed_runs, list_runs, restart_run, run_status, stop_run
 
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.start_run import StartRunDialog
 from ..messages import RunsRefreshed, RunStopped
-from ..run_view import RunView, progress, run_summary
+from ..run_launch import missing_day_note, watched_day_folder
+from ..run_view import RunView, day_option, parse_time, progress, run_results_root, run_summary
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.run_tables import RunList, RunTestsTable
 
@@ -41,7 +43,8 @@ class RunsScreen(Screen):
         Binding("l", "show_log", "Log", tooltip="follow the chosen run's pipeline log (Log screen)"),
         Binding("v", "show_results", "Results", tooltip="the results of the chosen run's session (Results screen)"),
         Binding("R", "restart_run", "Restart", show=False,
-                tooltip="start an ended run again with the same options (a wait run skips tests already analysed)"),
+                tooltip="start an ended run again with the same options, after a question (a wait run skips "
+                "tests already analysed)"),
         Binding("r", "refresh", "Refresh", show=False, tooltip="read the run records again now"),
     ]
     DEFAULT_CSS = """
@@ -62,6 +65,8 @@ class RunsScreen(Screen):
         self.ticks = 0
         self.refreshing = False
         self.known_states: dict[str, str] = {}  # run folder -> state last seen, to announce endings
+        self.other_roots = 0  # results folders other than the campaign's holding its runs (start-run dialog)
+        self.run_configs: dict[str, str] = {}  # indexed run folder -> its campaign file (never changes)
 
     def compose(self) -> ComposeResult:
         yield AppBar()
@@ -100,15 +105,44 @@ class RunsScreen(Screen):
     def refresh_runs(self) -> None:
         if not self.refreshing:
             self.refreshing = True
-            self.read_runs(self.results)
+            self.read_runs(self.results, self.app.campaign, self.app.campaign_path)
 
     @work(thread=True, group="runs-refresh")
-    def read_runs(self, results: Path | None) -> None:
+    def read_runs(self, results: Path | None, campaign: Campaign | None, config: Path | None) -> None:
         try:
-            views = [RunView(record, run_status(record)) for record in list_runs(results)] if results else []
+            records = (list_runs(results) + self.runs_elsewhere(results, config)) if results else []
+            records.sort(key=lambda r: (r.started, r.run_id), reverse=True)
+            views = [self.with_note(RunView(record, run_status(record)), campaign) for record in records]
             self.post_message(RunsRefreshed(results, views))
         except Exception as exc:  # unreadable folder, engine bug: say it, keep polling
             self.post_message(RunsRefreshed(results, [], f"cannot read the runs: {type(exc).__name__}: {exc}"))
+
+    def runs_elsewhere(self, results: Path, config: Path | None) -> list[RunRecord]:
+        """Runs of this campaign file started with another results folder (the per-user run index)."""
+        if config is None:
+            return []
+        found = []
+        for record in indexed_runs():
+            key = str(record.folder)
+            if key not in self.run_configs:
+                self.run_configs[key] = str(record.info.get("config") or "")
+            if self.run_configs[key] == str(config) and Path(record.folder).parent.parent != Path(results):
+                found.append(record)
+        return found
+
+    @staticmethod
+    def with_note(view: RunView, campaign: Campaign | None) -> RunView:
+        """A live wait run watching a day folder that does not exist waits for ever: say so."""
+        if campaign is None or not view.live or view.status.mode != "wait":
+            return view
+        if any(test.get("state") not in (None, "waiting") for test in view.status.tests):
+            return view  # data arrived: the folder is there
+        argv = list(view.record.info.get("argv") or [])
+        started = parse_time(view.status.started)
+        path, how = watched_day_folder(campaign, view.status.session, day_option(argv), when=started)
+        how = "the day it started" if how == "today's" else how
+        note = missing_day_note(campaign, path, how)
+        return dataclasses.replace(view, note=note) if note else view
 
     def on_runs_refreshed(self, message: RunsRefreshed) -> None:
         self.refreshing = False
@@ -143,8 +177,11 @@ class RunsScreen(Screen):
         if self.results is None:
             title = "No valid campaign open: open one on the Campaign screen (1)"
         else:
-            title = (f"Runs in {display_path(self.results)}: {len(views)} recorded, {live} running"
-                     + ("" if views else " — n starts one"))
+            elsewhere = {run_results_root(view) for view in views} - {self.results}
+            title = (f"Runs in {display_path(self.results)}"
+                     + (f" (and {len(elsewhere)} other results folder{'s' if len(elsewhere) > 1 else ''})"
+                        if elsewhere else "")
+                     + f": {len(views)} recorded, {live} running" + ("" if views else " — n starts one"))
         self.query_one("#runs-title", Static).update(title)
         self.query_one(RunList).show(views, now)
         self.show_chosen(now)
@@ -168,7 +205,9 @@ class RunsScreen(Screen):
             return
         summary.update(run_summary(view))
         status = view.status
-        if view.live:
+        if view.live and view.note:
+            activity.update(f"⚠ {view.note}")
+        elif view.live:
             detail = status.activity or status.state
             # the wait loop's last word, while it waits (stale once a test is being analysed)
             message = status.message if detail.startswith("waiting") else ""
@@ -290,7 +329,20 @@ class RunsScreen(Screen):
         if view.live:
             self.notify(f"run {view.status.run_id} is still running", severity="warning", title="Restart")
             return
-        self.restart_in_background(view.record)
+        argv = " ".join(str(arg) for arg in view.record.info.get("argv") or []) or "(not recorded)"
+        done, total = progress(view)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.restart_in_background(view.record)
+
+        self.app.push_screen(ConfirmDialog(
+            f"Restart run {view.status.run_id}?",
+            f"Starts a new run of session {view.status.session or '–'} ({view.mode}) in the background, with the "
+            f"same options:\n  vison-engine run {argv}\n"
+            f"It ended {view.status.state} with {done}/{total} tests analysed. A wait run skips the tests "
+            f"already analysed; an aim run analyses them all again.",
+            yes="Restart", no="Cancel", danger=False), answered)
 
     @work(thread=True, group="start-run")
     def restart_in_background(self, record: RunRecord) -> None:

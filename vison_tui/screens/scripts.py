@@ -2,11 +2,14 @@
 
 The engine writes (engine.campaign.scripts.write_scripts, engine.campaign.sessions.build_sessions),
 in thread workers; an existing output folder is replaced only after a question. Failures arrive as
-messages (a notification and the message panel), never as tracebacks.
+messages (a notification and the message panel), never as tracebacks. Sessions whose scripts are
+all there are built even when another session lacks one (that one is named, with its missing
+scripts). The session lists edited here are kept per campaign file across restarts (app_state.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from textual import on, work
@@ -23,6 +26,7 @@ from engine.campaign.scripts import OutputFolderError, ScriptInputs, write_scrip
 from engine.campaign.sessions import SessionInputs, build_sessions, scripts_by_test
 from engine.formats.tomlfile import ConfigError
 
+from ..app_state import save_campaign_state, saved_sessions
 from ..dialogs.confirm import ConfirmDialog
 from ..messages import EngineFailed, ScriptsDone, SessionsDone
 from ..script_plan import (SessionPlan, campaign_tests, fields_from_campaign, folder_in_use, resolve_folder,
@@ -42,6 +46,24 @@ def failure_lines(exc: Exception) -> list[str]:
     if problems:
         return [f"{p.key}: {p.message}" if p.key else p.message for p in problems]
     return [str(exc) or type(exc).__name__]
+
+
+def sessions_lacking_scripts(sessions: dict[str, tuple[str, ...]], available: dict[str, list[str]],
+                             folder: str) -> dict[str, str]:
+    """Session -> why it cannot be built (a test with no script, or several, in the scripts folder)."""
+    blocked = {}
+    for name, tests in sessions.items():
+        missing = [test for test in tests if not available.get(test)]
+        several = [test for test in tests if len(available.get(test, [])) > 1]
+        reasons = []
+        if missing:
+            reasons.append(f"no script for {', '.join(missing)} in {folder} (select {'it' if len(missing) == 1 else 'them'}"
+                           f" in the checklist and write: w)")
+        if several:
+            reasons.append(f"several scripts for {', '.join(several)} in {folder}: keep one of each")
+        if reasons:
+            blocked[name] = "; ".join(reasons)
+    return blocked
 
 
 class ScriptsScreen(Screen):
@@ -106,7 +128,7 @@ class ScriptsScreen(Screen):
         if not self.selection_touched:
             self.query_one(TestChecklist).set_selected(campaign_tests(campaign), announce=False)
         if not self.sessions_touched:
-            self.query_one(SessionEditor).set_plan(SessionPlan.from_campaign(campaign))
+            self.restore_or_prefill_sessions(campaign)
         self.chamber_changed(self.query_one(ScriptFieldsForm).values().chamber)
         self.refresh_available()
 
@@ -155,9 +177,32 @@ class ScriptsScreen(Screen):
         elif message.name == "output":
             self.refresh_available()
 
+    def restore_or_prefill_sessions(self, campaign: Campaign | None) -> None:
+        """The session lists as last edited for this campaign file (kept across restarts), else its own."""
+        editor = self.query_one(SessionEditor)
+        sessions, output = saved_sessions(self.app.campaign_path)
+        if sessions is None:
+            editor.set_plan(SessionPlan.from_campaign(campaign))
+            return
+        self.sessions_touched = True
+        editor.set_plan(SessionPlan(sessions))
+        if output:
+            editor.query_one("#sessions-output").value = output
+        own = SessionPlan.from_campaign(campaign).sessions
+        if own != sessions:
+            self.query_one(MessagePanel).info(
+                "Session lists as you left them (kept since your last edit; the campaign's own lists differ)",
+                "\n".join(f"{name}: {', '.join(tests) or '(empty)'}" for name, tests in sessions.items()))
+
     @on(SessionEditor.Edited)
     def sessions_edited(self) -> None:
         self.sessions_touched = True
+        self.save_sessions()
+
+    def save_sessions(self) -> None:
+        editor = self.query_one(SessionEditor)
+        save_campaign_state(self.app.campaign_path, sessions=editor.plan.copy().sessions,
+                            sessions_output=editor.output_text)
 
     def scripts_folder(self) -> Path:
         return resolve_folder(self.query_one(ScriptFieldsForm).values().output or ".", self.base)
@@ -203,10 +248,12 @@ class ScriptsScreen(Screen):
                 self.run_write_scripts(inputs, force=True)
 
         self.app.push_screen(ConfirmDialog(
-            "Replace the scripts folder?",
+            "Write over the scripts folder?",
             f"{display_path(inputs.output)} exists and holds {in_use} file(s) or folder(s).\n"
-            f"Writing {len(inputs.tests)} script(s) replaces the whole folder: everything now in it goes.",
-            yes="Replace folder", no="Cancel"), answered)
+            f"Writing {len(inputs.tests)} script(s) replaces what vison wrote there before (the files listed in "
+            f"its .vison-output.json). A file that is not yours to lose stops it: one vison did not write, or a "
+            f"script changed since; then nothing is written and the message names it.",
+            yes="Write", no="Cancel"), answered)
 
     @work(thread=True, exclusive=True, group="write-scripts")
     def run_write_scripts(self, inputs: ScriptInputs, force: bool) -> None:
@@ -239,7 +286,18 @@ class ScriptsScreen(Screen):
         if problems:
             self.report_failure("Sessions not built", problems)
             return
+        self.save_sessions()
         inputs = editor.plan.inputs(scripts, resolve_folder(editor.output_text, self.base))
+        # build what can be built: a session lacking a script is left out and named, not a blocker
+        blocked = sessions_lacking_scripts(inputs.sessions, scripts_by_test(scripts), display_path(scripts))
+        if blocked:
+            buildable = {name: tests for name, tests in inputs.sessions.items() if name not in blocked}
+            lines = [f"{name}: {reason}" for name, reason in blocked.items()]
+            if not buildable:
+                self.report_failure("Sessions not built", lines)
+                return
+            self.query_one(MessagePanel).error(f"Not built: {', '.join(blocked)} (the others are)", lines)
+            inputs = dataclasses.replace(inputs, sessions=buildable)
         in_use = folder_in_use(inputs.output)
         if not in_use:
             self.run_build_sessions(inputs, force=False)
@@ -250,10 +308,12 @@ class ScriptsScreen(Screen):
                 self.run_build_sessions(inputs, force=True)
 
         self.app.push_screen(ConfirmDialog(
-            "Replace the sessions folder?",
+            "Write over the sessions folder?",
             f"{display_path(inputs.output)} exists and holds {in_use} file(s) or folder(s).\n"
-            f"Building {', '.join(inputs.sessions)} replaces the whole folder: everything now in it goes.",
-            yes="Replace folder", no="Cancel"), answered)
+            f"Building {', '.join(inputs.sessions)} replaces what vison built there before (the files listed in "
+            f"its .vison-output.json), session folders not built now included. A file vison did not write, or "
+            f"one changed since, stops it: then nothing is written and the message names it.",
+            yes="Build", no="Cancel"), answered)
 
     @work(thread=True, exclusive=True, group="build-sessions")
     def run_build_sessions(self, inputs: SessionInputs, force: bool) -> None:

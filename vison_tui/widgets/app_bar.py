@@ -46,13 +46,13 @@ class AppBar(Static):
         """Screens, campaign, help hint; shortened in narrow terminals rather than cut."""
         app = self.app
         width = self.size.width
-        hint = Text("? help  ^p commands ", style="dim")
+        hint = Text("^g go  F1 help  ^p commands ", style="dim")
         status = Text("  ● modified", style="bold yellow") if app.unsaved else Text("")
         path = display_path(app.campaign_path)
         for short in (False, True):
             text = Text(" vison ", style="bold reverse")
             for entry in app.screen_entries:
-                current = isinstance(self.screen, entry.screen)
+                current = entry.shows(self.screen)
                 text.append(f" {entry.key} {entry.short if short else entry.title} ",
                             style="bold reverse" if current else "dim")
             text.append("  ")

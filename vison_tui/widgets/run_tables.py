@@ -39,7 +39,8 @@ class RunList(DataTable):
         for view in views:
             cells = list(run_row(view, now))
             cells[3] = _state_cell(cells[3])
-            cells[7] = Text(cells[7], style="dim" if not view.live else "", overflow="ellipsis", no_wrap=True)
+            style = "bold yellow" if view.live and view.note else ("dim" if not view.live else "")
+            cells[7] = Text(cells[7], style=style, overflow="ellipsis", no_wrap=True)
             rows.append((view.key, cells))
         sync_rows(self, rows)
 
