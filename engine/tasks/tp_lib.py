@@ -1,0 +1,304 @@
+"""Trap-pumping science as pure functions: relative dipole maps, dipole detection, the pumping law
+and its fit. Arrays in, numbers out; no context, no files.
+
+Conventions (canonical quadrant orientation, engine/formats/geometry.py): axis 0 of a map is the
+direction charge was pumped along (rows for vertical pumping, columns for serial pumping);
+index 0 is next to the output, so a higher index is read later. A trap at index y with polarity
++1 moved charge into y + 1 (its own pixel shows a deficit, y + 1 an excess); polarity -1 moved
+it into y - 1.
+
+The pumping law: a trap of release time tau pumped n times with phase time t moves
+A = n * pc * (exp(-t/tau) - exp(-2t/tau)) electrons (at most n * pc / 4, at t = tau ln 2). For
+each trap the amplitudes measured at every phase time (also where the dipole stays below the
+detection threshold) are fitted: for a given tau the best pc is linear, so tau is scanned on a
+fine log grid for all traps at once and refined by a parabola through the best three points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+F32 = np.float32
+LOCAL_WINDOW = 21  # pixels along the pumping axis for the local background (vison's 21-px filter)
+CLIP_FOR_BACKGROUND = 4.0  # sigma: dipoles and hot pixels are clipped before the local mean
+DIPOLE_THRESHOLD_SIGMA = 4.0  # dipole amplitude (half the pair difference) in pixel-noise sigmas
+MEMBER_THRESHOLD_SIGMA = 1.5  # each pixel of the pair must deviate by this much, with its sign,
+MEMBER_SHARE = 0.5  # and by half the dipole amplitude: a bright dipole's pixel beside a noise dip is no dipole
+SERIAL_PHASE_TIME_US = 4.75  # serial transfer phase time added to the serial dwell (vison's TP02)
+TAU_GRID_POINTS = 800
+
+
+# ---------------------------------------------------------------------------------------------
+# Relative maps
+# ---------------------------------------------------------------------------------------------
+
+def robust_sigma(values: np.ndarray, max_samples: int = 100_000) -> float:
+    """Half the 15.9-84.1 percentile range of a regular subsample: the std of the Gaussian core."""
+    flat = np.ravel(values)
+    flat = flat[:: max(1, flat.size // max_samples)]
+    flat = flat[np.isfinite(flat)]
+    if flat.size < 8:
+        return math.nan
+    low, high = np.percentile(flat, [15.865, 84.135])
+    return float(high - low) / 2.0
+
+
+def running_mean(values: np.ndarray, window: int = LOCAL_WINDOW) -> np.ndarray:
+    """Centred running mean along axis 0, the window shrinking at the ends.
+
+    A running sum updated row by row: each step is a whole-row vector operation, several times
+    faster than a cumulative sum or a filter along the strided axis of a C-ordered map.
+    """
+    n = values.shape[0]
+    half = window // 2
+    out = np.empty_like(values)
+    running = values[:half].sum(axis=0, dtype=values.dtype)
+    count = min(half, n)
+    for i in range(n):
+        if i + half < n:
+            running += values[i + half]
+            count += 1
+        if i - half - 1 >= 0:
+            running -= values[i - half - 1]
+            count -= 1
+        np.multiply(running, values.dtype.type(1.0 / count), out=out[i])
+    return out
+
+
+def residual_map(relative: np.ndarray) -> tuple[np.ndarray, float]:
+    """(relative map minus its local background along axis 0, robust std of the result).
+
+    The background is the running mean of the map clipped at CLIP_FOR_BACKGROUND sigma: dipoles
+    sum to zero and hot pixels are clipped, so neither pulls it; slow structure along the axis
+    (the first rows' transfer losses, injection gradients) goes away.
+    """
+    sigma = robust_sigma(relative)
+    if not math.isfinite(sigma) or sigma <= 0:
+        return np.zeros_like(relative), math.nan
+    bound = relative.dtype.type(CLIP_FOR_BACKGROUND * sigma)
+    clipped = np.minimum(relative, bound)
+    np.maximum(clipped, -bound, out=clipped)
+    residual = running_mean(clipped)
+    np.subtract(relative, residual, out=residual)
+    return residual, robust_sigma(residual)
+
+
+def vertical_map(image_adu: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Relative dipole map of a vertically pumped frame: (residual map, column level ADU, sigma).
+
+    `image_adu`: offset-subtracted canonical image rows x columns (float32). Each column is
+    divided by its mean over rows (the injection level of that column: dipoles conserve charge,
+    so they do not bias it), then the local background along the column is removed.
+    """
+    level = image_adu.mean(axis=0, dtype=np.float64).astype(F32)
+    safe = np.where(level > 0, level, np.nan).astype(F32)
+    relative = image_adu / safe
+    relative -= F32(1.0)
+    residual, sigma = residual_map(relative)
+    np.nan_to_num(residual, copy=False)
+    return residual, level, sigma
+
+
+def column_profile(image_adu: np.ndarray, clip_sigma: float = 5.0) -> np.ndarray:
+    """Per column (axis 1) the mean over rows of pixels within clip_sigma of the column median:
+    the serial profile of an injected frame, cosmic rays and hot pixels left out."""
+    median = np.median(image_adu, axis=0)
+    spread = np.percentile(image_adu, [15.865, 84.135], axis=0)
+    sigma = np.maximum((spread[1] - spread[0]) / 2.0, 1e-3)
+    keep = np.abs(image_adu - median) <= clip_sigma * sigma
+    counts = keep.sum(axis=0)
+    sums = np.where(keep, image_adu, 0).sum(axis=0, dtype=np.float64)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def serial_map(profile_adu: np.ndarray, reference_adu: np.ndarray) -> tuple[np.ndarray, float]:
+    """Relative serial dipole profile: (residual along columns, sigma), from the pumped frame's
+    column profile over the unpumped reference's (which carries the injection's column pattern)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = np.where(reference_adu > 0, profile_adu / reference_adu - 1.0, np.nan)
+    relative = np.nan_to_num(relative - np.nanmedian(relative))
+    residual, sigma = residual_map(relative[:, None])
+    return residual[:, 0], sigma
+
+
+# ---------------------------------------------------------------------------------------------
+# Dipoles
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dipoles:
+    """Dipoles found in one map: index along the pumping axis, across it, polarity, amplitude
+    (relative to the local level: half the pair's difference)."""
+
+    along: np.ndarray
+    across: np.ndarray
+    polarity: np.ndarray
+    amplitude: np.ndarray
+
+
+def find_dipoles(residual: np.ndarray, sigma: float, threshold_sigma: float = DIPOLE_THRESHOLD_SIGMA,
+                 member_sigma: float = MEMBER_THRESHOLD_SIGMA) -> Dipoles:
+    """Adjacent pairs along axis 0 with a deficit on one side and an excess on the other.
+
+    A pair (i, i + 1) with residual low at i and high at i + 1 is a trap at i of polarity +1;
+    high at i and low at i + 1 a trap at i + 1 of polarity -1. The dipole amplitude, half the
+    pair's difference, has noise sigma / sqrt(2): thresholding it (not each pixel at the full
+    threshold, as vison did) finds faint dipoles with fewer false ones; each pixel must still
+    deviate with its sign by a good share of the amplitude, so a bright dipole's pixel paired with
+    a noise dip beside it is not taken for a second dipole.
+    """
+    if residual.ndim == 1:
+        residual = residual[:, None]
+    empty = np.zeros(0, np.intp)
+    if residual.shape[0] < 2 or not math.isfinite(sigma) or sigma <= 0:
+        return Dipoles(empty, empty, empty, np.zeros(0))
+    half_difference = np.subtract(residual[1:], residual[:-1])
+    half_difference *= half_difference.dtype.type(0.5)
+    # candidates first (rare), then the members' signs on those only
+    rows, cols = np.nonzero(np.abs(half_difference) > threshold_sigma * sigma)
+    value = half_difference[rows, cols]
+    lower, upper = residual[rows, cols], residual[rows + 1, cols]
+    # each member carries its share: at least member_sigma and half the dipole amplitude
+    member = np.maximum(member_sigma * sigma, MEMBER_SHARE * np.abs(value))
+    rising = (value > 0) & (lower < -member) & (upper > member)
+    falling = (value < 0) & (lower > member) & (upper < -member)
+    rows_up, cols_up = rows[rising], cols[rising]
+    rows_down, cols_down = rows[falling], cols[falling]
+    along = np.concatenate([rows_up, rows_down + 1])
+    across = np.concatenate([cols_up, cols_down])
+    polarity = np.concatenate([np.ones(rows_up.size, np.intp), -np.ones(rows_down.size, np.intp)])
+    amplitude = np.concatenate([half_difference[rows_up, cols_up], -half_difference[rows_down, cols_down]])
+    return Dipoles(along.astype(np.intp), across.astype(np.intp), polarity, amplitude.astype(np.float64))
+
+
+def merge_dipoles(found: list[Dipoles], tolerance: int = 1) -> list[tuple[int, int, int]]:
+    """One (along, across, polarity) per trap from the dipoles of several maps of one pumping mode:
+    brightest first, a fainter one of the same polarity within `tolerance` pixels along the axis
+    (same position across it) is the same trap."""
+    if not found:
+        return []
+    along = np.concatenate([d.along for d in found])
+    across = np.concatenate([d.across for d in found])
+    polarity = np.concatenate([d.polarity for d in found])
+    amplitude = np.concatenate([d.amplitude for d in found])
+    kept: list[tuple[int, int, int]] = []
+    taken: dict[tuple[int, int], list[int]] = {}
+    for i in np.argsort(-amplitude, kind="stable"):
+        key = (int(across[i]), int(polarity[i]))
+        position = int(along[i])
+        if any(abs(position - p) <= tolerance for p in taken.get(key, [])):
+            continue
+        taken.setdefault(key, []).append(position)
+        kept.append((position, key[0], key[1]))
+    return kept
+
+
+def dipole_amplitudes(residual: np.ndarray, traps: list[tuple[int, int, int]]) -> np.ndarray:
+    """Amplitude (relative) of each trap's dipole in one map, detected there or not:
+    (residual at the neighbour it pumps into - residual at its own pixel) / 2."""
+    if residual.ndim == 1:
+        residual = residual[:, None]
+    if not traps:
+        return np.zeros(0)
+    along = np.array([t[0] for t in traps], np.intp)
+    across = np.array([t[1] for t in traps], np.intp)
+    polarity = np.array([t[2] for t in traps], np.intp)
+    neighbour = np.clip(along + polarity, 0, residual.shape[0] - 1)
+    return (residual[neighbour, across].astype(np.float64) - residual[along, across]) / 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# The pumping law and its fit
+# ---------------------------------------------------------------------------------------------
+
+def pumping_law(t_us: np.ndarray | float, tau_us: np.ndarray | float) -> np.ndarray:
+    """Fraction of n * pc a trap moves at phase time t: exp(-t/tau) - exp(-2t/tau)."""
+    x = np.asarray(t_us, np.float64) / np.asarray(tau_us, np.float64)
+    return np.exp(-x) - np.exp(-2.0 * x)
+
+
+@dataclass(frozen=True)
+class ReleaseFit:
+    tau_us: np.ndarray
+    pc: np.ndarray
+    rms_e: np.ndarray  # rms of the fit residuals (e-)
+
+
+def fit_release(t_us: np.ndarray, amplitudes_e: np.ndarray, cycles: float,
+                tau_range_us: tuple[float, float] | None = None) -> ReleaseFit:
+    """Least-squares fit of A(t) = cycles * pc * law(t, tau) to each row of `amplitudes_e`
+    (traps x phase times, electrons). tau within `tau_range_us` (default: a tenth of the shortest
+    to ten times the longest phase time, as vison bounded it), pc >= 0."""
+    t_us = np.asarray(t_us, np.float64)
+    amplitudes = np.atleast_2d(np.asarray(amplitudes_e, np.float64))
+    m = amplitudes.shape[0]
+    if m == 0 or t_us.size == 0:
+        return ReleaseFit(np.zeros(0), np.zeros(0), np.zeros(0))
+    low, high = tau_range_us or (t_us.min() / 10.0, t_us.max() * 10.0)
+    log_tau = np.linspace(math.log(low), math.log(high), TAU_GRID_POINTS)
+    law = pumping_law(t_us[None, :], np.exp(log_tau)[:, None])  # grid x times
+    norm = (law * law).sum(axis=1)  # grid
+    projection = amplitudes @ law.T  # traps x grid
+    total = (amplitudes * amplitudes).sum(axis=1)[:, None]
+    gain = np.where(projection > 0, projection * projection / norm[None, :], 0.0)
+    chi2 = total - gain
+    best = np.argmin(chi2, axis=1)
+    # parabola through the best grid point and its neighbours, in log tau
+    inner = np.clip(best, 1, TAU_GRID_POINTS - 2)
+    rows = np.arange(m)
+    c0, c1, c2 = chi2[rows, inner - 1], chi2[rows, inner], chi2[rows, inner + 1]
+    curvature = c0 - 2 * c1 + c2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(curvature > 0, 0.5 * (c0 - c2) / curvature, 0.0)
+    shift = np.clip(shift, -1.0, 1.0)
+    step = log_tau[1] - log_tau[0]
+    at_edge = (best == 0) | (best == TAU_GRID_POINTS - 1)
+    fitted_log_tau = np.where(at_edge, log_tau[best], log_tau[inner] + shift * step)
+    tau = np.exp(fitted_log_tau)
+    shape = pumping_law(t_us[None, :], tau[:, None])
+    scale = np.maximum((amplitudes * shape).sum(axis=1) / np.maximum((shape * shape).sum(axis=1), 1e-300), 0.0)
+    pc = scale / cycles
+    rms = np.sqrt(((amplitudes - scale[:, None] * shape) ** 2).mean(axis=1))
+    return ReleaseFit(tau, pc, rms)
+
+
+def pc_weighted_tau(tau_us: np.ndarray, pc: np.ndarray) -> float:
+    """Pc-weighted mean release time (vison's <tau> per quadrant and mode); NaN without traps."""
+    tau_us, pc = np.asarray(tau_us, float), np.asarray(pc, float)
+    good = np.isfinite(tau_us) & np.isfinite(pc) & (pc > 0)
+    if not good.any():
+        return math.nan
+    return float((tau_us[good] * pc[good]).sum() / pc[good].sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Expected injection (vison's prediction, used by the injection check)
+# ---------------------------------------------------------------------------------------------
+
+INJECTION_THRESHOLD_V = 7.5  # IDL - IG1 above which nothing is injected
+INJECTION_BASE_ADU = 600.0
+INJECTION_SLOPE_ADU_PER_V = 6000.0
+
+
+def injected_half(id_dly: float, toi_ch: float, id_wid: float = 100.0) -> str | None:
+    """CCD half the drain-pulse timing injects: id_dly / toi_ch in [2, 3] -> "B" (quadrants E, F),
+    in [1, 2) -> "T" (G, H); None when no pulse (id_wid < 10) or another ratio."""
+    if id_wid < 10 or toi_ch <= 0:
+        return None
+    ratio = id_dly / toi_ch
+    if 2.0 <= ratio <= 3.0:
+        return "B"
+    if 1.0 <= ratio < 2.0:
+        return "T"
+    return None
+
+
+def predicted_injection_adu(idl: float, ig1: float, ig2: float) -> float:
+    """vison's expected injection level: 600 + max(0, IG2 - IG1) x 6000 ADU when IDL < IG1 + 7.5 V,
+    else NaN (the injection is below threshold: no prediction)."""
+    if idl >= ig1 + INJECTION_THRESHOLD_V:
+        return math.nan
+    return INJECTION_BASE_ADU + max(0.0, ig2 - ig1) * INJECTION_SLOPE_ADU_PER_V
