@@ -6,6 +6,7 @@ products come from the campaign or an earlier result and say where from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -136,7 +137,23 @@ def cosmetics_day(tmp_path_factory):
     return _simulate(tmp_path_factory.mktemp("cosmetics") / "data", ("COSMETICS00",))
 
 
-def test_subtasks_without_code_say_not_implemented_in_result_report_and_log(cosmetics_day, tmp_path):
+@pytest.fixture
+def unfinished_cosmetics(monkeypatch):
+    """COSMETICS00 as a family whose analyses are declared but not written yet (the state of every
+    family before its analysis lands): its `masks` and `meta` are not implemented."""
+    from engine.pipeline import runner
+
+    declared = registry.family("cosmetics")
+    unfinished = dataclasses.replace(declared, task=AnalysisTask, checks=(), needs=(), required=(),
+                                     not_implemented=frozenset({"masks", "meta"}))
+    monkeypatch.setattr(runner, "family", lambda name: unfinished if name == "cosmetics" else registry.family(name))
+    monkeypatch.setattr(runner, "task_for", lambda name: AnalysisTask() if name == "cosmetics"
+                        else registry.task_for(name))
+    assert declared.subtasks == ("init", "check", "masks", "meta", "report")
+
+
+def test_subtasks_without_code_say_not_implemented_in_result_report_and_log(cosmetics_day, tmp_path,
+                                                                            unfinished_cosmetics):
     results = tmp_path / "results"
     run = PipelineRun(_campaign(cosmetics_day, results, ["COSMETICS00"]), RunOptions(session="D11"))
     run.run_aim()
@@ -149,7 +166,7 @@ def test_subtasks_without_code_say_not_implemented_in_result_report_and_log(cosm
     assert "Sub-task masks of COSMETICS00: not implemented" in log
 
 
-def test_dry_run_lists_not_implemented_subtasks(cosmetics_day, tmp_path):
+def test_dry_run_lists_not_implemented_subtasks(cosmetics_day, tmp_path, unfinished_cosmetics):
     events = []
     run = PipelineRun(_campaign(cosmetics_day, tmp_path / "results", ["COSMETICS00"]),
                       RunOptions(session="D11", dry=True), on_event=lambda kind, p: events.append((kind, dict(p))))
@@ -159,7 +176,7 @@ def test_dry_run_lists_not_implemented_subtasks(cosmetics_day, tmp_path):
     assert "masks (not implemented)" in run.log_path.read_text()
 
 
-def test_check_only_runs_write_the_report(cosmetics_day, tmp_path):
+def test_check_only_runs_write_the_report(cosmetics_day, tmp_path, unfinished_cosmetics):
     results = tmp_path / "results"
     PipelineRun(_campaign(cosmetics_day, results, ["COSMETICS00"]), RunOptions(session="D11", check_only=True)).run_aim()
     record = json.loads((results / "D11" / "COSMETICS00" / "result.json").read_text())
@@ -167,7 +184,7 @@ def test_check_only_runs_write_the_report(cosmetics_day, tmp_path):
     assert (results / "D11" / "COSMETICS00" / "report.md").is_file()
 
 
-def test_an_undeclared_value_is_a_bug_that_says_so(cosmetics_day, tmp_path, monkeypatch):
+def test_an_undeclared_value_is_a_bug_that_says_so(cosmetics_day, tmp_path, monkeypatch, unfinished_cosmetics):
 
     def init_writing_an_undeclared_value(self, ctx):
         ctx.set_value(1, "E", "mask_fraction", 0.1)
