@@ -33,18 +33,17 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
+from ..campaign.limits import GenericLimits, limit
 from ..formats.geometry import QUADRANTS
 from .context import TaskContext
 from .family import Family, ValueSpec
 from .figures import markdown_table, new_figure
 from .offsets import PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from ..campaign.limits import GenericLimits, limit
 from .ptc import NEAR_SATURATION_ADU, PairedFrames, PTCTask
 from .ptc_lib import CLIP_SIGMA, PairCovariance, pair_covariance_unit, proportional_fit
 from .stacking import product_names, provenance_header
@@ -229,8 +228,8 @@ def bf_values(ctx: TaskContext, covariances: Covariances, quadrants: dict[tuple[
     out.value("gain_source", "; ".join(sorted(sources)))
     out.value("pairs_used", len(covariances.paired.pairs))
     out.value("pairs_rejected", covariances.paired.rejected)
-    out.value("bf_method", f"covariances of the fluence-scaled pair difference, lags 0..{MAX_LAG}, {CLIP_SIGMA:g}-sigma "
-                           "clipped and clip-bias corrected; a matrix = d(C g/mu)/d(mu g)")
+    out.value("bf_method", (f"covariances of the fluence-scaled pair difference, lags 0..{MAX_LAG}, {CLIP_SIGMA:g}-sigma "
+                            "clipped and clip-bias corrected; a matrix = d(C g/mu)/d(mu g)"))
     out.sections.append(Section("Brighter-fatter: covariances and kernel", "\n\n".join([
         f"Nearest-neighbour correlation coefficients at {BF_REFERENCE_ADU:g} ADU (straight-line fit over the "
         f"columns between {MIN_FLUENCE_ADU:g} and {NEAR_SATURATION_ADU:g} ADU), and the a matrix (1/e-): "

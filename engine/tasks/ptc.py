@@ -49,7 +49,14 @@ from .family import Family, ValueSpec
 from .figures import markdown_table, new_figure
 from .offsets import OffsetSubtractingTask, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, SubTaskResult
-from .ptc_lib import FIT_RANGE_ADU, PairQuadrant, PTCFit, PTCPoints, fit_ptc, pair_tiles_unit
+from .ptc_lib import (
+    FIT_RANGE_ADU,
+    PairQuadrant,
+    PTCFit,
+    PTCPoints,
+    fit_ptc,
+    pair_tiles_unit,
+)
 
 NEAR_SATURATION_ADU = 0.8 * 65536  # columns above it do not measure the flux (vison's FLAT rule)
 
@@ -95,7 +102,7 @@ class PairedFrames(SubTaskResult):
     rejected: list[str] = field(default_factory=list)
 
     @classmethod
-    def produce(cls, ctx: TaskContext) -> "PairedFrames":
+    def produce(cls, ctx: TaskContext) -> PairedFrames:
         return pair_frames(ctx, PreparedData.produce(ctx))
 
 

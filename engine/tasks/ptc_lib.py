@@ -1,0 +1,405 @@
+"""Flat-pair science shared by PTC01/02 (ptc.py) and BF01 (bf.py): paths and numbers in, numbers out.
+
+A pair is two flats of the same exposure. Their scaled difference `(a*m2 - b*m1) / mean(m1, m2)`
+(a, b offset-subtracted, m1, m2 their means) cancels the pixel response (PRNU) and the
+illumination whatever the ratio of the two fluences, which a plain `a - b` only does when the
+fluences are equal (at 40 kADU and 1 % PRNU, a 0.5 % fluence mismatch would add ~2 % to the
+variance). Half its variance is the photon-transfer variance of one frame at the pair's mean
+(exact to (dm/m)^2 / 4: 0.06 % for the 5 % a pair may differ by).
+
+Outliers (cosmic rays) are clipped at CLIP_SIGMA robust sigmas of the difference; clipping a
+Gaussian at k sigma keeps `truncation_factor(k)` of its variance (0.9989 at 4) and the same factor
+of a small correlation coefficient: both are divided out (vison's "bias correction", analytic here
+rather than from simulated noise).
+
+Frames are read per quadrant in row bands (one band of tiles at a time for the PTC), so a worker
+holds two quadrants' bands, never whole frames, whatever the frame count.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.special import erf
+
+from ..formats.fits import read_frame
+from ..formats.geometry import QUADRANTS, CCDGeometry
+from .stats import ADC_SATURATED
+
+CLIP_SIGMA = 4.0  # vison's clipsigma for pair differences
+TILE_TARGET_PX = 300  # vison's PTC tile side; tiles are stretched to cover the whole image area
+MIN_TILES_PER_SIDE = 4  # small geometries still get 16 tiles per quadrant
+FIT_RANGE_ADU = (1.0e3, 4.0e4)  # means the PTC fit uses (vison): above, non-linearity and blooming bend it
+SMEAR_LEVEL_ADU = 0.5 * 65536  # columns above this mean are tested for saturation smearing
+SMEAR_SPREAD = 0.10  # ... and dropped when their tiles' variances spread more than this (relative)
+BLOOM_SEARCH_FROM_ADU = 3.0e4  # blooming is looked for above this mean (vison)
+BLOOM_MAD_RANGE_ADU = (2.0e3, 3.0e4)  # residual scatter measured here (vison)
+BLOOM_MADS = 10.0  # a point blooms when its variance is this many MADs below the fit ...
+MIN_PIXELS = 100  # fewer kept pixels: no covariance measured
+BLOOM_RUN = 5  # ... and so are the next BLOOM_RUN - 1 points in fluence order
+
+
+def truncation_factor(k: float) -> float:
+    """Fraction of a Gaussian's variance kept when it is clipped at +-k sigma."""
+    inside = erf(k / math.sqrt(2.0))
+    density = math.exp(-0.5 * k * k) / math.sqrt(2.0 * math.pi)
+    return 1.0 - 2.0 * k * density / inside
+
+
+def tile_edges(length: int, target: int = TILE_TARGET_PX, minimum: int = MIN_TILES_PER_SIDE) -> np.ndarray:
+    """Edges of tiles of about `target` pixels (at least `minimum` tiles) covering 0..length."""
+    count = max(minimum, int(round(length / target)))
+    return np.linspace(0, length, count + 1).round().astype(int)
+
+
+def image_rows(frame, geometry: CCDGeometry, quadrant: str, start: int, stop: int) -> np.ndarray:
+    """Canonical image rows [start, stop) of a quadrant's image area, as float32 ADU."""
+    rows, cols = geometry.frame_region_slices(quadrant, "image")
+    flip_rows, flip_cols = geometry.flips(quadrant)
+    if flip_rows:
+        frame_rows = slice(rows.stop - stop, rows.stop - start)
+    else:
+        frame_rows = slice(rows.start + start, rows.start + stop)
+    block = frame.section(frame_rows, cols)
+    return block[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1].astype(np.float32)
+
+
+def scaled_difference(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """(a*m2 - b*m1) / mean(m1, m2) and the two means (offset-subtracted inputs)."""
+    m1, m2 = float(a.mean(dtype=np.float64)), float(b.mean(dtype=np.float64))
+    mean = 0.5 * (m1 + m2)
+    if mean == 0:
+        return a - b, m1, m2
+    diff = a * np.float32(m2 / mean)
+    diff -= b * np.float32(m1 / mean)
+    return diff, m1, m2
+
+
+def clip_mask(diff: np.ndarray, k: float = CLIP_SIGMA, within: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Pixels (of `within`, if given) within k robust sigmas of the difference's median, and that sigma."""
+    values = diff[within] if within is not None else diff.ravel()
+    if values.size == 0:
+        return np.zeros(diff.shape, bool), math.nan
+    sample = values[:: max(1, values.size // 20_000)]  # ~1 % on sigma: enough to place a 4-sigma window
+    q16, median, q84 = np.percentile(sample, [15.865, 50, 84.135])
+    sigma = max(0.5 * (q84 - q16), 1e-6)
+    keep = np.abs(diff - np.float32(median)) <= np.float32(k * sigma)
+    return (keep & within if within is not None else keep), float(sigma)
+
+
+def clipped_variance(diff: np.ndarray, k: float = CLIP_SIGMA) -> tuple[float, int]:
+    """Variance of the k-sigma clipped difference, corrected for the clipping; pixels kept."""
+    keep, _ = clip_mask(diff, k)
+    kept = diff[keep].astype(np.float64)
+    if kept.size < 3:
+        return math.nan, int(kept.size)
+    return float(kept.var(ddof=1)) / truncation_factor(k), int(kept.size)
+
+
+# ---------------------------------------------------------------------------------------------
+# PTC: tile statistics of one pair
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairQuadrant:
+    """One pair in one quadrant: the frames' mean fluences and the tiles' PTC points."""
+
+    fluence1_adu: float
+    fluence2_adu: float
+    means: np.ndarray  # per tile: mean of the two offset-subtracted frames (ADU)
+    variances: np.ndarray  # per tile: half the clipped variance of the scaled difference (ADU^2)
+    pixels: np.ndarray  # per tile: pixels kept by the clipping
+    saturated: np.ndarray  # per tile: pixels at the ADC ceiling in either frame
+    tile_rows: np.ndarray  # per tile: canonical image row of its first pixel
+    tile_cols: np.ndarray  # per tile: canonical image column of its first pixel
+
+
+def pair_tiles_unit(path1: Path, path2: Path, offsets1: dict[str, float], offsets2: dict[str, float],
+                    geometry: CCDGeometry) -> dict[str, PairQuadrant]:
+    """Worker: PTC points of every tile of every quadrant of one pair (each frame opened once)."""
+    row_edges = tile_edges(geometry.image_rows)
+    col_edges = tile_edges(geometry.image_cols)
+    result = {}
+    with read_frame(path1) as one, read_frame(path2) as two:
+        for q in QUADRANTS:
+            means, variances, pixels, saturated, rows, cols = [], [], [], [], [], []
+            sums = [0.0, 0.0]
+            for r0, r1 in zip(row_edges[:-1], row_edges[1:]):
+                a = image_rows(one, geometry, q, r0, r1)
+                b = image_rows(two, geometry, q, r0, r1)
+                ceiling = (a >= ADC_SATURATED) | (b >= ADC_SATURATED)
+                a -= np.float32(offsets1[q])
+                b -= np.float32(offsets2[q])
+                sums[0] += float(a.sum(dtype=np.float64))
+                sums[1] += float(b.sum(dtype=np.float64))
+                for c0, c1 in zip(col_edges[:-1], col_edges[1:]):
+                    diff, m1, m2 = scaled_difference(a[:, c0:c1], b[:, c0:c1])
+                    variance, kept = clipped_variance(diff)
+                    means.append(0.5 * (m1 + m2))
+                    variances.append(0.5 * variance)
+                    pixels.append(kept)
+                    saturated.append(int(np.count_nonzero(ceiling[:, c0:c1])))
+                    rows.append(int(r0))
+                    cols.append(int(c0))
+            npix = geometry.image_rows * geometry.image_cols
+            result[q] = PairQuadrant(sums[0] / npix, sums[1] / npix, np.array(means), np.array(variances),
+                                     np.array(pixels), np.array(saturated), np.array(rows), np.array(cols))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# PTC: the fit
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PTCPoints:
+    """Every tile point of one quadrant, all pairs together."""
+
+    means: np.ndarray
+    variances: np.ndarray
+    pixels: np.ndarray
+    saturated: np.ndarray
+    column: np.ndarray  # fluence column (0-based) of each point's pair
+
+
+@dataclass
+class PTCFit:
+    gain: float = math.nan  # e-/ADU = 1 / linear term
+    gain_err: float = math.nan
+    quadratic: float = math.nan  # p0 of var = p0 mu^2 + p1 mu + p2 (1/ADU)
+    linear: float = math.nan
+    intercept: float = math.nan  # ADU^2: the read noise squared of one frame
+    chi2_reduced: float = math.nan
+    points_fitted: int = 0
+    bloom_adu: float = math.nan
+    bloom_lower_limit: bool = False  # no blooming seen: bloom_adu is the highest mean reached
+    quality: list[str] = field(default_factory=list)  # empty when good
+    used: np.ndarray | None = None  # per point: fitted
+    dropped: dict[str, int] = field(default_factory=dict)  # why points were left out -> count
+    smeared_columns: list[int] = field(default_factory=list)
+
+    @property
+    def quality_text(self) -> str:
+        return ",".join(self.quality) if self.quality else "OK"
+
+
+def _weighted_quadratic(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Coefficients (p0, p1, p2) of y = p0 x^2 + p1 x + p2, their covariance, reduced chi2."""
+    design = np.vstack([x * x, x, np.ones_like(x)]).T / sigma[:, None]
+    target = y / sigma
+    normal = design.T @ design
+    covariance = np.linalg.inv(normal)
+    coefficients = covariance @ design.T @ target
+    dof = max(len(x) - 3, 1)
+    chi2 = float(np.sum((design @ coefficients - target) ** 2) / dof)
+    return coefficients, covariance, chi2
+
+
+def fit_ptc(points: PTCPoints, fit_range: tuple[float, float] = FIT_RANGE_ADU, rel_error_max: float = 0.01) -> PTCFit:
+    """Robust quadratic fit of variance vs mean, saturation-smeared columns dropped, and blooming.
+
+    Each tile variance has the Gaussian error var * sqrt(2 / pixels): the fit is weighted with it
+    (vison weighted nothing and clipped |var - pred| / sqrt(pred) < 5, an ADU-unit test that is
+    loose at low fluence and tight at high). The first fit is on each column's median point
+    (a few bad tiles cannot pull it); tiles more than 5 sigma off it are clipped; the final
+    weighted fit's covariance is scaled by the reduced chi2 when the scatter exceeds the errors.
+    """
+    fit = PTCFit()
+    means, variances = points.means, points.variances
+    n = len(means)
+    finite = np.isfinite(means) & np.isfinite(variances) & (points.pixels > 10)
+    ok = finite & (points.saturated == 0)
+    fit.dropped["ADC-saturated tiles"] = int(np.count_nonzero(finite & ~ok))
+    smeared = np.zeros(n, bool)
+    for column in np.unique(points.column):
+        inside = ok & (points.column == column)
+        if not inside.any():
+            continue
+        level = float(np.median(means[inside]))
+        vs = variances[inside]
+        spread = 1.4826 * float(np.median(np.abs(vs - np.median(vs)))) / max(float(np.median(vs)), 1e-9)
+        if level > SMEAR_LEVEL_ADU and spread > SMEAR_SPREAD:
+            smeared |= points.column == column
+            fit.smeared_columns.append(int(column))
+    fit.dropped["saturation-smeared columns"] = int(np.count_nonzero(ok & smeared))
+    ok &= ~smeared
+    in_range = ok & (means > fit_range[0]) & (means < fit_range[1])
+    fit.dropped["outside the fit range"] = int(np.count_nonzero(ok & ~in_range))
+    columns = [c for c in np.unique(points.column[in_range])]
+    if len(columns) < 3 or np.count_nonzero(in_range) < 6:
+        fit.quality.append("FEWPOINTS")
+        fit.used = in_range
+        fit.bloom_adu, fit.bloom_lower_limit = _bloom(points, None)
+        return fit
+    try:
+        x = np.array([np.median(means[in_range & (points.column == c)]) for c in columns])
+        y = np.array([np.median(variances[in_range & (points.column == c)]) for c in columns])
+        first = np.polyfit(x, y, 2) if len(columns) >= 3 else np.polyfit(x, y, 1)
+        predicted = np.polyval(first, means)
+        sigma = np.abs(predicted) * np.sqrt(2.0 / np.maximum(points.pixels, 1))
+        used = in_range & (np.abs(variances - predicted) <= 5.0 * sigma)
+        for _ in range(3):  # refit on the kept points, re-clip against the new curve
+            coefficients, covariance, chi2 = _weighted_quadratic(means[used], variances[used], sigma[used])
+            predicted = np.polyval(coefficients, means)
+            sigma = np.abs(predicted) * np.sqrt(2.0 / np.maximum(points.pixels, 1))
+            again = in_range & (np.abs(variances - predicted) <= 5.0 * sigma)
+            if np.array_equal(again, used):
+                break
+            used = again
+        fit.dropped["clipped (over 5 sigma off the fit)"] = int(np.count_nonzero(in_range & ~used))
+        scale = max(chi2, 1.0)
+        p0, p1, p2 = (float(c) for c in coefficients)
+        fit.quadratic, fit.linear, fit.intercept = p0, p1, p2
+        fit.chi2_reduced = chi2
+        fit.points_fitted = int(np.count_nonzero(used))
+        fit.used = used
+        p1_err = math.sqrt(covariance[1, 1] * scale)
+        if p1 <= 0 or not math.isfinite(p1_err):
+            fit.quality.append("BADERRORS")
+        else:
+            fit.gain = 1.0 / p1
+            fit.gain_err = p1_err / (p1 * p1)  # d(1/p1) = dp1 / p1^2 (vison divided by gain^2: a quirk)
+            if fit.gain_err / fit.gain > rel_error_max:
+                fit.quality.append("POORFIT")
+        fit.bloom_adu, fit.bloom_lower_limit = _bloom(points, coefficients)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        fit.quality.append(f"EXCEPTION ({exc})")
+    return fit
+
+
+def _bloom(points: PTCPoints, coefficients: np.ndarray | None) -> tuple[float, bool]:
+    """Mean (ADU) where the variance falls off the fit: the first of BLOOM_RUN points in fluence
+    order, above BLOOM_SEARCH_FROM_ADU, all more than BLOOM_MADS MADs (of the relative residuals
+    between BLOOM_MAD_RANGE_ADU) below it. None found: the highest mean, a lower limit (vison
+    returned it negated, a sign a reader must know to look for)."""
+    finite = np.isfinite(points.means) & np.isfinite(points.variances)
+    means, variances = points.means[finite], points.variances[finite]
+    if means.size == 0:
+        return math.nan, True
+    top = float(means.max())
+    if coefficients is None:
+        return top, True
+    order = np.argsort(means)
+    means, variances = means[order], variances[order]
+    model = np.polyval(coefficients, means)
+    relative = np.where(model > 0, variances / np.where(model > 0, model, 1.0) - 1.0, np.nan)
+    low, high = BLOOM_MAD_RANGE_ADU
+    reference = relative[(means > low) & (means < high) & np.isfinite(relative)]
+    if reference.size < 5:
+        return top, True
+    mad = float(np.median(np.abs(reference - np.median(reference))))
+    below = (relative < -BLOOM_MADS * max(mad, 1e-4)) & (means > BLOOM_SEARCH_FROM_ADU)
+    for i in np.flatnonzero(below):
+        if i + BLOOM_RUN <= below.size and below[i: i + BLOOM_RUN].all():
+            return float(means[i]), False
+    return top, True
+
+
+# ---------------------------------------------------------------------------------------------
+# BF: covariances of one pair's difference
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PairCovariance:
+    """One pair in one quadrant: mean fluence, and covariances of the difference by lag."""
+
+    fluence1_adu: float
+    fluence2_adu: float
+    mean_adu: float
+    covariance: np.ndarray  # [drow, dcol] for 0..max_lag, ADU^2, of ONE frame (halved, clip-corrected)
+    pixels: int
+
+
+def lag_covariances(diff: np.ndarray, keep: np.ndarray, max_lag: int) -> np.ndarray:
+    """Covariances [drow, dcol] (0..max_lag) of the kept pixels of a zero-mean-ish image: each
+    lag uses the pixel pairs both kept; the mean of the kept pixels is removed first."""
+    values = np.where(keep, diff - np.float32(diff[keep].mean(dtype=np.float64)), np.float32(0))
+    weight = keep.astype(np.float32)
+    rows, cols = diff.shape
+    out = np.full((max_lag + 1, max_lag + 1), np.nan)
+    for dr in range(max_lag + 1):
+        for dc in range(max_lag + 1):
+            a = values[: rows - dr, : cols - dc]
+            b = values[dr:, dc:]
+            pairs = float(np.sum(weight[: rows - dr, : cols - dc] * weight[dr:, dc:], dtype=np.float64))
+            if pairs > 1:
+                out[dr, dc] = float(np.sum(a * b, dtype=np.float64)) / pairs
+    return out
+
+
+def remove_smooth_surface(diff: np.ndarray, keep: np.ndarray, block: int = 16, degree: int = 2) -> np.ndarray:
+    """Subtract a low-order 2-D polynomial fitted to block means of the kept pixels (a residual
+    illumination difference); small lags' covariances are blind to it, the variance is not."""
+    rows, cols = diff.shape
+    nr, nc = max(1, rows // block), max(1, cols // block)
+    ys, xs, zs = [], [], []
+    for i in range(nr):
+        for j in range(nc):
+            r0, r1 = i * rows // nr, (i + 1) * rows // nr
+            c0, c1 = j * cols // nc, (j + 1) * cols // nc
+            k = keep[r0:r1, c0:c1]
+            if k.sum() > 0.5 * k.size:
+                ys.append(0.5 * (r0 + r1) / rows - 0.5)
+                xs.append(0.5 * (c0 + c1) / cols - 0.5)
+                zs.append(float(diff[r0:r1, c0:c1][k].mean(dtype=np.float64)))
+    terms = [(p, q) for p in range(degree + 1) for q in range(degree + 1 - p)]
+    if len(zs) <= len(terms):
+        return diff - np.float32(diff[keep].mean(dtype=np.float64))
+    ys, xs, zs = np.array(ys), np.array(xs), np.array(zs)
+    design = np.vstack([ys ** p * xs ** q for p, q in terms]).T
+    coefficients = np.linalg.lstsq(design, zs, rcond=None)[0]
+    y = (np.arange(rows) + 0.5) / rows - 0.5
+    x = (np.arange(cols) + 0.5) / cols - 0.5
+    surface = np.zeros((rows, cols), np.float32)
+    for (p, q), c in zip(terms, coefficients):
+        surface += np.float32(c) * np.outer(y ** p, x ** q).astype(np.float32)
+    return diff - surface
+
+
+def pair_covariance_unit(path1: Path, path2: Path, offsets1: dict[str, float], offsets2: dict[str, float],
+                         geometry: CCDGeometry, max_lag: int) -> dict[str, PairCovariance]:
+    """Worker: per quadrant the covariances of one pair's scaled difference (frames opened once).
+
+    A quadrant's image area of both frames is held at once (2 x 17 MB at full size): the
+    polynomial and the lags need the whole difference."""
+    result = {}
+    with read_frame(path1) as one, read_frame(path2) as two:
+        for q in QUADRANTS:
+            a = image_rows(one, geometry, q, 0, geometry.image_rows)
+            b = image_rows(two, geometry, q, 0, geometry.image_rows)
+            saturated = (a >= ADC_SATURATED) | (b >= ADC_SATURATED)
+            a -= np.float32(offsets1[q])
+            b -= np.float32(offsets2[q])
+            diff, m1, m2 = scaled_difference(a, b)
+            del a, b
+            keep, _ = clip_mask(diff)
+            keep &= ~saturated
+            if keep.sum() < MIN_PIXELS:  # saturated throughout: nothing to correlate
+                nothing = np.full((max_lag + 1, max_lag + 1), np.nan)
+                result[q] = PairCovariance(m1, m2, 0.5 * (m1 + m2), nothing, int(keep.sum()))
+                continue
+            diff = remove_smooth_surface(diff, keep)
+            keep = clip_mask(diff, within=keep)[0]
+            covariance = lag_covariances(diff, keep, max_lag)
+            factor = truncation_factor(CLIP_SIGMA)
+            # variance: / factor; a small covariance: / factor^2 (first order in the correlation)
+            scale = np.full_like(covariance, 0.5 / factor ** 2)
+            scale[0, 0] = 0.5 / factor
+            result[q] = PairCovariance(m1, m2, 0.5 * (m1 + m2), covariance * scale, int(keep.sum()))
+    return result
+
+
+def proportional_fit(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> tuple[float, float, float, float]:
+    """Weighted straight line y = a + b x: (a, b, error of a, error of b)."""
+    w = 1.0 / sigma ** 2
+    s, sx, sy = w.sum(), (w * x).sum(), (w * y).sum()
+    sxx, sxy = (w * x * x).sum(), (w * x * y).sum()
+    det = s * sxx - sx * sx
+    if len(x) < 2 or det <= 0:
+        return math.nan, math.nan, math.nan, math.nan
+    b = (s * sxy - sx * sy) / det
+    a = (sxx * sy - sx * sxy) / det
+    return float(a), float(b), math.sqrt(sxx / det), math.sqrt(s / det)
