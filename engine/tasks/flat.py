@@ -49,7 +49,7 @@ from .figures import markdown_table, new_figure
 from .flat_lib import FLUENCE_VALUES, FlatLimitsBase, check_flat_fluence_and_flux, frame_infos
 from .offsets import FrameOffsets, OffsetSubtractingTask, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from .stacking import allocate_fits, band_rows_for, ccd_serial, provenance_header, quadrant_bands, sort_frames
+from .stacking import allocate_fits, band_rows_for, ccd_serial, provenance_header, quadrant_bands, sort_frames, NETWORK_MAX_FRAMES
 from .stats import CLIP_SIGMA, clipped_stats
 
 FLAT_EXTENSIONS = ("FLAT", "EFLAT", "NCOMB")
@@ -97,11 +97,13 @@ def illumination_model(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def median_and_std(cube: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel median and std over the frame axis (axis 0) of a float32 cube; sorts it in place."""
+    """Per-pixel median and std over the frame axis (axis 0) of a float32 cube (may reorder it)."""
     n = cube.shape[0]
     if n == 1:
         return cube[0].copy(), np.zeros_like(cube[0])
     std = cube.std(axis=0, ddof=1)
+    if n > NETWORK_MAX_FRAMES:  # numpy's partition beats a full sort of long lanes
+        return np.median(cube, axis=0).astype(np.float32), std
     sort_frames(cube)
     median = cube[n // 2].copy() if n % 2 else (cube[n // 2 - 1] + cube[n // 2]) * np.float32(0.5)
     return median, std
