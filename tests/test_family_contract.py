@@ -311,3 +311,33 @@ def test_limit_fields_need_a_unit():
 
     assert limit_specs(Good)["threshold_adu"].unit == "ADU"
     assert limit_specs(Good)["ron_adu"].default == (0.86, 1.44)
+
+
+# -- what the generic check holds to the RON limits ------------------------------------------------
+
+def _readout_flags(family_name: str) -> list[str]:
+    """RON_OOL reasons of the generic check on frames whose prescan is quiet (1.2 ADU) and whose
+    overscan is not (3 ADU, as after an exposed image: the charge its transfer left behind)."""
+    from types import SimpleNamespace
+
+    from engine.formats.geometry import SMALL
+    from engine.tasks.check import check_readout
+    from engine.tasks.flags import FlagBook
+    from engine.tasks.measures import FrameStats, QuadrantStats
+    from engine.tasks.stats import RegionStats
+
+    quadrant = QuadrantStats(RegionStats(2700, 1.2, 2700), RegionStats(2700, 1.2, 2700), RegionStats(2700, 3.0, 2700),
+                             0, 0)
+    frames = {(1000 + i, 1): FrameStats(SMALL, {q: quadrant for q in QUADRANTS}) for i in range(3)}
+    family = registry.family(family_name)
+    ctx = SimpleNamespace(ccds=(1,), flags=FlagBook(), family=family, limits=family.limits(), log=None,
+                          campaign=SimpleNamespace(nominal_offset=lambda ccd, q: 2700.0),
+                          set_value=lambda *args: None)
+    check_readout(ctx, frames)
+    return [r.reason for r in ctx.flags.reasons("RON_OOL")]
+
+
+def test_the_overscan_noise_is_checked_for_dark_frames_only():
+    assert len(_readout_flags("bias")) == 4 and all(r.startswith("overscan RON 3.000") for r in _readout_flags("bias"))
+    for illuminated in ("flat", "ptc", "nl", "bf", "tp", "persist"):
+        assert _readout_flags(illuminated) == [], illuminated

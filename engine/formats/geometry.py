@@ -170,7 +170,10 @@ SMALL_OBLONG = CCDGeometry(prescan=12, image_cols=48, overscan=6, image_rows=64,
                            name="small-oblong")
 """SMALL with fewer image columns than rows, for tests a swapped row/column cannot pass: 132 x 140 pixels."""
 
-GEOMETRIES = {"full": FULL, "small": SMALL, "small-oblong": SMALL_OBLONG}
+MEDIUM = CCDGeometry(prescan=12, image_cols=160, overscan=6, image_rows=160, parallel_overscan=6, name="medium")
+"""Room for point-source tests: spots 48 px apart, a pattern shifted by 20 px stays on the image: 356 x 332 pixels."""
+
+GEOMETRIES = {"full": FULL, "small": SMALL, "small-oblong": SMALL_OBLONG, "medium": MEDIUM}
 
 
 def geometry_for_shape(shape: tuple[int, int], overscan_candidates: tuple[int, ...] = (20, 29)) -> CCDGeometry:

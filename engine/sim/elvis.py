@@ -29,7 +29,9 @@ from ..formats.geometry import FULL, CCDGeometry
 from ..formats.hk import write_hk
 from ..formats.hklimits import load_hk_limits
 from ..formats.names import day_folder_name, explog_filename, frame_filename, hk_filename
+from .crosstalk import apply_crosstalk
 from .housekeeping import HKExcursion, hk_samples
+from .pattern import place_pattern
 from .plan import PlannedExposure, expand_tests, plan_acquisition
 from .records import Equipment, explog_row, fits_header
 from .render import CCDState, Exposure, render_frame
@@ -55,6 +57,9 @@ class SimulationRequest:
     aborted: Mapping[str, int] = field(default_factory=dict)  # test -> frames taken before an abort
     options: SimOptions | None = None
     jobs: int = 2
+    # Point-source pattern per (ccd, quadrant): shifted by (dx, dy) px in frame orientation, or not lit.
+    pattern_shifts: Mapping[tuple[int, str], tuple[float, float]] = field(default_factory=dict)
+    unlit_quadrants: frozenset[tuple[int, str]] = frozenset()
 
     @property
     def day_folder(self) -> Path:
@@ -124,10 +129,16 @@ def simulate(
     day.mkdir(parents=True, exist_ok=True)
     truths = draw_truths(request.seed, request.geometry, _serials(request.equipment),
                          {nm: request.chamber.focus(nm) for nm in request.chamber.best_focus_mm}, request.options)
+    if request.pattern_shifts or request.unlit_quadrants:
+        place_pattern(truths, request.pattern_shifts, request.unlit_quadrants)
+    if truths.crosstalk is not None and pacing is not None:
+        raise SimulationError("cross-talk is simulated on a whole day folder, not a streamed one")
     truths.save(request.truths_path)
 
     if pacing is None:
         _write_frames(request, truths, plan)
+        if truths.crosstalk is not None:
+            _add_crosstalk(request, truths, plan)
         _write_hk_files(request, plan)
         rows = [row for exposure in plan for row in _rows(request, exposure)]
         _write_text(explog_path, format_explog_header(request.equipment.elvis) + format_explog_rows(rows, request.equipment.elvis))
@@ -163,6 +174,25 @@ def _render_ccd(request: SimulationRequest, truths: Truths, plan: list[PlannedEx
         row = explog_row(exposure, ccd, request.equipment, _exptime_factor(request, exposure))
         path = request.day_folder / frame_filename(exposure.obsid, exposure.when, ccd)
         write_frame(path, frame, fits_header(row, _elvis_path(path)), extname=f"ROE1_CCD{ccd}")
+
+
+def _add_crosstalk(request: SimulationRequest, truths: Truths, plan: list[PlannedExposure]) -> None:
+    """Couple the channels of each exposure's frames (all CCDs at once), rewriting them."""
+    from ..formats.fits import read_frame, read_header
+
+    for exposure in plan:
+        paths = {ccd: request.day_folder / frame_filename(exposure.obsid, exposure.when, ccd) for ccd in CCDS}
+        paths = {ccd: path for ccd, path in paths.items() if path.is_file()}
+        frames = {}
+        for ccd, path in paths.items():
+            with read_frame(path) as frame:
+                frames[ccd] = frame.data
+        coupled = apply_crosstalk(frames, truths, np.random.default_rng([request.seed, exposure.obsid, 98]))
+        for ccd, path in paths.items():
+            header = {k: v for k, v in read_header(path).items()
+                      if k not in ("XTENSION", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "PCOUNT", "GCOUNT", "BZERO",
+                                   "BSCALE", "EXTNAME")}
+            write_frame(path, coupled[ccd], header, extname=f"ROE1_CCD{ccd}", overwrite=True)
 
 
 def _write_hk_files(request: SimulationRequest, plan: list[PlannedExposure]) -> None:

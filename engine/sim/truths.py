@@ -73,6 +73,7 @@ class SimOptions:
     bf: bool = True
     prnu: bool = True
     cti: bool = True
+    crosstalk: bool = False  # couple the 12 channels (Truths.crosstalk; drawn only when asked)
 
 
 @dataclass
@@ -209,6 +210,9 @@ class Truths:
     psf: PSFTruth
     cosmic_rate_per_cm2_s: float
     options: SimOptions = field(default_factory=SimOptions)
+    # Channel coupling, row = source, column = victim, channels CCD1 E..H, CCD2 E..H, CCD3 E..H:
+    # a victim pixel gains coefficient x the source's signal (ADU) at the same canonical pixel.
+    crosstalk: list[list[float]] | None = None
 
     @property
     def ccd_geometry(self) -> CCDGeometry:
@@ -234,6 +238,7 @@ class Truths:
             psf=_psf_from_dict(data["psf"]),
             cosmic_rate_per_cm2_s=float(data["cosmic_rate_per_cm2_s"]),
             options=SimOptions(**data.get("options", {})),
+            crosstalk=data.get("crosstalk"),
         )
 
     @classmethod
@@ -290,6 +295,7 @@ def draw_truths(
         spots={ccd: _draw_spots(_rng(seed, "spots", ccd), geometry) for ccd in sorted(serials)},
     )
     ccds = {ccd: _draw_ccd(seed, ccd, serials[ccd], geometry) for ccd in sorted(serials)}
+    crosstalk = _draw_crosstalk(_rng(seed, "crosstalk"), len(serials)) if options.crosstalk else None
     return Truths(
         seed=int(seed),
         geometry_name=geometry.name,
@@ -298,7 +304,23 @@ def draw_truths(
         psf=psf,
         cosmic_rate_per_cm2_s=float(rng.uniform(0.02, 0.04)),  # ground level: muons and local radioactivity
         options=options,
+        crosstalk=crosstalk,
     )
+
+
+def _draw_crosstalk(rng: np.random.Generator, ccds: int) -> list[list[float]]:
+    """Electronic cross-talk of one ROE: within a CCD 2e-5..1e-3 (log-uniform), between CCDs
+    1e-6..3e-5; a fifth of the couplings negative (undershoots)."""
+    n = 4 * ccds
+    matrix = np.zeros((n, n))
+    for s in range(n):
+        for v in range(n):
+            if s == v:
+                continue
+            low, high = (2e-5, 1e-3) if s // 4 == v // 4 else (1e-6, 3e-5)
+            sign = -1.0 if rng.uniform() < 0.2 else 1.0
+            matrix[s, v] = sign * float(np.exp(rng.uniform(math.log(low), math.log(high))))
+    return [[round(float(c), 9) for c in row] for row in matrix]
 
 
 def _draw_ccd(seed: int, ccd: int, serial: str, geometry: CCDGeometry) -> CCDTruth:
@@ -449,7 +471,7 @@ def _psf_from_dict(data: dict[str, Any]) -> PSFTruth:
 # -- small helpers ---------------------------------------------------------------------------
 
 
-_PURPOSES = {"block": 0, "quadrant": 1, "cosmetics": 2, "spots": 3}
+_PURPOSES = {"block": 0, "quadrant": 1, "cosmetics": 2, "spots": 3, "crosstalk": 4}
 
 
 def _rng(seed: int, purpose: str, *keys: int) -> np.random.Generator:

@@ -313,6 +313,7 @@ def _figure_drawer(test: str, covariances: Covariances):
 
 FAMILY = Family(
     name="bf",
+    noise_regions=("prescan",),  # the overscan after an exposed image holds trailed charge, not noise
     summary="BF01/BF01WAVE: pixel covariances and brighter-fatter kernels (on PTC data).",
     subtasks=("init", "check", "prep", "extract_COV", "extract_BF", "meta", "report"),
     task=BFTask,

@@ -127,6 +127,11 @@ def check_hk(ctx: TaskContext) -> None:
             continue
         for problem in hk.problems:
             ctx.log.warning(str(problem))
+        if not hk.keys or not len(hk):  # empty, binary, or no sample: nothing to check it against
+            why = str(hk.problems[0].message) if hk.problems else "no HK sample in it"
+            ctx.flags.raise_flag("MISSDATA", f"HK file {path.name} holds no HK table ({why}): HK not checked "
+                                 "for this exposure", obsid=exposure.obsid)
+            continue
         for verdict in ctx.hk_limits.check_file(hk, exposure.row):
             if verdict.status != "ok":
                 ctx.flags.raise_flag("HK_OOL", f"[{verdict.status}] {verdict.reason}", obsid=exposure.obsid)
@@ -190,6 +195,8 @@ def check_readout(ctx: TaskContext, stats: Mapping[tuple[int, int], FrameStats])
                 ctx.flags.raise_flag("POORQUALDATA", f"prescan offset {value:.1f} ADU is more than {margin:g} ADU "
                                      f"from {what} {reference:.1f} ADU", ccd=ccd, quadrant=q, obsid=obsid)
         for region, ron in (("prescan", ron_pre), ("overscan", ron_ove)):
+            if region not in ctx.family.noise_regions:
+                continue
             if not ron_lo <= ron <= ron_hi:
                 ctx.flags.raise_flag("RON_OOL", f"{region} RON {ron:.3f} ADU outside [{ron_lo}, {ron_hi}] ADU",
                                      ccd=ccd, quadrant=q)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..campaign.config import Campaign
 from ..formats.hklimits import HKLimits
 from .calproducts import NOMINAL_GAIN_E_PER_ADU, CalibrationInputs
 from .dataset import CCDS, DataSet
+from .executor import Executor, LocalExecutor
 from .family import CCD_KEY, Family, UndeclaredValue
 from .flags import FlagBook
 
@@ -47,7 +47,8 @@ class TaskContext:
     family: Family
     limits: Any  # the family's frozen limits dataclass, resolved from the campaign
     calibration: CalibrationInputs
-    jobs: int = 1
+    jobs: int = 1  # worker processes when no executor is given
+    executor: Executor | None = None  # where map_units runs the work units (executor.py); None: local, `jobs`
     flags: FlagBook = field(default_factory=FlagBook)
     values: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # CCDn -> Q -> name -> value
     test_values: dict[str, Any] = field(default_factory=dict)  # values of the test as a whole
@@ -147,16 +148,15 @@ class TaskContext:
     # -- parallel work ------------------------------------------------------------------------
 
     def map_units(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
-        """`function(*call)` for each call, in worker processes when jobs > 1; results in call order.
+        """`function(*call)` for each call on the run's executor (a local process pool of `jobs`
+        workers when none is given, or a Dask cluster); results in call order.
 
         Units are what balances the workers: a frame, a (CCD, quadrant). `function` is
-        module-level; calls carry paths and small numbers, never frames.
+        module-level; calls carry paths and small numbers, never frames (on a Dask cluster they
+        travel over the network, and the paths must mean the same on every worker).
         """
-        if self.jobs <= 1 or len(calls) <= 1:
-            return [function(*call) for call in calls]
-        with ProcessPoolExecutor(max_workers=min(self.jobs, len(calls))) as pool:
-            futures = [pool.submit(function, *call) for call in calls]
-            return [future.result() for future in futures]
+        executor = self.executor if self.executor is not None else LocalExecutor(self.jobs)
+        return executor.map(function, calls)
 
 
 @contextmanager

@@ -20,9 +20,9 @@ if TYPE_CHECKING:  # the task machinery imports this module
     from .base import AnalysisTask
     from .context import TaskContext
 
-ALWAYS = ("init", "check", "report")
+ALWAYS = ("init", "check", "report")  # every family has them: ingestion, raw-data checks, the report
 # Per-CCD values ("ccd" scope) sit beside the quadrants: ccds -> CCDn -> CCD_KEY -> name.
-CCD_KEY = "CCD"  # every family has them: ingestion, raw-data checks, the report
+CCD_KEY = "CCD"
 CHECK_ONLY_SUBTASKS = frozenset({"init", "check", "lock", "report"})  # what a check-only run (-k) runs
 
 
@@ -90,6 +90,9 @@ class Family:
     values: tuple[ValueSpec, ...] = ()  # besides GENERIC_VALUES (a value of the same name replaces it)
     checks: tuple[CheckFunction, ...] = ()  # raw-data checks added to the generic ones, in order
     saturation_expected: bool = False  # frames meant to saturate (no SATURATION flag for them)
+    # regions whose noise the generic check holds to the RON limits: after an illuminated or
+    # injected image the serial overscan carries the charge its transfer left behind, not noise
+    noise_regions: tuple[str, ...] = ("prescan", "overscan")
     needs: tuple[str, ...] = ()  # calibration products (calproducts.PRODUCTS) the analyses use
     required: tuple[str, ...] = ()  # of `needs`: without it the results are flagged (MISSCALPROD)
     not_implemented: frozenset[str] = field(default_factory=frozenset)  # declared, no code yet

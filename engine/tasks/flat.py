@@ -401,6 +401,7 @@ def prnu_figure(test: str, flats: dict[tuple[int, str], list[ColumnFlat]], wavel
 
 FAMILY = Family(
     name="flat",
+    noise_regions=("prescan",),  # the overscan after an exposed image holds trailed charge, not noise
     summary="FLAT01/FLAT02/FLAT_STB: illumination model, normalised flats, master flats and PRNU.",
     subtasks=("init", "check", "prep", "do_master_flats", "meta", "report"),
     task=FlatTask,

@@ -148,6 +148,7 @@ def fluence_figure(test: str, quadrants: dict[tuple[int, str], QuadrantFluence],
 
 FAMILY = Family(
     name="flatflux",
+    noise_regions=("prescan",),  # the overscan after an exposed image holds trailed charge, not noise
     summary="FLATFLUX00: flat fluence and flux per column against the expected relative fluences.",
     subtasks=("init", "check", "basic", "report"),
     task=FlatFluxTask,

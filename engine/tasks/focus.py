@@ -20,13 +20,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..campaign.chamber import ChamberError
 from .check import RawStats
 from .context import TaskContext
 from .family import Family, ValueSpec
 from .figures import markdown_table, new_figure
 from .focus_lib import FocusCurve, FocusEstimate, combine_foci, fit_focus_curve
 from .outputs import CsvTable, Outputs, Plot, Section, SubTaskResult
-from .spots import LOCK_VALUES, PointSourceLimits, PointSourceTask, SpotLock, check_focus_scan
+from .spots import (
+    LOCK_VALUES,
+    PointSourceLimits,
+    PointSourceTask,
+    SpotLock,
+    check_focus_scan,
+)
 
 SpotKey = tuple[int, str, str]  # (ccd, quadrant, spot name)
 
@@ -102,7 +109,7 @@ class FocusTask(PointSourceTask):
         nm = ctx.test.wavelength
         try:
             nominal = ctx.chamber.focus(nm) if nm is not None else math.nan
-        except Exception:
+        except ChamberError:  # the chamber has no focus for this wavelength
             nominal = math.nan
         out.value("nominal_focus_mm", nominal)
         suggested = round(block.focus_mm, 2) if block.ok else math.nan

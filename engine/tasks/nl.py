@@ -443,6 +443,7 @@ def nl_figure(test: str, fits_: dict[tuple[int, str], NonLinearityFit]):
 
 FAMILY = Family(
     name="nl",
+    noise_regions=("prescan",),  # the overscan after an exposed image holds trailed charge, not noise
     summary="NL01/NL02/NL02RD: non-linearity curves per quadrant.",
     subtasks=("init", "check", "prep", "extract", "basic", "meta", "report"),
     task=NonLinearityTask,

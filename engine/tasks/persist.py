@@ -386,6 +386,7 @@ def check_backgrounds(ctx: TaskContext, stats: RawStats) -> None:
 
 FAMILY = Family(
     name="persist",
+    noise_regions=("prescan",),  # the overscan after an exposed image holds trailed charge, not noise
     summary="PERSIST01: residual charge after a saturating exposure, its decay, saturated footprints.",
     subtasks=("init", "check", "prep", "satur_masks", "basic", "meta", "report"),
     task=PersistenceTask,

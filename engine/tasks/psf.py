@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -38,12 +38,29 @@ from .dataset import obsid_ranges
 from .family import Family, ValueSpec
 from .figures import markdown_table, new_figure
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from .psf_lib import (CHANNELS, XTALK_MIN_FLUENCE_FRACTION, XTALK_SOURCE_MIN_ADU, Coupling, XtalkSamples,
-                      channel_name, coupling_matrix, linear_slope, xtalk_exposure_unit)
-from .spots import (EFFECTIVE_SATURATION_ADU, LOCK_VALUES, PointSourceLimits, PointSourceTask, SpotLock, SpotShape,
-                    check_point_sources, to_canonical_xy)
+from .psf_lib import (
+    CHANNELS,
+    XTALK_MIN_FLUENCE_FRACTION,
+    XTALK_SOURCE_MIN_ADU,
+    Coupling,
+    XtalkSamples,
+    channel_name,
+    coupling_matrix,
+    linear_slope,
+    xtalk_exposure_unit,
+)
+from .spots import (
+    EFFECTIVE_SATURATION_ADU,
+    LOCK_VALUES,
+    PointSourceLimits,
+    PointSourceTask,
+    SpotLock,
+    SpotShape,
+    check_point_sources,
+    to_canonical_xy,
+)
 
-__all__ = ["FAMILY", "PointSourceLimits", "TASK"]
+__all__ = ["FAMILY", "TASK", "PointSourceLimits"]
 
 Key = tuple[int, str]  # (ccd, quadrant)
 
@@ -250,7 +267,7 @@ def crosstalk_fits(ctx: TaskContext, path, values: np.ndarray, errors: np.ndarra
     header["ORIGIN"] = ("vison", "CCD273 ground-calibration pipeline")
     header["VISON"] = (__version__, "vison version")
     header["PRODUCT"] = ("CROSSTALK", "kind of calibration product")
-    header["DATE"] = (datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC creation time")
+    header["DATE"] = (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "UTC creation time")
     header["TEST"] = (ctx.test.name, "test the frames belong to")
     header["SESSION"] = (ctx.session, "campaign session")
     header["BLOCK"] = (ctx.campaign.info.block, "detector block")

@@ -23,8 +23,15 @@ from .context import TaskContext
 from .family import Family, ValueSpec
 from .figures import markdown_table, new_figure
 from .outputs import CsvTable, Outputs, Plot, Section, SubTaskResult
-from .spots import (EFFECTIVE_SATURATION_ADU, FWHM_PER_SIGMA, LOCK_VALUES, PointSourceLimits, PointSourceTask,
-                    SpotLock, check_point_sources)
+from .spots import (
+    EFFECTIVE_SATURATION_ADU,
+    FWHM_PER_SIGMA,
+    LOCK_VALUES,
+    PointSourceLimits,
+    PointSourceTask,
+    SpotLock,
+    check_point_sources,
+)
 
 
 @dataclass(frozen=True)

@@ -360,6 +360,7 @@ def _figure_drawer(test: str, ccd: int, extraction: PTCExtraction, fits: dict[tu
 
 FAMILY = Family(
     name="ptc",
+    noise_regions=("prescan",),  # the overscan after an exposed image holds trailed charge, not noise
     summary="PTC01/PTC02: photon transfer curves, gain, full well per quadrant.",
     subtasks=("init", "check", "prep", "extract_PTC", "meta", "report"),
     task=PTCTask,

@@ -518,6 +518,7 @@ def _mode_values() -> tuple[ValueSpec, ...]:
 
 FAMILY = Family(
     name="tp",
+    noise_regions=("prescan",),  # the overscan after an exposed image holds trailed charge, not noise
     summary="TP01/TP11 (vertical) and TP02/TP21 (serial) trap pumping: dipoles, release times, capture probabilities.",
     subtasks=("init", "check", "prep", "injection", "extract", "basic", "meta", "report"),
     task=PumpingTask,
