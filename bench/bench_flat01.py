@@ -116,7 +116,6 @@ def analyse(day: Path, jobs: int, results: Path) -> None:
         "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
         "paths": {"data": str(day.parent), "results": str(results)},
         "sessions": {"BENCH": {"day_folder": day.name, "tests": [TEST]}},
-        "limits": {"full_well_adu": 60606},  # the simulator's lamp: 200 ke- at tFWC
     }, base_dir=results, families=campaign_schema())
     PipelineRun(campaign, RunOptions(session="BENCH", jobs=jobs)).run_aim()
 

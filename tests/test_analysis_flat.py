@@ -9,11 +9,12 @@ Error budget (small geometry: 64 x 64 image pixels per quadrant):
   Worst case about 6 %: the 10 % the issue asks holds with margin.
 - Orientation: the master flat must be the injected response map, pixel for pixel: correlation
   > 0.95 (noise 0.06 % against a 1 % map gives 0.998; a flipped quadrant gives ~0).
-- Flux: the simulator's lamp gives 200 ke- at tFWC, 57-65 kADU for gains 3.1-3.5, so the campaign
-  sets `full_well_adu` = 60606 (200 ke- at 3.3 e-/ADU): clean columns are within 6.5 % of their
-  expectation (gain spread), inside the 10 % tolerance. Logging exposure times 20 % long puts every
-  column 11-22 % low (1/1.2 times the gain spread): FLUENCE_OOL everywhere, and the measured time to full well 20 % long (the
-  ratio to a clean wavelength is 1.2 up to the flux noise, < 0.5 %).
+- Flux: the simulator's lamp follows vison's convention (2^16 ADU at tFWC for the nominal 3.3
+  e-/ADU, 62-70 kADU for gains 3.1-3.5), so with the default `full_well_adu` (2^16) clean columns
+  are within 6.5 % of their expectation (gain spread), inside the 10 % tolerance. Logging exposure
+  times 20 % long puts every column 11-22 % low (1/1.2 times the gain spread): FLUENCE_OOL
+  everywhere, and the measured time to full well 20 % long (the ratio to a clean wavelength is 1.2
+  up to the flux noise, < 0.5 %).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ EQUIPMENT = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn
                       sn_ccd3=SERIALS["ccd3"])
 TESTS = ("FLAT01", "FLATFLUX00_800", "FLATFLUX00_730")
 OFF_TEST = "FLATFLUX00_730"  # logged exposure times 1.2x what the shutter did
-SIM_FULL_WELL_ADU = 60606.0
 CCDS = (1, 2, 3)
 
 
@@ -49,7 +49,6 @@ def make_campaign(data: Path, results: Path):
         "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
         "paths": {"data": str(data), "results": str(results)},
         "sessions": {"D11": {"tests": list(TESTS)}},
-        "limits": {"full_well_adu": SIM_FULL_WELL_ADU},
     }, base_dir=results.parent, families=campaign_schema())
 
 

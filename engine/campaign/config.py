@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from engine.formats.names import parse_day_folder
+from engine.campaign.executor_spec import ExecutorSpec, parse_executor
 from engine.campaign.limits import FamilySchema, GenericLimits, LimitSpec, LimitValue, limit_specs, resolve_limits
 from engine.formats.tomlfile import (MISSING, ConfigError, ConfigProblem, TomlChecker, TomlDocument, closest_name,
                                      describe_value, format_key_path, is_int, is_number, load_toml,
@@ -22,7 +23,7 @@ from engine.paths import configs_dir
 
 __all__ = [
     "CCD_NAMES", "LIMITS", "POLLING_MODES", "CalProducts", "Campaign", "CampaignInfo", "ConfigError",
-    "ConfigProblem", "Hardware", "LimitSpec", "Paths", "Session", "SessionTest", "WatchSettings",
+    "ConfigProblem", "Hardware", "LimitSpec", "Paths", "RunSettings", "Session", "SessionTest", "WatchSettings",
     "campaign_from_dict", "load_campaign", "quick_campaign",
 ]
 
@@ -91,6 +92,13 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class RunSettings:
+    """[run]: how the pipeline runs the campaign's sessions."""
+
+    executor: ExecutorSpec = field(default_factory=ExecutorSpec)  # local, or dask://HOST:PORT (docs/scaling.md)
+
+
+@dataclass(frozen=True)
 class SessionTest:
     name: str
     obsids: tuple[int, int] | None = None  # [first, last]; None = find them (wait mode)
@@ -122,6 +130,7 @@ class Campaign:
     watch: WatchSettings = field(default_factory=WatchSettings)
     source: Path | None = None  # the config file (None for the command line's quick form)
     offsets: dict[str, dict[str, float]] = field(default_factory=dict)  # block's nominal, CCDn -> Q -> ADU
+    run: RunSettings = field(default_factory=RunSettings)
 
     def session(self, name: str) -> Session:
         try:
@@ -219,13 +228,14 @@ def quick_campaign(data: Path, tests: list[str], obsids: tuple[int, int] | None,
 # ---------------------------------------------------------------------------------------------------
 # Validation: walks the data, collects problems, builds the dataclasses
 # ---------------------------------------------------------------------------------------------------
-_TOP_KEYS = ("campaign", "hardware", "paths", "calproducts", "offsets", "limits", "watch", "sessions")
+_TOP_KEYS = ("campaign", "hardware", "paths", "calproducts", "offsets", "limits", "watch", "run", "sessions")
 _CAMPAIGN_KEYS = ("block", "chamber", "operator", "elvis")
 _HARDWARE_KEYS = ("roe", "rpsu", "ccd1", "ccd2", "ccd3")
 _PATHS_KEYS = ("data", "results", "calproducts")
 _CALPRODUCTS_KEYS = ("masks", "master_bias", "flats", "gains")
 _QUADRANT_KEYS = ("E", "F", "G", "H")
 _WATCH_KEYS = ("idle_stop_minutes", "polling", "poll_seconds")
+_RUN_KEYS = ("executor",)
 _SESSION_KEYS = ("day_folder", "tests")
 _TEST_KEYS = ("name", "obsids", "subtasks")
 _MISSING = MISSING
@@ -253,12 +263,13 @@ class _Checker(TomlChecker):
         offsets = self.per_quadrant_numbers(data.get("offsets", {}), ("offsets",), "offsets",
                                             "{ E = 2713, F = 2671, G = 2831, H = 2571 }", low=0.0, high=65535.0)
         watch = self.watch(data.get("watch", {}))
+        run = self.run(data.get("run", {}))
         sessions = self.sessions(self.required(data, (), "sessions", '[sessions.D11] with tests = ["BIAS01"]'))
         if self.problems or info is None or paths is None:
             return None
         return Campaign(info=info, hardware=hardware, paths=paths, sessions=sessions,
                         calproducts=calproducts, limits=limits, family_limits=family_limits, watch=watch,
-                        source=source, offsets=offsets)
+                        source=source, offsets=offsets, run=run)
 
     def info(self, table: Any) -> CampaignInfo | None:
         if table is _MISSING:
@@ -466,6 +477,18 @@ class _Checker(TomlChecker):
         poll_seconds = self.number(table, key_path, "poll_seconds", defaults.poll_seconds, minimum=0, strict=True,
                                    expected="a number of seconds > 0, e.g. poll_seconds = 5")
         return WatchSettings(idle_stop_minutes=idle, polling=polling, poll_seconds=float(poll_seconds))
+
+    def run(self, table: Any) -> RunSettings:
+        key_path = ("run",)
+        table = self.table(table, key_path, _RUN_KEYS, '[run] with executor = "local"')
+        text = self.string(table, key_path, "executor", example='executor = "dask://lab-srv:8786"')
+        if text is None:
+            return RunSettings()
+        try:
+            return RunSettings(executor=parse_executor(text))
+        except ValueError as exc:
+            self.problem(key_path + ("executor",), str(exc))
+            return RunSettings()
 
     # -- sessions and their tests ---------------------------------------------------------------
     def sessions(self, table: Any) -> dict[str, Session]:

@@ -1,7 +1,8 @@
 """`vison-engine run`: the pipeline over one session, in aim, wait, check-only or dry mode.
 
     vison-engine run CONFIG --session D11 [--wait] [--check] [--dry] [--day DAYFOLDER]
-                     [--start-obsid N] [--jobs N] [--tag _D11] [--detach] [--idle-stop MIN] [--json]
+                     [--start-obsid N] [--jobs N | --executor dask://HOST:PORT] [--tag _D11] [--detach]
+                     [--idle-stop MIN] [--json]
     vison-engine run --data DAYFOLDER --tests BIAS01 [--obsids 8101-8110] [--results DIR]
 
 Short options are those of the old vison_run (-W, -k, -T, -d, -O, -m, -t).
@@ -25,8 +26,8 @@ from typing import Any, Iterator, Mapping
 
 from ..campaign.config import POLLING_MODES, quick_campaign
 from ..formats.tomlfile import ConfigError
-from ..pipeline.launch import (RunInputError, RunPlan, check_inputs, check_jobs, day_argument, finish_plan,
-                               launch_detached, load_campaign_file, only_session, with_results)
+from ..pipeline.launch import (RunInputError, RunPlan, check_inputs, check_jobs, choose_executor, day_argument,
+                               finish_plan, launch_detached, load_campaign_file, only_session, with_results)
 from ..pipeline.runner import PipelineRun, RunError, RunOptions
 from ..pipeline.runs import RunRecorder, discard_orphan_staging, record_info, release_run_id, runs_root
 from ..pipeline.wait import WaitMode, WaitSettings
@@ -54,8 +55,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     options.add_argument("-d", "--day", metavar="DAYFOLDER", help="day folder (name under the data folder, or a path)")
     options.add_argument("-O", "--start-obsid", type=_positive_int, metavar="N",
                          help="use only OBSIDs from N on (a test resubmitted after an abort)")
-    options.add_argument("-m", "--jobs", type=_positive_int, default=1, metavar="N",
-                         help="worker processes for the per-CCD work (default 1)")
+    options.add_argument("-m", "--jobs", type=_positive_int, metavar="N",
+                         help="worker processes of the local executor for the per-CCD work (default: the machine's "
+                         "cores)")
+    options.add_argument("--executor", metavar="WHERE",
+                         help='where the work units run: "local" (process pool, --jobs) or "dask://HOST:PORT" '
+                         "(a dask.distributed scheduler; docs/scaling.md); default: the campaign's [run] executor, "
+                         "else local")
     options.add_argument("-t", "--tag", default="", help="added to the log's name and the run id, e.g. _D11 "
                          "(letters, digits, _ - . +)")
     options.add_argument("--detach", action="store_true",
@@ -99,7 +105,7 @@ def _plan(args: argparse.Namespace) -> RunPlan:
     quick = args.data or args.tests or args.obsids or args.block or args.chamber
     if args.config and quick:
         raise InputProblem("give a campaign file or the quick form (--data, --tests, ...), not both")
-    check_jobs(args.jobs)
+    args.workers = check_jobs(args.jobs)
     notes: list[str] = []
     if args.config:
         campaign = with_results(load_campaign_file(args.config), args.results)
@@ -127,6 +133,7 @@ def _plan(args: argparse.Namespace) -> RunPlan:
     else:
         raise InputProblem("nothing to run: give a campaign file (run CONFIG --session D11) or the quick form "
                            "(run --data DAYFOLDER --tests BIAS01)")
+    args.executor_spec = choose_executor(campaign, args.executor, args.jobs)
     return finish_plan(campaign, session, config, notes, tag=args.tag, run_id=args.run_id, wait=args.wait,
                        dry=args.dry)
 
@@ -134,7 +141,8 @@ def _plan(args: argparse.Namespace) -> RunPlan:
 def _pipeline(args: argparse.Namespace, plan: RunPlan) -> PipelineRun:
     options = RunOptions(session=plan.session, mode="wait" if args.wait and not args.dry else "aim",
                          check_only=args.check, dry=args.dry, day_folder=args.day, start_obsid=args.start_obsid,
-                         jobs=args.jobs, tag=args.tag, run_id=plan.run_id, notes=tuple(plan.notes))
+                         jobs=args.workers, tag=args.tag, run_id=plan.run_id, notes=tuple(plan.notes),
+                         executor=args.executor_spec)
     return check_inputs(plan, options)
 
 
@@ -193,8 +201,10 @@ def child_argv(args: argparse.Namespace) -> list[str]:
                         ("--chamber", args.chamber)):
         if value is not None:
             argv += [flag, str(value)]
-    if args.jobs != 1:
+    if args.jobs is not None:
         argv += ["--jobs", str(args.jobs)]
+    if args.executor:
+        argv += ["--executor", args.executor]
     if args.tag:
         argv += [f"--tag={args.tag}"]  # a tag may start with "-"
     if args.data:

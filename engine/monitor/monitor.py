@@ -34,7 +34,7 @@ from .events import (ExpLogLineProblem, ExposureLogged, FrameArrived, HKReadProb
                      MonitorNotice, MonitorStarted, MonitorStopped, severity_rank)
 from .hkwatch import HKWatch
 from .settings import MonitorSettings
-from .state import StateStore, default_state_path
+from .state import HISTORY_LIMIT, StateStore, default_state_path
 from .summary import MonitorSnapshot, MonitorSummary
 from .watcher import FolderWatcher
 
@@ -88,8 +88,17 @@ class Monitor:
         self.dispatcher.add(sink)
 
     def _emit(self, events: list[MonitorEvent]) -> None:
+        kept = []
         for event in events:
             self._counts[event.severity] = self._counts.get(event.severity, 0) + 1
+            if event.severity != "info":
+                kept.append(event.to_dict())
+        if kept:
+            with self.store.lock:  # saved with the state: kept across restarts
+                history = self.store.state.history
+                history.extend(kept)
+                del history[:-HISTORY_LIMIT]
+            self.store.mark_dirty()
         if events:
             self.dispatcher.dispatch(events)
 
@@ -501,6 +510,13 @@ class Monitor:
             active = {k: dict(v) for k, v in self.store.state.alerts.items()}
             present = set(self.store.state.frames_done)  # known complete: no disk look per frame
         return self.summary.snapshot(backup=backup, active=active, max_exposures=max_exposures, present=present)
+
+    def history(self, limit: int | None = None) -> list[dict]:
+        """Warnings and critical alerts, oldest first, of this monitor and those before it on this
+        day folder (as event dicts, `kind`, `severity`, `at` and the event's fields)."""
+        with self.store.lock:
+            kept = list(self.store.state.history)
+        return kept[-limit:] if limit else kept
 
     def backup_report(self) -> dict:
         return self.backup.report() if self.backup is not None else {}

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_VERSION = 1
+HISTORY_LIMIT = 2000  # alerts kept in the state (a bad night: a few hundred)
 STATE_KIND = "vison monitor state"  # in every state file: what tells ours from anyone's file
 
 
@@ -41,6 +42,9 @@ class MonitorState:
     frames_done: dict[str, int] = field(default_factory=dict)  # name -> size when found complete
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # HK key -> active alert
     backup: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # target -> name -> entry
+    # the warnings and critical alerts so far (event.to_dict(), oldest first, the last HISTORY_LIMIT):
+    # a restarted monitor, or the app attaching to it, still shows what happened in the night
+    history: list[dict[str, Any]] = field(default_factory=list)
     saved_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,6 +52,7 @@ class MonitorState:
             "kind": STATE_KIND, "version": STATE_VERSION, "day_folder": self.day_folder, "saved_at": self.saved_at,
             "explogs": self.explogs, "hk_open": self.hk_open, "hk_done": self.hk_done,
             "frames_done": self.frames_done, "alerts": self.alerts, "backup": self.backup,
+            "history": self.history,
         }
 
     @classmethod
@@ -59,6 +64,7 @@ class MonitorState:
             hk_open=dict(data.get("hk_open", {})), hk_done=dict(data.get("hk_done", {})),
             frames_done=dict(data.get("frames_done", {})), alerts=dict(data.get("alerts", {})),
             backup={t: dict(v) for t, v in data.get("backup", {}).items()}, saved_at=data.get("saved_at"),
+            history=[e for e in data.get("history", []) if isinstance(e, dict)][-HISTORY_LIMIT:],
         )
 
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..campaign.config import Campaign, load_campaign
+from ..campaign.executor_spec import ExecutorSpec, parse_executor
 from ..formats.tomlfile import ConfigError
+from ..tasks.executor import ExecutorUnavailable, check_cluster, default_workers
 from ..tasks.registry import campaign_schema
 from .runner import PipelineRun, RunError, RunOptions
 from .log import tag_problem
@@ -41,11 +43,30 @@ class RunPlan:
         return self.campaign.paths.results
 
 
-def check_jobs(jobs: int) -> None:
+def check_jobs(jobs: int | None) -> int:
+    """The local executor's worker processes: `jobs`, or the machine's cores when not given."""
+    if jobs is None:
+        return default_workers()
     if jobs < 1:
         raise RunInputError(f"jobs {jobs}: expected a number >= 1")
     if jobs > (os.cpu_count() or 1):
         raise RunInputError(f"--jobs {jobs}: this machine has {os.cpu_count()} cores")
+    return jobs
+
+
+def choose_executor(campaign: Campaign, executor: str | ExecutorSpec | None, jobs: int | None) -> ExecutorSpec:
+    """The run's executor: `executor` (run --executor, the app's dialog), else the campaign's [run]
+    executor; `jobs` sizes a local one only (a Dask cluster's workers are its own)."""
+    if isinstance(executor, str):
+        try:
+            executor = parse_executor(executor)
+        except ValueError as exc:
+            raise RunInputError(f"--executor: {exc}") from None
+    spec = executor or campaign.run.executor
+    if jobs is not None and not spec.is_local:
+        raise RunInputError(f"--jobs {jobs} sizes the local executor, and this run's is {spec} (its workers are "
+                            "those started with `dask worker`): drop --jobs, or give --executor local")
+    return spec
 
 
 def load_campaign_file(config: str | os.PathLike[str]) -> Campaign:
@@ -115,8 +136,17 @@ def check_inputs(plan: RunPlan, options: RunOptions) -> PipelineRun:
         for folder in folders:
             if not any(folder.glob("EXP_LOG_*.txt")):
                 raise RunInputError(f"no EXP_LOG_*.txt in {folder}: is it a day folder?")
+        shared = folders
     elif not plan.campaign.paths.data.is_dir():
         raise RunInputError(f"data folder {plan.campaign.paths.data} does not exist")
+    else:
+        shared = [plan.campaign.paths.data]
+    executor = pipeline.executor_spec
+    if not executor.is_local:  # before anything starts: the cluster answers and sees the folders
+        try:
+            check_cluster(executor, read=shared, write=[plan.results])
+        except ExecutorUnavailable as exc:
+            raise RunInputError(str(exc)) from None
     return pipeline
 
 
@@ -136,21 +166,24 @@ def day_argument(day: str) -> str:
 
 def start_background_run(config: str | os.PathLike[str], session: str | None = None, *, wait: bool = False,
                          check_only: bool = False, day_folder: str | None = None, start_obsid: int | None = None,
-                         jobs: int = 1, tag: str = "", idle_stop: float | None = None,
-                         results: str | os.PathLike[str] | None = None) -> RunRecord:
+                         jobs: int | None = None, tag: str = "", idle_stop: float | None = None,
+                         results: str | os.PathLike[str] | None = None,
+                         executor: str | ExecutorSpec | None = None) -> RunRecord:
     """Check the run's inputs as `vison-engine run` does, then start it in the background, in its
     own session (it outlives its starter); return its record at once. Raises RunInputError.
-    `results`: a results folder instead of the campaign's (`--results`)."""
-    check_jobs(jobs)
+    `results`: a results folder instead of the campaign's (`--results`); `jobs`: the local
+    executor's worker processes (default: the cores); `executor`: instead of the campaign's."""
+    workers = check_jobs(jobs)
     if start_obsid is not None and start_obsid < 1:
         raise RunInputError(f"start OBSID {start_obsid}: expected a number >= 1")
     if idle_stop is not None and idle_stop < 0:
         raise RunInputError("idle stop: expected minutes >= 0 (0 = never stop)")
     plan = campaign_plan(config, session, tag=tag, wait=wait, results=results)
     try:
+        spec = choose_executor(plan.campaign, executor, jobs)
         check_inputs(plan, RunOptions(session=plan.session, mode="wait" if wait else "aim", check_only=check_only,
-                                      day_folder=day_folder, start_obsid=start_obsid, jobs=jobs, tag=tag,
-                                      run_id=plan.run_id))
+                                      day_folder=day_folder, start_obsid=start_obsid, jobs=workers, tag=tag,
+                                      run_id=plan.run_id, executor=spec))
     except RunInputError:
         release_run_id(plan.results, plan.run_id)
         raise
@@ -163,8 +196,10 @@ def start_background_run(config: str | os.PathLike[str], session: str | None = N
         argv += ["--start-obsid", str(start_obsid)]
     if idle_stop is not None and wait:
         argv += ["--idle-stop", str(idle_stop)]
-    if jobs != 1:
+    if jobs is not None:
         argv += ["--jobs", str(jobs)]
+    if executor is not None:
+        argv += ["--executor", str(spec)]
     if tag:
         argv += [f"--tag={tag}"]  # a tag may start with "-"
     if results:

@@ -9,6 +9,7 @@ Publishing holds `<session>/.<TEST>.lock`, so runs sharing a results root never 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
@@ -52,6 +53,7 @@ def result_record(ctx: TaskContext, outcome: TaskOutcome, mode: str, started: da
         "exposures": len(ds.exposures),
         "expected_exposures": ds.expected_frames,
         "day_folder": str(ds.day_folder),
+        "inputs": inputs_fingerprint(ds),
         "errors": outcome.errors,
         "error_messages": outcome.error_messages,
         "flags": ctx.flags.names(),
@@ -66,6 +68,28 @@ def result_record(ctx: TaskContext, outcome: TaskOutcome, mode: str, started: da
         "figures": ctx.figures,
         "report": "report.md" if (ctx.workdir / "report.md").exists() else None,
     }
+
+
+def inputs_fingerprint(ds: Any) -> str:
+    """sha256 over the day folder's real path and each input file's name, size and mtime (frames
+    and HK files): a result stands for another run's data set only if this is the same (the same
+    OBSIDs in another day folder, or a frame rewritten since, are other data)."""
+    lines = [os.path.realpath(ds.day_folder)]
+    for exposure in ds.exposures:
+        paths = [ref.path for _, ref in sorted(exposure.frames.items())]
+        try:
+            hk = ds.hk_path(exposure)
+        except (OSError, KeyError, ValueError):
+            hk = None
+        if hk is not None:
+            paths.append(hk)
+        for path in paths:
+            try:
+                info = os.stat(path)
+                lines.append(f"{exposure.obsid} {Path(path).name} {info.st_size} {info.st_mtime_ns}")
+            except OSError:
+                lines.append(f"{exposure.obsid} {Path(path).name} missing")
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def publish(ctx: TaskContext, record: dict[str, Any], final: Path,

@@ -9,6 +9,7 @@ lock for point sources), and *dry* (validate inputs and create folders, analyse 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import threading
 import time
@@ -21,11 +22,13 @@ from typing import Any, Callable, Iterator, Mapping
 from ..campaign.catalogue import resolve_test
 from ..campaign.chamber import load_chamber
 from ..campaign.config import Campaign, SessionTest
+from ..campaign.executor_spec import ExecutorSpec
 from ..formats.explog import read_explog
 from ..formats.hklimits import load_hk_limits
 from ..tasks.calproducts import CalibrationInputs
 from ..tasks.context import TaskContext
 from ..tasks.dataset import DataSet, select_dataset
+from ..tasks.executor import Executor, ExecutorUnavailable, open_executor
 from ..tasks.family import CHECK_ONLY_SUBTASKS
 from ..tasks.registry import family, task_for
 from . import log as pipelog
@@ -35,6 +38,9 @@ from .results import discard, publish, result_folder, result_record, staging_fol
 from .runs import new_run_id
 
 Event = Callable[[str, Mapping[str, Any]], None]
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # the results disk (or quota, or file size limit)
 
 
 class RunError(ValueError):
@@ -57,7 +63,8 @@ class RunOptions:
     dry: bool = False
     day_folder: str | Path | None = None
     start_obsid: int | None = None
-    jobs: int = 1
+    jobs: int = 1  # worker processes of the local executor
+    executor: ExecutorSpec | None = None  # where the work units run; None: the campaign's [run] executor
     tag: str = ""
     run_id: str | None = None
     log_dir: Path | None = None  # default <results>/logs
@@ -100,6 +107,7 @@ class PipelineRun:
         self._stop_callbacks: list[Callable[[], None]] = []
         self._analysing = False  # True while a task's sub-tasks run: a stop abandons it
         self._thread = threading.get_ident()
+        self._executor: Executor | None = None  # made at the first analysis, closed with the run
 
     # -- inputs -------------------------------------------------------------------------------
 
@@ -172,7 +180,9 @@ class PipelineRun:
         self.log.info(pipelog.header(self.pid, self.campaign.info.block, self.chamber.name, self.test_names))
         self.log.info(f"Results will be saved in: {self.campaign.paths.results}")
         mode = f"{self.options.mode}{' (check only)' if self.options.check_only else ''}{' (dry)' if self.options.dry else ''}"
-        self.log.info(f"Mode: {mode}; session {self.session.name}; jobs {self.options.jobs}")
+        executor = self.executor_spec
+        said = f"jobs {self.options.jobs}" if executor.is_local else f"executor {executor}"
+        self.log.info(f"Mode: {mode}; session {self.session.name}; {said}")
         for note in self.options.notes:
             self.log.info(note)
         self.emit(RunStarted(self.test_names, str(self.log_path), mode, log_offset=0))
@@ -186,6 +196,9 @@ class PipelineRun:
         log.info(f"Pipeline {reason}.")
         self.end_state = state
         self.emit(RunFinished(reason, state, any(s.errors for s in self.summaries), log_offset=mark))
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
         pipelog.close_pipeline_log(log)
 
     # -- stopping -----------------------------------------------------------------------------
@@ -215,6 +228,7 @@ class PipelineRun:
         log = self._log()
         if self.options.dry:
             return self.prepare_test(test, rows)
+        executor = self.executor()  # before the test starts: an unreachable cluster ends the run
         started_at, started = datetime.now(), time.perf_counter()
         mark = self.log_mark()
         log.info(f"Running Task: {test.name}")
@@ -228,6 +242,7 @@ class PipelineRun:
             ctx = TaskContext(
                 test=definition, session=self.session.name, campaign=self.campaign, chamber=self.chamber,
                 dataset=dataset, workdir=workdir, log=log, hk_limits=self.hk_limits, jobs=self.options.jobs,
+                executor=executor,
                 family=family(definition.family),
                 limits=self.campaign.limits_for(family(definition.family).limits, definition.family),
                 calibration=CalibrationInputs(self.campaign),
@@ -246,6 +261,7 @@ class PipelineRun:
             publish(ctx, record, result_folder(results_root, self.session.name, test.name))
             summary = pipelog.TaskSummary(test.name, (time.perf_counter() - started) / 60, dataset.obsid_range,
                                           ctx.flags.names(), outcome.errors, "errors" if outcome.errors else "done")
+            full = next((m for m in outcome.error_messages if any(f"[Errno {n}]" in m for n in DISK_FULL)), None)
         except StopRequested as stop:
             discard(workdir)
             self.emit(TestAbandoned(test.name, str(stop)))
@@ -253,6 +269,7 @@ class PipelineRun:
             raise
         except Exception as exc:  # a broken test never stops the others
             failure = f"{type(exc).__name__}: {exc}"
+            full = failure if isinstance(exc, OSError) and exc.errno in DISK_FULL else None
             failed_at = self.log_mark()
             log.exception(f"TASK {test.name} FAILED")
             discard(workdir)
@@ -267,6 +284,11 @@ class PipelineRun:
         self.add_summary(summary)
         self.emit(TestFinished(test.name, summary.state, summary.flags, round(summary.minutes, 3),
                                list(summary.obsids) if summary.obsids else None, failure, log_offset=mark))
+        if full:
+            # every later test would fail alike (or fill the disk the raw data may share): the run
+            # ends here, failed, with the reason; the summary and the run's state are still written
+            raise OSError(errno.ENOSPC, f"the results disk is full: {test.name} failed ({full}); the run stops "
+                          f"here: free space in {results_root} and run the remaining tests again")
         return summary
 
     def prepare_test(self, test: SessionTest, rows: list[dict[str, Any]]) -> pipelog.TaskSummary:
@@ -326,6 +348,24 @@ class PipelineRun:
                 self.check_stop()
                 self.run_test(test, rows)
         return self.summaries
+
+    # -- where the work units run ---------------------------------------------------------------
+
+    @property
+    def executor_spec(self) -> ExecutorSpec:
+        return self.options.executor or self.campaign.run.executor
+
+    def executor(self) -> Executor:
+        """The run's executor (engine/tasks/executor.py), made once: a Dask cluster is connected to
+        for the whole run. RunError when its scheduler cannot be reached."""
+        if self._executor is None:
+            try:
+                self._executor = open_executor(self.executor_spec, self.options.jobs)
+            except ExecutorUnavailable as exc:
+                raise RunError(str(exc)) from None
+            if not self.executor_spec.is_local:
+                self._log().info(f"Work units run on {self._executor.describe()}")
+        return self._executor
 
     # -- helpers ------------------------------------------------------------------------------
 

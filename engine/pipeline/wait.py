@@ -24,6 +24,7 @@ After `idle_stop_s` without new data, the run ends with a message (never a promp
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -42,7 +43,7 @@ from ..formats.fits import FrameCompleteness
 from ..tasks.dataset import CCDS, DataSet
 from . import log as pipelog
 from .events import TestProgress, TestSkipped, Waiting, Watching
-from .results import read_result, result_folder
+from .results import inputs_fingerprint, read_result, result_folder
 from .runner import PipelineRun
 
 class WaitClock:
@@ -353,6 +354,11 @@ class WaitMode:
         earlier, wanted = str(record.get("mode", "")).split("/")[0], self.run.mode_name.split("/")[0]
         if earlier not in ("full", wanted):
             return False  # a check-only result does not stand for a full analysis
+        why = self._not_the_same(record, ds)
+        if why:
+            self.log.info(f"{watch.test.name}: the result in {folder} for OBSIDs {ds.obsid_range[0]}-"
+                          f"{ds.obsid_range[1]} is not reused: {why}; analysed again")
+            return False
         watch.analysed_total = watch.total
         self._set_state(watch, "analysed")
         errors = " (with errors)" if record.get("errors") else ""
@@ -366,6 +372,20 @@ class WaitMode:
         self.run.emit(TestSkipped(watch.test.name, "already analysed", "errors" if record.get("errors") else "done",
                                   flags=flags, obsids=list(ds.obsid_range), result=str(folder)))
         return True
+
+    @staticmethod
+    def _not_the_same(record: dict, ds: DataSet) -> str | None:
+        """Why an earlier result does not stand for this data set, or None: it had errors (a
+        restart is the chance to redo it), or its day folder or files differ (same OBSIDs in
+        another day folder, a frame rewritten since)."""
+        if record.get("errors"):
+            return "it has errors (" + "; ".join(str(m) for m in record.get("error_messages") or [])[:200] + ")"
+        earlier = record.get("day_folder")
+        if not earlier or os.path.realpath(str(earlier)) != os.path.realpath(ds.day_folder):
+            return f"it was made from the day folder {earlier or '(unknown)'}, not {ds.day_folder}"
+        if record.get("inputs") != inputs_fingerprint(ds):
+            return "its input files differ from those on disk now (rewritten, added or removed since)"
+        return None
 
     # -- timing ---------------------------------------------------------------------------------
 

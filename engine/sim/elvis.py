@@ -38,7 +38,10 @@ from .render import CCDState, Exposure, render_frame
 from .truths import SimOptions, Truths, draw_truths
 
 CCDS = (1, 2, 3)
-NOMINAL_FULL_WELL_E = 200_000.0  # what the chamber's "time to full well" refers to
+NOMINAL_FULL_WELL_E = 200_000.0  # a spot's peak reaches it at the chamber's tFWC_point (in focus)
+# vison's convention for the flat lamp: tFWC_flat is the time a flat takes to reach 2^16 ADU
+# (FLATFLUX00 measures it so), here at the nominal gain: the lamp knows electrons, not ADU
+TFWC_FLAT_SIGNAL_E = 65536 * 3.3
 
 
 @dataclass(frozen=True)
@@ -265,7 +268,7 @@ def _physical_exposure(request: SimulationRequest, exposure: PlannedExposure) ->
     nm = chamber.wavelength(int(params["wave"]))
     shutter = int(params["shuttr"]) == 1
     source = str(params["source"]) if shutter else "none"
-    flat_rate = NOMINAL_FULL_WELL_E / chamber.tfwc_flat[nm] if source == "flat" and nm in chamber.tfwc_flat else 0.0
+    flat_rate = TFWC_FLAT_SIGNAL_E / chamber.tfwc_flat[nm] if source == "flat" and nm in chamber.tfwc_flat else 0.0
     sigma = chamber.fwhm_px / (2 * math.sqrt(2 * math.log(2)))
     # a spot's peak reaches full well at tFWC_point when in focus
     spot_rate = (NOMINAL_FULL_WELL_E * 2 * math.pi * sigma**2 / chamber.tfwc_point[nm]

@@ -37,14 +37,13 @@ from .chinj_lib import InjectedLines, extract_lines, injected_half, injection_wi
 from .context import TaskContext
 from .family import Family, ValueSpec
 from .figures import markdown_table
+from .flat_lib import FULL_WELL_ADU
 from .measures import FrameStats, measure_frames
 from .outputs import CsvTable, Outputs, Section, SubTaskResult
 
 CHECKS = ("offset", "ron", "injection", "flat", "bits")
 PASS, FAIL, NOT_APPLICABLE = "pass", "fail", "n/a"
 ADC_BITS = 16
-NOMINAL_FULL_WELL_E = 200_000.0  # what the chamber's time to full well refers to
-NOMINAL_GAIN_E_PER_ADU = 3.3
 # A bit of period 2^(b+1) ADU is set in half the pixels of a smooth distribution of std sigma to
 # within exp(-2 pi^2 sigma^2 / 4^(b+1)): below 2 % when sigma >= 0.45 x 2^(b+1).
 BIT_SPREAD_FACTOR = 0.45
@@ -238,8 +237,9 @@ def flat_verdict(ctx: TaskContext, q: str, frames: dict[str, WarmFrame]) -> Verd
 
 
 def expected_flat_adu(ctx: TaskContext, row: Mapping[str, Any]) -> float | None:
-    """The flat's level from its exposure time and the chamber's time to full well (nominal
-    200 ke- full well at 3.3 e-/ADU), or None when the chamber does not know the filter."""
+    """The flat's level from its exposure time and the chamber's time to full well (vison's
+    convention: tFWC_flat is the time a flat takes to reach 2^16 ADU), or None when the chamber
+    does not know the filter."""
     try:
         nm = ctx.chamber.wavelength(int(_num(row, "wave")))
         seconds = ctx.chamber.tfwc_flat[nm]
@@ -248,7 +248,7 @@ def expected_flat_adu(ctx: TaskContext, row: Mapping[str, Any]) -> float | None:
     exptime = _num(row, "exptime")
     if not seconds or exptime <= 0:
         return None
-    return min(exptime / seconds, 1.0) * NOMINAL_FULL_WELL_E / NOMINAL_GAIN_E_PER_ADU
+    return min(exptime / seconds, 1.0) * FULL_WELL_ADU
 
 
 def bits_verdict(ctx: TaskContext, q: str, frames: dict[str, WarmFrame]) -> Verdict:

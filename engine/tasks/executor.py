@@ -1,0 +1,209 @@
+"""Where the work units of a run execute: a process pool here, or a dask.distributed cluster.
+
+A work unit is a module-level function and its arguments (paths and small numbers, never
+frames: see TaskContext.map_units); its result comes back to the run's process. The same
+units, the same code, hence the same numbers, whatever the executor.
+
+    executor = open_executor(parse_executor("dask://lab-srv:8786"))   # ExecutorUnavailable
+    results = executor.map(noise_unit, calls)                        # in call order
+    executor.close()
+
+- `LocalExecutor(workers)`: a process pool of `workers` processes (default: the machine's cores)
+  for each batch of units; one unit, or one worker, runs in the run's own process.
+- `DaskExecutor(address)`: the units are submitted to the cluster's scheduler, whose workers
+  must see the data and results folders under the same paths (a lab's shared filesystem) and run
+  the same vison. A worker that dies mid-unit: the scheduler gives its units to another worker
+  (Dask's `distributed.scheduler.allowed-failures`, 3 by default, before it gives up with
+  KilledWorker, which fails the sub-task like any error). `check_cluster` says, before a run
+  starts, whether the scheduler answers, has workers, and whether they see the paths.
+
+Dask is imported only when a Dask executor is made: a local run never pays for it.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from ..campaign.executor_spec import ExecutorSpec, parse_executor
+
+__all__ = ["CONNECT_TIMEOUT_S", "ClusterFacts", "DaskExecutor", "Executor", "ExecutorUnavailable", "LocalExecutor",
+           "check_cluster", "default_workers", "open_executor", "parse_executor"]
+
+CONNECT_TIMEOUT_S = 5.0  # seconds to reach a scheduler before the run gives up (before anything starts)
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor cannot be used (scheduler unreachable, no workers, paths not shared): one line."""
+
+
+def default_workers() -> int:
+    """The local executor's default: as many worker processes as the machine has cores."""
+    return max(1, os.cpu_count() or 1)
+
+
+class Executor:
+    """Runs `function(*call)` for each call; results in call order; a unit's exception is raised."""
+
+    spec: ExecutorSpec
+
+    def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return str(self.spec)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    def __init__(self, workers: int | None = None):
+        self.spec = ExecutorSpec("local")
+        self.workers = max(1, workers or default_workers())
+
+    def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
+        if self.workers <= 1 or len(calls) <= 1:
+            return [function(*call) for call in calls]
+        with ProcessPoolExecutor(max_workers=min(self.workers, len(calls))) as pool:
+            futures = [pool.submit(function, *call) for call in calls]
+            return [future.result() for future in futures]
+
+    def describe(self) -> str:
+        return f"local ({self.workers} worker process{'es' if self.workers != 1 else ''})"
+
+
+class DaskExecutor(Executor):
+    """A client of a dask.distributed scheduler, connected for the whole run."""
+
+    def __init__(self, address: str, *, timeout: float | None = None):
+        self.spec = ExecutorSpec("dask", address)
+        self.address = address
+        self.client = _connect(address, CONNECT_TIMEOUT_S if timeout is None else timeout)
+
+    def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
+        if not calls:
+            return []
+        batch = uuid.uuid4().hex[:12]
+        name = getattr(function, "__name__", "unit")
+        # one graph for the batch; pure=False: every unit runs (never a result cached from an
+        # earlier run), each under its own key (the unit's function and place, for the dashboard)
+        keys = [f"{name}-{batch}-{i}" for i in range(len(calls))]
+        futures = self.client.map(function, *zip(*calls), key=keys, pure=False)
+        try:
+            return self.client.gather(futures)
+        except BaseException:  # a unit failed, or the run is stopping: the others are not wanted
+            self.client.cancel(futures)
+            raise
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """The cluster's workers now (address -> their facts: nthreads, memory_limit, ...)."""
+        try:  # newer clients list only the first few workers unless asked for all
+            info = self.client.scheduler_info(n_workers=-1)
+        except TypeError:
+            info = self.client.scheduler_info()
+        return dict(info.get("workers", {}))
+
+    def describe(self) -> str:
+        workers = self.workers()
+        threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+        return f"{self.spec} ({len(workers)} worker{'s' if len(workers) != 1 else ''}, {threads} threads)"
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # the scheduler went away meanwhile: nothing left to close
+            pass
+
+
+def open_executor(spec: ExecutorSpec | str | None = None, workers: int | None = None) -> Executor:
+    """The executor of `spec` (default local); `workers` sizes the local pool. ExecutorUnavailable
+    when a Dask scheduler cannot be reached."""
+    spec = parse_executor(spec) if isinstance(spec, str) else (spec or ExecutorSpec("local"))
+    if spec.is_local:
+        return LocalExecutor(workers)
+    return DaskExecutor(spec.address or "")
+
+
+@dataclass(frozen=True)
+class ClusterFacts:
+    workers: int
+    threads: int
+    description: str
+
+
+def check_cluster(spec: ExecutorSpec, *, read: Iterable[Path] = (), write: Iterable[Path] = (),
+                  timeout: float | None = None) -> ClusterFacts:
+    """Before a run starts: the scheduler answers, has workers running this vison, and every
+    worker can read the `read` folders (the data) and write in the `write` ones (the results: the
+    units write products there), under the same paths. ExecutorUnavailable (one line saying what
+    to do) otherwise."""
+    from .. import __version__
+
+    executor = DaskExecutor(spec.address or "", timeout=timeout)
+    try:
+        client = executor.client
+        if not executor.workers():
+            try:  # workers may be on their way (started together with the scheduler)
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S if timeout is None else timeout)
+            except Exception:
+                raise ExecutorUnavailable(f"the Dask scheduler at {spec} has no workers: start some with "
+                                          f"`dask worker {spec.address}` (docs/scaling.md)") from None
+        folders = {str(Path(p).resolve()): False for p in read}
+        folders.update({str(Path(p).resolve()): True for p in write})
+        try:  # the scheduler unpickles the units' arguments: it needs vison too
+            answers = {"scheduler": client.run_on_scheduler(_worker_facts, {})}
+            answers.update(client.run(_worker_facts, folders))
+        except Exception as exc:  # a worker without vison cannot even load the check
+            raise ExecutorUnavailable(f"the cluster {spec} cannot run vison ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0] if str(exc) else ''}): start `dask scheduler` "
+                                      "and `dask worker` from an environment where this vison is installed") from None
+        for worker, facts in sorted(answers.items()):
+            if facts["version"] != __version__:
+                raise ExecutorUnavailable(f"{worker} of {spec} runs vison {facts['version']}, this run "
+                                          f"{__version__}: start the scheduler and workers from the same vison")
+            missing = [folder for folder, ok in facts["folders"].items() if not ok]
+            if missing:
+                raise ExecutorUnavailable(f"worker {worker} of {spec} (host {facts['host']}) cannot reach "
+                                          f"{', '.join(missing)}: the data and results folders must be shared "
+                                          "under the same paths (docs/scaling.md)")
+        workers = executor.workers()
+        threads = sum(int(w.get("nthreads", 0)) for w in workers.values())
+        return ClusterFacts(len(workers), threads, executor.describe())
+    finally:
+        executor.close()
+
+
+def _worker_facts(folders: dict[str, bool]) -> dict[str, Any]:
+    """Run on each worker by check_cluster: its vison, and whether it sees each folder (folder ->
+    to be written in; the run has made it already on its own machine)."""
+    import socket
+
+    from .. import __version__
+
+    seen = {folder: os.path.isdir(folder) and os.access(folder, os.R_OK | os.X_OK | (os.W_OK if write else 0))
+            for folder, write in folders.items()}
+    return {"version": __version__, "host": socket.gethostname(), "folders": seen}
+
+
+def _connect(address: str, timeout: float) -> Any:
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - a dependency of vison
+        raise ExecutorUnavailable("dask.distributed is not installed: pip install 'dask[distributed]'") from None
+    try:
+        return Client(address, timeout=f"{timeout}s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        reason = str(exc).split("\n")[0].strip() or type(exc).__name__
+        raise ExecutorUnavailable(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({reason}): "
+                                  f"is `dask scheduler` running there? (docs/scaling.md)") from None
