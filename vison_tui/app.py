@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 # first paint, in a worker (see VisonApp.preload), or on first use.
 
 SCREENS_GROUP = Binding.Group("Screens")
+PRELOAD_AFTER_S = 1.0  # after the first paint and the first validation: the other screens' modules
+PRELOAD_MODULES = ("engine.pipeline.launch", "engine.monitor", "engine.pipeline.cleanup", "engine.campaign.scripts")
 
 
 class VisonApp(App):
@@ -45,9 +47,9 @@ class VisonApp(App):
         # help and quit first: in a narrow terminal the footer loses its last keys (the app bar
         # repeats the screen keys)
         Binding("question_mark,f1", "help", "Help", tooltip="all keys of this screen (F1 also while editing text)"),
-        # priority: works while the campaign editor or a text field has the focus, where 1-7 and ? are typed
-        Binding("ctrl+g", "go_to", "Go to", priority=True,
-                tooltip="from anywhere, even while editing: then a screen's key (1-7) or ? for help"),
+        # priority: works while the campaign editor or a text field has the focus, where digits and ? are typed
+        Binding("ctrl+g", "go_to", "Go to", priority=True, show=False,  # the app bar shows it while typing
+                tooltip="from anywhere, even while editing: then a screen's key (1-8) or ? for help"),
         Binding("q,ctrl+q", "quit", "Quit", tooltip="asks first if something is unsaved or still being written"),
         *(Binding(entry.key, f"switch_mode('{entry.mode}')", entry.title, group=SCREENS_GROUP,
                   tooltip=entry.purpose) for entry in SCREEN_ENTRIES),
@@ -71,6 +73,25 @@ class VisonApp(App):
     def on_mount(self) -> None:
         if self.demo and self.simulate and self.initial_campaign is not None:
             self.simulate_demo_data(self.initial_campaign)
+        if not self.is_headless:  # tests make every screen anyway; a user gets quick first visits
+            self.set_timer(PRELOAD_AFTER_S, self.preload)
+
+    @work(thread=True, group="preload")
+    def preload(self) -> None:
+        """Import the other screens and the engine modules they use while the user reads the first
+        screen: a first visit then only composes the screen (the imports took up to a second)."""
+        import importlib
+
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        for name in (*(entry.module for entry in self.screen_entries), *PRELOAD_MODULES):
+            if worker.is_cancelled:
+                return
+            try:
+                importlib.import_module(name)
+            except Exception:  # the screen reports its own problem when shown
+                pass
 
     # -- state shared by the screens ------------------------------------------------------------
     def on_campaign_changed(self, message: CampaignChanged) -> None:
@@ -243,7 +264,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         app = VisonApp(Path(os.path.abspath(path)) if path else None)
     app.run()
-    return 0
+    # Leave at once. By now asyncio has waited for the thread workers and the terminal is restored;
+    # runs are processes of their own. The interpreter's teardown (collecting astropy, numpy,
+    # Textual...) would keep the shell waiting 1-2 s more after the screen is gone.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(app.return_code or 0)
 
 
 if __name__ == "__main__":

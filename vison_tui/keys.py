@@ -29,10 +29,10 @@ class KeyAction:
     navigation: bool = False
 
 
-def own_bindings(node: DOMNode) -> list[Binding]:
-    """Bindings declared by the node's vison_tui classes, most derived first."""
+def own_bindings(node: DOMNode | type) -> list[Binding]:
+    """Bindings declared by the node's (or class's) vison_tui classes, most derived first."""
     found: list[Binding] = []
-    for cls in type(node).__mro__:
+    for cls in (node if isinstance(node, type) else type(node)).__mro__:
         if cls.__module__.startswith("vison_tui") and "BINDINGS" in cls.__dict__:
             found += list(Binding.make_bindings(cls.__dict__["BINDINGS"]))
     return found
@@ -42,7 +42,7 @@ def group_name(node: DOMNode, default: str) -> str:
     return getattr(node, "HELP_GROUP", None) or default
 
 
-def _actions_of(app: App, node: DOMNode, group: str) -> list[KeyAction]:
+def _actions_of(app: App, node: DOMNode | type, group: str) -> list[KeyAction]:
     by_action: dict[str, list[Binding]] = {}
     for binding in own_bindings(node):
         by_action.setdefault(binding.action, []).append(binding)
@@ -68,3 +68,9 @@ def key_actions(app: App, screen: Screen) -> list[KeyAction]:
         actions += _actions_of(app, widget, group_name(widget, type(widget).__name__))
     actions += _actions_of(app, app, "Everywhere")
     return actions
+
+
+def screen_class_actions(app: App, screen_class: type[Screen]) -> list[KeyAction]:
+    """The keys of a screen not made yet (its own BINDINGS; its widgets' once it exists).
+    `node` is the class: run the action on the screen once it is shown."""
+    return _actions_of(app, screen_class, group_name(screen_class, "This screen"))

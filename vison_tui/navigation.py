@@ -59,4 +59,7 @@ SCREEN_ENTRIES: tuple[ScreenEntry, ...] = (
                 "follow a day folder: HK against limits, alerts, EXP-LOG, acquisition progress, backup"),
     ScreenEntry("cleanup", "7", "Clean-up", "cleanup:CleanupScreen",
                 "free space in a results folder: choose kinds, see what goes, confirm", short_title="Clean"),
+    ScreenEntry("trends", "8", "Trends", "trends:TrendsScreen",
+                "result.json of many blocks, sessions and runs: per-quadrant comparison with limits, drift, "
+                "outliers; export CSV/xlsx"),
 )

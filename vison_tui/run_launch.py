@@ -44,10 +44,11 @@ class RunRequest:
     mode: str = "aim"
     day: str = ""
     start_obsid: int | None = None
-    jobs: int = 1
+    jobs: int | None = None  # None: the engine's default (the machine's cores)
     tag: str = ""
     idle_stop: float | None = None
     results: str = ""  # absolute; "" = the campaign's results folder
+    executor: str = ""  # "local" or "dask://HOST:PORT"; "" = the campaign's [run] executor
 
     def cli_args(self) -> list[str]:
         """The arguments of `vison-engine run` (without --detach)."""
@@ -59,8 +60,10 @@ class RunRequest:
             args += ["--day", self.day]
         if self.start_obsid is not None:
             args += ["--start-obsid", str(self.start_obsid)]
-        if self.jobs != 1:
+        if self.jobs is not None:
             args += ["--jobs", str(self.jobs)]
+        if self.executor:
+            args += ["--executor", self.executor]
         if self.tag:
             args += [f"--tag={self.tag}"]
         if self.idle_stop is not None and wait:
@@ -83,7 +86,7 @@ def start_run(request: RunRequest) -> RunRecord:
         return start_background_run(request.config, request.session, wait=wait, check_only=check,
                                     day_folder=request.day or None, start_obsid=request.start_obsid,
                                     jobs=request.jobs, tag=request.tag, idle_stop=request.idle_stop,
-                                    results=request.results or None)
+                                    results=request.results or None, executor=request.executor or None)
     except RunInputError as problem:
         raise LaunchRefused(str(problem)) from None
 

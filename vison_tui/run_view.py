@@ -160,6 +160,24 @@ def run_summary(view: RunView) -> str:
     return " · ".join(parts)
 
 
+def activity_line(view: RunView) -> str:
+    """The chosen run's status line, from the same state as its tests table (the wait loop's own
+    message is written only now and then: shown alone it lagged the table by minutes)."""
+    status = view.status
+    if not view.live:
+        return f"ended: {status.end_reason or status.state}"
+    if view.note:
+        return f"⚠ {view.note}"
+    detail = status.activity or status.state
+    if not detail.startswith("waiting"):
+        return detail
+    pending = next((t for t in status.tests if t.get("state") not in (*ANALYSED_TEST_STATES, "skipped", "abandoned")),
+                   None)
+    if pending is not None:
+        return f"{detail}: next {pending.get('test')}, {test_state_text(pending)}"
+    return detail + (f" — {status.message}" if status.message and status.message not in detail else "")
+
+
 def live_runs(views: list[RunView]) -> list[RunView]:
     return [view for view in views if view.live]
 

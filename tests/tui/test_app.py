@@ -47,7 +47,7 @@ async def test_help_palette_and_quit(app) -> None:
         assert "Campaign screen" in shown and "Next error" in shown and "Everywhere" in shown
 
         # nothing unsaved: q quits at once; after an edit it asks, and "n" stays
-        await pilot.press("a")  # typed into the editor: now unsaved
+        await pilot.press("e", "a")  # into the editor, "a" typed there: now unsaved
         await pilot.press("escape", "q")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmDialog)

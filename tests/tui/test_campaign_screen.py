@@ -37,6 +37,9 @@ async def test_open_break_fix_and_save(app, demo_campaign: Path) -> None:
         assert screen.validation is not None and screen.validation.ok
         assert app.campaign is not None and app.campaign.info.block == "NOSTROMO"
         assert app.campaign_path == demo_campaign and not app.unsaved
+        assert screen.query_one(ProblemList).has_focus  # not the editor: screen keys are not typed into the file
+        await pilot.press("e")  # into the editor
+        assert screen.editor.has_focus
 
         # on the chamber line, just before its closing quote, type an X: an unknown chamber
         await down_to_line(pilot, CHAMBER_LINE)
@@ -108,7 +111,7 @@ async def test_save_invalid_on_request_and_open_another(app, demo_campaign: Path
     other.write_text(demo_campaign.read_text().replace('block = "NOSTROMO"', 'block = "ALIEN"'))
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        await pilot.press("x", "ctrl+r")  # "x# Demo campaign..." is a TOML syntax error on line 1
+        await pilot.press("e", "x", "ctrl+r")  # "x# Demo campaign..." is a TOML syntax error on line 1
         await settle(pilot)
         problems = app.screen.query_one(ProblemList).problems
         assert problems[0].line == 1 and "TOML syntax error" in problems[0].message

@@ -24,6 +24,7 @@ def test_campaign_screen_with_a_problem(app, snap_compare) -> None:
         # "Xblock": an unknown key on line 5 and a missing `block` in [campaign] (line 4); unlike
         # a wrong chamber, neither message names a path of this checkout
         await settle(pilot)
+        await pilot.press("e")  # into the editor (it does not take the focus by itself)
         app.screen.editor.move_cursor((4, 0))
         await pilot.press("X", "ctrl+r")
         await settle(pilot)

@@ -20,6 +20,8 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from typing import TYPE_CHECKING
 
+from engine.campaign.executor_spec import parse_executor
+
 from ..messages import RunStarted
 from ..run_launch import (MODE_HELP, MODES, LaunchRefused, RunRequest, day_folders, missing_day_note,
                           newest_day_folder, start_run, watched_day_folder)
@@ -93,9 +95,13 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
                 yield Input("", placeholder="optional: only OBSIDs from this one on", type="integer", id="start-obsid",
                             compact=True)
             with Horizontal(classes="row"):
+                yield Label("Executor")
+                yield Input("", placeholder=f"default: the campaign's, {self.campaign.run.executor}; or local, "
+                            "or dask://HOST:PORT (docs/scaling.md)", id="executor", compact=True)
+            with Horizontal(classes="row"):
                 yield Label("Jobs")
-                yield Input("1", placeholder=f"worker processes, 1-{os.cpu_count() or 1}", type="integer", id="jobs",
-                            compact=True)
+                yield Input("", placeholder=f"local executor's worker processes, 1-{os.cpu_count() or 1} "
+                            f"(default {os.cpu_count() or 1})", type="integer", id="jobs", compact=True)
             with Horizontal(classes="row"):
                 yield Label("Tag")
                 yield Input("", placeholder="optional: added to the run id and log name, e.g. _D11", id="tag",
@@ -134,17 +140,23 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
         if session is Select.NULL:
             return None, "the campaign has no session: add one on the Campaign screen"
         values = {name: self.query_one(f"#{name}", Input).value.strip()
-                  for name in ("day", "start-obsid", "jobs", "tag", "idle-stop", "results")}
+                  for name in ("day", "start-obsid", "jobs", "tag", "idle-stop", "results", "executor")}
         try:
             start_obsid = int(values["start-obsid"]) if values["start-obsid"] else None
-            jobs = int(values["jobs"] or 1)
+            jobs = int(values["jobs"]) if values["jobs"] else None
             idle_stop = float(values["idle-stop"]) if values["idle-stop"] else None
         except ValueError:
             return None, "start OBSID and jobs are whole numbers, idle stop a number of minutes"
         if start_obsid is not None and start_obsid < 1:
             return None, "start OBSID: a number >= 1"
-        if not 1 <= jobs <= (os.cpu_count() or 1):
+        if jobs is not None and not 1 <= jobs <= (os.cpu_count() or 1):
             return None, f"jobs: between 1 and {os.cpu_count() or 1} (the cores of this machine)"
+        try:
+            executor = parse_executor(values["executor"]) if values["executor"] else self.campaign.run.executor
+        except ValueError as exc:
+            return None, f"executor: {exc}"
+        if jobs is not None and not executor.is_local:
+            return None, "jobs: for the local executor only (a Dask cluster has the workers started on it)"
         if idle_stop is not None and idle_stop < 0:
             return None, "idle stop: minutes >= 0 (0 = never)"
         results = ""
@@ -152,7 +164,7 @@ class StartRunDialog(ModalScreen["RunRecord | None"]):
             path = Path(os.path.expanduser(values["results"]))
             results = os.path.abspath(path if path.is_absolute() else self.campaign.paths.config_dir / path)
         return RunRequest(self.config, str(session), str(self.query_one("#mode", Select).value), values["day"],
-                          start_obsid, jobs, values["tag"], idle_stop, results), ""
+                          start_obsid, jobs, values["tag"], idle_stop, results, values["executor"]), ""
 
     @on(Input.Changed)
     @on(Select.Changed)

@@ -39,6 +39,7 @@ class CampaignScreen(Screen):
         Binding("ctrl+n", "next_problem", "Next error", tooltip="move the cursor to the next line with a problem"),
         Binding("ctrl+t", "toggle_view", "Form", tooltip="switch between the TOML text and the form"),
         Binding("ctrl+o", "open", "Open", tooltip="open another campaign TOML"),
+        Binding("n", "new_campaign", "New", tooltip="make a new campaign TOML from the commented template, and open it"),
         Binding("e", "edit", "Edit", tooltip="put the cursor in the editor (or the form): letters and digits are "
                 "typed there until you leave it with tab or escape"),
         Binding("escape", "leave_editor", "Leave the editor", show=False,
@@ -80,7 +81,8 @@ class CampaignScreen(Screen):
             with TabbedContent(id="views", initial="toml"):
                 with TabPane("TOML", id="toml"):
                     yield TomlEditor(id="editor", read_only=True, placeholder=(
-                        "No campaign open.\n\nctrl+o opens a campaign TOML; `vison demo` makes a demo campaign."))
+                        "No campaign open.\n\nctrl+o opens a campaign TOML; n makes a new one from the template; "
+                        "`vison demo` makes a demo campaign."))
                     yield Static("", id="line-problem", classes="-empty", markup=False)
                 with TabPane("Form", id="form"):
                     yield CampaignForm(id="campaign-form")
@@ -177,6 +179,44 @@ class CampaignScreen(Screen):
             self.app.push_screen(TextPrompt("Open a campaign TOML", start, ok="Open",
                                             hint="path of the file (relative to the folder vison started in)",
                                             check=_readable_file), chosen)
+
+        if self.unsaved:
+            self.app.push_screen(ConfirmDialog("Discard unsaved changes?",
+                                               f"{display_path(self.path)} has changes that are not saved.",
+                                               yes="Discard", no="Keep editing"), ask_path)
+        else:
+            ask_path()
+
+    def action_new_campaign(self) -> None:
+        """A new campaign file from configs/campaign_template.toml (never over an existing file)."""
+        from engine.paths import configs_dir
+
+        template = configs_dir() / "campaign_template.toml"
+
+        def chosen(answer: str | None) -> None:
+            if not answer:
+                return
+            path = Path(os.path.abspath(os.path.expanduser(answer)))
+            try:
+                text = template.read_text(encoding="utf-8")
+                with open(path, "x", encoding="utf-8") as out:  # "x": never over an existing file
+                    out.write(text)
+            except OSError as exc:
+                self.notify(f"cannot make {path}: {exc.strerror or exc}", severity="error", title="New campaign")
+                return
+            if self.open_file(path):
+                self.notify(f"made {display_path(path)} from the template: set the block, serials and paths "
+                            "(e edits; the problems list says what is still wrong)", title="New campaign", timeout=10)
+
+        def ask_path(go: bool | None = True) -> None:
+            if not go:
+                return
+            folder = self.path.parent if self.path else Path.cwd()
+            start = str(folder / "campaign_new.toml")
+            self.app.push_screen(TextPrompt("New campaign from the template", start, ok="Make",
+                                            hint="the file to make (it must not exist yet); its folder holds "
+                                                 "data/ and results/ unless you change [paths]",
+                                            check=_new_file), chosen)
 
         if self.unsaved:
             self.app.push_screen(ConfirmDialog("Discard unsaved changes?",
@@ -335,6 +375,19 @@ def _location(text: str, index: int) -> tuple[int, int]:
     """(row, column) of a character offset in text, as TextArea locates it."""
     row = text.count("\n", 0, index)
     return row, index - (text.rfind("\n", 0, index) + 1)
+
+
+def _new_file(answer: str) -> str | None:
+    path = Path(os.path.expanduser(answer))
+    if not answer.strip():
+        return "give the path of the campaign TOML to make"
+    if path.exists():
+        return f"{path} exists: choose another name (ctrl+o opens an existing campaign)"
+    if not path.parent.is_dir():
+        return f"folder {path.parent} does not exist"
+    if path.suffix != ".toml":
+        return "a campaign file ends in .toml"
+    return None
 
 
 def _readable_file(answer: str) -> str | None:

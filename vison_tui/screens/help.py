@@ -16,7 +16,7 @@ from ..keys import key_actions
 GENERAL_NOTES = (
     "Tab / shift+tab move between panels; the footer shows the keys of the focused panel.\n"
     "Letter and number keys are typed into text fields (the campaign editor too): leave a field with tab\n"
-    "or escape first, or press ctrl+g then a screen's key (1-7) or ?: that works from everywhere.\n"
+    "or escape first, or press ctrl+g then a screen's key (1-8) or ?: that works from everywhere.\n"
     "ctrl+p opens the command palette: every action of every screen, searchable by name."
 )
 

@@ -26,7 +26,7 @@ from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.start_run import StartRunDialog
 from ..messages import RunsRefreshed, RunStopped
 from ..run_launch import missing_day_note, watched_day_folder
-from ..run_view import RunView, day_option, parse_time, progress, run_results_root, run_summary
+from ..run_view import RunView, activity_line, day_option, parse_time, progress, run_results_root, run_summary
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.run_tables import RunList, RunTestsTable
 
@@ -204,16 +204,7 @@ class RunsScreen(Screen):
             self.query_one(RunTestsTable).show(None, now)
             return
         summary.update(run_summary(view))
-        status = view.status
-        if view.live and view.note:
-            activity.update(f"⚠ {view.note}")
-        elif view.live:
-            detail = status.activity or status.state
-            # the wait loop's last word, while it waits (stale once a test is being analysed)
-            message = status.message if detail.startswith("waiting") else ""
-            activity.update(detail + (f" — {message}" if message and message not in detail else ""))
-        else:
-            activity.update(f"ended: {status.end_reason or status.state}")
+        activity.update(activity_line(view))
         done, total = progress(view)
         bar.display = True
         bar.update(total=max(total, 1), progress=done)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from rich.text import Text
-from textual.widgets import Static
+from textual.widgets import Input, Static, TextArea
 
 
 def display_path(path: Path | None) -> str:
@@ -38,6 +38,7 @@ class AppBar(Static):
     def on_mount(self) -> None:
         self.watch(self.app, "campaign_path", lambda _: self.refresh())
         self.watch(self.app, "unsaved", lambda _: self.refresh())
+        self.watch(self.screen, "focused", lambda _: self.refresh())
 
     def update_bar(self) -> None:
         self.refresh()
@@ -46,7 +47,9 @@ class AppBar(Static):
         """Screens, campaign, help hint; shortened in narrow terminals rather than cut."""
         app = self.app
         width = self.size.width
-        hint = Text("^g go  F1 help  ^p commands ", style="dim")
+        # in a text field (the campaign editor too) ? and the screen keys are typed: ctrl+g is the way out
+        typing = isinstance(self.screen.focused, (Input, TextArea))
+        hint = Text("^g go  ^p commands " if typing else "? help  ^p commands ", style="dim")
         status = Text("  ● modified", style="bold yellow") if app.unsaved else Text("")
         path = display_path(app.campaign_path)
         for short in (False, True):
