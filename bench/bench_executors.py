@@ -15,59 +15,21 @@ Run: .venv/bin/python bench/bench_executors.py [--jobs 2] [--repeat 3] [--cache 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import benchkit  # bench/benchkit.py: scripts run from bench/
+from bench_bias01 import BENCH as BIAS01
+from bench_bias01 import DEFAULT_CACHE
 
-from bench_bias01 import DEFAULT_CACHE, SERIALS, ensure_data  # bench/: scripts run from here
-from machine import cpu_model
-
+# the same BIAS01 analysis, every executor alike: no memory sampling in the timed process
+BENCH = benchkit.Bench(test=BIAS01.test, frames=BIAS01.frames, cache=BIAS01.cache, sample=False,
+                       extra=lambda record: {"ccds": record["ccds"]})
 BIN = Path(sys.executable).parent  # the venv's `dask` command
-
-
-def small_data(folder: Path) -> Path:
-    from engine.campaign.chamber import load_chamber
-    from engine.formats.geometry import SMALL
-    from engine.sim.elvis import SimulationRequest, simulate
-    from engine.sim.records import Equipment
-
-    equipment = Equipment(sn_roe=SERIALS["roe"], sn_rpsu=SERIALS["rpsu"], sn_ccd1=SERIALS["ccd1"],
-                          sn_ccd2=SERIALS["ccd2"], sn_ccd3=SERIALS["ccd3"])
-    return simulate(SimulationRequest(tests=("BIAS01",), out=folder, chamber=load_chamber("B_NOSTROMO"),
-                                      geometry=SMALL, equipment=equipment, jobs=2)).day_folder
-
-
-def measure(day: Path, executor: str, jobs: int) -> dict:
-    """The timed part, in its own process: one aim-mode run of BIAS01 with every sub-task."""
-    from engine.campaign.config import campaign_from_dict
-    from engine.campaign.executor_spec import parse_executor
-    from engine.pipeline.runner import PipelineRun, RunOptions
-
-    results = Path(tempfile.mkdtemp(prefix="vison-bench-exec-"))
-    try:
-        campaign = campaign_from_dict({
-            "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
-            "paths": {"data": str(day.parent), "results": str(results)},
-            "sessions": {"BENCH": {"day_folder": day.name, "tests": ["BIAS01"]}},
-        }, base_dir=results)
-        run = PipelineRun(campaign, RunOptions(session="BENCH", jobs=jobs, executor=parse_executor(executor)))
-        started = time.perf_counter()
-        run.run_aim()
-        wall = time.perf_counter() - started
-        record = json.loads((results / "BENCH" / "BIAS01" / "result.json").read_text())
-        return {"wall_s": wall, "timings_s": record["timings_s"], "errors": record["errors"],
-                "ccds": record["ccds"], "flags": record["flags"]}
-    finally:
-        shutil.rmtree(results, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -92,7 +54,7 @@ class Cluster:
     def start(self, arguments: list[str], name: str) -> None:
         log = (self.logs / f"{name}.log").open("w")
         self.processes.append(subprocess.Popen([str(BIN / "dask"), *arguments], stdout=log, stderr=subprocess.STDOUT,
-                                               cwd=ROOT))
+                                               cwd=benchkit.ROOT))
 
     def wait_for(self, workers: int, timeout: float = 60.0) -> None:
         from distributed import Client
@@ -111,26 +73,22 @@ class Cluster:
 
 
 def child(day: Path, executor: str, jobs: int) -> dict:
-    command = [sys.executable, __file__, "--measure", str(day), "--executor", executor, "--jobs", str(jobs)]
-    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return BENCH.measure(day, jobs, "--executor", executor)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=2, help="local worker processes, and Dask workers (default 2)")
+    parser = BENCH.parser(__doc__, jobs_help="local worker processes, and Dask workers (default 2)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help=f"data cache (default {DEFAULT_CACHE})")
     parser.add_argument("--small", action="store_true", help="small geometry in a temporary folder (a quick check)")
-    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: the timed child process
     parser.add_argument("--executor", default="local", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.measure:
-        print(json.dumps(measure(args.measure, args.executor, args.jobs)))
+    if BENCH.serve_child(args):
         return
     scratch = Path(tempfile.mkdtemp(prefix="vison-bench-executors-"))
     try:
-        day = small_data(scratch / "data") if args.small else ensure_data(args.cache)
+        day = (benchkit.simulate_day(scratch / "data", BENCH.test, "small") if args.small
+               else benchkit.ensure_data(args.cache, BENCH.test, BENCH.frames))
         cluster = Cluster(args.jobs, scratch)
         try:
             dask = "dask://" + cluster.address.removeprefix("tcp://")
@@ -146,10 +104,9 @@ def main() -> None:
             for m in measured:
                 if m["errors"] or m["ccds"] != reference["ccds"] or m["flags"] != reference["flags"]:
                     raise SystemExit(f"{name}: result.json differs from the first local run (or has errors)")
-        size = sum(p.stat().st_size for p in day.glob("EUC_*.fits")) / 1e6
-        frames = len(list(day.glob("EUC_*.fits")))
+        size, frames = benchkit.size_of(day) / 1e6, len(benchkit.frames_of(day))
         print(f"BIAS01 {'small' if args.small else 'full size'}: {frames} FITS, {size:.0f} MB; result.json values "
-              f"identical in all {2 * args.repeat} runs; {os.cpu_count()} cores, {cpu_model()}")
+              f"identical in all {2 * args.repeat} runs; {benchkit.machine()}")
         print("| executor | wall (best; all) | per sub-task of the best (s) |")
         print("|---|---|---|")
         for name, label in (("local", f"local, {args.jobs} processes"), ("dask", f"Dask, {args.jobs} workers x 1 thread")):

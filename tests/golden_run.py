@@ -12,19 +12,16 @@ from engine.campaign.chamber import load_chamber
 from engine.campaign.config import campaign_from_dict
 from engine.formats.geometry import SMALL
 from engine.pipeline.runner import PipelineRun, RunOptions
-from engine.sim.records import Equipment
+from sim_days import EQUIPMENT, SERIALS
 
-SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
 GOLDEN_TESTS = ("BIAS01", "BIAS02", "DARK01")
 KEPT = ("values", "ccds", "flags", "flag_reasons", "products", "figures", "errors")
 
 
 def golden_numbers(tmp: Path) -> dict[str, dict]:
-    equipment = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn_ccd2=SERIALS["ccd2"],
-                          sn_ccd3=SERIALS["ccd3"])
     data, results = tmp / "data", tmp / "results"
     elvis.simulate(elvis.SimulationRequest(tests=GOLDEN_TESTS, out=data, chamber=load_chamber("B_NOSTROMO"),
-                                           geometry=SMALL, equipment=equipment, jobs=1))
+                                           geometry=SMALL, equipment=EQUIPMENT, jobs=1))
     campaign = campaign_from_dict({
         "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
         "paths": {"data": str(data), "results": str(results)},

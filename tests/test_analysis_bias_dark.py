@@ -17,7 +17,6 @@ columns, of which the raw-check trimming keeps 6 and 4):
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -27,10 +26,7 @@ from astropy.io import fits
 
 import engine.sim.elvis as elvis
 from engine.campaign.chamber import load_chamber
-from engine.campaign.config import campaign_from_dict
 from engine.formats.geometry import QUADRANTS, SMALL
-from engine.pipeline.runner import PipelineRun, RunOptions
-from engine.sim.records import Equipment
 from engine.sim.truths import Truths
 from engine.tasks import bias as bias_module
 from engine.tasks.bias import FAMILY as BIAS_FAMILY
@@ -42,10 +38,8 @@ from engine.tasks.flags import FlagBook
 from engine.tasks.measures import QuadrantStats
 from engine.tasks.stacking import allocate_fits, sort_frames
 from engine.tasks.stats import CLIP_SIGMA, RegionStats, histogram_stats
+from sim_days import EQUIPMENT, SERIALS, run_session
 
-SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
-EQUIPMENT = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn_ccd2=SERIALS["ccd2"],
-                      sn_ccd3=SERIALS["ccd3"])
 TESTS = ("BIAS01", "BIAS02", "DARK01")
 CCDS = (1, 2, 3)
 
@@ -69,16 +63,6 @@ def simulate_day(out: Path, tests=TESTS, dark_range=(40.0, 80.0)) -> Truths:
     return Truths.load(result.truths_path)
 
 
-def run_session(data: Path, results: Path, tests=TESTS, jobs: int = 1) -> dict[str, dict]:
-    campaign = campaign_from_dict({
-        "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
-        "paths": {"data": str(data), "results": str(results)},
-        "sessions": {"D11": {"tests": list(tests)}},
-    }, base_dir=results.parent)
-    PipelineRun(campaign, RunOptions(session="D11", jobs=jobs)).run_aim()
-    return {test: json.loads((results / "D11" / test / "result.json").read_text()) for test in tests}
-
-
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     out = tmp_path_factory.mktemp("day")
@@ -89,7 +73,7 @@ def day(tmp_path_factory):
 def results(day, tmp_path_factory):
     data, _ = day
     folder = tmp_path_factory.mktemp("results") / "results"
-    return folder, run_session(data, folder)
+    return folder, run_session(data, folder, TESTS)
 
 
 def quadrant_values(record: dict, ccd: int, quadrant: str) -> dict:
@@ -248,7 +232,7 @@ def test_a_crashing_subtask_does_not_stop_the_next_test(day, tmp_path, monkeypat
 def test_two_jobs_give_the_same_numbers(day, results, tmp_path):
     data, _ = day
     folder, serial = results
-    parallel = run_session(data, tmp_path / "results", jobs=2)
+    parallel = run_session(data, tmp_path / "results", TESTS, jobs=2)
     for test in TESTS:
         assert parallel[test]["ccds"] == serial[test]["ccds"], test
         assert parallel[test]["flags"] == serial[test]["flags"]

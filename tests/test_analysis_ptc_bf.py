@@ -27,7 +27,6 @@ Error budget (small geometry: 64 x 64 image pixels a quadrant, PTC01's fixed str
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -37,18 +36,13 @@ from astropy.io import fits
 
 import engine.sim.elvis as elvis
 from engine.campaign.chamber import load_chamber
-from engine.campaign.config import campaign_from_dict
 from engine.formats.explog import read_explog
 from engine.formats.fits import read_frame, write_frame
 from engine.formats.geometry import QUADRANTS, SMALL
-from engine.pipeline.runner import PipelineRun, RunOptions
-from engine.sim.records import Equipment
 from engine.sim.truths import Truths
 from engine.tasks.ptc_lib import PTCPoints, fit_ptc, truncation_factor
+from sim_days import EQUIPMENT, SERIALS, run_session
 
-SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
-EQUIPMENT = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn_ccd2=SERIALS["ccd2"],
-                      sn_ccd3=SERIALS["ccd3"])
 TESTS = ("PTC01", "BF01", "DARK01")
 CCDS = (1, 2, 3)
 BF_BOOST = 2.0
@@ -95,16 +89,6 @@ def make_one_pair_unequal(explog: Path) -> tuple[int, int]:
     return first, second
 
 
-def run_session(data: Path, results: Path, tests=TESTS, jobs: int = 2) -> dict[str, dict]:
-    campaign = campaign_from_dict({
-        "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
-        "paths": {"data": str(data), "results": str(results)},
-        "sessions": {"D11": {"tests": list(tests)}},
-    }, base_dir=results.parent)
-    PipelineRun(campaign, RunOptions(session="D11", jobs=jobs)).run_aim()
-    return {test: json.loads((results / "D11" / test / "result.json").read_text()) for test in tests}
-
-
 @pytest.fixture(scope="module")
 def day(tmp_path_factory):
     out = tmp_path_factory.mktemp("ptcday") / "data"
@@ -116,7 +100,7 @@ def day(tmp_path_factory):
 def results(day, tmp_path_factory):
     data, _, _ = day
     folder = tmp_path_factory.mktemp("ptcresults") / "results"
-    return folder, run_session(data, folder)
+    return folder, run_session(data, folder, TESTS, jobs=2)
 
 
 def values(record: dict, ccd: int, q: str) -> dict:

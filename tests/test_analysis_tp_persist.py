@@ -43,15 +43,18 @@ from engine.campaign.config import campaign_from_dict
 from engine.campaign.timing import frame_seconds
 from engine.formats.geometry import QUADRANTS, SMALL
 from engine.pipeline.runner import PipelineRun, RunOptions
-from engine.sim.records import Equipment
-from engine.sim.truths import (READOUT_TIME_S, SerialTrap, Truths, VerticalTrap, dipole_polarity,
-                               pumped_electrons)
+from engine.sim.truths import (
+    READOUT_TIME_S,
+    SerialTrap,
+    Truths,
+    VerticalTrap,
+    dipole_polarity,
+    pumped_electrons,
+)
 from engine.tasks import tp_lib
 from engine.tasks.persist import saturated_footprint
+from sim_days import EQUIPMENT, SERIALS
 
-SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
-EQUIPMENT = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn_ccd2=SERIALS["ccd2"],
-                      sn_ccd3=SERIALS["ccd3"])
 TESTS = ("TP01", "TP02", "PERSIST01")
 CCDS = (1, 2, 3)
 VERTICAL_PER_QUADRANT = 12

@@ -11,7 +11,6 @@ window and a bias has no saturated or zero pixel, so nothing else may be flagged
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
@@ -21,17 +20,11 @@ from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 
 from engine.campaign.chamber import load_chamber
-from engine.campaign.config import campaign_from_dict
 from engine.formats.fits import read_frame
 from engine.formats.geometry import QUADRANTS, SMALL, SMALL_OBLONG, CCDGeometry
-from engine.pipeline.runner import PipelineRun, RunOptions
 from engine.sim.elvis import SimulationRequest, simulate
 from engine.sim.housekeeping import HKExcursion
-from engine.sim.records import Equipment
-
-SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
-EQUIPMENT = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn_ccd2=SERIALS["ccd2"],
-                      sn_ccd3=SERIALS["ccd3"])
+from sim_days import EQUIPMENT, run_session
 
 # CCD1_TEMP_T: performance limits [-121, -119] C, safe [-133, 35] C: -110 C is a performance warning
 EXCURSION = HKExcursion("CCD1_TEMP_T", -110.0, obsid=1003)
@@ -43,16 +36,6 @@ BELOW_LIMIT = ABOVE_LIMIT - 1  # 524: 9.985 %
 SATURATED = (1005, 2, "E", ABOVE_LIMIT)  # OBSID, CCD, quadrant, pixels at 65535
 NEARLY_SATURATED = (1005, 2, "F", BELOW_LIMIT)
 LOST = (1007, 3, "G", 7)  # pixels at 0
-
-
-def run_session(data: Path, results: Path, tests: tuple[str, ...]) -> dict[str, dict]:
-    campaign = campaign_from_dict({
-        "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
-        "paths": {"data": str(data), "results": str(results)},
-        "sessions": {"D11": {"tests": list(tests)}},
-    }, base_dir=results.parent)
-    PipelineRun(campaign, RunOptions(session="D11", jobs=1)).run_aim()
-    return {test: json.loads((results / "D11" / test / "result.json").read_text()) for test in tests}
 
 
 def rewrite_counts(path: Path, change) -> None:

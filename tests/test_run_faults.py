@@ -17,20 +17,16 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from engine.campaign.chamber import load_chamber
 from engine.cli.main import main as cli
-from engine.formats.geometry import SMALL
-from engine.sim.elvis import SimulationRequest, simulate
 from engine.tasks import stacking
+from sim_days import bias_dark_day
 
 ENGINE = [sys.executable, "-m", "engine.cli"]
 
 
 @pytest.fixture(scope="module")
 def day(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("data")
-    return simulate(SimulationRequest(tests=("BIAS01", "DARK01"), out=out, chamber=load_chamber("B_NOSTROMO"),
-                                      geometry=SMALL, jobs=1)).day_folder
+    return bias_dark_day(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture

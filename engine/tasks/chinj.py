@@ -42,6 +42,7 @@ from .chinj_lib import (
     injected_half,
     injection_window,
 )
+from .chinj_lib import logged_number as _number
 from .context import TaskContext
 from .family import Family, ValueSpec
 from .figures import markdown_table, new_figure
@@ -60,17 +61,6 @@ class InjectionLimits(GenericLimits):
 # ---------------------------------------------------------------------------------------------
 # What each frame was commanded to do
 # ---------------------------------------------------------------------------------------------
-
-def _number(row: Mapping[str, Any], *names: str, default: float = math.nan) -> float:
-    for name in names:
-        value = row.get(name)
-        if value not in (None, ""):
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                continue
-    return default
-
 
 @dataclass(frozen=True)
 class InjectionSetting:

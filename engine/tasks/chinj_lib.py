@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -44,11 +45,24 @@ def injected_half(chinj: int, id_wid: float, id_dly: float, toi_ch: float) -> st
     return None
 
 
-def predicted_injection_adu(ig1: float, ig2: float, idl: float) -> float:
-    """vison's expected injection (ADU) for these gate voltages: 0 below the IDL threshold."""
+def predicted_injection_adu(ig1: float, ig2: float, idl: float, below_threshold: float = 0.0) -> float:
+    """vison's expected injection (ADU) for these gate voltages: 600 + max(0, IG2 - IG1) x 6000 ADU
+    when IDL < IG1 + 7.5 V, else `below_threshold` (0: nothing injected; TP01/02 pass NaN: no prediction)."""
     if idl >= ig1 + PREDICTED_THRESHOLD_DV:
-        return 0.0
+        return below_threshold
     return PREDICTED_NOTCH_ADU + PREDICTED_SLOPE_ADU_PER_V * max(0.0, ig2 - ig1)
+
+
+def logged_number(row: Mapping[str, Any], *names: str, default: float = math.nan) -> float:
+    """The first of `names` in an EXP_LOG row that reads as a number, else `default`."""
+    for name in names:
+        value = row.get(name)
+        if value not in (None, ""):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                continue
+    return default
 
 
 @dataclass(frozen=True)
@@ -271,16 +285,33 @@ def _least_squares(model, v, y, starts, lower, upper, fixed: dict[int, float]):
     return full(best.x)
 
 
-def fit_ig1_curve(volts, levels) -> CurveFit:
-    """Fit injection (ADU) vs IG1 (V) with `ig1_model`. Up to FEW_POINTS points the background is
-    0 and the steepness 15/V (as vison); fewer than MIN_FIT_POINTS: no fit."""
-    v, y = _clean(volts, levels)
-    nan = {name: math.nan for name in IG1_PARAMS}
+def _unfittable(v: np.ndarray, y: np.ndarray, names: tuple[str, ...]) -> CurveFit | None:
+    """The failed fit when there are too few points or no injection to fit, else None."""
+    nan = {name: math.nan for name in names}
     if v.size < MIN_FIT_POINTS:
         return CurveFit(False, f"{v.size} points (at least {MIN_FIT_POINTS} needed)", int(v.size), nan, math.nan)
     peak = float(y.max())
     if peak <= NOISE_ALLOWANCE_ADU:
         return CurveFit(False, f"no injection seen (largest level {peak:.1f} ADU)", int(v.size), nan, math.nan)
+    return None
+
+
+def _fitted(model, names: tuple[str, ...], v: np.ndarray, y: np.ndarray, params) -> CurveFit:
+    """The CurveFit of `_least_squares`'s parameters (None: the fit did not converge)."""
+    if params is None:
+        return CurveFit(False, "the fit did not converge", int(v.size), {name: math.nan for name in names}, math.nan)
+    rms = float(np.sqrt(np.mean((model(v, *params) - y) ** 2)))
+    return CurveFit(True, "", int(v.size), dict(zip(names, map(float, params))), rms)
+
+
+def fit_ig1_curve(volts, levels) -> CurveFit:
+    """Fit injection (ADU) vs IG1 (V) with `ig1_model`. Up to FEW_POINTS points the background is
+    0 and the steepness 15/V (as vison); fewer than MIN_FIT_POINTS: no fit."""
+    v, y = _clean(volts, levels)
+    unfit = _unfittable(v, y, IG1_PARAMS)
+    if unfit is not None:
+        return unfit
+    peak = float(y.max())
     span = (float(v.min()) - 1.0, float(v.max()) + 1.0)
     plateau = float(np.median(y[-3:]))
     threshold0 = _crossing(v, y, 0.5 * peak, rising=True)
@@ -293,30 +324,20 @@ def fit_ig1_curve(volts, levels) -> CurveFit:
               for dt in (-0.15, 0.0, 0.15) for dn in (-0.4, 0.0, 0.4)]
     starts += [[0.0, k, threshold0, notch0, slope0, plateau] for k in (5.0, 40.0)]
     fixed = {0: 0.0, 1: FIXED_STEEPNESS_PER_V} if v.size <= FEW_POINTS else {}
-    params = _least_squares(ig1_model, v, y, starts, lower, upper, fixed)
-    if params is None:
-        return CurveFit(False, "the fit did not converge", int(v.size), nan, math.nan)
-    rms = float(np.sqrt(np.mean((ig1_model(v, *params) - y) ** 2)))
-    return CurveFit(True, "", int(v.size), dict(zip(IG1_PARAMS, map(float, params))), rms)
+    return _fitted(ig1_model, IG1_PARAMS, v, y, _least_squares(ig1_model, v, y, starts, lower, upper, fixed))
 
 
 def fit_idl_curve(volts, levels) -> CurveFit:
     """Fit injection (ADU) vs IDL (V) with `idl_model` (few points: background 0, steepness 15/V)."""
     v, y = _clean(volts, levels)
-    nan = {name: math.nan for name in IDL_PARAMS}
-    if v.size < MIN_FIT_POINTS:
-        return CurveFit(False, f"{v.size} points (at least {MIN_FIT_POINTS} needed)", int(v.size), nan, math.nan)
+    unfit = _unfittable(v, y, IDL_PARAMS)
+    if unfit is not None:
+        return unfit
     peak = float(y.max())
-    if peak <= NOISE_ALLOWANCE_ADU:
-        return CurveFit(False, f"no injection seen (largest level {peak:.1f} ADU)", int(v.size), nan, math.nan)
     span = (float(v.min()) - 1.0, float(v.max()) + 1.0)
     threshold0 = _crossing(v, y, 0.5 * peak, rising=False)
     lower = [-200.0, 0.0, 1.0, span[0]]
     upper = [200.0, 1e5, 200.0, span[1]]
     starts = [[0.0, peak, k, threshold0 + dt] for k in (5.0, 15.0, 40.0) for dt in (-0.1, 0.1)]
     fixed = {0: 0.0, 2: FIXED_STEEPNESS_PER_V} if v.size <= FEW_POINTS else {}
-    params = _least_squares(idl_model, v, y, starts, lower, upper, fixed)
-    if params is None:
-        return CurveFit(False, "the fit did not converge", int(v.size), nan, math.nan)
-    rms = float(np.sqrt(np.mean((idl_model(v, *params) - y) ** 2)))
-    return CurveFit(True, "", int(v.size), dict(zip(IDL_PARAMS, map(float, params))), rms)
+    return _fitted(idl_model, IDL_PARAMS, v, y, _least_squares(idl_model, v, y, starts, lower, upper, fixed))

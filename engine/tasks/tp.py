@@ -38,7 +38,7 @@ from astropy.io import fits
 from ..campaign.limits import GenericLimits, limit
 from ..formats.fits import read_frame
 from ..formats.geometry import HALF_OF_QUADRANT, QUADRANTS, CCDGeometry
-from . import tp_lib
+from . import chinj_lib, tp_lib
 from .base import AnalysisTask
 from .check import RawStats, quadrant_frames
 from .context import TaskContext
@@ -104,14 +104,7 @@ class PumpingPlan(SubTaskResult):
 
 
 def _number(row: Mapping[str, Any], *names: str, default: float = 0.0) -> float:
-    for name in names:
-        value = row.get(name)
-        if value not in (None, ""):
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                continue
-    return default
+    return chinj_lib.logged_number(row, *names, default=default)
 
 
 def _mode(row: Mapping[str, Any], *names: str) -> str:
@@ -472,16 +465,15 @@ def predicted_for(row: Mapping[str, Any], ccd: int, quadrant: str) -> float:
     """vison's expected injection (ADU) for the quadrant in this frame; NaN if its half is not
     injected or the injection is below threshold."""
     half = HALF_OF_QUADRANT[quadrant]
-    if not int(_number(row, "chinj", default=1)):
-        return math.nan
-    if tp_lib.injected_half(_number(row, "id_dly"), _number(row, "toi_ch"), _number(row, "id_wid", default=100)) != half:
+    if chinj_lib.injected_half(int(_number(row, "chinj", default=1)), _number(row, "id_wid", default=100),
+                               _number(row, "id_dly"), _number(row, "toi_ch")) != half:
         return math.nan
     ig1 = _number(row, f"IG1_{ccd}_{half}", default=math.nan)
     ig2 = _number(row, f"IG2_{half}", default=math.nan)
     idl = _number(row, "IDL", default=math.nan)
     if not all(math.isfinite(v) for v in (ig1, ig2, idl)):
         return math.nan
-    return tp_lib.predicted_injection_adu(idl, ig1, ig2)
+    return chinj_lib.predicted_injection_adu(ig1, ig2, idl, below_threshold=math.nan)
 
 
 def check_injection(ctx: TaskContext, stats: RawStats) -> None:

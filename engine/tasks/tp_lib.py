@@ -272,33 +272,3 @@ def pc_weighted_tau(tau_us: np.ndarray, pc: np.ndarray) -> float:
     if not good.any():
         return math.nan
     return float((tau_us[good] * pc[good]).sum() / pc[good].sum())
-
-
-# ---------------------------------------------------------------------------------------------
-# Expected injection (vison's prediction, used by the injection check)
-# ---------------------------------------------------------------------------------------------
-
-INJECTION_THRESHOLD_V = 7.5  # IDL - IG1 above which nothing is injected
-INJECTION_BASE_ADU = 600.0
-INJECTION_SLOPE_ADU_PER_V = 6000.0
-
-
-def injected_half(id_dly: float, toi_ch: float, id_wid: float = 100.0) -> str | None:
-    """CCD half the drain-pulse timing injects: id_dly / toi_ch in [2, 3] -> "B" (quadrants E, F),
-    in [1, 2) -> "T" (G, H); None when no pulse (id_wid < 10) or another ratio."""
-    if id_wid < 10 or toi_ch <= 0:
-        return None
-    ratio = id_dly / toi_ch
-    if 2.0 <= ratio <= 3.0:
-        return "B"
-    if 1.0 <= ratio < 2.0:
-        return "T"
-    return None
-
-
-def predicted_injection_adu(idl: float, ig1: float, ig2: float) -> float:
-    """vison's expected injection level: 600 + max(0, IG2 - IG1) x 6000 ADU when IDL < IG1 + 7.5 V,
-    else NaN (the injection is below threshold: no prediction)."""
-    if idl >= ig1 + INJECTION_THRESHOLD_V:
-        return math.nan
-    return INJECTION_BASE_ADU + max(0.0, ig2 - ig1) * INJECTION_SLOPE_ADU_PER_V

@@ -1,0 +1,305 @@
+"""What the analysis benchmarks in bench/ share: a simulated day folder cached per test and geometry,
+the timed child processes (every frame read once; one aim-mode run of a test until its result.json),
+peak memory (summed RSS of a process and its workers, sampled from /proc every 20 ms) and the machine.
+
+A benchmark script declares its `Bench` (the test, its frame count, its cache folder, how the read
+child reads a frame, what else of result.json it reports), calls `Bench.serve_child(args)` first
+(the script runs itself as the timed children) and prints its own lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+STARTED = time.perf_counter()  # process start, as near as a bench script can see it (it imports benchkit first)
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from machine import cpu_model  # bench/machine.py: scripts run from bench/
+
+SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
+CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vison-bench"
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {cpu_model()}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The data
+# ---------------------------------------------------------------------------------------------
+
+def simulate_day(out: Path, test: str, geometry: str = "full") -> Path:
+    """A simulated day folder of `test` (seed 0) in `out`: its path."""
+    from engine.campaign.chamber import load_chamber
+    from engine.formats.geometry import GEOMETRIES
+    from engine.sim.elvis import SimulationRequest, simulate
+    from engine.sim.records import Equipment
+
+    equipment = Equipment(sn_roe=SERIALS["roe"], sn_rpsu=SERIALS["rpsu"], sn_ccd1=SERIALS["ccd1"],
+                          sn_ccd2=SERIALS["ccd2"], sn_ccd3=SERIALS["ccd3"])
+    return simulate(SimulationRequest(tests=(test,), out=out, chamber=load_chamber("B_NOSTROMO"),
+                                      geometry=GEOMETRIES[geometry], equipment=equipment, jobs=2)).day_folder
+
+
+def ensure_data(cache: Path, test: str, frames: int, geometry: str = "full", described: str | None = None) -> Path:
+    """The cached day folder; simulated (seed 0) when missing or incomplete. `described`: how the
+    progress line names the geometry (default "full-size" or the geometry's name)."""
+    days = sorted(cache.glob("*/EXP_LOG_*.txt"))
+    if days and len(frames_of(days[0].parent)) == frames and (cache / "truths.json").is_file():
+        return days[0].parent
+    shutil.rmtree(cache, ignore_errors=True)
+    cache.mkdir(parents=True)
+    described = described or ("full-size" if geometry == "full" else geometry)
+    print(f"simulating a {described} {test} into {cache} (once) ...", flush=True)
+    return simulate_day(cache, test, geometry)
+
+
+def frames_of(day: Path) -> list[Path]:
+    return sorted(day.glob("EUC_*.fits"))
+
+
+def size_of(day: Path) -> int:
+    """Bytes of the day's frames."""
+    return sum(p.stat().st_size for p in frames_of(day))
+
+
+# ---------------------------------------------------------------------------------------------
+# Peak memory
+# ---------------------------------------------------------------------------------------------
+
+class MemorySampler(threading.Thread):
+    """Peak of the summed RSS of a process (default this one) and its descendants, from /proc."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.pid = os.getpid() if pid is None else pid
+        self.interval, self.peak_kb, self._done = interval, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in [self.pid, *_children(self.pid)]))
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found + [g for c in found for g in _children(c)]
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The timed children (run in the script's own process, started with an internal option)
+# ---------------------------------------------------------------------------------------------
+
+def read_all(day: Path, how: str) -> dict:
+    """Every frame opened once and read `how`: "quadrants" (each quadrant's pixels copied out of the
+    memory map, as the analyses read them), "pixels" (the whole frame), "saturated" (every pixel
+    compared with 65535). `wall_s`: since the process start; `read_s`: the reading alone."""
+    import numpy as np
+
+    from engine.formats.fits import read_frame
+    from engine.formats.geometry import QUADRANTS
+
+    started, total = time.perf_counter(), 0
+    for path in frames_of(day):
+        with read_frame(path) as frame:
+            if how == "quadrants":
+                total += sum(int(frame.quadrant(q, canonical=False)[0, 0]) for q in QUADRANTS)
+            elif how == "pixels":
+                total += int(frame.data.size)
+            else:
+                total += int(np.count_nonzero(frame.section() == 65535))
+    done = time.perf_counter()
+    return {"wall_s": done - STARTED, "read_s": done - started, {"quadrants": "checksum"}.get(how, how): total}
+
+
+def analyse(day: Path, test: str, jobs: int, results: Path | None = None, *, executor: str | None = None,
+            families: bool = False, sample: bool = True, profile: bool = False,
+            extra: Callable[[dict], dict] | None = None) -> dict:
+    """One aim-mode run of `test` with every sub-task, results in `results` (default a temporary
+    folder, removed). `wall_s`: the run alone; `end_s`: process start to result.json read;
+    `done_at`: then, as time.time(); peak memory: this process, its largest worker, all summed."""
+    from engine.campaign.config import campaign_from_dict
+    from engine.pipeline.runner import PipelineRun, RunOptions
+
+    folder = results or Path(tempfile.mkdtemp(prefix=f"vison-bench-{test.lower()}-"))
+    try:
+        schema = {}
+        if families:
+            from engine.tasks.registry import campaign_schema
+
+            schema = {"families": campaign_schema()}
+        campaign = campaign_from_dict({
+            "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
+            "paths": {"data": str(day.parent), "results": str(folder)},
+            "sessions": {"BENCH": {"day_folder": day.name, "tests": [test]}},
+        }, base_dir=folder, **schema)
+        options = {}
+        if executor is not None:
+            from engine.campaign.executor_spec import parse_executor
+
+            options["executor"] = parse_executor(executor)
+        run = PipelineRun(campaign, RunOptions(session="BENCH", jobs=jobs, **options))
+        sampler = MemorySampler() if sample else None
+        if sampler:
+            sampler.start()
+        started = time.perf_counter()
+        if profile:
+            import cProfile
+            import pstats
+
+            profiler = cProfile.Profile()
+            profiler.runcall(run.run_aim)
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+        else:
+            run.run_aim()
+        wall = time.perf_counter() - started
+        record = json.loads((folder / "BENCH" / test / "result.json").read_text())
+        end, done_at = time.perf_counter() - STARTED, time.time()
+        if sampler:
+            sampler.stop()
+        return {
+            "wall_s": wall, "end_s": end, "done_at": done_at,
+            "peak_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+            "peak_total_mb": sampler.peak_kb / 1024 if sampler else None,
+            "timings_s": record["timings_s"], "errors": record["errors"], "flags": record["flags"],
+            **(extra(record) if extra else {}),
+        }
+    finally:
+        if results is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_child(*arguments: str, sample: bool = False) -> tuple[float, float | None, dict]:
+    """This script run again with internal `arguments`: (wall seconds from the parent's start of the
+    process to its exit, peak summed RSS MB of it and its workers if `sample`, its last JSON line)."""
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, sys.modules["__main__"].__file__, *arguments],
+                               stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    sampler = MemorySampler(process.pid) if sample else None
+    if sampler:
+        sampler.start()
+    out, _ = process.communicate()
+    wall = time.perf_counter() - started
+    if sampler:
+        sampler.stop()
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, process.args, out)
+    return wall, sampler.peak_kb / 1024 if sampler else None, json.loads(out.strip().splitlines()[-1])
+
+
+def child(*arguments: str) -> dict:
+    """The last JSON line of this script run again with internal `arguments`."""
+    return run_child(*arguments)[2]
+
+
+def subtasks(m: dict, digits: int = 1) -> str:
+    return ", ".join(f"{name} {seconds:.{digits}f}" for name, seconds in m["timings_s"].items())
+
+
+# ---------------------------------------------------------------------------------------------
+# A benchmark's declaration
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Bench:
+    test: str
+    frames: int
+    cache: str  # the cache folder under CACHE_ROOT is "<cache>-<geometry>"
+    read: str = "quadrants"  # how the read child reads a frame (read_all)
+    families: bool = False  # the campaign loaded with every family's schema
+    sample: bool = True  # peak memory sampled in the analysis child
+    extra: Callable[[dict], dict] | None = None  # more of result.json for the report
+
+    def cache_for(self, geometry: str) -> Path:
+        return CACHE_ROOT / f"{self.cache}-{geometry}"
+
+    def parser(self, doc: str, jobs_help: str | None = None) -> argparse.ArgumentParser:
+        """--jobs and the internal options of the timed children; a script adds its own (and
+        --executor or --profile, which the analysis child passes on when the script has them)."""
+        parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--jobs", type=int, default=2, help=jobs_help)
+        parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)  # internal: the timed analysis
+        parser.add_argument("--read", type=Path, help=argparse.SUPPRESS)  # internal: the timed read
+        parser.add_argument("--results", type=Path, help=argparse.SUPPRESS)  # internal: the analysis's results
+        return parser
+
+    def serve_child(self, args: argparse.Namespace) -> bool:
+        """In a timed child (`--measure DAY` or `--read DAY`): do it, print its JSON, True."""
+        if args.measure:
+            print(json.dumps(analyse(args.measure, self.test, args.jobs, args.results,
+                                     executor=getattr(args, "executor", None), families=self.families,
+                                     sample=self.sample, profile=getattr(args, "profile", False),
+                                     extra=self.extra)))
+            return True
+        if args.read:
+            print(json.dumps(read_all(args.read, self.read)))
+            return True
+        return False
+
+    def timed_analysis(self, day: Path, jobs: int, sample: bool = False) -> tuple[float, float | None, dict]:
+        """The analysis child timed from the parent, process start to exit (`run_child`), its
+        results in a temporary folder removed after the timing."""
+        results = Path(tempfile.mkdtemp(prefix=f"vison-bench-{self.cache}-"))
+        try:
+            return run_child("--measure", str(day), "--results", str(results), "--jobs", str(jobs), sample=sample)
+        finally:
+            shutil.rmtree(results, ignore_errors=True)
+
+    def measure(self, day: Path, jobs: int, *more: str) -> dict:
+        """The analysis child's figures (`more`: further internal options)."""
+        return child("--measure", str(day), "--jobs", str(jobs), *more)
+
+    def main_against_read(self, doc: str, note: Callable[[dict], str] = lambda m: "") -> None:
+        """A script's main(): the analysis and a read of every frame, each timed in a fresh process
+        from its start (to result.json; to the last frame read), with peak memory; `--small`: the
+        small geometry. `note(m)` ends the sub-task line."""
+        parser = self.parser(doc)
+        name = self.cache
+        parser.add_argument("--cache", type=Path, help=f"data cache (default {CACHE_ROOT}/{name}-full or {name}-small)")
+        parser.add_argument("--small", action="store_true", help="small geometry: checks the script, times nothing useful")
+        args = parser.parse_args()
+        if self.serve_child(args):
+            return
+        geometry = "small" if args.small else "full"
+        day = ensure_data(args.cache or self.cache_for(geometry), self.test, self.frames, geometry)
+        read_s = child("--read", str(day))["wall_s"]
+        m = self.measure(day, args.jobs)
+        end, size = m["end_s"], size_of(day) / 1e6
+        print(f"sub-task seconds: {subtasks(m)}; errors {m['errors']}; flags {m['flags'] or 'none'}{note(m)}")
+        print(f"| {self.test} full analysis (aim, all sub-tasks){' [small geometry]' * args.small} | {self.frames} "
+              f"FITS, {size:.0f} MB | {end:.1f} s | read once {read_s:.1f} s (x{end / read_s:.1f}) | "
+              f"{m['peak_total_mb']:.0f} MB total ({m['peak_self_mb']:.0f} MB main, {m['peak_worker_mb']:.0f} MB "
+              f"largest worker) | {args.jobs} | {machine()} |")
