@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -163,7 +164,8 @@ def _write_frames(request: SimulationRequest, truths: Truths, plan: list[Planned
         for ccd in CCDS:
             _render_ccd(request, truths, plan, ccd)
         return
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    # from a fork server, never a fork of this process: a fork copies locks other threads hold
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("forkserver")) as pool:
         for future in [pool.submit(_render_ccd, request, truths, plan, ccd) for ccd in CCDS]:
             future.result()
 

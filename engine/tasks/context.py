@@ -155,8 +155,10 @@ class TaskContext:
         module-level; calls carry paths and small numbers, never frames (on a Dask cluster they
         travel over the network, and the paths must mean the same on every worker).
         """
-        executor = self.executor if self.executor is not None else LocalExecutor(self.jobs)
-        return executor.map(function, calls)
+        if self.executor is not None:
+            return self.executor.map(function, calls)
+        with LocalExecutor(self.jobs) as executor:  # no run around this task: a pool for this call
+            return executor.map(function, calls)
 
 
 @contextmanager

@@ -22,9 +22,12 @@ Dask is imported only when a Dask executor is made: a local run never pays for i
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.context
 import os
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -67,17 +70,40 @@ class Executor:
         self.close()
 
 
+def worker_context() -> multiprocessing.context.BaseContext:
+    """Worker processes start from a fork server, never by forking the run itself: a fork copies
+    the locks other threads hold at that moment (the log, a file watcher, BLAS pools), and a worker
+    born with one held waits for ever (seen: an aim run hung under load). The server starts once
+    with the analysis modules loaded, so a worker costs a fork, not an import."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["engine.tasks.registry"])
+    return context
+
+
 class LocalExecutor(Executor):
+    """A pool of worker processes kept for the whole run (warm workers between sub-tasks and tests)."""
+
     def __init__(self, workers: int | None = None):
         self.spec = ExecutorSpec("local")
         self.workers = max(1, workers or default_workers())
+        self._pool: ProcessPoolExecutor | None = None
 
     def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
         if self.workers <= 1 or len(calls) <= 1:
             return [function(*call) for call in calls]
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(calls))) as pool:
-            futures = [pool.submit(function, *call) for call in calls]
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context())
+        try:
+            futures = [self._pool.submit(function, *call) for call in calls]
             return [future.result() for future in futures]
+        except BrokenProcessPool:
+            self.close()  # a worker died (killed, out of memory): the next map starts a new pool
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     def describe(self) -> str:
         return f"local ({self.workers} worker process{'es' if self.workers != 1 else ''})"
