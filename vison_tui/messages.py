@@ -162,3 +162,13 @@ class QuickLookRead(Message):
     generation: int
     image: object  # vison_tui.quicklook.DownsampledImage, None on failure
     problem: str = ""
+
+
+@dataclass
+class DetachedMonitorPolled(Message):
+    """What a detached monitor wrote since the last look (vison_tui/detached_monitor.py)."""
+
+    past: list  # MonitorEvent: the history, and events written before attaching (listed, not notified)
+    new: list  # MonitorEvent: new since the last poll (listed and notified)
+    snapshot: MonitorSnapshot | None
+    status: object  # engine.monitor.detached.MonitorStatus

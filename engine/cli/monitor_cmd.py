@@ -13,6 +13,8 @@ from ..tasks.registry import load_campaign_checked
 from ..formats.hklimits import HKLimitsError
 from ..formats.tomlfile import ConfigError
 from ..monitor import BellSink, CommandSink, EmailSink, Monitor, StateLocked, StreamSink, settings_for
+from ..monitor.detached import MonitorRecorder, MonitorStartError, start_detached_monitor
+from ..monitor.state import state_file_refusal
 
 NAME = "monitor"
 HELP = "follow a day folder as ELVIS writes it: HK limits and alerts, EXP_LOG, verified backup"
@@ -43,6 +45,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "written (default 3)")
     parser.add_argument("--verbose", "-v", action="store_true", help="also print each frame and each copy")
     parser.add_argument("--no-bell", action="store_true", help="no terminal bell on warnings")
+    parser.add_argument("--detach", action="store_true",
+                        help="run in the background, in its own session (it outlives the terminal), with a record "
+                        "that `vison-engine monitors` lists and `status`/`stop` act on")
+    parser.add_argument("--record", metavar="FOLDER", help=argparse.SUPPRESS)  # the detached monitor's own record
 
 
 def _log_refusal(path: str | None) -> str | None:
@@ -80,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
     except (HKLimitsError, ChamberError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.detach:
+        return _detach(args, monitor)
     monitor.add_sink(StreamSink(sys.stdout, json_lines=args.json, details=args.verbose))
     if not args.json and not args.no_bell and settings.bell_level != "off" and sys.stderr.isatty():
         monitor.add_sink(BellSink(sys.stderr, settings.bell_level))
@@ -88,21 +96,29 @@ def run(args: argparse.Namespace) -> int:
     if settings.command is not None:
         monitor.add_sink(CommandSink(settings.command))
 
-    def stop(_signum, _frame) -> None:
+    signals: list[str] = []
+
+    def stop(signum, _frame) -> None:
+        signals.append(signal.Signals(signum).name)
         monitor.stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # a detached monitor says "running" only once a stop request would be handled cleanly
+    recorder = MonitorRecorder(args.record, monitor) if args.record else None
     try:
         if args.once:
-            monitor.run_once()
+            stopped = monitor.run_once()
         else:
-            monitor.run(idle_stop_minutes=args.idle_stop)
-    except StateLocked as exc:
+            stopped = monitor.run(idle_stop_minutes=args.idle_stop)
+    except (StateLocked, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if recorder is not None:
+            recorder.finish("failed", str(exc), 2)
         return 2
-    except FileNotFoundError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:
+        if recorder is not None:
+            recorder.finish("failed", f"{type(exc).__name__}: {exc}", 1)
+        raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -111,9 +127,47 @@ def run(args: argparse.Namespace) -> int:
     for line in unsolved:
         print(line, file=sys.stderr)
     if unsolved:
-        return 1  # a backup that is not what it says is never a success, however old the conflict
-    # for cron and scripts: 1 when something needs a look (out of limits, bad lines, failed copies)
-    return 1 if args.once and (counts.get("warning", 0) or counts.get("critical", 0)) else 0
+        code = 1  # a backup that is not what it says is never a success, however old the conflict
+    else:
+        # for cron and scripts: 1 when something needs a look (out of limits, bad lines, failed copies)
+        code = 1 if args.once and (counts.get("warning", 0) or counts.get("critical", 0)) else 0
+    if recorder is not None:
+        ended = f"stopped ({signals[0]} received)" if signals else f"finished ({stopped.reason})"
+        recorder.finish("stopped" if signals else "finished", ended + ("; " + "; ".join(unsolved) if unsolved else ""),
+                        code)
+    return code
+
+
+def _detach(args: argparse.Namespace, monitor: Monitor) -> int:
+    """Start the same monitor in the background, with its record; say how to follow and stop it."""
+    if args.once:
+        print("error: --once handles what is there and exits: it is not to be detached (cron runs it)",
+              file=sys.stderr)
+        return 2
+    refusal = state_file_refusal(monitor.store.path)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    options = ["--polling"] if args.polling else []
+    for flag, value in (("--idle-stop", args.idle_stop), ("--settle", args.settle), ("--chamber", args.chamber)):
+        if value is not None:
+            options += [flag, str(value)]
+    options += ["-v"] if args.verbose else []
+    try:
+        record = start_detached_monitor(args.day_folder, backup=args.backup, broadcast=args.broadcast,
+                                        config=args.config, monitor_config=args.monitor_config,
+                                        state_file=monitor.store.path, log=args.log, options=options)
+    except (MonitorStartError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    info = record.info
+    print(f"Monitor {record.monitor_id} started in the background (pid {info.get('pid')}), following "
+          f"{record.day_folder}")
+    for target in [*record.backup, *record.broadcast]:
+        print(f"  backup: {target}")
+    print(f"  log: {info.get('log')}\n  state: {info.get('state_file')}\n  record: {record.folder}")
+    print(f"`vison-engine monitors` lists it; `vison-engine stop {record.monitor_id}` stops it (its state is saved).")
+    return 0
 
 
 def _backup_unsolved(monitor) -> list[str]:

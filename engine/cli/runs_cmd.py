@@ -1,7 +1,9 @@
-"""`vison-engine runs | status RUN | stop RUN | tail RUN`: the pipeline runs, in the background or not.
+"""`vison-engine runs | monitors | status RUN | stop RUN | tail RUN`: the pipeline runs, in the
+background or not, and the detached monitors.
 
 RUN is a run id (FM20190323_193647_D11), a unique prefix of one, `last`, or a run folder.
 Runs are found in the per-user index of runs, or under `--results RESULTS_OR_CONFIG`.
+`status` and `stop` also take a detached monitor's id (MON20190312_090000_12_Mar_19) or record folder.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from ..tasks.registry import load_campaign_checked
 from ..formats.tomlfile import ConfigError
+from ..monitor.detached import (MonitorRecord, MonitorStatus, find_monitor, is_monitor_ref, list_monitors,
+                                monitor_status, stop_monitor)
 from ..pipeline.runs import RunRecord, RunStatus, find_run, indexed_runs, list_runs, run_status, stop_run, tail_run
 
 
@@ -37,6 +41,16 @@ def _find(args: argparse.Namespace) -> RunRecord:
     where = _results_root(args.results) if args.results else None
     try:
         return find_run(args.run_ref, where)
+    except LookupError as exc:
+        raise InputProblem(str(exc)) from None
+
+
+def _find_monitor(args: argparse.Namespace) -> MonitorRecord | None:
+    """The detached monitor RUN names, or None when it names a run."""
+    if not is_monitor_ref(args.run_ref) or args.results:
+        return None
+    try:
+        return find_monitor(args.run_ref)
     except LookupError as exc:
         raise InputProblem(str(exc)) from None
 
@@ -107,6 +121,9 @@ class Status:
     @staticmethod
     @_guarded
     def run(args: argparse.Namespace) -> int:
+        monitor = _find_monitor(args)
+        if monitor is not None:
+            return _monitor_status(monitor_status(monitor), args.json)
         status = run_status(_find(args))
         if args.json:
             print(json.dumps(status.to_json(), indent=2))
@@ -157,6 +174,9 @@ class Stop:
     @staticmethod
     @_guarded
     def run(args: argparse.Namespace) -> int:
+        monitor = _find_monitor(args)
+        if monitor is not None:
+            return _stop_monitor(monitor, args)
         run = _find(args)
         before = run_status(run)
         if before.process_note:  # a live pid not confirmed to be the run's: never signalled
@@ -209,4 +229,73 @@ class Tail:
         return 0
 
 
-COMMANDS = (ListRuns, Status, Stop, Tail)
+class ListMonitors:
+    NAME = "monitors"
+    HELP = "list the detached monitors (monitor --detach, or started from the app): state, day folder, backup"
+
+    @staticmethod
+    def configure(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    @staticmethod
+    @_guarded
+    def run(args: argparse.Namespace) -> int:
+        statuses = [monitor_status(r) for r in list_monitors()]
+        if args.json:
+            print(json.dumps([s.to_json() for s in statuses], indent=2))
+            return 0
+        if not statuses:
+            print("no detached monitors recorded")
+            return 0
+        header = ("MONITOR", "STATE", "PID", "STARTED", "DAY FOLDER", "BACKUP")
+        rows = [(s.monitor_id, s.state, str(s.pid or "-"), s.started.replace("T", " "), s.day_folder,
+                 ", ".join([*s.backup, *s.broadcast]) or "-") for s in statuses]
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header) - 1)]
+        for row in [header, *rows]:
+            print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)) + "  " + str(row[-1]))
+        return 0
+
+
+def _monitor_status(status: MonitorStatus, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(status.to_json(), indent=2))
+        return 0
+    print(f"Monitor {status.monitor_id}: {status.state.upper()} (pid {status.pid}), following {status.day_folder}")
+    if status.process_note:
+        print(f"  {status.process_note}")
+    print(f"  started {status.started}, updated {status.updated}")
+    if status.state in ("running", "starting"):
+        print(f"  now: {status.activity}")
+    elif status.end_reason:
+        print(f"  ended: {status.end_reason}" + (f" (exit {status.exit_code})" if status.exit_code is not None else ""))
+    if status.state == "died":
+        print("  the process is gone without saying why (killed, or the machine restarted); start it again: "
+              "it carries on from its state file")
+    for target in [*status.backup, *status.broadcast]:
+        print(f"  backup: {target}")
+    print(f"  state: {status.state_file}\n  log: {status.log}\n  console output: {status.output}")
+    return 0
+
+
+def _stop_monitor(record: MonitorRecord, args: argparse.Namespace) -> int:
+    before = monitor_status(record)
+    if before.process_note:  # a live pid not confirmed to be the monitor's: never signalled
+        print(f"Monitor {before.monitor_id}: not stopped; {before.process_note}.")
+        return 0 if before.alive is False else 1
+    if before.alive is None:
+        print(f"Monitor {before.monitor_id} runs on {before.host}: stop it there.")
+        return 1
+    if not before.alive:
+        print(f"Monitor {before.monitor_id} is not running ({before.state}).")
+        return 0
+    print(f"Stopping monitor {before.monitor_id} (pid {before.pid})...", flush=True)
+    after = stop_monitor(record, timeout=args.timeout, force=args.force)
+    if after.alive:
+        print(f"Monitor {after.monitor_id} is still running after {args.timeout:g} s; check again with "
+              f"`vison-engine status {after.monitor_id}`, or use --force.")
+        return 1
+    print(f"Monitor {after.monitor_id}: {after.end_reason or after.state}; its state is saved in {after.state_file}")
+    return 0
+
+
+COMMANDS = (ListRuns, ListMonitors, Status, Stop, Tail)

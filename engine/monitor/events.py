@@ -290,3 +290,31 @@ EVENT_TYPES: tuple[type[MonitorEvent], ...] = (
     HKOutOfLimits, HKBackInLimits, HKReadProblem, BackupCopied, BackupConflict, BackupFailed,
     AlertDeliveryFailed,
 )
+
+
+EVENT_KINDS: dict[str, type[MonitorEvent]] = {cls.kind: cls for cls in EVENT_TYPES}
+
+
+def event_from_dict(data: dict[str, Any]) -> MonitorEvent | None:
+    """The event `to_dict()` wrote (a detached monitor's events file, the state's alert history),
+    or None when its kind or fields are not this version's."""
+    cls = EVENT_KINDS.get(str(data.get("kind")))
+    if cls is None:
+        return None
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        if item.name not in data:
+            continue
+        value, annotation = data[item.name], str(item.type)
+        if value is not None:
+            if "datetime" in annotation and isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            elif annotation.startswith("Path") and isinstance(value, str):
+                value = Path(value)
+            elif annotation.startswith("tuple") and isinstance(value, list):
+                value = tuple(value)
+        values[item.name] = value
+    try:
+        return cls(**values)
+    except (TypeError, ValueError):
+        return None

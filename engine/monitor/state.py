@@ -110,6 +110,24 @@ def state_file_refusal(path: Path) -> str | None:
     return None
 
 
+def state_in_use(path: str | os.PathLike[str]) -> str | None:
+    """Why the state file cannot be taken now (another monitor holds its lock), or None. Takes the
+    lock for an instant only, never creating the state or its folder."""
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    try:
+        handle = open(lock, "r+")
+    except OSError:
+        return None  # no lock file: nobody holds it
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = handle.read().strip()
+            return f"{path} is in use by another monitor{f' (pid {holder})' if holder else ''}"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
 class StateStore:
     """Loads, locks and saves a MonitorState. Mutate the state only while holding `lock`."""
 

@@ -66,6 +66,30 @@ class MonitorSnapshot:
         data["progress"] = [dict(dataclasses.asdict(p), state=p.state, text=p.describe()) for p in self.progress]
         return plain_data(data)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MonitorSnapshot:
+        """The snapshot `to_dict()` wrote (a detached monitor's snapshot file, read by the app)."""
+        def when(text: Any) -> datetime | None:
+            return datetime.fromisoformat(text) if isinstance(text, str) else None
+
+        def number(value: Any) -> float:
+            return math.nan if value is None else float(value)
+
+        exposures = tuple(ExposureSummary(int(e["obsid"]), str(e["test"]), tuple(e.get("ccds") or ()),
+                                          dict(e.get("rows") or {}), e.get("hk_status"))
+                          for e in data.get("exposures", []))
+        hk = tuple(KeySummary(
+            key=k["key"], unit=k.get("unit", ""), values=tuple(number(v) for v in k.get("values") or ()),
+            times=tuple(when(t) for t in k.get("times") or ()), minimum=k.get("minimum"), maximum=k.get("maximum"),
+            last=k.get("last"), status=k.get("status", "unknown"),
+            limit=tuple(k["limit"]) if k.get("limit") else None, reason=k.get("reason", ""),
+            alert_active=bool(k.get("alert_active"))) for k in data.get("hk", []))
+        progress = tuple(TestProgress(p["test"], p.get("expected"), int(p.get("logged", 0)), int(p.get("on_disk", 0)),
+                                      tuple(p.get("obsids") or ())) for p in data.get("progress", []))
+        return cls(day_folder=Path(data["day_folder"]), taken_at=when(data.get("taken_at")) or datetime.now(),
+                   exposures=exposures, hk=hk, progress=progress, backup=dict(data.get("backup") or {}),
+                   active_alerts=dict(data.get("active_alerts") or {}))
+
 
 class _Series:
     def __init__(self, length: int):

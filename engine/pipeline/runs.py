@@ -16,32 +16,24 @@ Run folders are also listed, one a line, in a per-user index (`$VISON_STATE_DIR`
 
 from __future__ import annotations
 
-import fcntl
 import itertools
-import json
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .. import __version__
 from .log import LOGS_FOLDER, log_filename, pipeline_id, tag_problem
-from .process import UNCONFIRMED, ProcessCheck, check_process, process_command, process_start_ticks
+from .process import ProcessCheck, process_start_ticks  # noqa: F401 (process_start_ticks: for callers)
+from .records import (END_STATES, LIVE_STATES, OUTPUT_FILE, STATE_FILE, engine_command, liveness,  # noqa: F401
+                      locked as _locked, now_iso as _now, own_identity, read_json, recorded_process, spawn_detached,
+                      state_dir, stop_recorded, update_info, user_name as _user, write_json_atomic)
 
 RUNS_FOLDER = "runs"
 RUN_FILE = "run.json"
-STATE_FILE = "state.json"
-OUTPUT_FILE = "output.txt"
-LIVE_STATES = ("starting", "running")
 WAIT_STATES = ("waiting", "acquiring", "writing", "complete")  # a test's data, in wait mode
-END_STATES = ("finished", "stopped", "failed")
 
 
 # -- files -------------------------------------------------------------------------------------
@@ -50,38 +42,8 @@ def runs_root(results_root: str | os.PathLike[str]) -> Path:
     return Path(results_root) / RUNS_FOLDER
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Readers never see half a file: write beside it, then rename over it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    # run.json is written by the starting process and by the run itself: one at a time
-    with open(folder / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def update_run_info(folder: Path, changes: Mapping[str, Any]) -> dict[str, Any]:
-    with _locked(folder):
-        info = read_json(folder / RUN_FILE)
-        info.update(changes)
-        write_json_atomic(folder / RUN_FILE, info)
-    return info
+    return update_info(folder, RUN_FILE, changes)
 
 
 def new_run_id(results_root: str | os.PathLike[str], tag: str = "", when: datetime | None = None) -> str:
@@ -160,7 +122,7 @@ class RunRecord:
 
     def process(self) -> ProcessCheck:
         """Whether the recorded process still runs (pid, start time and command as recorded)."""
-        return check_process(self.pid, self.info.get("pid_start"), self.info.get("command"))
+        return recorded_process(self.info)
 
 
 @dataclass(frozen=True)
@@ -196,21 +158,9 @@ def run_status(run: RunRecord) -> RunStatus:
     info, state = run.info, run.state
     recorded = str(state.get("state") or ("starting" if info else "unknown"))
     host = str(info.get("host") or "")
-    alive: bool | None
-    note = ""
-    if host and host != socket.gethostname():
-        alive = None
-    else:
-        process = run.process()
-        alive = process.running
-        if process.other_process and recorded in LIVE_STATES:  # of an ended run, the pid's new owner is no news
-            alive = None if process.state == UNCONFIRMED else False
-            note = f"{process.reason}: not taken for this run's process, never signalled"
-    effective = recorded
-    if recorded in LIVE_STATES and alive is False:
-        effective = "died"  # killed (SIGKILL, machine reboot) before it could say so
-    elif recorded in LIVE_STATES and alive is None and note:
-        effective = "unknown"  # a live pid that may or may not be the run's
+    # died: the process is gone; unknown: a live pid that may or may not be the run's (records.py)
+    life = liveness(info, recorded)
+    alive, note, effective = life.alive, life.note.replace("this record's process", "this run's process"), life.state
     return RunStatus(
         run_id=run.run_id, state=effective, alive=alive, pid=run.pid, host=host,
         mode=str(info.get("mode") or ""), session=str(info.get("session") or ""), started=run.started,
@@ -233,14 +183,6 @@ def list_runs(results_root: str | os.PathLike[str]) -> list[RunRecord]:
 
 
 # -- the per-user index and finding a run by name ----------------------------------------------
-
-def state_dir() -> Path:
-    explicit = os.environ.get("VISON_STATE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "vison"
-
 
 def register_run(folder: Path) -> None:
     try:
@@ -288,12 +230,7 @@ def find_run(ref: str, results_root: str | os.PathLike[str] | None = None) -> Ru
 
 def record_info(run_id: str, folder: Path, **fields: Any) -> dict[str, Any]:
     """The fields of run.json describing this process (the run itself writes them)."""
-    pid = os.getpid()
-    # start time and command line tell this process from a later one given the same pid
-    own = {"pid_start": process_start_ticks(pid), "command": process_command(pid)}
-    return {"id": run_id, "folder": str(folder), "pid": pid, **{k: v for k, v in own.items() if v is not None},
-            "pgid": os.getpgid(pid), "host": socket.gethostname(), "user": _user(), "vison_version": __version__,
-            **fields}
+    return {"id": run_id, "folder": str(folder), **own_identity(), **fields}
 
 
 def start_detached(argv: list[str], results_root: str | os.PathLike[str], *, run_id: str | None = None,
@@ -309,28 +246,15 @@ def start_detached(argv: list[str], results_root: str | os.PathLike[str], *, run
     folder.mkdir(parents=True, exist_ok=False)
     output = folder / OUTPUT_FILE
     cwd = Path(cwd or os.getcwd()).resolve()
-    command = [python or sys.executable, "-m", "engine.cli", "run", *argv, "--run-id", run_id, "--record", str(folder.resolve())]
+    command = engine_command("run", *argv, "--run-id", run_id, "--record", str(folder.resolve()), python=python)
     info = {"id": run_id, "folder": str(folder.resolve()), "argv": list(argv), "cwd": str(cwd),
             "results": str(Path(results_root).resolve()), "output": str(output.resolve()), "detached": True,
-            "started": datetime.now().isoformat(timespec="seconds"), "host": socket.gethostname(),
+            "started": _now(), "host": socket.gethostname(),
             "user": _user(), "command": command, **(extra or {})}
     update_run_info(folder, info)
     write_json_atomic(folder / STATE_FILE, {"run_id": run_id, "state": "starting", "activity": "starting",
                                             "updated": info["started"]})
-    env = dict(os.environ)
-    # the child runs the same engine as this process, whatever is installed elsewhere
-    package_root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(output, "ab") as out:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
-    with _locked(folder):  # the child may already have written its own fields
-        current = read_json(folder / RUN_FILE)
-        current.setdefault("pid", process.pid)
-        current.setdefault("pid_start", process_start_ticks(process.pid))
-        current.setdefault("pgid", process.pid)  # its own session: group leader
-        write_json_atomic(folder / RUN_FILE, current)
+    spawn_detached(command, folder, RUN_FILE, cwd=cwd)
     register_run(folder)
     return RunRecord.load(folder)
 
@@ -356,21 +280,7 @@ def stop_run(run: RunRecord, timeout: float = 30.0, force: bool = False) -> RunS
     status = run_status(run)
     if not status.alive:
         return status
-    os.kill(status.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and run.process().running:
-        time.sleep(0.1)
-    if force and run.process().running:
-        if run.info.get("detached") and run.info.get("pgid") == status.pid:
-            os.killpg(status.pid, signal.SIGKILL)  # its worker processes too
-        else:
-            os.kill(status.pid, signal.SIGKILL)
-        time.sleep(0.2)
-        state = read_json(run.folder / STATE_FILE)
-        state.update({"state": "stopped", "activity": "killed", "exit_code": -9,
-                      "end_reason": f"killed: did not stop within {timeout:g} s of SIGTERM",
-                      "updated": datetime.now().isoformat(timespec="seconds")})
-        write_json_atomic(run.folder / STATE_FILE, state)
+    stop_recorded(run.folder, RUN_FILE, timeout=timeout, force=force)
     return run_status(run)
 
 
@@ -562,16 +472,3 @@ def discard_orphan_staging(results_root: Path, session: str, keep_run_id: str) -
         shutil.rmtree(staging, ignore_errors=True)
         said.append(f"Removed {staging.name}: partial results of run {owner}, which is not running")
     return said
-
-
-def _now() -> str:
-    return datetime.now().isoformat(timespec="seconds")
-
-
-def _user() -> str:
-    try:
-        import pwd
-
-        return pwd.getpwuid(os.getuid()).pw_name
-    except (ImportError, KeyError):
-        return os.environ.get("USER", "")

@@ -43,6 +43,9 @@ def monitored(demo_campaign: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """monitor.toml beside the demo campaign, the monitor's state in tmp_path, a backup folder."""
     (demo_campaign.parent / "monitor.toml").write_text(MONITOR_TOML)
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    # the monitor as a thread of the app (these tests watch its events in-process); detached monitors,
+    # the default, are tested in test_monitor_detached.py
+    monkeypatch.setattr(MonitorScreen, "DETACH", False)
     backup = tmp_path / "backup"
     backup.mkdir()
     return backup

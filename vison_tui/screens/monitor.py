@@ -4,6 +4,12 @@ The monitor runs in a thread worker until stopped. Its events arrive on its own 
 are posted to the app at once (a notification on whatever screen is shown, the bell when
 critical), the rest wait in a queue. The screen redraws from `Monitor.snapshot()` twice a second,
 taken in a thread worker and only while the screen is shown, never on every event.
+
+Started from the app, the monitor runs detached by default (engine.monitor.detached): its own
+process, which outlives the app. The screen then follows what it writes (detached_monitor.py);
+reopened, the app re-attaches to a running detached monitor, takes its day and backup folders,
+and lists the alert history kept in its state. Quitting leaves it running; s stops it, after
+asking.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from textual.widgets import Footer, Input, Static
 from engine.campaign.config import Campaign
 from engine.formats.names import parse_day_folder
 from engine.formats.tomlfile import ConfigError
+from engine.monitor.detached import MonitorStartError, start_detached_monitor, stop_monitor
 from engine.monitor import (BackupConflict, BackupFailed, HKBackInLimits, HKOutOfLimits, Monitor, MonitorEvent,
                             MonitorNotice, MonitorSettings, MonitorSnapshot, MonitorStarted, StateLocked,
                             settings_for)
 
+from ..detached_monitor import DetachedMonitor, monitor_to_attach
+from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.text_prompt import TextPrompt
-from ..messages import EngineFailed, MonitorAlert, MonitorEnded, MonitorSnapshotTaken
+from ..messages import DetachedMonitorPolled, EngineFailed, MonitorAlert, MonitorEnded, MonitorSnapshotTaken
 from ..widgets.acquisition_progress import AcquisitionProgress
 from ..widgets.alert_list import AlertList
 from ..widgets.app_bar import AppBar, display_path
@@ -127,6 +136,7 @@ class MonitorScreen(Screen):
     MonitorScreen.-narrow #hk-panel { min-width: 36; }
     MonitorScreen.-narrow #alerts-panel { min-height: 4; }
     """
+    DETACH = True  # s starts the monitor in its own process, which outlives the app (False: a thread of the app)
 
     def __init__(self) -> None:
         super().__init__()
@@ -145,6 +155,9 @@ class MonitorScreen(Screen):
         self.snapshot_in_flight = False
         self.observer = ""
         self.last_notice = ""
+        self.detached: DetachedMonitor | None = None  # the detached monitor followed (started here or re-attached)
+        self.poll_in_flight = False
+        self.bell_level = "warning"
 
     def compose(self) -> ComposeResult:
         yield AppBar()
@@ -171,6 +184,7 @@ class MonitorScreen(Screen):
         self.set_interval(REFRESH_S, self.refresh_view)
         self.update_status()
         self.update_explog_title()
+        self.reattach()
 
     def on_resize(self) -> None:
         self.set_class(self.size.height < 34, "-short")
@@ -257,7 +271,10 @@ class MonitorScreen(Screen):
             ok="Use", check=self.check_backup), chosen)
 
     def folders_changed(self) -> None:
-        if self.running and self.monitor is not None:
+        if self.running and self.detached is not None:
+            self.notify(f"the monitor {self.detached.record.monitor_id} goes on with its folders: s stops it, "
+                        "s again starts it on the new ones", title="Monitor", markup=False)
+        elif self.running and self.monitor is not None:
             self.restart_pending = True
             self.monitor.stop()
             self.notify("the monitor restarts on the new folders", title="Monitor", markup=False)
@@ -265,6 +282,9 @@ class MonitorScreen(Screen):
 
     # -- running the monitor --------------------------------------------------------------------
     def action_start_stop(self) -> None:
+        if self.running and self.detached is not None:
+            self.ask_stop_detached()
+            return
         if self.running:
             self.restart_pending = False
             if self.monitor is not None:
@@ -290,6 +310,9 @@ class MonitorScreen(Screen):
             monitor = Monitor(day, settings, targets=targets)
         except (ConfigError, ValueError, OSError) as exc:
             self.report_failure("Monitor not started", [str(exc)])
+            return
+        if self.DETACH:
+            self.start_detached(day, targets, settings, monitor)
             return
         if day != self.following:  # another day: forget what the last one showed
             self.clear_view()
@@ -349,8 +372,126 @@ class MonitorScreen(Screen):
             self.restart_pending = False
             self.start_monitor()
 
+    # -- a detached monitor -----------------------------------------------------------------------
+    def start_detached(self, day: Path, targets: list[str], settings: MonitorSettings, checked: Monitor) -> None:
+        """Start the monitor checked by `checked` (not run) in its own process, and follow it."""
+        config = getattr(self.app, "campaign_path", None)  # its monitor.toml is found beside it
+        try:
+            record = start_detached_monitor(day, backup=targets, config=config if config else None,
+                                            state_file=checked.store.path)
+        except (MonitorStartError, OSError) as exc:
+            self.report_failure("Monitor not started", [str(exc)])
+            return
+        self.attach(record, settings, fresh=True)
+        self.notify(f"{record.monitor_id} follows {display_path(day)} in the background; it goes on when you quit "
+                    "(s stops it)", title="Monitor started", markup=False)
+
+    def reattach(self) -> None:
+        """A detached monitor still running (the app was closed meanwhile): follow it again."""
+        if not self.DETACH or self.running:
+            return
+        record = monitor_to_attach(self.data_folder())
+        if record is None:
+            return
+        try:
+            settings = settings_for(self.campaign)
+        except ConfigError:
+            settings = MonitorSettings()
+        self.attach(record, settings, fresh=False)
+        self.notify(f"{record.monitor_id} has been following {display_path(record.day_folder)} since "
+                    f"{record.started.replace('T', ' ')}", title="Monitor re-attached", markup=False)
+
+    def attach(self, record, settings: MonitorSettings, *, fresh: bool) -> None:
+        day = record.day_folder
+        if day != self.following:
+            self.clear_view()
+            self.alerted.clear()
+        self.following = self.day_choice = day
+        backup = record.backup
+        self.backup_choice = (Path(backup[0]) if backup else None)
+        self.detached = DetachedMonitor(record, catch_up_events=not fresh)
+        self.monitor = None
+        self.running = True
+        self.bell_level = settings.bell_level
+        try:
+            limits = settings.load_limits()
+            self.fixed_limits = {key for key in limits.limits if limits.limit(key, "P").kind in ("A", "I")}
+        except Exception:  # the limits table is the monitor's to report; the view does without
+            self.fixed_limits = set()
+        self.observer = self.last_notice = ""
+        self.update_status()
+        self.refresh_view()
+
+    @work(thread=True, group="monitor-poll")
+    def poll_detached(self, detached: DetachedMonitor, snapshot: bool) -> None:
+        try:
+            polled = detached.poll(snapshot)
+        except Exception as exc:  # a half-written file, a record removed: the next look may work
+            self.post_message(EngineFailed("Monitor record unreadable", [f"{type(exc).__name__}: {exc}"]))
+            polled = DetachedMonitorPolled([], [], None, None)
+        self.post_message(polled)
+
+    def on_detached_monitor_polled(self, message: DetachedMonitorPolled) -> None:
+        self.poll_in_flight = self.snapshot_in_flight = False
+        for event in [*message.past, *message.new]:
+            if not event.detail:
+                self.events.append(event)
+        for event in message.new:
+            alert = None if event.detail else alert_for(event, self.bell_level)
+            if alert is not None:
+                self.app.post_message(alert)
+        self.drain_events()
+        if message.snapshot is not None:
+            self.on_monitor_snapshot_taken(MonitorSnapshotTaken(message.snapshot))
+        status = message.status
+        if status is not None and self.running and self.detached is not None and not status.alive \
+                and status.monitor_id == self.detached.record.monitor_id and status.state != "starting":
+            self.running = False
+            self.snapshot_due = True  # its last snapshot
+            ended = status.end_reason or status.state
+            self.last_notice = ""
+            if status.state in ("failed", "died"):
+                self.report_failure("Monitor stopped", [f"{status.monitor_id}: {ended}"])
+            self.events.append(MonitorNotice(text=f"monitor {status.monitor_id} ended: {ended}",
+                                             level="warning" if status.state in ("failed", "died") else "info"))
+            self.drain_events()
+        self.update_status()
+
+    def ask_stop_detached(self) -> None:
+        detached = self.detached
+        assert detached is not None
+        record = detached.record
+
+        def answered(yes: bool | None) -> None:
+            if yes and self.detached is detached and self.running:
+                self.update_status("stopping…")
+                self.stop_detached(record)
+
+        self.app.push_screen(ConfirmDialog(
+            f"Stop the monitor {record.monitor_id}?",
+            f"It follows {display_path(record.day_folder)}"
+            + (f" and backs it up to {', '.join(record.backup)}" if record.backup else "")
+            + (". Stopped, it saves its state: started again, it carries on where it stopped. Alerts are no "
+               "longer sent meanwhile."), yes="Stop", no="Keep running"), answered)
+
+    @work(thread=True, group="monitor-stop")
+    def stop_detached(self, record) -> None:
+        status = stop_monitor(record, timeout=30.0)
+        if status.process_note:
+            self.post_message(EngineFailed("Monitor not stopped", [status.process_note]))
+        elif status.alive:
+            self.post_message(EngineFailed("Monitor still running", [
+                f"{record.monitor_id} has not ended within 30 s; try vison-engine stop {record.monitor_id}"]))
+
     # -- redrawing ------------------------------------------------------------------------------
     def refresh_view(self) -> None:
+        if self.detached is not None:
+            self.drain_events()
+            if not self.poll_in_flight and (self.running or self.snapshot_due):
+                self.snapshot_due = False
+                self.poll_in_flight = True
+                self.poll_detached(self.detached, self.is_current)
+            return
         self.drain_events()
         if self.monitor is None or self.snapshot_in_flight or not self.is_current:
             return
@@ -445,6 +586,8 @@ class MonitorScreen(Screen):
                      else "○ no campaign open: d chooses a day folder"]
         elif self.running:
             parts = [f"● {doing or 'following'} {display_path(day)}"]
+            if self.detached is not None:
+                parts.append(f"in the background ({self.detached.record.monitor_id}; goes on when you quit)")
             if self.last_notice:
                 parts.append(self.last_notice)
         else:
