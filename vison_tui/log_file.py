@@ -307,3 +307,36 @@ def search_file(path: Path, pattern: str, start: int = 0, stop: int | None = Non
                 if len(found) >= limit:
                     break
             return found
+
+
+RECORD_BYTES = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - ([A-Z]+) - ", re.MULTILINE)
+LEVEL_FILTERS = {  # the Log screen's level filter (l): the records kept, most verbose first
+    "all": None,
+    "warnings": frozenset({"WARNING", "ERROR", "CRITICAL"}),
+    "errors": frozenset({"ERROR", "CRITICAL"}),
+}
+
+
+def lines_of_levels(path: Path, starts, first_line: int, stop: int, levels: frozenset[str],
+                    carry: str = "INFO") -> np.ndarray:
+    """The line numbers, among lines `first_line`.. whose start offsets are `starts` (up to byte
+    `stop`), that belong to a record of one of `levels`. Lines without a record prefix (tracebacks,
+    summaries, inputs) belong to the record above; `carry` is the level of the record open before
+    the first of these lines."""
+    starts = np.asarray(starts, dtype=np.int64)
+    if not len(starts):
+        return np.zeros(0, dtype=np.int64)
+    begin = int(starts[0])
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        stop = min(stop, size)
+        if stop <= begin:
+            return np.zeros(0, dtype=np.int64)
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            found = [(m.start(), m.group(1).decode("ascii", "replace")) for m in RECORD_BYTES.finditer(data, begin, stop)]
+    record_lines = np.searchsorted(starts, np.array([o for o, _ in found], dtype=np.int64), side="right") - 1
+    kept_record = np.array([level in levels for _, level in found], dtype=bool)
+    lines = np.arange(len(starts))
+    which = np.searchsorted(record_lines, lines, side="right") - 1  # the record each line belongs to
+    keep = np.where(which >= 0, kept_record[np.clip(which, 0, None)] if len(found) else False, carry in levels)
+    return lines[keep] + first_line

@@ -36,7 +36,8 @@ def family_specs(family: str) -> tuple[dict[str, ValueSpec], tuple[str, ...]]:
     except UnknownFamily:
         return {}, ()
     return found.value_specs(), found.key_values()
-_PLOT_LOCK = threading.Lock()  # plotext keeps state in module globals
+_PLOT_LOCK = threading.Lock()
+PLOT_SHIFTS = (-0.2, 0.0, 0.2)  # CCD1..3 beside each other at each quadrant  # plotext keeps state in module globals
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,94 @@ def value_table(result: dict[str, Any]) -> tuple[list[str], list[tuple[str, list
     return columns, rows
 
 
+def ccd_table(result: dict[str, Any]) -> tuple[list[str], list[tuple[str, str, str, list[str]]]]:
+    """The Results screen's table, narrow enough for 120 columns: one row per value and CCD, a
+    column per quadrant (E F G H), and a "CCD" column for the per-CCD values (FOCUS00's) when the
+    result has any. Rows: (key "name/CCDn", value name, CCD, cells); the name's row group in CCD order."""
+    per_ccd: dict[str, None] = {}
+    for ccd in (result.get("ccds") or {}).values():
+        per_ccd.update(dict.fromkeys(((ccd or {}).get(CCD_KEY) or {})))
+    columns = list(QUADRANTS) + (["CCD"] if per_ccd else [])
+    rows = []
+    for name in value_names(result):
+        spec = value_spec(result, name)
+        for ccd in CCDS:
+            cells = [format_value(value_of(result, ccd, q, name), spec) for q in QUADRANTS]
+            rows.append((f"{name}/{ccd}", name, ccd, cells + ([""] if per_ccd else [])))
+    for name in per_ccd:
+        spec = value_spec(result, name)
+        for ccd in CCDS:
+            value = (((result.get("ccds") or {}).get(ccd) or {}).get(CCD_KEY) or {}).get(name)
+            rows.append((f"{name}/{ccd}", name, ccd, [""] * len(QUADRANTS) + [format_value(value, spec)]))
+    return columns, rows
+
+
+def fit_markdown_tables(markdown: str, width: int) -> str:
+    """The report with each table too wide for `width` cells split into several, each repeating the
+    first column (value names) and taking as many of the others as fit, cut where the header's
+    first word changes (CCD1 E..H, CCD2 E..H...) when that fits: no cell is cut to "27…"."""
+    lines = markdown.split("\n")
+    out: list[str] = []
+    i = 0
+    while i < len(lines):
+        if not (_table_row(lines[i]) and i + 1 < len(lines) and _table_rule(lines[i + 1])):
+            out.append(lines[i])
+            i += 1
+            continue
+        end = i + 2
+        while end < len(lines) and _table_row(lines[end]):
+            end += 1
+        rows = [_cells(line) for line in lines[i:end]]
+        out += _split_table(rows, width) or lines[i:end]
+        i = end
+    return "\n".join(out)
+
+
+def _table_row(line: str) -> bool:
+    return line.strip().startswith("|") and line.strip().endswith("|") and len(line.strip()) > 1
+
+
+def _table_rule(line: str) -> bool:
+    return _table_row(line) and set(line.replace("|", "").strip()) <= set("-: ")
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip()[1:-1].split("|")]
+
+
+def _split_table(rows: list[list[str]], width: int) -> list[str] | None:
+    header, rule, body = rows[0], rows[1], rows[2:]
+    count = len(header)
+    widths = [max(len(row[c]) if c < len(row) else 0 for row in [header, *body]) + 3 for c in range(count)]
+    if sum(widths) + 1 <= width or count < 3:
+        return None  # fits: left as written
+    room = max(width - widths[0] - 1, 1)
+    groups: list[list[int]] = []  # columns with the same first header word, in order
+    for c in range(1, count):
+        word = header[c].split(" ")[0] if " " in header[c] else None
+        if groups and word is not None and word == groups[-1][0]:
+            groups[-1][1].append(c)
+        else:
+            groups.append((word, [c]))  # type: ignore[arg-type]
+    parts: list[list[int]] = [[]]
+    for _, columns in groups:  # type: ignore[misc]
+        used = sum(widths[c] for c in parts[-1])
+        if parts[-1] and used + sum(widths[c] for c in columns) > room:
+            parts.append([])
+        for c in columns:
+            if parts[-1] and sum(widths[k] for k in parts[-1]) + widths[c] > room:
+                parts.append([])
+            parts[-1].append(c)
+    out: list[str] = []
+    for n, part in enumerate(parts):
+        if n:
+            out.append("")
+        for row in [header, rule, *body]:
+            cells = [row[c] if c < len(row) else "" for c in [0, *part]]
+            out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
 def ccd_values(result: dict[str, Any]) -> list[tuple[str, str]]:
     """The per-CCD values (`ccds -> CCDn -> CCD`) as (name with unit, "CCD1 x · CCD2 y · CCD3 z")."""
     names: dict[str, None] = {}
@@ -205,8 +294,9 @@ def default_plot_value(result: dict[str, Any]) -> str | None:
 
 
 def plot_value(result: dict[str, Any], name: str, width: int, height: int) -> str:
-    """A chart of `name` per quadrant, one coloured line per CCD (CCD_COLOURS), as text with ANSI
-    colours. No legend in the chart (it would hide points): the caller names the colours."""
+    """A chart of `name` per quadrant: a coloured marker per CCD (CCD_COLOURS) at each quadrant,
+    the three CCDs side by side, never joined by lines (quadrants are not a series). Text with
+    ANSI colours. No legend in the chart (it would hide points): the caller names the colours."""
     from plotext._kernel.terminal import terminal as PlotTerminal  # plotext 6: a figure of our own
     from plotext._primitives.marker import marker as Marker
     from plotext._primitives.pixel import pixel as Pixel
@@ -222,14 +312,11 @@ def plot_value(result: dict[str, Any], name: str, width: int, height: int) -> st
         figure.plot_size(max(width, 30), max(height, 8))
         figure.theme("simple")
         figure.title(f"{result.get('test')} · {name} per quadrant")
-        for ccd, values in series.items():
-            points = [(i + 1, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+        for shift, (ccd, values) in zip(PLOT_SHIFTS, series.items()):
+            points = [(i + 1 + shift, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
             if not points:
                 continue
             xs, ys = [p[0] for p in points], [p[1] for p in points]
-            line = figure.signal(xs, ys, marker=Marker("dot", Pixel(foreground=CCD_COLOURS[ccd])))
-            line.lines()
-            figure.draw(line)
             figure.draw(figure.signal(xs, ys, marker=Marker("●", Pixel(foreground=CCD_COLOURS[ccd]))))
         low, high = min(finite), max(finite)
         margin = (high - low) * 0.1 or abs(high) * 0.05 or 1.0

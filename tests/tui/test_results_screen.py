@@ -21,7 +21,7 @@ from vison_tui.app import VisonApp
 from vison_tui.dialogs.quicklook import ImageView, QuickLookScreen
 from vison_tui.quicklook import block_means, read_downsampled, render_cells, scale_limits
 from engine.tasks.family import ValueSpec
-from vison_tui.result_view import format_value, value_table
+from vison_tui.result_view import fit_markdown_tables, format_value, value_table
 from vison_tui.screens.results import ResultsScreen, SourceList, TestList
 
 from .conftest import SIZE
@@ -73,6 +73,12 @@ def text_of(widget) -> str:
     return str(widget.render())
 
 
+def flags_text(screen: ResultsScreen) -> str:
+    """The flags list, a line per flag."""
+    flags = screen.query_one("#flags")
+    return "\n".join(str(flags.get_option_at_index(i).prompt) for i in range(flags.option_count))
+
+
 def shows(cell: str, value) -> bool:
     """The cell is the value to the precision it is shown with (half its last digit)."""
     if isinstance(value, float) and math.isnan(value):
@@ -91,12 +97,12 @@ async def test_values_flags_report_plot_and_quick_look(app: VisonApp) -> None:
         assert [e.name for e in screen.entries] == ["BIAS01", "DARK01", "BIAS02"] and tests.has_focus
         assert [e.state for e in screen.entries] == ["flags", "flags", "ok"]  # DARK01: nominal gain (MISSCALPROD)
 
-        # values: one row per value, a column per CCD and quadrant; the flag with its reason
+        # values: one row per value and CCD, a column per quadrant; the flag with its reason
         values = screen.query_one("#values")
-        assert values.get_row("ron_image_adu")[0] == "ron_image_adu (ADU)" and len(values.columns) == 13
+        assert str(values.get_row("ron_image_adu/CCD1")[0]) == "ron_image_adu (ADU)" and len(values.columns) == 6
         ron = screen.entry.result["ccds"]["CCD2"]["G"]["ron_image_adu"]
-        assert str(values.get_row("ron_image_adu")[7]) == f"{ron:.4f}"  # CCD2 G, to its declared 4 decimals
-        flags = text_of(screen.query_one("#flags"))
+        assert str(values.get_cell("ron_image_adu/CCD2", "G")) == f"{ron:.4f}"  # to its declared 4 decimals
+        flags = flags_text(screen)
         assert "HK_OOL" in flags and "OBSID 1003" in flags and "CCD2_TEMP_T" in flags
 
         # the report, rendered
@@ -119,7 +125,7 @@ async def test_values_flags_report_plot_and_quick_look(app: VisonApp) -> None:
         await pilot.press("escape", "down")
         await pilot.press("p")
         await wait_for(pilot, lambda: "dark_e_per_pix_per_hour" in text_of(screen.query_one("#plot")), "DARK01's plot")
-        assert text_of(screen.query_one("#flags")).startswith("⚑ MISSCALPROD  gain: nominal 3.3")  # no gain configured
+        assert flags_text(screen).startswith("⚑ MISSCALPROD  gain: nominal 3.3")  # no gain configured
 
         # images: products first, then the raw frames of the test's OBSIDs; quick look on a product
         await pilot.press("i")
@@ -160,15 +166,15 @@ async def test_the_screen_shows_what_the_run_wrote(app: VisonApp, analysed: Path
             entry = screen.entry
             result = json.loads((folder / entry.name / "result.json").read_text())
             values = screen.query_one("#values")
-            shown = [str(row.key.value) for row in values.rows.values()]
+            shown = list(dict.fromkeys(str(row.key.value).rpartition("/")[0] for row in values.rows.values()))
             assert len(shown) > 5, entry.name
             for value_name in shown:
                 for ccd in (1, 2, 3):
                     for q in "EFGH":
                         value = result["ccds"][f"CCD{ccd}"][q][value_name]
-                        cell = str(values.get_cell(value_name, f"{ccd}{q}"))
+                        cell = str(values.get_cell(f"{value_name}/CCD{ccd}", q))
                         assert shows(cell, value), (entry.name, value_name, ccd, q, cell, value)
-            flags = text_of(screen.query_one("#flags"))
+            flags = flags_text(screen)
             assert (flags == "no flag raised") == (not result["flags"]), entry.name
             for reason in result["flag_reasons"]:
                 line = next(ln for ln in flags.splitlines() if ln.endswith(reason["reason"]))
@@ -181,7 +187,8 @@ async def test_the_screen_shows_what_the_run_wrote(app: VisonApp, analysed: Path
                     assert f"OBSID {reason['obsid']}" in line
             await pilot.press("m")
             await wait_for(pilot, lambda: screen.query_one("#report").source
-                           == (folder / entry.name / "report.md").read_text(), f"{entry.name}'s report")
+                           == fit_markdown_tables((folder / entry.name / "report.md").read_text(),
+                                                  screen.report_width - 6), f"{entry.name}'s report")
 
 
 def test_quick_look_reads_block_means_of_the_area_asked(analysed: Path) -> None:

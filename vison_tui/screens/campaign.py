@@ -16,13 +16,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Static, TabbedContent, TabPane, TextArea
 
 from ..campaign_doc import FORM_FIELDS, FormError, Validation, read_form_values, save_text, validate_campaign_text, write_form_value
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.text_prompt import TextPrompt
 from ..messages import CampaignChanged, CampaignValidated
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.status_line import bottom_bars
 from ..widgets.campaign_form import CampaignForm
 from ..widgets.problem_list import ProblemList
 from ..widgets.toml_editor import TomlEditor
@@ -89,7 +90,7 @@ class CampaignScreen(Screen):
             with Vertical(id="side"):
                 yield Static("no campaign open", id="status", markup=False)
                 yield ProblemList(id="problems")
-        yield Footer(compact=True, show_command_palette=False)  # the app bar shows ^p
+        yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
     @property
     def editor(self) -> TomlEditor:

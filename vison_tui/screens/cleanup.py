@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from engine.campaign.config import Campaign
 from engine.pipeline.cleanup import KINDS, ROUTINE_KINDS, CleanupError, CleanupPlan, execute, human_size, plan_cleanup
@@ -24,6 +24,7 @@ from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.text_prompt import TextPrompt
 from ..messages import CleanupDone, CleanupPlanned, EngineFailed
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.status_line import bottom_bars
 from ..widgets.cleanup_plan import PlanItems, PlanTotals, plural, totals_lines
 from ..widgets.cleanup_report import CleanupLog
 from ..widgets.kind_checklist import KindChecklist
@@ -100,7 +101,7 @@ class CleanupScreen(Screen):
             yield PlanItems(id="items")
         with Panel(title="Report", id="report-panel"):
             yield CleanupLog(id="report")
-        yield Footer(compact=True, show_command_palette=False)
+        yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
     def on_mount(self) -> None:
         self.query_one(KindChecklist).focus()

@@ -8,6 +8,10 @@ worker (mmap); matches found later in appended lines are added as they come.
 The run shown is the one chosen on the Runs screen (l), else the newest running run of the
 campaign, else the newest run; r chooses another, o switches to the run's console output (what a
 run that died before opening its log said).
+
+w wraps long lines; l filters by level (all, warnings and errors, errors only: the records of those
+levels with their continuation lines, and the lines of the run's error events), computed in a
+worker over the file (mmap), then over appended lines as they come.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
@@ -33,10 +37,12 @@ from engine.pipeline.events import events_path, parse_event_lines
 from engine.pipeline.runs import RunRecord, list_runs, run_status
 
 from ..dialogs.choose import ChooseDialog
-from ..log_file import CHUNK_BYTES, LogIndex, index_lines, scan_lines, search_file, tail_start
+from ..log_file import (CHUNK_BYTES, LEVEL_FILTERS, LogIndex, index_lines, lines_of_levels, scan_lines,
+                        search_file, tail_start)
 from ..messages import LogEvents, LogScanned, LogSearched
 from ..run_view import STATE_STYLES, RunView
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.status_line import bottom_bars
 from ..widgets.log_view import LogView
 
 POLL_S = 0.3
@@ -61,6 +67,8 @@ class LogScreen(Screen):
         Binding("right_square_bracket", "next_task", "Next task", show=False, tooltip="jump to the next task's start"),
         Binding("left_square_bracket", "previous_task", "Prev task", show=False, tooltip="jump to the previous task's start"),
         Binding("r", "choose_run", "Run", tooltip="choose the run whose log is shown"),
+        Binding("w", "toggle_wrap", "Wrap", tooltip="fold long lines to the width (on/off)"),
+        Binding("l", "cycle_level", "Level", tooltip="show all lines, warnings and errors, or errors only"),
         Binding("o", "toggle_source", "Log/output", show=False,
                 tooltip="switch between the pipeline log and the run's console output"),
         Binding("escape", "focus_log", "Back to the log", show=False, tooltip="leave the search field or the task list"),
@@ -91,6 +99,10 @@ class LogScreen(Screen):
         self.match_lines_for = -1  # line count the match lines were computed for
         self.wanted: Path | None = None  # a run asked for by the Runs screen before this screen mounted
         self.ready = False
+        self.level = "all"  # LEVEL_FILTERS key
+        self.level_lines: list[int] = []  # the lines the level filter keeps (without the error events)
+        self.level_end = 0  # bytes of the log the filter has looked at
+        self.level_epoch = 0  # bumped when the filter starts over: older workers' lines are dropped
 
     def compose(self) -> ComposeResult:
         yield AppBar()
@@ -102,7 +114,7 @@ class LogScreen(Screen):
                 yield TaskList(id="tasks")
         yield Static("", id="log-status", markup=False)
         yield Input(placeholder="search the log: enter finds, escape or tab closes", id="search")
-        yield Footer(compact=True, show_command_palette=False)
+        yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
     @property
     def view(self) -> LogView:
@@ -168,6 +180,7 @@ class LogScreen(Screen):
 
     def start_following(self) -> None:
         self.generation += 1
+        self.level_epoch += 1
         self.index.close()
         self.index = LogIndex(None)
         self.match_offsets, self.match_lines, self.match_lines_for = [], [], -1
@@ -260,19 +273,25 @@ class LogScreen(Screen):
         if message.kind == "reset":
             self.index.open()
             self.view.set_index(self.index, "the log was replaced: reading it again")
+            self.restart_level_filter()
             return
         old_end = self.index.end
         if message.kind == "tail":
             self.index.add_tail(scan)
             self.view.lines_changed()
+            self.restart_level_filter()
         elif message.kind == "head":
-            self.view.lines_changed(prepended=self.index.add_head(scan))
+            prepended = self.index.add_head(scan)
+            self.view.lines_changed(prepended=prepended)
+            if prepended:
+                self.restart_level_filter()  # the head's lines: filtered from the start again
         else:
             if not self.index.add_appended(scan):
                 return
             self.view.lines_changed()
             if self.pattern:
                 self.search_range(self.pattern, old_end, self.index.end, self.generation)
+            self.filter_appended()
         if message.kind != "append" or (self.index.events_between(old_end, self.index.end) if self.index.has_events
                                         else scan.tasks):
             self.show_tasks()
@@ -284,6 +303,65 @@ class LogScreen(Screen):
         if self.index.add_events(message.events, message.restarted):
             self.show_tasks()
             self.show_title()
+            self.show_level_lines()
+
+    # -- level filter ---------------------------------------------------------------------------
+    def action_cycle_level(self) -> None:
+        levels = list(LEVEL_FILTERS)
+        self.level = levels[(levels.index(self.level) + 1) % len(levels)]
+        self.restart_level_filter()
+        self.notify({"all": "every line shown", "warnings": "warnings and errors only",
+                     "errors": "errors only"}[self.level] + " (l: next level)", title="Log", timeout=2)
+        self.show_status()
+
+    def restart_level_filter(self) -> None:
+        """Filter the whole indexed log again (a new level, a new file, the head indexed)."""
+        self.level_lines, self.level_end = [], self.index.first
+        self.level_epoch += 1
+        self.workers.cancel_group(self, "log-level")
+        if self.level == "all" or self.index.path is None:
+            self.view.set_visible(None)
+            return
+        self.view.set_visible(sorted(set(self.index.error_lines())))
+        self.filter_appended()
+
+    def filter_appended(self) -> None:
+        """Filter the lines indexed since the filter last looked."""
+        if self.level == "all" or self.index.path is None or self.index.end <= self.level_end:
+            return
+        first = self.index.line_of_offset(self.level_end) if self.level_end > self.index.first else 0
+        if self.level_end > self.index.first and self.index.starts[first] != self.level_end:
+            first += 1
+        starts = self.index.starts[first:]
+        carry = self.index.level(first - 1) if first > 0 else "INFO"
+        self.level_end = self.index.end
+        self.filter_levels(self.index.path, starts, first, self.index.end, LEVEL_FILTERS[self.level], carry,
+                           self.level_epoch)
+
+    @work(thread=True, group="log-level")
+    def filter_levels(self, path: Path, starts, first: int, stop: int, levels: frozenset[str], carry: str,
+                      epoch: int) -> None:
+        try:
+            lines = lines_of_levels(path, starts, first, stop, levels, carry).tolist()
+        except (OSError, ValueError):
+            lines = []
+        self.app.call_from_thread(self.levels_filtered, lines, epoch)
+
+    def levels_filtered(self, lines: list[int], epoch: int) -> None:
+        if epoch != self.level_epoch or self.level == "all":
+            return
+        self.level_lines = sorted(set(self.level_lines) | set(lines))
+        self.show_level_lines()
+
+    def show_level_lines(self) -> None:
+        if self.level == "all":
+            return
+        self.view.set_visible(sorted(set(self.level_lines) | set(self.index.error_lines())))
+        self.show_status()
+
+    def action_toggle_wrap(self) -> None:
+        self.view.wrap = not self.view.wrap
+        self.show_status()
 
     def show_tasks(self) -> None:
         tasks = self.query_one(TaskList)
@@ -338,6 +416,10 @@ class LogScreen(Screen):
         view = self.view
         parts = [f"{self.index.line_count:,} lines" + ("" if self.index.complete else " (indexing the start…)"),
                  "FOLLOWING (f: stop)" if view.follow else "follow off (f, G: on)"]
+        if self.level != "all":
+            parts.insert(1, f"{view.shown_count:,} shown: {self.level} only (l)")
+        if view.wrap:
+            parts.append("wrap (w)")
         if self.pattern:
             lines = self.current_match_lines()
             position = bisect_right(lines, view.current) if view.current in lines else 0
@@ -417,13 +499,12 @@ class LogScreen(Screen):
             self.notify(f"no {what} in the log{hint}", title="Log", severity="information")
             return
         view = self.view
-        height = view.scrollable_content_region.height
         if from_line is not None:
             here = from_line
-        elif view.top_line <= view.current < view.top_line + height:
+        elif view.in_view(view.current):
             here = view.current  # from the highlighted line while it is in view
         else:
-            here = view.top_line - 1 if step > 0 else view.top_line + height  # else from what is shown
+            here = view.top_line - 1 if step > 0 else view.bottom_line + 1  # else from what is shown
         if step > 0:
             position = bisect_right(lines, here)
             target = lines[position] if position < len(lines) else lines[0]
@@ -451,8 +532,10 @@ class LogScreen(Screen):
         if not tasks.option_count:
             self.notify("no 'Running Task' line in the log yet", title="Tasks")
             return
-        # start from the task being looked at
-        here = self.view.current if self.view.current >= 0 else self.view.top_line
+        # start from the task being looked at: the highlighted line while in view (not one jumped to
+        # earlier and scrolled away from), else the end when following, else the top of the view
+        view = self.view
+        here = view.current if view.in_view(view.current) else (view.bottom_line if view.follow else view.top_line)
         lines = [line for line, _ in self.index.task_lines()]
         tasks.highlighted = max(0, bisect_right(lines, here) - 1)
         tasks.focus()

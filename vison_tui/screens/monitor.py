@@ -24,7 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from engine.campaign.config import Campaign
 from engine.formats.names import parse_day_folder
@@ -41,6 +41,7 @@ from ..messages import DetachedMonitorPolled, EngineFailed, MonitorAlert, Monito
 from ..widgets.acquisition_progress import AcquisitionProgress
 from ..widgets.alert_list import AlertList
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.status_line import bottom_bars
 from ..widgets.backup_status import BackupStatus
 from ..widgets.explog_table import ExpLogTable
 from ..widgets.hk_sparklines import HKSparklines, key_detail, key_status, ordered_keys, out_in_view
@@ -176,7 +177,7 @@ class MonitorScreen(Screen):
                     yield BackupStatus(id="backup")
         with Panel(title="EXP-LOG", id="explog-panel"):
             yield ExpLogTable(id="explog")
-        yield Footer(compact=True, show_command_palette=False)
+        yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
     def on_mount(self) -> None:
         self.query_one(HKSparklines).focus()

@@ -5,6 +5,11 @@ at the test's products and raw frames.
 Result records (result.json, docs/results.md) and reports are read in a thread worker; the screen
 looks again every few seconds while shown and redraws only when a result changed (a running
 pipeline publishes tests one by one). Listing the raw frames (the day folder) is a worker too.
+
+Fitted to 120 columns: the values table has a row per value and CCD and a column per quadrant
+(plus the per-CCD values' column), the flags and the test-wide values are lists that scroll, the
+report's wide tables are split per CCD (result_view.fit_markdown_tables), and the plot draws a
+marker per CCD and quadrant. `/` filters the values and flags by text.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Markdown, OptionList, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, Markdown, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from engine.campaign.config import Campaign
@@ -26,9 +31,10 @@ from ..dialogs.choose import ChooseDialog
 from ..dialogs.quicklook import QuickLookScreen
 from ..messages import ResultsLoaded
 from ..quicklook import ImageSource, test_sources
-from ..result_view import (CCD_COLOURS, CCDS, TestEntry, ccd_values, default_plot_value, flag_rows, plot_value, session_tests,
-                           summary_lines, test_values, value_label, value_names, value_table)
+from ..result_view import (CCD_COLOURS, CCDS, TestEntry, ccd_table, default_plot_value, fit_markdown_tables, flag_rows,
+                           plot_value, session_tests, summary_lines, test_values, value_label, value_names)
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.status_line import bottom_bars
 
 RELOAD_S = 3.0
 VIEWS = ("values-pane", "report-pane", "plot-pane", "images-pane")
@@ -55,6 +61,15 @@ class TestList(OptionList):
     HELP_GROUP = "Tests of the session"
 
 
+class FlagList(OptionList):
+    HELP_GROUP = "Flags of the test"
+
+
+class TestValueList(OptionList):
+    __test__ = False
+    HELP_GROUP = "Test-wide values"
+
+
 class SourceList(OptionList):
     HELP_GROUP = "Products and frames"
     BINDINGS = [Binding("enter", "select", "Quick look")]
@@ -73,6 +88,7 @@ class ResultsScreen(Screen):
         Binding("left_square_bracket", "plot_step(-1)", "Prev value", show=False, tooltip="plot the previous value"),
         Binding("o", "quick_look", "Quick look", tooltip="open the highlighted product or frame (else the first product)"),
         Binding("r", "reload", "Reload", show=False, tooltip="read the results again"),
+        Binding("slash", "filter", "Filter", tooltip="show only the values and flags whose text holds what you type"),
         Binding("escape", "focus_tests", "Back to the tests", show=False, tooltip="move to the list of tests"),
     ]
     DEFAULT_CSS = """
@@ -84,9 +100,11 @@ class ResultsScreen(Screen):
     ResultsScreen TabbedContent { width: 1fr; height: 1fr; }
     ResultsScreen TabPane { padding: 0; height: 1fr; }
     ResultsScreen #summary { height: auto; max-height: 4; padding: 0 1; }
-    ResultsScreen #flags { height: auto; max-height: 7; padding: 0 1; overflow-y: auto; }
+    ResultsScreen #flags { height: auto; max-height: 6; border: none; padding: 0; }
     ResultsScreen #values { height: 1fr; }
-    ResultsScreen #test-values { height: auto; max-height: 3; padding: 0 1; color: $text-muted; }
+    ResultsScreen #test-values { height: auto; max-height: 4; border: none; padding: 0; color: $text-muted; }
+    ResultsScreen #values-filter { display: none; }
+    ResultsScreen #values-filter.-shown { display: block; }
     ResultsScreen #report-scroll { height: 1fr; }
     ResultsScreen #plot-title { height: 1; padding: 0 1; }
     ResultsScreen #plot { width: 1fr; height: 1fr; overflow: hidden; }
@@ -107,6 +125,8 @@ class ResultsScreen(Screen):
         self.open_when_listed = False
         self.focus_wanted: str | None = None
         self.reading = False
+        self.filter_text = ""
+        self.report_width = 0  # the width the report's tables were fitted to
 
     def compose(self) -> ComposeResult:
         yield AppBar()
@@ -118,9 +138,11 @@ class ResultsScreen(Screen):
             with TabbedContent(id="result-views", initial="values-pane"):
                 with TabPane("Values (v)", id="values-pane"):
                     yield Static("", id="summary", markup=False)
-                    yield Static("", id="flags")
-                    yield DataTable(id="values", cursor_type="row", fixed_columns=1, header_height=2)
-                    yield Static("", id="test-values")
+                    yield FlagList(id="flags")
+                    yield DataTable(id="values", cursor_type="row", fixed_columns=2)
+                    yield TestValueList(id="test-values")
+                    yield Input(placeholder="filter values and flags: enter or tab back", id="values-filter",
+                                compact=True)
                 with TabPane("Report (m)", id="report-pane"):
                     with VerticalScroll(id="report-scroll"):
                         yield Markdown("", id="report")
@@ -131,7 +153,7 @@ class ResultsScreen(Screen):
                     yield Static("enter or o: quick look · n/p in the viewer: next/previous file", id="images-hint",
                                  markup=False)
                     yield SourceList(id="sources")
-        yield Footer(compact=True, show_command_palette=False)
+        yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
     def on_mount(self) -> None:
         self.query_one(TestList).focus()
@@ -269,40 +291,46 @@ class ResultsScreen(Screen):
 
     def show_values(self, entry: TestEntry | None) -> None:
         table = self.query_one("#values", DataTable)
+        cursor = table.cursor_row
         table.clear(columns=True)
         summary = self.query_one("#summary", Static)
-        flags = self.query_one("#flags", Static)
-        extra = self.query_one("#test-values", Static)
+        flags = self.query_one(FlagList)
+        extra = self.query_one(TestValueList)
+        flags.clear_options()
+        extra.clear_options()
         if entry is None:
             summary.update("no test" if self.session else "")
-            flags.update("")
-            extra.update("")
             return
         summary.update(Text("\n".join(summary_lines(entry)), style="bold red" if entry.state == "errors" else ""))
         if entry.result is None:
-            flags.update("")
-            extra.update("")
             return
+        wanted = self.filter_text.lower()
         rows = flag_rows(entry.result)
-        flag_text = Text()
         if not rows:
-            flag_text.append("no flag raised", style="green")
-        for i, (flag, ccd, quadrant, obsid, reason) in enumerate(rows):
+            flags.add_option(Option(Text("no flag raised", style="green")))
+        for flag, ccd, quadrant, obsid, reason in rows:
             where = " ".join(part for part in (ccd, quadrant, f"OBSID {obsid}" if obsid else "") if part)
-            flag_text.append(("\n" if i else "") + f"⚑ {flag}", style="bold yellow")
-            flag_text.append(f"  {where}  " if where else "  ", style="dim")
-            flag_text.append(reason)
-        flags.update(flag_text)
-        columns, value_rows = value_table(entry.result)
-        labels = {name: value_label(entry.result, name) for name, _ in value_rows}
-        table.add_column(Text("value\n"), key="name", width=max([len(label) for label in labels.values()] + [8]))
-        for i, column in enumerate(columns):
-            ccd = f"CCD{column[0]}" if i % 4 == 0 else ""
-            table.add_column(Text(f"{ccd}\n{column[1]}", justify="right"), key=column)
-        for name, cells in value_rows:
-            table.add_row(labels[name], *(Text(cell, justify="right") for cell in cells), key=name)
-        extra.update(Text("\n".join(f"{name}: {text}" for name, text in
-                                    [*ccd_values(entry.result), *test_values(entry.result)])))
+            line = Text.assemble((f"⚑ {flag}", "bold yellow"), (f"  {where}  " if where else "  ", "dim"), reason)
+            if not wanted or wanted in line.plain.lower():
+                flags.add_option(Option(line))
+        if rows and not flags.option_count:
+            flags.add_option(Option(Text(f"no flag matches “{self.filter_text}” (/)", style="dim")))
+        columns, value_rows = ccd_table(entry.result)
+        labels = {name: value_label(entry.result, name) for _, name, _, _ in value_rows}
+        shown = [row for row in value_rows if not wanted or wanted in labels[row[1]].lower()]
+        table.add_column("value", key="name", width=max([len(label) for label in labels.values()] + [8]))
+        table.add_column("CCD", key="ccd", width=4)
+        for column in columns:
+            table.add_column(Text(column, justify="right"), key=column)
+        for i, (key, name, ccd, cells) in enumerate(shown):
+            first = i == 0 or shown[i - 1][1] != name  # the name once, on its first CCD's row
+            table.add_row(Text(labels[name] if first else "", style="bold" if first else ""),
+                          Text(ccd, style=CCD_COLOURS[ccd]), *(Text(cell, justify="right") for cell in cells), key=key)
+        if shown:
+            table.move_cursor(row=min(cursor, len(shown) - 1), animate=False)
+        for name, text in test_values(entry.result):
+            if not wanted or wanted in f"{name}: {text}".lower():
+                extra.add_option(Option(Text.assemble((f"{name}: ", "bold"), text)))
 
     def show_report(self, entry: TestEntry | None) -> None:
         markdown = self.query_one("#report", Markdown)
@@ -311,7 +339,13 @@ class ResultsScreen(Screen):
         elif entry.report is None:
             markdown.update("*This result has no report.md.*")
         else:
-            markdown.update(entry.report)
+            self.report_width = self.query_one("#report-scroll").size.width or self.size.width - 24
+            markdown.update(fit_markdown_tables(entry.report, self.report_width - 6))
+
+    def on_resize(self) -> None:
+        if self.entry is not None and self.entry.report and self.query_one("#report-scroll").size.width not in (
+                0, self.report_width):
+            self.show_report(self.entry)
 
     # -- plot -----------------------------------------------------------------------------------
     def show_plot(self) -> None:
@@ -359,8 +393,34 @@ class ResultsScreen(Screen):
 
     @on(DataTable.RowSelected, "#values")
     def value_chosen(self, event: DataTable.RowSelected) -> None:
-        self.plot_name = str(event.row_key.value)
+        name = str(event.row_key.value).rpartition("/")[0]
+        entry = self.entry
+        if entry is None or entry.result is None or name not in value_names(entry.result):
+            return  # a per-CCD value: not plotted per quadrant
+        self.plot_name = name
         self.action_view("plot-pane")
+
+    # -- filter ---------------------------------------------------------------------------------
+    def action_filter(self) -> None:
+        field = self.query_one("#values-filter", Input)
+        self.action_view("values-pane")
+        field.add_class("-shown")
+        field.value = self.filter_text
+        self.call_after_refresh(field.focus)
+
+    @on(Input.Changed, "#values-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.show_values(self.entry)
+
+    @on(Input.Submitted, "#values-filter")
+    def filter_submitted(self) -> None:
+        self.query_one("#values", DataTable).focus()
+
+    @on(Input.Blurred, "#values-filter")
+    def filter_left(self) -> None:
+        if not self.filter_text:
+            self.query_one("#values-filter", Input).remove_class("-shown")
 
     # -- images ---------------------------------------------------------------------------------
     def list_sources(self) -> None:

@@ -17,7 +17,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, ProgressBar, Static
+from textual.widgets import DataTable, ProgressBar, Static
 
 from engine.campaign.config import Campaign
 from engine.pipeline.runs import RunRecord, indexed_runs, list_runs, restart_run, run_status, stop_run
@@ -28,6 +28,7 @@ from ..messages import RunsRefreshed, RunStopped
 from ..run_launch import missing_day_note, watched_day_folder
 from ..run_view import RunView, activity_line, day_option, parse_time, progress, run_results_root, run_summary
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.status_line import bottom_bars
 from ..widgets.run_tables import RunList, RunTestsTable
 
 REFRESH_S = 1.0
@@ -76,7 +77,7 @@ class RunsScreen(Screen):
         yield Static("", id="run-activity", markup=False)
         yield ProgressBar(id="progress", show_eta=False)
         yield RunTestsTable(id="run-tests")
-        yield Footer(compact=True, show_command_palette=False)
+        yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
     def on_mount(self) -> None:
         self.query_one(RunList).focus()

@@ -17,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TabbedContent, TabPane
+from textual.widgets import Static, TabbedContent, TabPane
 
 from engine.campaign.catalogue import CATALOGUE
 from engine.campaign.chamber import ChamberError
@@ -32,6 +32,7 @@ from ..messages import EngineFailed, ScriptsDone, SessionsDone
 from ..script_plan import (SessionPlan, campaign_tests, fields_from_campaign, folder_in_use, resolve_folder,
                            script_inputs, selection_totals, chamber_figures)
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.status_line import bottom_bars
 from ..widgets.message_panel import MessagePanel
 from ..widgets.script_fields import ScriptFieldsForm
 from ..widgets.session_editor import SessionEditor, SessionTests
@@ -104,7 +105,7 @@ class ScriptsScreen(Screen):
             with TabPane("Sessions", id="sessions-pane"):
                 yield SessionEditor(id="session-editor")
         yield MessagePanel(id="messages")
-        yield Footer(compact=True, show_command_palette=False)  # the app bar shows ^p
+        yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
     def on_mount(self) -> None:
         self.query_one(TestChecklist).focus()

@@ -21,10 +21,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from ..dialogs.text_prompt import TextPrompt
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.status_line import bottom_bars
 from ..widgets.panel import Panel, toggle_zoom
 
 if TYPE_CHECKING:  # engine.pipeline.trends loads the analysis families: imported in the worker
@@ -96,7 +97,7 @@ class TrendsScreen(Screen):
                 yield DataTable(id="compare", cursor_type="row", fixed_columns=1)
             with Panel(title="Drift", id="drift-panel"):
                 yield DataTable(id="drift", cursor_type="row")
-        yield Footer(compact=True, show_command_palette=False)
+        yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
     def on_mount(self) -> None:
         self.query_one("#outliers", DataTable).focus()

@@ -49,20 +49,40 @@ class AppBar(Static):
         width = self.size.width
         # in a text field (the campaign editor too) ? and the screen keys are typed: ctrl+g is the way out
         typing = isinstance(self.screen.focused, (Input, TextArea))
-        hint = Text("^g go  ^p commands " if typing else "? help  ^p commands ", style="dim")
+        hints = (["^g go  ^p commands ", "^g go "] if typing else ["? help  ^p commands ", "? help "]) + [""]
         status = Text("  ● modified", style="bold yellow") if app.unsaved else Text("")
         path = display_path(app.campaign_path)
-        for short in (False, True):
+        name = os.path.basename(path) if app.campaign_path else path
+
+        def bar(style: str) -> Text:
             text = Text(" vison ", style="bold reverse")
             for entry in app.screen_entries:
                 current = entry.shows(self.screen)
-                text.append(f" {entry.key} {entry.short if short else entry.title} ",
-                            style="bold reverse" if current else "dim")
+                label = {"full": entry.title, "short": entry.short}.get(style, entry.short if current else "")
+                text.append(f" {entry.key}{' ' + label if label else ''} ", style="bold reverse" if current else "dim")
             text.append("  ")
-            room = width - text.cell_len - status.cell_len - hint.cell_len
-            if len(path) <= room or short:
+            return text
+
+        # the widest layout where the whole path (else the file name) and a help hint fit, in this order:
+        # full titles, short titles, only the current screen's title; the hint shortened last
+        choice = None
+        for wanted in (path, name):
+            for style in ("full", "short", "keys"):
+                for hint_text in hints[:2]:
+                    text = bar(style)
+                    if text.cell_len + len(wanted) + status.cell_len + len(hint_text) <= width:
+                        choice = (text, hint_text)
+                        break
+                if choice:
+                    break
+            if choice:
                 break
-        shown = path if len(path) <= room else "…" + path[-max(room - 1, 8):]
+        if choice is None:
+            choice = (bar("keys"), "")
+        text, hint_text = choice
+        hint = Text(hint_text, style="dim")
+        room = width - text.cell_len - status.cell_len - hint.cell_len
+        shown = path if len(path) <= room else ("…" + path[-max(room - 1, 8):] if room > len(name) else name)
         text.append(shown, style="bold" if app.campaign_path else "dim italic")
         text.append_text(status)
         gap = width - text.cell_len - hint.cell_len

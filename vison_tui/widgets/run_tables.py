@@ -34,15 +34,38 @@ class RunList(DataTable):
         for label, width in self.COLUMNS:
             self.add_column(label, width=width, key=label)
 
+    def on_resize(self) -> None:
+        self.fit_last_column()
+
+    def fit_last_column(self) -> None:
+        """The run ids as wide as the longest (30 at most), "Doing" the rest of the width: cut text
+        ends with an ellipsis instead of running off the screen."""
+        columns = list(self.columns.values())
+        if not columns or not self.size.width:
+            return
+        ids = [len(str(self.get_cell_at((row, 0)))) for row in range(self.row_count)]
+        run_width = min(max(ids + [self.COLUMNS[0][1]]), 30)
+        changed = columns[0].width != run_width
+        columns[0].width = run_width
+        others = sum(c.get_render_width(self) for c in columns[:-1])
+        last = max(self.scrollable_content_region.width - others - 2 * self.cell_padding, 12)
+        if columns[-1].auto_width or columns[-1].width != last or changed:
+            columns[-1].auto_width = False
+            columns[-1].width = last
+            self._require_update_dimensions = True
+            self.refresh()
+
     def show(self, views: list[RunView], now: datetime) -> None:
         rows = []
         for view in views:
             cells = list(run_row(view, now))
+            cells[0] = Text(str(cells[0]), overflow="ellipsis", no_wrap=True)
             cells[3] = _state_cell(cells[3])
             style = "bold yellow" if view.live and view.note else ("dim" if not view.live else "")
             cells[7] = Text(cells[7], style=style, overflow="ellipsis", no_wrap=True)
             rows.append((view.key, cells))
         sync_rows(self, rows)
+        self.fit_last_column()
 
     @property
     def current_key(self) -> str | None:

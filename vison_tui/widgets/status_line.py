@@ -1,0 +1,127 @@
+"""The status line above the keys of every screen (vison_tui.status_view says what), and the
+footer that keeps the app's own keys (screens, help, quit) when the screen's keys do not all fit
+(80 columns): the screen's last keys give way, as they are in the help (?) and the palette."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from itertools import groupby
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.widgets import Footer, Static
+from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
+
+from ..status_view import StatusInfo, gather_status
+
+READ_EVERY_S = 3.0
+
+
+class StatusLine(Static):
+    DEFAULT_CSS = """
+    StatusLine { height: 1; padding: 0 1; background: $boost; color: $text-muted; }
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", id="status-line", markup=False, **kwargs)
+        self.info: StatusInfo | None = None
+        self.reading = False
+
+    def on_mount(self) -> None:
+        self.set_interval(READ_EVERY_S, self.read_if_shown)
+        self.call_after_refresh(self.read_if_shown)
+
+    def read_if_shown(self) -> None:
+        if self.screen.is_current and not self.reading:
+            self.reading = True
+            self.read(getattr(self.app, "campaign", None))
+
+    @work(thread=True, exclusive=True, group="status-line")
+    def read(self, campaign) -> None:
+        try:
+            info = gather_status(campaign)
+        except Exception:  # the status line must never take a screen down
+            info = StatusInfo(monitor="monitor: state unreadable")
+        self.app.call_from_thread(self.show_info, info)
+
+    def show_info(self, info: StatusInfo) -> None:
+        self.reading = False
+        self.info = info
+        self.refresh()
+
+    def render(self) -> Text:
+        info = self.info
+        text = Text(no_wrap=True, overflow="ellipsis", end="")
+        if info is None:
+            text.append("reading the runs and the monitor…", style="dim")
+            return text
+        if info.running:
+            first, doing = info.running[0]
+            more = f" +{len(info.running) - 1}" if len(info.running) > 1 else ""
+            text.append(f"▶ {len(info.running)} running", style="bold green")
+            text.append(f": {first}{' ' + doing if doing else ''}{more}")
+        else:
+            text.append("no run going", style="dim")
+        text.append(" │ ")
+        text.append(info.monitor, style="bold" if info.monitor_live else "dim")
+        if info.last_alert:
+            text.append(" │ ")
+            text.append(f"last alert {info.last_alert}", style="bold red" if info.alert_severity == "critical"
+                        else "yellow")
+        if info.backup:
+            text.append(" │ ")
+            text.append(info.backup, style="yellow" if "behind" in info.backup else "green")
+        return text
+
+
+class VisonFooter(Footer):
+    """A compact footer; when the keys do not all fit, the app's (screens, help, quit) come first."""
+
+    def on_resize(self) -> None:
+        if self.size.width != getattr(self, "_laid_out_for", None):
+            self._laid_out_for = self.size.width
+            self.call_after_refresh(self.recompose)
+
+    def compose(self) -> ComposeResult:
+        if not self._bindings_ready:
+            return
+        bindings = [(binding, enabled, tooltip) for (node, binding, enabled, tooltip)
+                    in self.screen.active_bindings.values() if binding.show]
+        by_action: defaultdict[str, list] = defaultdict(list)
+        for binding, enabled, tooltip in bindings:
+            by_action[binding.action].append((binding, enabled, tooltip))
+        groups = [(group, list(items)) for group, items in groupby(by_action.values(), lambda b: b[0][0].group)]
+
+        def width(group, items) -> int:
+            if group is not None and len(items) > 1:
+                return sum(len(self.app.get_key_display(b[0][0])) + 1 for b in items) + len(group.description) + 1
+            return sum(len(self.app.get_key_display(b[0][0])) + len(b[0][0].description) + 2 for b in items)
+
+        app_actions = {b.action for bs in self.app._bindings.key_to_bindings.values() for b in bs}
+        if sum(width(g, items) for g, items in groups) > self.app.size.width:
+            own = [(g, items) for g, items in groups if items[0][0][0].action not in app_actions]
+            app = [(g, items) for g, items in groups if items[0][0][0].action in app_actions]
+            groups = app + own
+        self.styles.grid_size_columns = len(by_action)
+        for group, multi in groups:
+            if group is not None and len(multi) > 1:
+                with KeyGroup(classes="-compact" if group.compact else ""):
+                    for items in multi:
+                        binding, enabled, tooltip = items[0]
+                        yield FooterKey(binding.key, self.app.get_key_display(binding), "", binding.action,
+                                        disabled=not enabled, tooltip=tooltip or binding.description,
+                                        classes="-grouped").data_bind(compact=Footer.compact)
+                yield FooterLabel(group.description + " ")
+            else:
+                for items in multi:
+                    binding, enabled, tooltip = items[0]
+                    yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description,
+                                    binding.action, disabled=not enabled,
+                                    tooltip=tooltip).data_bind(compact=Footer.compact)
+
+
+def bottom_bars() -> ComposeResult:
+    """What every screen has at the bottom: the status line, then the keys."""
+    yield StatusLine()
+    yield VisonFooter(compact=True, show_command_palette=False)
