@@ -144,6 +144,110 @@ def read_all(day: Path, how: str) -> dict:
     return {"wall_s": done - STARTED, "read_s": done - started, {"quadrants": "checksum"}.get(how, how): total}
 
 
+def _limit_unit(paths: list[str], quadrant: str, target: str, offsets_at: dict) -> float:
+    """One (CCD, quadrant) of the read-and-stack limit: prescan statistics of each frame (its offset),
+    then the per-pixel median of the offset-subtracted frames band by band, written into the target."""
+    import numpy as np
+
+    from engine.formats.fits import read_frame
+    from engine.formats.geometry import QUADRANTS  # noqa: F401
+    from engine.tasks.stacking import band_rows_for, quadrant_bands, sort_frames
+    from engine.tasks.stats import region_stats
+
+    frames = [read_frame(p) for p in paths]
+    try:
+        geometry = frames[0].geometry
+        offsets = np.array([region_stats(f.region(quadrant, "prescan", geometry)).clipped_mean for f in frames],
+                           np.float32)[:, None, None]
+        out = np.memmap(target, dtype=">f4", mode="r+", offset=offsets_at["STACK"], shape=geometry.shape)
+        n = len(frames)
+        for band in quadrant_bands(geometry, quadrant, band_rows_for(n, geometry)):
+            cube = np.stack([f.section(band.frame_rows, band.cols) for f in frames]).astype(np.float32)
+            cube -= offsets
+            sort_frames(cube)
+            out[band.frame_rows, band.cols] = cube[n // 2] if n % 2 else (cube[n // 2 - 1] + cube[n // 2]) * 0.5
+        out.flush()
+        del out
+    finally:
+        for f in frames:
+            f.close()
+    return float(offsets.mean())
+
+
+def read_and_stack(day: Path, jobs: int) -> dict:
+    """The read-and-stack limit of a test's analysis: every frame read once (one unit per CCD and
+    quadrant on `jobs` processes), the prescan statistics of each quadrant (its offset), the
+    per-pixel median of each CCD's offset-subtracted frames (a master) written as a float32 FITS.
+    `wall_s`: since the process start."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from astropy.io import fits
+
+    from engine.formats.fits import read_frame
+    from engine.formats.geometry import QUADRANTS
+    from engine.tasks.stacking import allocate_fits
+
+    by_ccd: dict[str, list[str]] = {}
+    for path in frames_of(day):
+        by_ccd.setdefault(path.stem.rsplit("_", 1)[-1], []).append(str(path))
+    with read_frame(next(iter(by_ccd.values()))[0]) as first:
+        shape = first.geometry.shape
+    out = Path(tempfile.mkdtemp(prefix="vison-bench-limit-"))
+    try:
+        calls = []
+        for ccd, paths in sorted(by_ccd.items()):
+            target = out / f"MASTER_{ccd}.fits"
+            offsets = allocate_fits(target, fits.Header(), ("STACK",), shape)
+            calls += [(paths, q, str(target), offsets) for q in QUADRANTS]
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("fork")) as pool:
+            list(pool.map(_limit_unit, *zip(*calls)))
+        written = sum(p.stat().st_size for p in out.iterdir())
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return {"wall_s": time.perf_counter() - STARTED, "masters": len(by_ccd), "written_mb": written / 1e6}
+
+
+def campaign_toml(day: Path, results: Path, test: str) -> str:
+    """A campaign file for `test` on `day`, results in `results` (as a user writes one)."""
+    hardware = "\n".join(f'{key} = "{value}"' for key, value in SERIALS.items())
+    return (f'[campaign]\nblock = "NOSTROMO"\nchamber = "B_NOSTROMO"\n\n[hardware]\n{hardware}\n\n'
+            f'[paths]\ndata = "{day.parent}"\nresults = "{results}"\n\n'
+            f'[sessions.BENCH]\nday_folder = "{day.name}"\ntests = ["{test}"]\n')
+
+
+def run_as_user(day: Path, test: str, results: Path | None = None) -> dict:
+    """`vison-engine run CAMPAIGN --session BENCH` as a user types it (default jobs), timed from the
+    process start to its result.json (`end_s`, from the file's mtime) and to the exit (`exit_s`);
+    peak summed RSS of the process and its workers; the result's timings; the results folder's size."""
+    folder = results or Path(tempfile.mkdtemp(prefix=f"vison-bench-user-{test.lower()}-"))
+    try:
+        config = folder / "campaign.toml"
+        config.write_text(campaign_toml(day, folder / "results", test))
+        command = [str(Path(sys.executable).with_name("vison-engine")), "run", str(config), "--session", "BENCH"]
+        started_at = time.time()
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder)
+        sampler = MemorySampler(process.pid)
+        sampler.start()
+        out, _ = process.communicate()
+        exit_s = time.perf_counter() - started
+        sampler.stop()
+        result = folder / "results" / "BENCH" / test / "result.json"
+        if process.returncode or not result.is_file():
+            raise RuntimeError(f"vison-engine run failed ({process.returncode}):\n{out[-3000:]}")
+        record = json.loads(result.read_text())
+        test_folder = result.parent
+        size = sum(p.stat().st_size for p in test_folder.rglob("*") if p.is_file())
+        products = {p.name: p.stat().st_size for p in sorted((test_folder / "products").glob("*")) if p.is_file()}
+        return {"end_s": result.stat().st_mtime - started_at, "exit_s": exit_s, "peak_total_mb": sampler.peak_kb / 1024,
+                "timings_s": record["timings_s"], "errors": record["errors"], "flags": record["flags"],
+                "results_mb": size / 1e6, "products": products}
+    finally:
+        if results is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def analyse(day: Path, test: str, jobs: int, results: Path | None = None, *, executor: str | None = None,
             families: bool = False, sample: bool = True, profile: bool = False,
             extra: Callable[[dict], dict] | None = None) -> dict:

@@ -152,6 +152,97 @@ def test_profiles_cover_every_row_and_column(results):
     assert max(abs(float(r["mean_adu"])) for r in rows) < 2.0  # offset-subtracted: near 0 (hot pixels aside)
 
 
+def test_profiles_are_the_mean_offset_subtracted_image_in_canonical_order(results, day):
+    """The one pass reads bands as they lie in the frame and flips labels and sums, not pixels:
+    its profiles must be those computed directly from canonical quadrants, in every quadrant."""
+    from engine.formats.fits import read_frame
+    from engine.tasks.measures import frame_stats
+
+    folder, records = results
+    data, _ = day
+    obsids = records["BIAS01"]["obsids"]
+    ccd = 3
+    paths = [p for p in sorted(data.rglob(f"EUC_*_CCD{ccd}.fits")) if obsids[0] <= int(p.name.split("_")[1]) <= obsids[1]]
+    with open(folder / "D11" / "BIAS01" / "products" / "BIAS01_profiles.csv") as handle:
+        table = [r for r in csv.DictReader(handle) if r["ccd"] == f"CCD{ccd}"]
+    for q in QUADRANTS:
+        images = []
+        for path in paths:
+            offset = frame_stats(path)[q].prescan.clipped_mean
+            with read_frame(path) as frame:
+                images.append(SMALL.region(frame.data.astype(float), q, "image") - offset)
+        mean = np.mean(images, axis=0)  # canonical rows x image columns
+        for axis, expected in (("row", mean.mean(axis=1)), ("column", mean.mean(axis=0))):
+            got = [float(r["mean_adu"]) for r in table if r["quadrant"] == q and r["axis"] == axis]
+            assert np.allclose(got, expected, atol=1e-4), (q, axis)
+
+
+def test_master_bias_is_compressed_and_agrees_with_the_float32_stack(results, day, tmp_path):
+    """The master bias is tile-compressed with a quantisation step stated in each extension's
+    header (QSTEP, QMAXERR, QRON); read back it agrees with the float32 stack, recomputed here from
+    the frames with the same offsets (stack_unit), within QMAXERR: <= 1 % of the read noise for the
+    master (STACK), <= 2 % for its error plane (STD)."""
+    from engine.tasks.measures import frame_stats
+    from engine.tasks.stacking import StackTarget, stack_unit
+
+    folder, records = results
+    data, truths = day
+    ccd = 2
+    name = f"EUC_MASTERBIAS_CCD{ccd}_SN_{SERIALS[f'ccd{ccd}']}_NOSTROMO.fits"
+    frames = sorted((data).rglob(f"EUC_*_CCD{ccd}.fits"))
+    obsids = records["BIAS01"]["obsids"]
+    paths = [p for p in frames if obsids[0] <= int(p.name.split("_")[1]) <= obsids[1]]
+    assert len(paths) == 10
+    stats = [frame_stats(p) for p in paths]
+    raw = tmp_path / "float32.fits"
+    offsets = allocate_fits(raw, fits.Header(), ("STACK", "STD"), SMALL.shape)
+    target = StackTarget(raw, offsets, "STACK", "STD", "std")
+    for q in QUADRANTS:
+        stack_unit((ccd, q), paths, [s[q].prescan.clipped_mean for s in stats], SMALL, target)
+    product = folder / "D11" / "BIAS01" / "products" / name
+    assert not list(product.parent.glob(".*float32*")), "the float32 stack is not left behind"
+    with fits.open(product) as hdul, fits.open(raw) as reference:
+        assert isinstance(hdul["STACK"], fits.CompImageHDU) and isinstance(hdul["STD"], fits.CompImageHDU)
+        for plane in ("STACK", "STD"):
+            header = hdul[plane].header
+            ron = header["QRON"]
+            assert ron == pytest.approx(min(truths.ccds[ccd].quadrants[q].ron_adu for q in QUADRANTS), rel=0.15)
+            assert header["QMAXERR"] == pytest.approx(header["QSTEP"] / 2)
+            bound = 0.01 if plane == "STACK" else 0.02  # the error plane: 2 % of the noise it estimates
+            assert header["QMAXERR"] <= bound * ron
+            error = np.abs(hdul[plane].data.astype(np.float64) - reference[plane].data.astype(np.float64))
+            assert error.max() <= header["QMAXERR"] * (1 + 1e-5) + 1e-5, plane
+            assert error.max() <= bound * ron
+    assert product.stat().st_size < raw.stat().st_size / 2
+
+
+def test_each_band_of_each_frame_is_read_once(day, results, tmp_path, monkeypatch):
+    """BIAS01 declares its per-band consumers (check measurements, noise, stack: Family.per_band):
+    every quadrant band of every frame is read once in the whole analysis (the prescan columns,
+    whose clipped mean the stack subtracts, once more before the bands), and the numbers are
+    those of the frame-by-frame path."""
+    from engine.formats.fits import Frame
+
+    data, _ = day
+    reads: dict[tuple, int] = {}
+    section = Frame.section
+
+    def counting(self, rows=slice(None), cols=slice(None)):
+        key = (self.path.name, rows.start, rows.stop, cols.start, cols.stop)
+        reads[key] = reads.get(key, 0) + 1
+        return section(self, rows, cols)
+
+    monkeypatch.setattr(Frame, "section", counting)
+    record = run_session(data, tmp_path / "results", ("BIAS01",))["BIAS01"]
+    width = SMALL.quad_width
+    bands = {key: count for key, count in reads.items() if key[4] - key[3] == width}
+    assert len({key[0] for key in bands}) == 30  # every frame
+    assert set(bands.values()) == {1}, "a band read twice"
+    others = [key for key in reads if key not in bands]
+    assert all(key[4] - key[3] == SMALL.prescan for key in others)  # the prescan columns, before the bands
+    assert record["ccds"] == results[1]["BIAS01"]["ccds"]
+
+
 def test_report_and_figures(results):
     folder, records = results
     report = (folder / "D11" / "BIAS01" / "report.md").read_text()

@@ -103,7 +103,7 @@ def test_dask_cluster_gives_the_local_results(day, local, cluster, tmp_path, cap
     log = next((results / "logs").glob("*.log")).read_text()
     assert f"Work units run on {address} (2 workers, 2 threads)" in log
     # the units did run on the cluster (its scheduler lives in this process)
-    assert {"frame_unit", "noise_unit", "stack_unit"} <= set(cluster.scheduler.task_prefixes)
+    assert {"quadrant_pass_unit", "compress_product"} <= set(cluster.scheduler.task_prefixes)
 
 
 class KillOnce(WorkerPlugin):
@@ -130,14 +130,14 @@ class KillOnce(WorkerPlugin):
 def test_a_worker_killed_mid_unit_changes_nothing(day, local, cluster, tmp_path):
     marker = tmp_path / "killed"
     with cluster.get_client() as client:
-        client.register_plugin(KillOnce("noise_unit-", str(marker)))
+        client.register_plugin(KillOnce("quadrant_pass_unit-", str(marker)))
         try:
             results = tmp_path / "results"
             run_here(day, results, parse_executor("dask://" + cluster.scheduler_address.removeprefix("tcp://")))
         finally:
             client.unregister_worker_plugin(KillOnce.name)
     pid, key = marker.read_text().split()
-    assert key.startswith("noise_unit-")  # a BIAS01 read-noise unit (CCD, quadrant) was being run
+    assert key.startswith("quadrant_pass_unit-")  # a BIAS01 one-pass unit (CCD, quadrant) was being run
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid), 0)  # its worker is gone
     assert_same_results(local, results)

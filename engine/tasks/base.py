@@ -94,6 +94,7 @@ class AnalysisTask:
     def _run(self, ctx: TaskContext, enabled: set[str]) -> TaskOutcome:
         outcome = TaskOutcome()
         ctx.outcome = outcome  # the report lists each sub-task's status
+        ctx.enabled = frozenset(name for name in enabled if name not in ctx.family.not_implemented)
         crashed = False
         for name in ctx.family.subtasks:
             if name in ctx.family.not_implemented:

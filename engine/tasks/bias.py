@@ -15,6 +15,11 @@ Sub-tasks (after the generic `init` and `check`):
   (stacking.py: band by band, written straight into the FITS file, memory bounded whatever the
   frame count); extensions STACK and STD, provenance in the primary header.
 
+The family declares its per-band consumers (FAMILY.per_band: the noise histograms for `basic`, the
+master for `meta`): the check measures the frames with one pass over their bands (bandpass.py)
+that feeds them from the same read; `basic` and `meta` read the frames again only if their frames
+or offsets differ from those the pass used.
+
 Work is split per (CCD, quadrant): 12 equal units keep 2 workers busy (3 CCDs would leave one
 idle a third of the time). Workers get paths and offsets, return small records, and write their
 quadrant of a product themselves.
@@ -31,17 +36,23 @@ import numpy as np
 
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
+from .bandpass import RESIDUAL_RANGE_ADU, NoiseAccumulator, QuadrantNoise  # noqa: F401 (re-exported)
 from .check import RawStats, check_offset_gradients, quadrant_frames
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import BandConsumers, Family, StackSpec, ValueSpec
 from .figures import markdown_table, new_figure, quadrant_axes
-from .measures import REGIONS, region_columns
+from .measures import REGIONS, FrameMeasures
 from .offsets import OffsetSubtractingTask, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from .stacking import StackStats, band_rows_for, build_stacks, product_names, quadrant_bands
-from .stats import CLIP_SIGMA, histogram_stats
-
-RESIDUAL_RANGE_ADU = 64  # residuals to the per-pixel mean beyond this are outliers (RON ~1-2 ADU)
+from .stacking import (
+    PRECISION_NOTE,
+    StackStats,
+    band_rows_for,
+    build_stacks,
+    product_names,
+    quadrant_bands,
+)
+from .stats import CLIP_SIGMA
 
 Levels = dict[tuple[int, str], dict[str, list[float]]]  # (ccd, quadrant) -> region -> per-frame clipped mean
 
@@ -50,61 +61,19 @@ Levels = dict[tuple[int, str], dict[str, list[float]]]  # (ccd, quadrant) -> reg
 # basic: offsets from the raw-frame measurements; RON and profiles per quadrant in one banded pass
 # ---------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class QuadrantNoise:
-    ron: dict[str, float]  # region -> RON (ADU) from the residuals to the per-pixel mean
-    row_profile: list[float]  # canonical image rows: mean offset-subtracted level (ADU)
-    col_profile: list[float]  # canonical image columns
-
-
 def noise_unit(unit: tuple[int, str], paths: list[Path], offsets: list[float], geometry: CCDGeometry) -> QuadrantNoise:
-    """Worker: one quadrant of every frame of a CCD, band by band, each frame opened once.
-
-    Read noise: each frame minus the per-pixel mean of all frames removes every fixed pattern;
-    the residuals are kept exactly as integers, n * x_i - sum_j x_j, in one histogram per frame
-    and region (per frame, so an offset drift between frames does not count as noise).
-    """
+    """Worker: one quadrant of every frame of a CCD, band by band, each frame opened once
+    (bandpass.NoiseAccumulator). The one pass over the frames (bandpass.py) does the same from
+    the check's read; this unit runs when the frames differ from those the pass used."""
     _, quadrant = unit
-    n = len(paths)
-    columns = {region: region_columns(geometry, region) for region in REGIONS}
-    image_cols = region_columns(geometry, "image", trim=False)
-    reach = RESIDUAL_RANGE_ADU * n  # residual histogram half-width, in units of 1/n ADU
-    residual_hist = {r: np.zeros((n, 2 * reach + 1), np.int64) for r in REGIONS}
-    row_sum = np.zeros(geometry.image_rows)
-    col_sum = np.zeros(geometry.image_cols)
+    noise = NoiseAccumulator(len(paths), offsets, geometry, quadrant)
     with ExitStack() as stack:
         frames = [stack.enter_context(read_frame(p)) for p in paths]
-        for band in quadrant_bands(geometry, quadrant, band_rows_for(n, geometry)):
+        for band in quadrant_bands(geometry, quadrant, band_rows_for(len(paths), geometry)):
             if band.image_rows == 0:
                 continue  # parallel overscan: not part of the region statistics
-            # Columns first: each region is then one contiguous block, histogrammed without copies.
-            cube = np.empty((n, geometry.quad_width, band.image_rows), np.int32)
-            for i, frame in enumerate(frames):
-                counts = geometry.to_canonical(frame.section(band.frame_rows, band.cols), quadrant)
-                cube[i] = counts[: band.image_rows].T
-            total = cube.sum(axis=0, dtype=np.int32)  # exact below 32768 frames; int32 halves the traffic
-            residual = np.empty_like(total)
-            for i in range(n):
-                np.multiply(cube[i], n, out=residual)
-                residual -= total
-                np.clip(residual, -reach, reach, out=residual)
-                residual += reach
-                for region, cols in columns.items():
-                    residual_hist[region][i] += np.bincount(residual[cols].ravel(), minlength=2 * reach + 1)
-            image = total[image_cols].astype(np.float64) - float(np.sum(offsets))
-            canonical = slice(band.canonical_rows.start, band.canonical_rows.start + band.image_rows)
-            row_sum[canonical] += image.sum(axis=0)
-            col_sum += image.sum(axis=1)
-    ron = {}
-    for region in REGIONS:
-        # std(n x_i - sum) = n sigma sqrt((n-1)/n)
-        variances = [histogram_stats(h, -reach).std ** 2 for h in residual_hist[region]]
-        ron[region] = math.sqrt(float(np.nanmean(variances)) / (n * (n - 1))) if n > 1 else math.nan
-    return QuadrantNoise(
-        ron=ron,
-        row_profile=(row_sum / (n * geometry.image_cols)).tolist(),
-        col_profile=(col_sum / (n * geometry.image_rows)).tolist(),
-    )
+            noise.add(band, [f.section(band.frame_rows, band.cols) for f in frames])
+    return noise.result()
 
 
 def frame_levels(prepared: PreparedData, units: list[tuple[int, str]]) -> Levels:
@@ -150,13 +119,24 @@ class MasterBias(SubTaskResult):
     stats: dict[tuple[int, str], StackStats]
 
 
+MASTER_BIAS = StackSpec("MASTERBIAS", ("STACK", "STD"), "std", subtasks=("meta",))
+
+
 class BiasTask(OffsetSubtractingTask):
     def basic(self, ctx: TaskContext, prepared: PreparedData) -> BiasNoise:
         geometry = prepared.geometry
         units = [(ccd, q) for ccd in ctx.ccds for q in QUADRANTS if len(prepared.frames[ccd]) >= 2]
-        calls = [((ccd, q), [f.path for f in prepared.frames[ccd]], [f.offsets[q] for f in prepared.frames[ccd]],
-                  geometry) for ccd, q in units]
-        noise = dict(zip(units, ctx.map_units(noise_unit, calls)))
+        passes = ctx.need(FrameMeasures).passes
+        noise, calls = {}, []
+        for ccd, q in units:
+            paths, offsets = [f.path for f in prepared.frames[ccd]], [f.offsets[q] for f in prepared.frames[ccd]]
+            done = passes.get((ccd, q))
+            if done is not None and done.noise is not None and done.matches(paths, offsets):
+                noise[(ccd, q)] = done.noise  # from the one pass over the frames (bandpass.py)
+            else:
+                calls.append(((ccd, q), paths, offsets, geometry))
+        noise.update(zip([call[0] for call in calls], ctx.map_units(noise_unit, calls)))
+        noise = {unit: noise[unit] for unit in units}
         levels = frame_levels(prepared, units)
         out = Outputs()
         gains, sources = {}, set()
@@ -186,7 +166,7 @@ class BiasTask(OffsetSubtractingTask):
     def meta(self, ctx: TaskContext, prepared: PreparedData) -> MasterBias:
         names = product_names(ctx, prepared, "MASTERBIAS")
         files = {ccd: ctx.staging_path(name) for ccd, name in names.items()}
-        stats = build_stacks(ctx, prepared, files, "MASTERBIAS", ("STACK", "STD"), "std",
+        stats = build_stacks(ctx, prepared, files, "MASTERBIAS", MASTER_BIAS.extnames, MASTER_BIAS.spread,
                              "median of offset-subtracted frames")
         out = Outputs(files=[StagedFile(names[ccd], files[ccd]) for ccd in names])
         rows = []
@@ -197,7 +177,8 @@ class BiasTask(OffsetSubtractingTask):
         body = (f"Per CCD, the per-pixel median of its offset-subtracted frames ({counts}; offset: clipped "
                 "prescan mean per frame and quadrant), with the per-pixel std of the frames (extension STD). "
                 "Provenance in the primary header (VISON, TEST, SESSION, BLOCK, CCD, SN, OBSIDS, NCOMB, METHOD, "
-                "OFFS_E..H, DATE, inputs as HISTORY). STACK + OFFS_q is the quadrant's bias level.\n\n"
+                "OFFS_E..H, DATE, inputs as HISTORY). STACK + OFFS_q is the quadrant's bias level. "
+                + PRECISION_NOTE.format(median="STACK", spread="STD") + "\n\n"
                 + "\n".join(f"- `products/{names[c]}`" for c in names) + "\n\n"
                 + markdown_table(["CCD", "Q", "image clipped mean (ADU)", "clipped std (ADU)"], rows))
         out.sections.append(Section("Master bias", body))
@@ -224,6 +205,7 @@ FAMILY = Family(
     ),
     checks=(check_bias_gradients, check_image_noise),
     needs=("gain",),
+    per_band=BandConsumers(noise=("basic",), stack=MASTER_BIAS),
 )
 TASK = BiasTask
 

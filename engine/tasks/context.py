@@ -60,6 +60,7 @@ class TaskContext:
     # told each sub-task's end: (name, status, seconds, error or None), before its error is logged
     on_subtask_end: Callable[[str, str, float | None, str | None], None] | None = None
     outcome: Any = None  # the TaskOutcome being built (base.py), for the report's sub-task list
+    enabled: frozenset[str] | None = None  # the sub-tasks this run of the task will run (None: all)
 
     # -- values -------------------------------------------------------------------------------
 

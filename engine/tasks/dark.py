@@ -32,15 +32,17 @@ import numpy as np
 from ..formats.geometry import QUADRANTS
 from .check import RawStats, check_offset_gradients, quadrant_frames
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import BandConsumers, Family, StackSpec, ValueSpec
 from .figures import markdown_table, quadrant_axes
 from .offsets import OffsetSubtractingTask, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from .stacking import StackStats, build_stacks, product_names
+from .stacking import PRECISION_NOTE, StackStats, build_stacks, product_names
 from .stats import CLIP_SIGMA
 
 DARK_FLUENCE_WINDOW_ADU = (-2.0, 5.0)  # vison's DARK01 check window (image minus offsets, ADU)
 HOT_PIXEL_THRESHOLD_ADU = 50.0  # above the quadrant's dark level in the median stack
+# stacked in the one pass over the frames (bandpass.py) when `basic` or `meta` will run
+MASTER_DARK = StackSpec("MASTERDARK", ("DARK", "EDARK"), "error", HOT_PIXEL_THRESHOLD_ADU, subtasks=("basic", "meta"))
 
 
 @dataclass
@@ -78,7 +80,8 @@ class DarkTask(OffsetSubtractingTask):
             f"Per CCD the per-pixel median of the offset-subtracted frames ({ncomb}), ADU per exposure: "
             "extension DARK; EDARK = per-pixel std over the frames / sqrt(NCOMB). Provenance in the primary "
             "header (VISON, TEST, SESSION, BLOCK, CCD, SN, OBSIDS, NCOMB, METHOD, OFFS_E..H, EXPTIME, GAIN_E..H, "
-            "DATE, inputs as HISTORY).\n\n" + "\n".join(f"- `products/{name}`" for name in stacks.names.values()))))
+            "DATE, inputs as HISTORY). " + PRECISION_NOTE.format(median="DARK", spread="EDARK") + "\n\n"
+            + "\n".join(f"- `products/{name}`" for name in stacks.names.values()))))
         return MasterDark(stacks.names, outputs=out)
 
 
@@ -125,8 +128,8 @@ def stack_darks(ctx: TaskContext, prepared: PreparedData, files: dict[int, Path]
         extra["HOTTHR"] = (HOT_PIXEL_THRESHOLD_ADU, "hot pixel: ADU above the quadrant's level")
         return extra
 
-    return build_stacks(ctx, prepared, files, "MASTERDARK", ("DARK", "EDARK"), "error",
-                        "median of offset-subtracted frames", HOT_PIXEL_THRESHOLD_ADU, header)
+    return build_stacks(ctx, prepared, files, MASTER_DARK.kind, MASTER_DARK.extnames, MASTER_DARK.spread,
+                        "median of offset-subtracted frames", MASTER_DARK.hot_threshold_adu, header)
 
 
 def dark_outputs(ctx: TaskContext, stats: dict[tuple[int, str], StackStats]) -> Outputs:
@@ -203,5 +206,6 @@ FAMILY = Family(
     checks=(check_dark_gradients, check_fluence),
     needs=("gain",),
     required=("gain",),
+    per_band=BandConsumers(stack=MASTER_DARK),
 )
 TASK = DarkTask

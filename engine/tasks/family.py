@@ -81,6 +81,35 @@ CheckFunction = Callable[["TaskContext", Any], None]  # (ctx, the generic check'
 
 
 @dataclass(frozen=True)
+class StackSpec:
+    """A per-CCD stack (a master) built from the one pass over the frames (stacking.py): the
+    per-pixel median of the offset-subtracted frames and their spread, one product per CCD."""
+
+    kind: str  # product kind in its file name: EUC_<kind>_CCD<n>_SN_<serial>_<BLOCK>.fits
+    extnames: tuple[str, str]  # extension names of the median and of the spread
+    spread: str  # "std" of the frames, or "error" of the median (std / sqrt(n))
+    hot_threshold_adu: float | None = None  # list pixels this far above the quadrant's level
+    subtasks: tuple[str, ...] = ("meta",)  # the sub-tasks that use it: the pass stacks if one will run
+
+
+@dataclass(frozen=True)
+class BandConsumers:
+    """What a family takes from each quadrant band of each frame, besides the check's per-frame
+    measurements (bandpass.py): the runner reads each band of each frame once and feeds them all,
+    memory bounded by the band size. Families that declare nothing get the per-frame measurements
+    only (one work unit per frame)."""
+
+    noise: tuple[str, ...] = ()  # sub-tasks using the read-noise histograms and row/column profiles
+    stack: StackSpec | None = None
+
+    def wanted(self, enabled: frozenset[str] | set[str] | None) -> tuple[bool, StackSpec | None]:
+        """(noise, stack) the sub-tasks about to run will use (`enabled` None: all of them)."""
+        def used(names: tuple[str, ...]) -> bool:
+            return enabled is None or any(name in enabled for name in names)
+        return bool(self.noise) and used(self.noise), self.stack if self.stack and used(self.stack.subtasks) else None
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     summary: str  # one line: what the family measures
@@ -96,6 +125,7 @@ class Family:
     needs: tuple[str, ...] = ()  # calibration products (calproducts.PRODUCTS) the analyses use
     required: tuple[str, ...] = ()  # of `needs`: without it the results are flagged (MISSCALPROD)
     not_implemented: frozenset[str] = field(default_factory=frozenset)  # declared, no code yet
+    per_band: BandConsumers | None = None  # what its sub-tasks take from the one pass over the frames
 
     def value_specs(self) -> dict[str, ValueSpec]:
         """Every value the family may write: the generic check's, then its own (replacing by name)."""

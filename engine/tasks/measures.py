@@ -1,5 +1,9 @@
 """The raw-frame measurements of every test: each frame of the data set read once per analysis.
 
+A family that declares `per_band` (family.BandConsumers) has them made by the one pass over the
+quadrant bands (bandpass.py), which feeds its other consumers from the same read; the others get
+one work unit per frame here.
+
 Per frame and quadrant, over the rows the readout window read: median, robust std and mean of
 the prescan, image and overscan (stats.RegionStats, with the clipped mean the analyses subtract
 as the offset), and how many pixels are saturated or lost. The generic check judges them; the
@@ -15,6 +19,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -135,20 +140,30 @@ class FrameMeasures:
     """(obsid, ccd) -> statistics of every frame on disk, or why it is unreadable."""
 
     by_frame: dict[tuple[int, int], FrameStats | str] = field(default_factory=dict)
+    passes: dict[tuple[int, str], Any] = field(default_factory=dict)  # (ccd, q) -> bandpass.QuadrantPass
 
     @classmethod
     def produce(cls, ctx: TaskContext) -> "FrameMeasures":
         """Measured once per analysis: the first sub-task to ask (the check, else `prep`) measures,
         the others reuse (TaskContext.need). One work unit per frame: the workers share evenly."""
         frames = [f for ccd in ctx.ccds for f in ctx.dataset.frames(ccd) if f.path.is_file()]
-        calls = [(f.path, int(f.row.get("vstart") or 0), _row_int(f.row.get("vend"))) for f in frames]
-        results = ctx.map_units(frame_unit, calls)
+        if ctx.family.per_band is not None:  # one pass over the bands feeds the family's consumers too
+            from .bandpass import run_pass
+
+            by_frame, passes = run_pass(ctx, {ccd: [f for f in frames if f.ccd == ccd] for ccd in ctx.ccds})
+            return cls({(f.obsid, f.ccd): by_frame[(f.obsid, f.ccd)] for f in frames}, passes)
+        results = ctx.map_units(frame_unit, [frame_call(f) for f in frames])
         return cls({(f.obsid, f.ccd): result for f, result in zip(frames, results)})
 
 
 def measure_frames(ctx: TaskContext) -> dict[tuple[int, int], FrameStats | str]:
     """(obsid, ccd) -> statistics of every frame on disk (or why it is unreadable), once per analysis."""
     return ctx.need(FrameMeasures).by_frame
+
+
+def frame_call(frame: Any) -> tuple[Path, int, int | None]:
+    """(path, vstart, vend) of a data-set frame: what a measuring unit needs of it."""
+    return frame.path, int(frame.row.get("vstart") or 0), _row_int(frame.row.get("vend"))
 
 
 def _row_int(value: object) -> int | None:

@@ -1,0 +1,383 @@
+"""One pass over the frames of a test: each quadrant band of each frame read once, every consumer fed.
+
+A family that declares `per_band` (family.BandConsumers) has its frames measured here rather than
+one frame at a time (measures.py): one work unit per (CCD, quadrant) opens the CCD's frames, takes
+each frame's prescan statistics (the offset the stacks subtract: a few columns), then walks the
+quadrant in row bands (stacking.quadrant_bands) and, from the one read of each band of each frame,
+feeds
+- the check's per-frame measurements: exact uint16 histograms of the prescan, image and overscan
+  over the rows the readout window read, saturated and lost pixels (the same statistics as
+  measures.quadrant_stats, from the same histograms: the same numbers);
+- the read-noise histograms and row/column profiles (`NoiseAccumulator`, the bias family's `basic`);
+- the stack (stacking.StackWriter: the master's median and spread into its float32 staging file).
+Memory is bounded by the band size whatever the frame count (band_rows_for).
+
+The consumers' results are kept with the measurements (`QuadrantPass`) and used by the sub-tasks
+only if the frames and offsets they would use are those the pass used (`matches`): a frame left
+out afterwards (unusable in another quadrant, another shape) makes them recompute the old way.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..formats.fits import Frame, FrameError, read_frame
+from ..formats.geometry import CCDGeometry
+from .measures import REGIONS, QuadrantStats, quadrant_stats, region_columns
+from .stacking import (
+    Band,
+    StackStats,
+    StackTarget,
+    StackWriter,
+    band_rows_for,
+    quadrant_bands,
+)
+from .stats import (
+    ADC_SATURATED,
+    ADU_BINS,
+    LOST_PIXEL,
+    RegionStats,
+    histogram_stats,
+    region_stats,
+    robust_stats,
+)
+
+RESIDUAL_RANGE_ADU = 64  # residuals to the per-pixel mean beyond this are outliers (RON ~1-2 ADU)
+
+
+# ---------------------------------------------------------------------------------------------
+# Read noise and profiles from residuals to the per-pixel mean (the bias family's `basic`)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QuadrantNoise:
+    ron: dict[str, float]  # region -> RON (ADU) from the residuals to the per-pixel mean
+    row_profile: list[float]  # canonical image rows: mean offset-subtracted level (ADU)
+    col_profile: list[float]  # canonical image columns
+
+
+class NoiseAccumulator:
+    """Read noise of one quadrant: each frame minus the per-pixel mean of all frames removes every
+    fixed pattern; the residuals are kept exactly as integers, n * x_i - sum_j x_j, in one histogram
+    per frame and region (per frame, so an offset drift between frames does not count as noise).
+    Bands come in frame orientation, as read (no strided copies): the column labels and the
+    profiles are flipped instead; bands without image rows are skipped."""
+
+    def __init__(self, n: int, offsets: Sequence[float], geometry: CCDGeometry, quadrant: str):
+        self.n, self.geometry = n, geometry
+        self.flip_rows, self.flip_cols = geometry.flips(quadrant)
+        self.offset_sum = float(np.sum(offsets))
+        self.image_cols = _frame_columns(region_columns(geometry, "image", trim=False), geometry, self.flip_cols)
+        self.reach = RESIDUAL_RANGE_ADU * n  # residual histogram half-width, in units of 1/n ADU
+        self.bins = 2 * self.reach + 1
+        # one bincount per frame and band for the three regions: each column's residuals are shifted
+        # into its region's block of bins (columns of no region, the trimmed edges, into a last block)
+        label = np.full(geometry.quad_width, len(REGIONS), np.int32)
+        for index, region in enumerate(REGIONS):
+            label[region_columns(geometry, region)] = index
+        self.shift = ((label[::-1] if self.flip_cols else label) * self.bins + self.reach)[None, :]
+        self.residual_hist = {r: np.zeros((n, self.bins), np.int64) for r in REGIONS}
+        self.row_sum = np.zeros(geometry.image_rows)
+        self.col_sum = np.zeros(geometry.image_cols)
+        self._buffer: np.ndarray | None = None
+
+    def add(self, band: Band, sections: Sequence[np.ndarray]) -> None:
+        if band.image_rows == 0:
+            return  # parallel overscan: not part of the region statistics
+        n, reach, rows, width = self.n, self.reach, band.image_rows, self.geometry.quad_width
+        height = band.frame_rows.stop - band.frame_rows.start
+        image_rows = slice(height - rows, height) if self.flip_rows else slice(0, rows)
+        if self._buffer is None or self._buffer.size < (n + 2) * rows * width:  # kept band after band
+            self._buffer = np.empty((n + 2) * rows * width, np.int32)
+        cube = self._buffer[: n * rows * width].reshape(n, rows, width)
+        for i, counts in enumerate(sections):
+            cube[i] = counts[image_rows]
+        total = self._buffer[n * rows * width: (n + 1) * rows * width].reshape(rows, width)
+        cube.sum(axis=0, dtype=np.int32, out=total)  # exact below 32768 frames; int32 halves the traffic
+        residual = self._buffer[(n + 1) * rows * width: (n + 2) * rows * width].reshape(rows, width)
+        for i in range(n):
+            np.multiply(cube[i], n, out=residual)
+            residual -= total
+            np.clip(residual, -reach, reach, out=residual)
+            residual += self.shift
+            counts = np.bincount(residual.ravel(), minlength=(len(REGIONS) + 1) * self.bins)
+            for index, region in enumerate(REGIONS):
+                self.residual_hist[region][i] += counts[index * self.bins: (index + 1) * self.bins]
+        image = total[:, self.image_cols].astype(np.float64) - self.offset_sum
+        row_sums, col_sums = image.sum(axis=1), image.sum(axis=0)
+        self.row_sum[band.canonical_rows.start: band.canonical_rows.start + rows] += (
+            row_sums[::-1] if self.flip_rows else row_sums)
+        self.col_sum += col_sums[::-1] if self.flip_cols else col_sums
+
+    def result(self) -> QuadrantNoise:
+        n, geometry = self.n, self.geometry
+        ron = {}
+        for region in REGIONS:
+            # std(n x_i - sum) = n sigma sqrt((n-1)/n)
+            variances = [histogram_stats(h, -self.reach).std ** 2 for h in self.residual_hist[region]]
+            ron[region] = math.sqrt(float(np.nanmean(variances)) / (n * (n - 1))) if n > 1 else math.nan
+        return QuadrantNoise(
+            ron=ron,
+            row_profile=(self.row_sum / (n * geometry.image_cols)).tolist(),
+            col_profile=(self.col_sum / (n * geometry.image_rows)).tolist(),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The per-frame measurements, accumulated band by band
+# ---------------------------------------------------------------------------------------------
+
+def _frame_columns(canonical: slice, geometry: CCDGeometry, flip_cols: bool) -> slice:
+    """The quadrant columns, in frame orientation, of canonical quadrant columns `canonical`."""
+    if not flip_cols:
+        return canonical
+    return slice(geometry.quad_width - canonical.stop, geometry.quad_width - canonical.start)
+
+
+class MeasureAccumulator:
+    """measures.quadrant_stats of one frame's quadrant over canonical rows [first, stop), built from
+    its bands: image and overscan histograms, saturated and lost pixels; the prescan's statistics
+    are given (taken before the bands: the stacks subtract its clipped mean)."""
+
+    def __init__(self, geometry: CCDGeometry, rows: slice, prescan: RegionStats, scratch: list[np.ndarray],
+                 quadrant: str):
+        self.rows, self.prescan = rows, prescan
+        self.flip_rows, flip_cols = geometry.flips(quadrant)  # bands come in frame orientation, as read
+        self.scratch = scratch  # one int32 buffer shared by the frames of a unit, kept band after band
+        # one bincount per band: each column's counts shifted into its region's block of 65536 bins
+        # (image 0, overscan 1, the other columns 2: counted for the saturated and lost pixels)
+        label = np.full(geometry.quad_width, 2, np.int32)
+        label[region_columns(geometry, "image")] = 0
+        label[region_columns(geometry, "overscan")] = 1
+        self.shift = ((label[::-1] if flip_cols else label) * ADU_BINS)[None, :]
+        self.counts = np.zeros(3 * ADU_BINS, np.int64)
+
+    def add(self, band: Band, section: np.ndarray) -> None:
+        first = max(self.rows.start, band.canonical_rows.start) - band.canonical_rows.start
+        stop = min(self.rows.stop, band.canonical_rows.stop) - band.canonical_rows.start
+        if stop <= first:
+            return
+        if self.flip_rows:  # canonical row j of the band is its row height - 1 - j as read
+            height = band.frame_rows.stop - band.frame_rows.start
+            first, stop = height - stop, height - first
+        rows = section[first:stop]
+        if not self.scratch or self.scratch[0].size < rows.size:
+            self.scratch[:] = [np.empty(rows.size, np.int32)]
+        keys = self.scratch[0][: rows.size].reshape(rows.shape)
+        np.add(rows, self.shift, out=keys)
+        self.counts += np.bincount(keys.ravel(), minlength=3 * ADU_BINS)
+
+    def result(self) -> QuadrantStats:
+        blocks = self.counts.reshape(3, ADU_BINS)
+        saturated, lost = int(blocks[:, ADC_SATURATED].sum()), int(blocks[:, LOST_PIXEL].sum())
+        regions = {"prescan": self.prescan}
+        for name, counts in (("image", blocks[0].copy()), ("overscan", blocks[1].copy())):
+            counts[LOST_PIXEL] = counts[ADC_SATURATED] = 0
+            median, std, mean = robust_stats(counts)
+            regions[name] = RegionStats(median, std, mean, histogram_stats(counts).mean)
+        return QuadrantStats(prescan=regions["prescan"], image=regions["image"], overscan=regions["overscan"],
+                             saturated=saturated, lost=lost)
+
+
+def window_rows(geometry: CCDGeometry, vstart: int, vend: int | None) -> slice:
+    """Canonical image rows the readout window read (as measures.frame_stats takes them)."""
+    vend = geometry.quad_height if vend is None else min(vend, geometry.quad_height)
+    return slice(max(0, vstart), min(vend, geometry.image_rows))
+
+
+def prescan_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: slice) -> RegionStats:
+    """The trimmed prescan's statistics over `rows`, reading only the prescan columns."""
+    block = frame.region(quadrant, "prescan", geometry)  # canonical, image rows, untrimmed columns
+    return region_stats(block[rows, region_columns(geometry, "prescan")])
+
+
+# ---------------------------------------------------------------------------------------------
+# The work unit: one (CCD, quadrant), every frame of the CCD, each band read once
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QuadrantPass:
+    """What one (CCD, quadrant) unit of the pass gives back."""
+
+    measures: list[QuadrantStats | str]  # per frame given: this quadrant's statistics, or why unreadable
+    shapes: list[tuple[int, int] | None]  # per frame: its shape (None: unreadable)
+    used: tuple[Path, ...] = ()  # frames that went into the noise and the stack
+    offsets: tuple[float, ...] = ()  # their offsets (prescan clipped means)
+    noise: QuadrantNoise | None = None
+    stack: StackStats | None = None
+    target: Path | None = None  # the float32 file the stack was written into
+
+    def matches(self, paths: Sequence[Path], offsets: Sequence[float]) -> bool:
+        """Did the consumers see exactly these frames with these offsets?"""
+        return tuple(paths) == self.used and tuple(offsets) == self.offsets
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    if isinstance(exc, FrameError):
+        return f"unreadable frame: {exc}"
+    return f"unusable frame {path.name}: {getattr(exc, 'strerror', None) or exc}"
+
+
+def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | None]], noise: bool,
+                       target: StackTarget | None, target_shape: tuple[int, int] | None = None,
+                       hot_threshold_adu: float | None = None) -> QuadrantPass:
+    """Worker: one quadrant of every frame of a CCD read once, band by band (see the module doc).
+
+    `frames`: (path, vstart, vend) of each frame on disk. Frames that cannot be read are said
+    (as measures.frame_unit says them); frames of another shape than the first readable one, or
+    whose prescan has no offset, are measured but left out of the noise and the stack."""
+    _, quadrant = unit
+    measures: list[QuadrantStats | str] = [""] * len(frames)
+    shapes: list[tuple[int, int] | None] = [None] * len(frames)
+    with ExitStack() as stack:
+        members: list[tuple[int, Frame, MeasureAccumulator]] = []
+        geometry: CCDGeometry | None = None
+        scratch: list[np.ndarray] = []
+        for i, (path, vstart, vend) in enumerate(frames):
+            try:
+                frame = stack.enter_context(read_frame(path))
+                frame_geometry = frame.geometry
+                rows = window_rows(frame_geometry, vstart, vend)
+                if geometry is None:
+                    geometry = frame_geometry
+                if frame_geometry.shape != geometry.shape:  # measured alone, left out of the consumers
+                    measures[i] = quadrant_stats(frame, quadrant, frame_geometry, rows)
+                    shapes[i] = frame_geometry.shape
+                    continue
+                prescan = prescan_stats(frame, quadrant, frame_geometry, rows)
+            except (ValueError, OSError) as exc:  # FrameError is a ValueError
+                measures[i] = _unreadable(path, exc)
+                continue
+            shapes[i] = frame_geometry.shape
+            members.append((i, frame, MeasureAccumulator(frame_geometry, rows, prescan, scratch, quadrant)))
+        if geometry is None or not members:
+            return QuadrantPass(measures, shapes)
+        used = [(i, frame, acc) for i, frame, acc in members if math.isfinite(acc.prescan.clipped_mean)]
+        offsets = [acc.prescan.clipped_mean for _, _, acc in used]
+        n = len(used)
+        noise_acc = NoiseAccumulator(n, offsets, geometry, quadrant) if noise and n >= 2 else None
+        stacking = target is not None and n > 0 and tuple(target_shape or ()) == geometry.shape
+        writer = StackWriter(quadrant, offsets, geometry, target) if stacking and target is not None else None
+        in_use = {i for i, _, _ in used}
+        try:
+            for band in quadrant_bands(geometry, quadrant, band_rows_for(max(1, len(members)), geometry)):
+                sections = []
+                for i, frame, acc in members:
+                    try:
+                        counts = frame.section(band.frame_rows, band.cols)
+                    except (ValueError, OSError) as exc:
+                        raise PassFailed(_unreadable(frame.path, exc)) from exc
+                    acc.add(band, counts)
+                    if i in in_use:
+                        sections.append(counts)
+                if noise_acc is not None:
+                    noise_acc.add(band, sections)
+                if writer is not None:
+                    writer.add(band, sections)
+            stack_stats = writer.finish(hot_threshold_adu) if writer is not None else None
+        finally:
+            if writer is not None:
+                writer.release()
+    for i, _, acc in members:
+        measures[i] = acc.result()
+    return QuadrantPass(measures, shapes, tuple(frames[i][0] for i, _, _ in used), tuple(offsets),
+                        noise_acc.result() if noise_acc is not None else None, stack_stats,
+                        target.path if writer is not None and target is not None else None)
+
+
+class PassFailed(RuntimeError):
+    """A frame could not be read half-way through the pass: the caller measures frame by frame."""
+
+
+def run_pass(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, dict]:
+    """The pass over a test's frames for `ctx.family.per_band`: ((obsid, ccd) -> FrameStats or
+    why not, (ccd, quadrant) -> QuadrantPass). A unit that fails (a frame gone half-way) leaves its
+    CCD to the frame-by-frame measurement, which says why."""
+    from ..formats.geometry import QUADRANTS, geometry_for_shape
+    from .measures import FrameStats, PoorFrame, frame_call, frame_unit, unusable_reason
+    from .stacking import (
+        allocate_fits,
+        check_free_space,
+        fits_size,
+        raw_path,
+        stack_file_name,
+    )
+
+    noise, spec = ctx.family.per_band.wanted(ctx.enabled)
+    targets: dict[int, StackTarget] = {}
+    shape = _first_shape(frames_by_ccd) if spec is not None else None
+    if spec is not None:
+        if shape is not None:
+            from astropy.io import fits
+
+            raws = {ccd: raw_path(ctx.staging_path(stack_file_name(ctx, ccd, spec.kind)))
+                    for ccd, frames in frames_by_ccd.items() if frames}
+            try:
+                if raws:
+                    needed = sum(fits_size(fits.Header(), spec.extnames, shape) for _ in raws)
+                    check_free_space(next(iter(raws.values())).parent, needed, f"the {spec.kind} stacks")
+                for ccd, raw in raws.items():
+                    headers = {name: fits.Header([("BUNIT", "ADU")]) for name in spec.extnames}
+                    offsets = allocate_fits(raw, fits.Header(), spec.extnames, shape, headers)
+                    targets[ccd] = StackTarget(raw, offsets, spec.extnames[0], spec.extnames[1], spec.spread)
+            except OSError as exc:  # a full disk: the check measures; the stacking sub-task says it
+                ctx.log.info(f"stacks not made with the measurements ({getattr(exc, 'strerror', None) or exc})")
+                for raw in raws.values():
+                    raw.unlink(missing_ok=True)
+                targets = {}
+    calls, keys = [], []
+    for ccd, frames in frames_by_ccd.items():
+        if not frames:
+            continue
+        for q in QUADRANTS:
+            keys.append((ccd, q))
+            calls.append(((ccd, q), [frame_call(f) for f in frames], noise, targets.get(ccd), shape,
+                          spec.hot_threshold_adu if spec else None))
+    results = ctx.map_units(quadrant_pass_unit, calls)
+    passes = dict(zip(keys, results))
+    by_frame: dict[tuple[int, int], Any] = {}
+    for ccd, frames in frames_by_ccd.items():
+        mine = [passes.get((ccd, q)) for q in QUADRANTS]
+        if not frames:
+            continue
+        if any(not isinstance(p, QuadrantPass) for p in mine):  # fall back: frame by frame
+            for q in QUADRANTS:
+                passes.pop((ccd, q), None)
+            results = ctx.map_units(frame_unit, [frame_call(f) for f in frames])
+            by_frame.update({(f.obsid, ccd): r for f, r in zip(frames, results)})
+            continue
+        for i, f in enumerate(frames):
+            reasons = [p.measures[i] for p in mine if isinstance(p.measures[i], str)]
+            if reasons:
+                by_frame[(f.obsid, ccd)] = reasons[0]
+                continue
+            stats = FrameStats(geometry_for_shape(mine[0].shapes[i]),
+                               {q: p.measures[i] for q, p in zip(QUADRANTS, mine)})
+            reason = unusable_reason(stats)
+            by_frame[(f.obsid, ccd)] = PoorFrame(f"{f.path.name}: {reason}") if reason else stats
+    return by_frame, passes
+
+
+def quadrant_pass_unit(*call: Any) -> QuadrantPass | str:
+    """Worker: `_quadrant_pass`, or why it failed half-way (a frame unreadable meanwhile)."""
+    try:
+        return _quadrant_pass(*call)
+    except PassFailed as exc:
+        return str(exc)
+
+
+def _first_shape(frames_by_ccd: dict[int, list[Any]]) -> tuple[int, int] | None:
+    for frames in frames_by_ccd.values():
+        for f in frames:
+            try:
+                with read_frame(f.path) as frame:
+                    return frame.shape
+            except (ValueError, OSError):
+                continue
+    return None
