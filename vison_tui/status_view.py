@@ -13,7 +13,6 @@ read from the engine's records in a thread worker (widgets/status_line.py).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,29 +29,6 @@ class StatusInfo:
     backup: str = ""  # "backup 3 behind", "backup up to date", "" without a backup
 
 
-def newest_day(data: Path | None) -> Path | None:
-    from engine.formats.names import parse_day_folder
-
-    if data is None or not data.is_dir():
-        return None
-    found = []
-    for child in data.iterdir():
-        try:
-            if child.is_dir():
-                found.append((parse_day_folder(child.name), child.stat().st_mtime, child))
-        except (ValueError, OSError):
-            continue
-    return max(found)[2] if found else None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def gather_status(campaign: Campaign | None, day: Path | None = None) -> StatusInfo:
@@ -73,7 +49,10 @@ def gather_status(campaign: Campaign | None, day: Path | None = None) -> StatusI
                 info.running.append((status.run_id, str(doing or "")))
     except OSError:
         pass
-    day = day or newest_day(campaign.paths.data)
+    from engine.formats.names import newest_day_folder
+    from engine.monitor.state import state_in_use
+
+    day = day or newest_day_folder(campaign.paths.data)
     if day is None:
         return info
     path = default_state_path(day)
@@ -82,12 +61,7 @@ def gather_status(campaign: Campaign | None, day: Path | None = None) -> StatusI
     except (OSError, ValueError):
         info.monitor = f"monitor: not started on {day.name}"
         return info
-    lock = path.with_name(path.name + ".lock")
-    try:
-        holder = lock.read_text().strip()
-        info.monitor_live = holder.isdigit() and pid_alive(int(holder))
-    except OSError:
-        pass
+    info.monitor_live = state_in_use(path) is not None  # a live monitor holds the state's lock
     saved = str(state.get("saved_at") or "")
     if info.monitor_live:
         info.monitor = f"monitor: following {day.name}"

@@ -117,3 +117,17 @@ def parse_day_folder(name: str | Path) -> datetime:
 def script_date(day: datetime) -> str:
     """`DDMmmYY` as in script and inventory names (01Apr19)."""
     return f"{day.day:02d}{_MONTHS[day.month - 1]}{day.year % 100:02d}"
+
+
+def newest_day_folder(data: Path | None) -> Path | None:
+    """The day folder (DD_Mmm_YY) of the latest date under `data` (latest written on a tie)."""
+    if data is None or not data.is_dir():
+        return None
+    found = []
+    for child in data.iterdir():
+        try:
+            if child.is_dir():
+                found.append((parse_day_folder(child.name), child.stat().st_mtime, child))
+        except (ValueError, OSError):
+            continue  # not a day folder
+    return max(found, key=lambda f: f[:2])[2] if found else None

@@ -4,7 +4,9 @@ the EXP-LOG grows, progress and backup counts follow; the HK list filters and so
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -192,9 +194,20 @@ def test_plain_helpers(tmp_path: Path) -> None:
     assert back.severity == "information" and not back.bell
 
 
-def test_monitor_snapshot(app, demo_campaign: Path, monitored: Path, snap_compare) -> None:
+def test_monitor_snapshot(app, demo_campaign: Path, monitored: Path, snap_compare, monkeypatch) -> None:
     """A whole simulated day (written long ago, so every file has settled), followed and stopped:
-    fixed data and HK sample times, no clock in view, no notification left on screen."""
+    fixed data and HK sample times, no clock in view (the status line's alert shows its key, not
+    the wall time it was noticed), no notification left on screen."""
+    from vison_tui.widgets import status_line
+
+    real_gather = status_line.gather_status
+
+    def without_clock(*args, **kwargs):
+        info = real_gather(*args, **kwargs)
+        return dataclasses.replace(info, last_alert=re.sub(r"^\d\d:\d\d ", "", info.last_alert),
+                                   monitor=re.sub(r" \(saved \d\d:\d\d\)", "", info.monitor))
+
+    monkeypatch.setattr(status_line, "gather_status", without_clock)
     day = simulate(bias_request(demo_campaign.parent / "data", excursion_obsid=1003)).day_folder
     for path in [day, *day.iterdir()]:
         os.utime(path, (LONG_AGO, LONG_AGO))
@@ -213,6 +226,11 @@ def test_monitor_snapshot(app, demo_campaign: Path, monitored: Path, snap_compar
         await pilot.press("s")
         await wait_for(pilot, lambda: not screen.running and not screen.snapshot_due
                        and not screen.snapshot_in_flight, "the monitor to stop")
+        line = screen.query_one(status_line.StatusLine)
+        line.info = None  # read again now: the last read may predate the copies
+        line.read_if_shown()
+        await wait_for(pilot, lambda: line.info is not None and line.info.backup == "backup up to date",
+                       "the status line read after the backup")
         await pilot.pause()
         app.clear_notifications()
         await pilot.pause()

@@ -27,7 +27,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from engine.campaign.config import Campaign
-from engine.formats.names import parse_day_folder
+from engine.formats.names import newest_day_folder, parse_day_folder
 from engine.formats.tomlfile import ConfigError
 from engine.monitor.detached import MonitorStartError, start_detached_monitor, stop_monitor
 from engine.monitor import (BackupConflict, BackupFailed, HKBackInLimits, HKOutOfLimits, Monitor, MonitorEvent,
@@ -49,20 +49,6 @@ from ..widgets.panel import Panel, toggle_zoom
 
 REFRESH_S = 0.5  # snapshots while the screen is shown: often enough to watch, cheap enough overnight
 EVENTS_KEPT = 2000  # events waiting for the next redraw (the screen may be hidden for hours)
-
-
-def newest_day_folder(data: Path | None) -> Path | None:
-    """The day folder (DD_Mmm_YY) of the latest date under `data` (latest written on a tie)."""
-    if data is None or not data.is_dir():
-        return None
-    found = []
-    for child in data.iterdir():
-        try:
-            if child.is_dir():
-                found.append((parse_day_folder(child.name), child.stat().st_mtime, child))
-        except (ValueError, OSError):
-            continue  # not a day folder
-    return max(found, key=lambda f: f[:2])[2] if found else None
 
 
 class Throttle:
