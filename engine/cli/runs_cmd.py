@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 from ..tasks.registry import load_campaign_checked
 from ..formats.tomlfile import ConfigError
@@ -179,21 +180,10 @@ class Stop:
             return _stop_monitor(monitor, args)
         run = _find(args)
         before = run_status(run)
-        if before.process_note:  # a live pid not confirmed to be the run's: never signalled
-            print(f"Run {before.run_id}: not stopped; {before.process_note}.")
-            return 0 if before.alive is False else 1
-        if before.alive is None:
-            print(f"Run {before.run_id} runs on {before.host}: stop it there.")
-            return 1
-        if not before.alive:
-            print(f"Run {before.run_id} is not running ({before.state}).")
-            return 0
-        print(f"Stopping run {before.run_id} (pid {before.pid})...", flush=True)
-        after = stop_run(run, timeout=args.timeout, force=args.force)
-        if after.alive:
-            print(f"Run {after.run_id} is still running after {args.timeout:g} s (finishing a step); "
-                  f"check again with `vison-engine status {after.run_id}`, or use --force.")
-            return 1
+        code, after = stop_confirmed("Run", before.run_id, before,
+                                     lambda: stop_run(run, timeout=args.timeout, force=args.force), args.timeout)
+        if after is None:
+            return code
         ended = after.end_reason if (after.end_reason or "").startswith(after.state) else after.state
         print(f"Run {after.run_id}: {ended}" + ("" if ended == after.end_reason or not after.end_reason
                                                 else f" ({after.end_reason})"))
@@ -277,23 +267,33 @@ def _monitor_status(status: MonitorStatus, as_json: bool) -> int:
     return 0
 
 
+def stop_confirmed(what: str, ident: str, before: Any, stop: Callable[[], Any], timeout: float) -> tuple[int, Any]:
+    """Stop a recorded process (a run, a monitor) only once it is confirmed to be the one recorded:
+    (exit status, its status after the stop, None when nothing was stopped), each case said."""
+    if before.process_note:  # a live pid not confirmed to be ours: never signalled
+        print(f"{what} {ident}: not stopped; {before.process_note}.")
+        return (0 if before.alive is False else 1), None
+    if before.alive is None:
+        print(f"{what} {ident} runs on {before.host}: stop it there.")
+        return 1, None
+    if not before.alive:
+        print(f"{what} {ident} is not running ({before.state}).")
+        return 0, None
+    print(f"Stopping {what.lower()} {ident} (pid {before.pid})...", flush=True)
+    after = stop()
+    if after.alive:
+        print(f"{what} {ident} is still running after {timeout:g} s (finishing a step); check again with "
+              f"`vison-engine status {ident}`, or use --force.")
+        return 1, None
+    return 0, after
+
+
 def _stop_monitor(record: MonitorRecord, args: argparse.Namespace) -> int:
     before = monitor_status(record)
-    if before.process_note:  # a live pid not confirmed to be the monitor's: never signalled
-        print(f"Monitor {before.monitor_id}: not stopped; {before.process_note}.")
-        return 0 if before.alive is False else 1
-    if before.alive is None:
-        print(f"Monitor {before.monitor_id} runs on {before.host}: stop it there.")
-        return 1
-    if not before.alive:
-        print(f"Monitor {before.monitor_id} is not running ({before.state}).")
-        return 0
-    print(f"Stopping monitor {before.monitor_id} (pid {before.pid})...", flush=True)
-    after = stop_monitor(record, timeout=args.timeout, force=args.force)
-    if after.alive:
-        print(f"Monitor {after.monitor_id} is still running after {args.timeout:g} s; check again with "
-              f"`vison-engine status {after.monitor_id}`, or use --force.")
-        return 1
+    code, after = stop_confirmed("Monitor", before.monitor_id, before,
+                                 lambda: stop_monitor(record, timeout=args.timeout, force=args.force), args.timeout)
+    if after is None:
+        return code
     print(f"Monitor {after.monitor_id}: {after.end_reason or after.state}; its state is saved in {after.state_file}")
     return 0
 
