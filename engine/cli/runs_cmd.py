@@ -131,16 +131,7 @@ class Status:
             return 0
         where = f"pid {status.pid}" + (f" on {status.host}" if status.alive is None and not status.process_note else "")
         print(f"Run {status.run_id}: {status.state.upper()} ({where}); {status.mode} mode, session {status.session}")
-        if status.process_note:
-            print(f"  {status.process_note}")
-        print(f"  started {status.started}, updated {status.updated}")
-        if status.state in ("running", "starting"):
-            print(f"  now: {status.activity}")
-        elif status.end_reason:
-            print(f"  ended: {status.end_reason}" + (f" (exit {status.exit_code})" if status.exit_code is not None else ""))
-        if status.state == "died":
-            print("  the process is gone without saying why (killed, or the machine restarted); "
-                  "start it again: a wait run skips the tests already analysed")
+        _print_lifecycle(status, "a wait run skips the tests already analysed")
         for test in status.tests:
             detail = test["state"]
             if test.get("subtask"):
@@ -246,11 +237,8 @@ class ListMonitors:
         return 0
 
 
-def _monitor_status(status: MonitorStatus, as_json: bool) -> int:
-    if as_json:
-        print(json.dumps(status.to_json(), indent=2))
-        return 0
-    print(f"Monitor {status.monitor_id}: {status.state.upper()} (pid {status.pid}), following {status.day_folder}")
+def _print_lifecycle(status: Any, on_restart: str) -> None:
+    """What a run's or a monitor's status says of its process: identity note, times, now or end."""
     if status.process_note:
         print(f"  {status.process_note}")
     print(f"  started {status.started}, updated {status.updated}")
@@ -259,8 +247,16 @@ def _monitor_status(status: MonitorStatus, as_json: bool) -> int:
     elif status.end_reason:
         print(f"  ended: {status.end_reason}" + (f" (exit {status.exit_code})" if status.exit_code is not None else ""))
     if status.state == "died":
-        print("  the process is gone without saying why (killed, or the machine restarted); start it again: "
-              "it carries on from its state file")
+        print(f"  the process is gone without saying why (killed, or the machine restarted); start it again: "
+              f"{on_restart}")
+
+
+def _monitor_status(status: MonitorStatus, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(status.to_json(), indent=2))
+        return 0
+    print(f"Monitor {status.monitor_id}: {status.state.upper()} (pid {status.pid}), following {status.day_folder}")
+    _print_lifecycle(status, "it carries on from its state file")
     for target in [*status.backup, *status.broadcast]:
         print(f"  backup: {target}")
     print(f"  state: {status.state_file}\n  log: {status.log}\n  console output: {status.output}")
