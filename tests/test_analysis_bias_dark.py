@@ -227,10 +227,10 @@ def test_each_band_of_each_frame_is_read_once(day, results, tmp_path, monkeypatc
     reads: dict[tuple, int] = {}
     section = Frame.section
 
-    def counting(self, rows=slice(None), cols=slice(None)):
+    def counting(self, rows=slice(None), cols=slice(None), out=None):
         key = (self.path.name, rows.start, rows.stop, cols.start, cols.stop)
         reads[key] = reads.get(key, 0) + 1
-        return section(self, rows, cols)
+        return section(self, rows, cols, out)
 
     monkeypatch.setattr(Frame, "section", counting)
     record = run_session(data, tmp_path / "results", ("BIAS01",))["BIAS01"]

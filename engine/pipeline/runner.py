@@ -343,6 +343,8 @@ class PipelineRun:
 
         A requested stop ends the run after abandoning the current test (see `end_state`)."""
         with self.opened():
+            if not self.options.dry and self.executor_spec.is_local and self.session.tests:
+                self.executor().warm()  # the workers start (and load the kernels) while the data are listed
             rows = self.read_rows()
             for test in self.session.tests:
                 self.check_stop()

@@ -30,6 +30,7 @@ import numpy as np
 from ..formats.fits import Frame, FrameError, read_frame
 from ..formats.geometry import CCDGeometry
 from .measures import REGIONS, QuadrantStats, quadrant_stats, region_columns
+from .kernels import band_pass
 from .stacking import (
     Band,
     StackStats,
@@ -81,35 +82,35 @@ class NoiseAccumulator:
         label = np.full(geometry.quad_width, len(REGIONS), np.int32)
         for index, region in enumerate(REGIONS):
             label[region_columns(geometry, region)] = index
-        self.shift = ((label[::-1] if self.flip_cols else label) * self.bins + self.reach)[None, :]
-        self.residual_hist = {r: np.zeros((n, self.bins), np.int64) for r in REGIONS}
+        self.shift = ((label[::-1] if self.flip_cols else label) * self.bins + self.reach).astype(np.int64)
+        self.counts = np.zeros((n, (len(REGIONS) + 1) * self.bins), np.int64)  # per frame, region blocks
         self.row_sum = np.zeros(geometry.image_rows)
         self.col_sum = np.zeros(geometry.image_cols)
-        self._buffer: np.ndarray | None = None
+
+    def image_band_rows(self, band: Band) -> tuple[int, int]:
+        """The band's image rows as read (frame orientation): (first, stop), empty without any."""
+        if band.image_rows == 0:
+            return 0, 0  # parallel overscan: not part of the region statistics
+        height = band.frame_rows.stop - band.frame_rows.start
+        return (height - band.image_rows, height) if self.flip_rows else (0, band.image_rows)
 
     def add(self, band: Band, sections: Sequence[np.ndarray]) -> None:
-        if band.image_rows == 0:
-            return  # parallel overscan: not part of the region statistics
-        n, reach, rows, width = self.n, self.reach, band.image_rows, self.geometry.quad_width
-        height = band.frame_rows.stop - band.frame_rows.start
-        image_rows = slice(height - rows, height) if self.flip_rows else slice(0, rows)
-        if self._buffer is None or self._buffer.size < (n + 2) * rows * width:  # kept band after band
-            self._buffer = np.empty((n + 2) * rows * width, np.int32)
-        cube = self._buffer[: n * rows * width].reshape(n, rows, width)
-        for i, counts in enumerate(sections):
-            cube[i] = counts[image_rows]
-        total = self._buffer[n * rows * width: (n + 1) * rows * width].reshape(rows, width)
-        cube.sum(axis=0, dtype=np.int32, out=total)  # exact below 32768 frames; int32 halves the traffic
-        residual = self._buffer[(n + 1) * rows * width: (n + 2) * rows * width].reshape(rows, width)
-        for i in range(n):
-            np.multiply(cube[i], n, out=residual)
-            residual -= total
-            np.clip(residual, -reach, reach, out=residual)
-            residual += self.shift
-            counts = np.bincount(residual.ravel(), minlength=(len(REGIONS) + 1) * self.bins)
-            for index, region in enumerate(REGIONS):
-                self.residual_hist[region][i] += counts[index * self.bins: (index + 1) * self.bins]
-        image = total[:, self.image_cols].astype(np.float64) - self.offset_sum
+        """One band of the n frames on its own (the pass feeds `counts` and `add_profiles` itself)."""
+        first, stop = self.image_band_rows(band)
+        if stop <= first:
+            return
+        cube = np.stack(sections)
+        total = np.empty(cube.shape[1:], np.int64)
+        fuse_band(cube, np.arange(self.n), noise=self, noise_rows=(first, stop), total=total)
+        self.add_profiles(band, total)
+
+    def add_profiles(self, band: Band, total: np.ndarray) -> None:
+        """Row and column profiles from the band's per-pixel sums of the frames (`total`, as read)."""
+        first, stop = self.image_band_rows(band)
+        if stop <= first:
+            return
+        rows = stop - first
+        image = total[first:stop, self.image_cols].astype(np.float64) - self.offset_sum
         row_sums, col_sums = image.sum(axis=1), image.sum(axis=0)
         self.row_sum[band.canonical_rows.start: band.canonical_rows.start + rows] += (
             row_sums[::-1] if self.flip_rows else row_sums)
@@ -118,15 +119,54 @@ class NoiseAccumulator:
     def result(self) -> QuadrantNoise:
         n, geometry = self.n, self.geometry
         ron = {}
-        for region in REGIONS:
+        for index, region in enumerate(REGIONS):
             # std(n x_i - sum) = n sigma sqrt((n-1)/n)
-            variances = [histogram_stats(h, -self.reach).std ** 2 for h in self.residual_hist[region]]
+            block = self.counts[:, index * self.bins: (index + 1) * self.bins]
+            variances = [histogram_stats(h, -self.reach).std ** 2 for h in block]
             ron[region] = math.sqrt(float(np.nanmean(variances)) / (n * (n - 1))) if n > 1 else math.nan
         return QuadrantNoise(
             ron=ron,
             row_profile=(self.row_sum / (n * geometry.image_cols)).tolist(),
             col_profile=(self.col_sum / (n * geometry.image_rows)).tolist(),
         )
+
+
+def fuse_band(cube: np.ndarray, used: np.ndarray, *, measure_rows: Sequence[tuple[int, int]] = (),
+              measure_shift: np.ndarray | None = None, measure_counts: np.ndarray | None = None, noise: NoiseAccumulator | None = None,
+              noise_rows: tuple[int, int] = (0, 0), total: np.ndarray | None = None,
+              stack: StackWriter | None = None, planes: np.ndarray | None = None) -> None:
+    """One band of frames (uint16 cube, as read) through the compiled loop (kernels.band_pass),
+    feeding whichever consumers are given: the frames' measurement histograms (rows
+    `measure_rows[k]` of frame k counted into `measure_counts[k]`, shifted by column), the noise of the
+    `used` frames over `noise_rows` (sums into `total`), the stack of the `used` frames into
+    `planes` (median, spread)."""
+    frames, rows, width = cube.shape
+    first = np.zeros(frames, np.int64)
+    stop = np.zeros(frames, np.int64)
+    for k, (row_first, row_stop) in enumerate(measure_rows):
+        first[k], stop[k] = row_first, row_stop
+    if measure_shift is None:
+        measure_shift = np.zeros(width, np.int64)
+    if measure_counts is None:
+        measure_counts = np.zeros((frames, 1), np.int64)
+    noise_counts = noise.counts if noise is not None else np.zeros((len(used), 1), np.int64)
+    noise_shift = noise.shift if noise is not None else np.zeros(width, np.int64)
+    reach = noise.reach if noise is not None else 0
+    if noise is None:
+        noise_rows = (0, 0)
+    if total is None:
+        total = np.zeros((1, 1), np.int64)
+    if stack is not None and planes is not None:
+        offsets, spread_error, pairs = stack.offsets32, stack.target.spread == "error", stack.pairs
+        median, spread = planes[0], planes[1]
+    else:
+        offsets = np.zeros(len(used), np.float32)
+        spread_error, pairs = False, np.zeros((0, 2), np.int64)
+        median = spread = np.zeros((1, 1), np.float32)
+    band_pass(np.ascontiguousarray(cube), first, stop, measure_shift, measure_counts,
+              np.ascontiguousarray(used, np.int64), noise_rows[0], noise_rows[1], noise_shift, reach,
+              noise_counts, total, offsets, pairs, stack is not None and planes is not None, spread_error,
+              median, spread)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,33 +185,27 @@ class MeasureAccumulator:
     its bands: image and overscan histograms, saturated and lost pixels; the prescan's statistics
     are given (taken before the bands: the stacks subtract its clipped mean)."""
 
-    def __init__(self, geometry: CCDGeometry, rows: slice, prescan: RegionStats, scratch: list[np.ndarray],
-                 quadrant: str):
+    def __init__(self, geometry: CCDGeometry, rows: slice, prescan: RegionStats, quadrant: str):
         self.rows, self.prescan = rows, prescan
         self.flip_rows, flip_cols = geometry.flips(quadrant)  # bands come in frame orientation, as read
-        self.scratch = scratch  # one int32 buffer shared by the frames of a unit, kept band after band
         # one bincount per band: each column's counts shifted into its region's block of 65536 bins
         # (image 0, overscan 1, the other columns 2: counted for the saturated and lost pixels)
         label = np.full(geometry.quad_width, 2, np.int32)
         label[region_columns(geometry, "image")] = 0
         label[region_columns(geometry, "overscan")] = 1
-        self.shift = ((label[::-1] if flip_cols else label) * ADU_BINS)[None, :]
-        self.counts = np.zeros(3 * ADU_BINS, np.int64)
+        self.shift = ((label[::-1] if flip_cols else label) * ADU_BINS).astype(np.int64)
+        self.counts = np.zeros(3 * ADU_BINS, np.int64)  # the pass may put a row of its own array here
 
-    def add(self, band: Band, section: np.ndarray) -> None:
+    def band_rows(self, band: Band) -> tuple[int, int]:
+        """The band's rows this frame counts, as read (frame orientation): (first, stop), maybe empty."""
         first = max(self.rows.start, band.canonical_rows.start) - band.canonical_rows.start
         stop = min(self.rows.stop, band.canonical_rows.stop) - band.canonical_rows.start
         if stop <= first:
-            return
+            return 0, 0
         if self.flip_rows:  # canonical row j of the band is its row height - 1 - j as read
             height = band.frame_rows.stop - band.frame_rows.start
             first, stop = height - stop, height - first
-        rows = section[first:stop]
-        if not self.scratch or self.scratch[0].size < rows.size:
-            self.scratch[:] = [np.empty(rows.size, np.int32)]
-        keys = self.scratch[0][: rows.size].reshape(rows.shape)
-        np.add(rows, self.shift, out=keys)
-        self.counts += np.bincount(keys.ravel(), minlength=3 * ADU_BINS)
+        return first, stop
 
     def result(self) -> QuadrantStats:
         blocks = self.counts.reshape(3, ADU_BINS)
@@ -238,7 +272,6 @@ def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | No
     with ExitStack() as stack:
         members: list[tuple[int, Frame, MeasureAccumulator]] = []
         geometry: CCDGeometry | None = None
-        scratch: list[np.ndarray] = []
         for i, (path, vstart, vend) in enumerate(frames):
             try:
                 frame = stack.enter_context(read_frame(path))
@@ -255,7 +288,7 @@ def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | No
                 measures[i] = _unreadable(path, exc)
                 continue
             shapes[i] = frame_geometry.shape
-            members.append((i, frame, MeasureAccumulator(frame_geometry, rows, prescan, scratch, quadrant)))
+            members.append((i, frame, MeasureAccumulator(frame_geometry, rows, prescan, quadrant)))
         if geometry is None or not members:
             return QuadrantPass(measures, shapes)
         used = [(i, frame, acc) for i, frame, acc in members if math.isfinite(acc.prescan.clipped_mean)]
@@ -264,22 +297,33 @@ def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | No
         noise_acc = NoiseAccumulator(n, offsets, geometry, quadrant) if noise and n >= 2 else None
         stacking = target is not None and n > 0 and tuple(target_shape or ()) == geometry.shape
         writer = StackWriter(quadrant, offsets, geometry, target) if stacking and target is not None else None
-        in_use = {i for i, _, _ in used}
+        in_use = [k for k, (_, _, acc) in enumerate(members) if math.isfinite(acc.prescan.clipped_mean)]
+        measure_counts = np.zeros((len(members), 3 * ADU_BINS), np.int64)
+        for k, (_, _, acc) in enumerate(members):
+            acc.counts = measure_counts[k]
+        band_rows = band_rows_for(max(1, len(members)), geometry)
+        cube = np.empty((len(members), band_rows, geometry.quad_width), np.uint16)  # kept band after band
+        total = np.empty((band_rows, geometry.quad_width), np.int64)
+        planes = np.empty((2, band_rows, geometry.quad_width), np.float32) if writer is not None else None
         try:
-            for band in quadrant_bands(geometry, quadrant, band_rows_for(max(1, len(members)), geometry)):
-                sections = []
-                for i, frame, acc in members:
+            for band in quadrant_bands(geometry, quadrant, band_rows):
+                height = band.frame_rows.stop - band.frame_rows.start
+                sections = cube[:, :height]
+                for k, (_, frame, _) in enumerate(members):
                     try:
-                        counts = frame.section(band.frame_rows, band.cols)
+                        frame.section(band.frame_rows, band.cols, out=sections[k])
                     except (ValueError, OSError) as exc:
                         raise PassFailed(_unreadable(frame.path, exc)) from exc
-                    acc.add(band, counts)
-                    if i in in_use:
-                        sections.append(counts)
+                noise_rows = noise_acc.image_band_rows(band) if noise_acc is not None else (0, 0)
+                fuse_band(sections, np.asarray(in_use, np.int64),
+                          measure_rows=[acc.band_rows(band) for _, _, acc in members],
+                          measure_shift=members[0][2].shift, measure_counts=measure_counts,
+                          noise=noise_acc, noise_rows=noise_rows, total=total[:height],
+                          stack=writer, planes=planes[:, :height] if planes is not None else None)
                 if noise_acc is not None:
-                    noise_acc.add(band, sections)
-                if writer is not None:
-                    writer.add(band, sections)
+                    noise_acc.add_profiles(band, total[:height])
+                if writer is not None and planes is not None:
+                    writer.put(band, planes[0, :height], planes[1, :height])
             stack_stats = writer.finish(hot_threshold_adu) if writer is not None else None
         finally:
             if writer is not None:

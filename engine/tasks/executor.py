@@ -25,6 +25,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.context
 import os
+import threading
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -57,6 +58,10 @@ class Executor:
     def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
         raise NotImplementedError
 
+    def warm(self, prepare: Callable[[], None] | None = None) -> None:
+        """Start the workers now, each running `prepare()` once (e.g. importing what the units
+        will need), without waiting: the first units then pay no start-up. Nothing by default."""
+
     def describe(self) -> str:
         return str(self.spec)
 
@@ -76,7 +81,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     born with one held waits for ever (seen: an aim run hung under load). The server starts once
     with the analysis modules loaded, so a worker costs a fork, not an import."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["engine.tasks.registry"])
+    context.set_forkserver_preload(["engine.tasks.worker_preload"])  # analysis modules, compiled kernels
     return context
 
 
@@ -91,14 +96,28 @@ class LocalExecutor(Executor):
     def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
         if self.workers <= 1 or len(calls) <= 1:
             return [function(*call) for call in calls]
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context())
+        pool = self._started_pool()
         try:
-            futures = [self._pool.submit(function, *call) for call in calls]
+            futures = [pool.submit(function, *call) for call in calls]
             return [future.result() for future in futures]
         except BrokenProcessPool:
             self.close()  # a worker died (killed, out of memory): the next map starts a new pool
             raise
+
+    def _started_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context())
+        return self._pool
+
+    def warm(self, prepare: Callable[[], None] | None = None) -> None:
+        """Start all `workers` processes in a background thread (starting one blocks until the
+        fork server has its modules loaded: about a second on 2 cores), each running `prepare()`.
+        With one worker the units run in this process: nothing to start."""
+        if self.workers <= 1:
+            return
+        pool = self._started_pool()
+        threading.Thread(target=_start_workers, args=(pool, self.workers, prepare or _nothing),
+                         name="vison-pool-warm-up", daemon=True).start()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -107,6 +126,20 @@ class LocalExecutor(Executor):
 
     def describe(self) -> str:
         return f"local ({self.workers} worker process{'es' if self.workers != 1 else ''})"
+
+
+def _nothing() -> None:
+    pass
+
+
+def _start_workers(pool: ProcessPoolExecutor, workers: int, prepare: Callable[[], None]) -> None:
+    # The pool starts a process per submission while none is idle: `workers` submissions in a row
+    # start them all (each prepare takes longer than the next submission).
+    try:
+        for _ in range(workers):
+            pool.submit(prepare)
+    except (RuntimeError, BrokenProcessPool):  # the run closed the pool meanwhile, or a worker died:
+        pass  # its next map says so (or starts a new pool)
 
 
 class DaskExecutor(Executor):

@@ -36,6 +36,7 @@ from astropy.io import fits
 from .. import __version__
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
+from .kernels import band_pass, network_pairs
 from .context import TaskContext
 from .dataset import obsid_ranges
 from .measures import region_columns
@@ -244,19 +245,23 @@ class StackWriter:
         self.image = np.empty((geometry.image_rows, geometry.image_cols), np.float32)
         self.subtract = np.asarray(offsets, np.float32)[:, None, None]
         self.offsets32 = np.asarray(offsets, np.float32)
-        self._buffer: np.ndarray | None = None  # the float32 cube, reused band after band
+        self.pairs = network_pairs(len(offsets))
 
     def add(self, band: Band, sections: Sequence[np.ndarray]) -> None:
-        """(uint16 - offset) in float32, frame by frame into one buffer kept for the whole quadrant:
-        the same numbers as np.stack(sections).astype(float32) - offsets, without a fresh 32 MB cube
-        (and its page faults) per band."""
-        n, (rows, cols) = len(sections), sections[0].shape
-        if self._buffer is None or self._buffer.size < n * rows * cols:
-            self._buffer = np.empty(n * rows * cols, np.float32)
-        cube = self._buffer[: n * rows * cols].reshape(n, rows, cols)
-        for i, section in enumerate(sections):
-            np.subtract(section, self.offsets32[i], out=cube[i])
-        median, spread = _median_and_spread(cube, self.target.spread)
+        """One band of the frames' sections (uint16, as read): median and spread of the
+        offset-subtracted frames (kernels.band_pass, numpy's float32 arithmetic) written."""
+        cube = np.stack(sections)
+        n, rows, width = cube.shape
+        planes = np.empty((2, rows, width), np.float32)
+        nothing = np.zeros(n, np.int64)
+        band_pass(cube, nothing, nothing, np.zeros(width, np.int64), np.zeros((n, 1), np.int64),
+                  np.arange(n, dtype=np.int64), 0, 0, np.zeros(width, np.int64), 0, np.zeros((n, 1), np.int64),
+                  np.zeros((1, 1), np.int64), self.offsets32, self.pairs, True, self.target.spread == "error",
+                  planes[0], planes[1])
+        self.put(band, planes[0], planes[1])
+
+    def put(self, band: Band, median: np.ndarray, spread: np.ndarray) -> None:
+        """The band's median and spread (as read) into the product and the image statistics."""
         self.median_out[band.frame_rows, band.cols] = median
         self.spread_out[band.frame_rows, band.cols] = spread
         if band.image_rows:
@@ -298,37 +303,6 @@ def stack_unit(unit: tuple[int, str], paths: list[Path], offsets: list[float], g
         return writer.finish(hot_threshold_adu, hot_list_limit)
     finally:
         writer.release()
-
-
-def _median_and_spread(cube: np.ndarray, spread: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel median and std over the frame axis (axis 0); sorts `cube` in place."""
-    n = cube.shape[0]
-    if n == 1:
-        return cube[0], np.zeros_like(cube[0])
-    std = frames_std(cube)
-    if spread == "error":
-        std /= np.float32(math.sqrt(n))
-    sort_frames(cube)
-    if n % 2:
-        median = cube[n // 2]
-    else:
-        median = (cube[n // 2 - 1] + cube[n // 2]) * np.float32(0.5)
-    return median, std
-
-
-def frames_std(cube: np.ndarray) -> np.ndarray:
-    """cube.std(axis=0, ddof=1), bit for bit (same sums in the same order), frame by frame: no
-    temporary of the cube's size (numpy's makes one, and its page faults, per band)."""
-    n = cube.shape[0]
-    mean = cube.sum(axis=0) / n
-    squares = np.zeros_like(mean)
-    deviation = np.empty_like(mean)
-    for i in range(n):
-        np.subtract(cube[i], mean, out=deviation)
-        np.multiply(deviation, deviation, out=deviation)
-        squares += deviation
-    squares /= n - 1
-    return np.sqrt(squares, out=squares)
 
 
 NETWORK_MAX_FRAMES = 32  # beyond, numpy's sort is as fast as the network

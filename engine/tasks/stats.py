@@ -129,10 +129,17 @@ def clipped_stats(values: np.ndarray, nsigma: float = CLIP_SIGMA) -> ClippedStat
     """Sigma-clipped mean and std of float values (a stacked image), in a window around the median.
 
     The median and the first window width come from a regular subsample (1 pixel in 16 of a
-    large image: ample for a window); mean and std use every pixel inside the window.
+    large image: ample for a window); mean and std use every pixel inside the window (one
+    compiled sweep per iteration, kernels.window_moments: no copies of the kept pixels).
     """
+    from .kernels import window_moments  # compiled: loaded by the processes that need it
+
     values = np.ravel(values)
     values = values[np.isfinite(values)]
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    values = np.ascontiguousarray(values)
+    as_values = values.dtype.type  # window compared in the values' own precision, as numpy would
     if values.size == 0:
         return NAN_STATS
     sample = values[:: max(1, values.size // 250_000)]
@@ -144,15 +151,10 @@ def clipped_stats(values: np.ndarray, nsigma: float = CLIP_SIGMA) -> ClippedStat
     mean = std = math.nan
     count = 0
     for _ in range(20):
-        inside = np.abs(values - np.float32(median)) <= np.float32(nsigma * sigma)
-        count = int(np.count_nonzero(inside))
+        count, window_mean, window_std = window_moments(values, as_values(median), as_values(nsigma * sigma))
         if count == kept_before or count < 2:
             break
         kept_before = count
-        kept = values[inside]
-        mean = float(kept.mean(dtype=np.float64))
-        std = float(kept.std(dtype=np.float64, ddof=1))
+        mean, std = float(window_mean), float(window_std)
         sigma = max(std, 1e-6)
-    if count == 0:
-        return NAN_STATS
     return ClippedStats(mean, std, float(median), count)

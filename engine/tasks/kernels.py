@@ -1,0 +1,158 @@
+"""The compiled inner loops of the analyses (numba): what numpy would do in many whole-array passes.
+
+`band_pass`: the per-pixel work of the one pass over a quadrant band, fused in one loop.
+
+For each row of a band of n frames (uint16, as read), in one sweep over the row's pixels while
+they sit in the CPU cache:
+- the check's exact histograms: each frame's counts, shifted into its column's region block;
+- the read noise's exact histograms: each used frame's residual to the per-pixel sum,
+  n x_i - sum_j x_j (clipped to +-reach), shifted into its column's region block, and the sum;
+- the stack: the per-pixel mean, spread and median of the used frames' offset-subtracted counts.
+
+numpy did the same in a dozen whole-band passes (bincount casts its input to int64 and scans it
+twice; the sorting network runs min/max over whole planes): 15 ns a frame-pixel where this takes
+3. The float32 arithmetic is numpy's, operation for operation (a frame-ordered float32 sum, the
+same compare-exchange network, no fast-math): the medians and spreads are bit for bit those of
+`np.median`-by-network and `cube.std(axis=0, ddof=1)` (tests/test_kernels.py).
+
+Compiled on first use and cached beside this file (numba `cache=True`; a read-only install
+falls back to numba's user cache): a fresh process loads it in about 0.3 s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def band_pass(cube, measure_first, measure_stop, measure_shift, measure_counts,
+              used, noise_first, noise_stop, noise_shift, reach, noise_counts, total,
+              offsets, pairs, stack, spread_error, median, spread):  # pragma: no cover - compiled
+    """One band of a quadrant: see the module doc.
+
+    cube: (frames, rows, width) uint16. measure_first/stop[k]: band rows of frame k counted in its
+    histogram measure_counts[k] at measure_shift[column] + count. used: the frames of the noise and
+    the stack (offsets[u] per used frame, float32). Rows [noise_first, noise_stop) feed the noise:
+    noise_counts[u] at noise_shift[column] + residual, total[row, column] the sum of the used
+    frames. stack: median and spread (std ddof 1, or its error of the mean) of used frames into
+    median/spread[row, column]; pairs: the sorting network's compare-exchanges."""
+    frames, rows, width = cube.shape
+    n = used.shape[0]
+    lanes = np.empty((max(n, 1), width), np.float32)
+    sums = np.empty(width, np.int64)
+    mean = np.empty(width, np.float32)
+    squares = np.empty(width, np.float32)
+    n32 = np.float32(n)
+    n_minus_1 = np.float32(max(n - 1, 1))
+    half = np.float32(0.5)
+    sqrt_n = np.float32(np.sqrt(n))
+    for r in range(rows):
+        for k in range(frames):
+            if measure_first[k] <= r < measure_stop[k]:
+                row = cube[k, r]
+                hist = measure_counts[k]
+                for c in range(width):
+                    hist[measure_shift[c] + row[c]] += 1
+        if n == 0:
+            continue
+        if noise_first <= r < noise_stop:
+            sums[:] = 0
+            for u in range(n):
+                row = cube[used[u], r]
+                for c in range(width):
+                    sums[c] += row[c]
+            for c in range(width):
+                total[r, c] = sums[c]
+            for u in range(n):
+                row = cube[used[u], r]
+                hist = noise_counts[u]
+                for c in range(width):
+                    d = n * np.int64(row[c]) - sums[c]
+                    d = min(max(d, -reach), reach)
+                    hist[noise_shift[c] + d] += 1
+        if not stack:
+            continue
+        for u in range(n):
+            row = cube[used[u], r]
+            offset = offsets[u]
+            lane = lanes[u]
+            for c in range(width):
+                lane[c] = np.float32(row[c]) - offset
+        if n == 1:
+            for c in range(width):
+                median[r, c] = lanes[0, c]
+                spread[r, c] = 0
+            continue
+        # mean and std as numpy takes them along the frame axis: frame-ordered float32 sums
+        for c in range(width):
+            mean[c] = lanes[0, c]
+        for u in range(1, n):
+            for c in range(width):
+                mean[c] += lanes[u, c]
+        for c in range(width):
+            mean[c] = mean[c] / n32
+            squares[c] = 0
+        for u in range(n):
+            for c in range(width):
+                d2 = lanes[u, c] - mean[c]
+                squares[c] += d2 * d2
+        for c in range(width):
+            sd = np.sqrt(squares[c] / n_minus_1)
+            spread[r, c] = sd / sqrt_n if spread_error else sd
+        for p in range(pairs.shape[0]):
+            low = lanes[pairs[p, 0]]
+            high = lanes[pairs[p, 1]]
+            for c in range(width):
+                a = low[c]
+                b = high[c]
+                low[c] = min(a, b)
+                high[c] = max(a, b)
+        if n % 2:
+            for c in range(width):
+                median[r, c] = lanes[n // 2, c]
+        else:
+            for c in range(width):
+                median[r, c] = (lanes[n // 2 - 1, c] + lanes[n // 2, c]) * half
+
+
+@njit(cache=True, nogil=True)
+def window_moments(values, centre, half_width):  # pragma: no cover - compiled
+    """(count, mean, std ddof 1) of the float32 values within half_width of centre (|v - c| <= w,
+    in float32 as numpy compares them), in two float64 passes and no copy of the kept values."""
+    count = 0
+    total = 0.0
+    for v in values:
+        if abs(v - centre) <= half_width:
+            count += 1
+            total += v
+    if count == 0:
+        return 0, np.nan, np.nan
+    mean = total / count
+    squares = 0.0
+    for v in values:
+        if abs(v - centre) <= half_width:
+            d = v - mean
+            squares += d * d
+    return count, mean, np.sqrt(squares / (count - 1)) if count > 1 else np.nan
+
+
+def network_pairs(n: int) -> np.ndarray:
+    """The compare-exchange pairs of the sorting network for n frames, as the kernel takes them."""
+    from .stacking import sorting_network
+
+    pairs = sorting_network(n) if n > 1 else []
+    return np.array(pairs, np.int64).reshape(-1, 2)
+
+
+def warm() -> None:
+    """Load (or compile, the first time) every kernel with the argument types the analyses use,
+    so that a process forked afterwards runs them at once."""
+    cube = np.zeros((2, 2, 4), np.uint16)
+    frames = np.zeros(2, np.int64)
+    counts = np.zeros((2, 1), np.int64)
+    band_pass(cube, frames, frames, np.zeros(4, np.int64), counts, np.arange(2, dtype=np.int64), 0, 0,
+              np.zeros(4, np.int64), 0, counts, np.zeros((2, 4), np.int64), np.zeros(2, np.float32),
+              network_pairs(2), True, False, np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32))
+    for dtype in (np.float32, np.float64):
+        window_moments(np.zeros(4, dtype), dtype(0), dtype(1))

@@ -1,0 +1,119 @@
+"""The compiled one-pass kernel against plain numpy, on bands with the shapes a run meets.
+
+Each consumer is compared with the obvious numpy statement of what it computes: a mutation of
+the kernel (a frame skipped, a row window off by one, a residual unclipped, the mean divided by
+n - 1, the sort network cut short, the wrong frames used) breaks one of these equalities. The
+float planes must be bit for bit numpy's: the pipeline promises the same numbers whatever path
+measured them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.tasks.kernels import band_pass, network_pairs
+from engine.tasks.stats import ADU_BINS
+
+
+def _band(frames: int, rows: int = 23, width: int = 37, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cube = rng.normal(1500, 4, (frames, rows, width)).round().astype(np.uint16)
+    cube[0, 3, 5] = 65535  # a saturated pixel and a cosmic ray: outliers the residuals clip
+    cube[-1, 7, 9] = 9000
+    return cube
+
+
+def _run(cube, used, *, measure_rows, noise_rows, reach, spread_error=False):
+    frames, rows, width = cube.shape
+    labels = np.arange(width) % 3  # three column regions, as the quadrant's prescan/image/overscan
+    measure_shift = (labels * ADU_BINS).astype(np.int64)
+    measure_counts = np.zeros((frames, 3 * ADU_BINS), np.int64)
+    bins = 2 * reach + 1
+    noise_shift = (labels * bins + reach).astype(np.int64)
+    noise_counts = np.zeros((len(used), 3 * bins), np.int64)
+    total = np.zeros((rows, width), np.int64)
+    median = np.zeros((rows, width), np.float32)
+    spread = np.zeros((rows, width), np.float32)
+    offsets = np.linspace(1499.25, 1500.75, len(used)).astype(np.float32)
+    first = np.array([r[0] for r in measure_rows], np.int64)
+    stop = np.array([r[1] for r in measure_rows], np.int64)
+    band_pass(cube, first, stop, measure_shift, measure_counts, np.asarray(used, np.int64), noise_rows[0],
+              noise_rows[1], noise_shift, reach, noise_counts, total, offsets, network_pairs(len(used)), True,
+              spread_error, median, spread)
+    return labels, measure_counts, noise_counts, total, median, spread, offsets
+
+
+@pytest.mark.parametrize("frames", [2, 3, 10, 11])
+def test_the_stack_is_numpy_median_and_std_bit_for_bit(frames):
+    cube = _band(frames)
+    used = list(range(frames))
+    *_, median, spread, offsets = _run(cube, used, measure_rows=[(0, 0)] * frames, noise_rows=(0, 0), reach=64)
+    floats = cube.astype(np.float32) - offsets[:, None, None]
+    assert np.array_equal(median, np.median(floats, axis=0))
+    assert np.array_equal(spread, floats.std(axis=0, ddof=1))
+
+
+def test_the_error_of_the_mean_is_the_std_over_root_n():
+    cube = _band(10)
+    *_, spread, offsets = _run(cube, range(10), measure_rows=[(0, 0)] * 10, noise_rows=(0, 0), reach=64,
+                               spread_error=True)
+    floats = cube.astype(np.float32) - offsets[:, None, None]
+    assert np.array_equal(spread, floats.std(axis=0, ddof=1) / np.float32(np.sqrt(10)))
+
+
+def test_only_the_used_frames_are_stacked_and_in_the_noise():
+    cube = _band(6)
+    cube[2] = 40000  # a frame left out of the consumers (no offset): its counts must not leak in
+    used = [0, 1, 3, 4, 5]
+    _, _, noise, total, median, _, offsets = _run(cube, used, measure_rows=[(0, 0)] * 6, noise_rows=(0, 23),
+                                                  reach=64)
+    floats = cube[used].astype(np.float32) - offsets[:, None, None]
+    assert np.array_equal(median, np.median(floats, axis=0))
+    assert np.array_equal(total, cube[used].astype(np.int64).sum(axis=0))
+
+
+def test_measurement_histograms_count_each_frame_rows_in_its_window_by_region():
+    cube = _band(4)
+    windows = [(0, 23), (5, 17), (0, 0), (22, 23)]
+    labels, counts, *_ = _run(cube, range(4), measure_rows=windows, noise_rows=(0, 0), reach=64)
+    for k, (first, stop) in enumerate(windows):
+        for region in range(3):
+            expected = np.bincount(cube[k, first:stop][:, labels == region].ravel(), minlength=ADU_BINS)
+            assert np.array_equal(counts[k, region * ADU_BINS: (region + 1) * ADU_BINS], expected), (k, region)
+
+
+def test_noise_histograms_hold_each_frames_clipped_residual_to_the_sum_over_its_rows():
+    cube = _band(5)
+    reach, n = 64 * 5, 5
+    labels, _, noise, total, *_ = _run(cube, range(5), measure_rows=[(0, 0)] * 5, noise_rows=(4, 19), reach=reach)
+    bins = 2 * reach + 1
+    rows = cube[:, 4:19].astype(np.int64)
+    residual = np.clip(n * rows - rows.sum(axis=0), -reach, reach)
+    for k in range(n):
+        for region in range(3):
+            expected = np.bincount(residual[k][:, labels == region].ravel() + reach, minlength=bins)
+            assert np.array_equal(noise[k, region * bins: (region + 1) * bins], expected), (k, region)
+    assert noise[:, :].sum() == n * rows[0].size  # rows outside the window not counted
+    assert np.array_equal(total[4:19], rows.sum(axis=0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clipped_statistics_keep_what_numpy_keeps(dtype):
+    """stats.clipped_stats sweeps with kernels.window_moments: the same pixels as numpy's mask,
+    the same mean and std to float64 rounding (a window off by one comparison, or ddof 0, shows)."""
+    from engine.tasks.kernels import window_moments
+    from engine.tasks.stats import clipped_stats
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(0.5, 2.0, 200_000).astype(dtype)
+    values[:50] = 500  # hot pixels the clipping leaves out
+    centre, width = dtype(0.25), dtype(7.5)
+    inside = np.abs(values - centre) <= width
+    count, mean, std = window_moments(values, centre, width)
+    assert count == np.count_nonzero(inside)
+    assert mean == pytest.approx(values[inside].mean(dtype=np.float64), rel=1e-12)
+    assert std == pytest.approx(values[inside].std(dtype=np.float64, ddof=1), rel=1e-12)
+    stats = clipped_stats(values.reshape(400, 500))
+    assert stats.mean == pytest.approx(0.5, abs=0.02) and stats.std == pytest.approx(2.0, rel=0.02)
+    assert stats.count < values.size - 49
