@@ -62,11 +62,16 @@ class Frame:
 
     # -- pixels ------------------------------------------------------------------------------
 
-    def section(self, rows: slice = slice(None), cols: slice = slice(None)) -> np.ndarray:
-        """Counts (ADU, uint16) of a rectangular section, read from disk on demand."""
+    def section(self, rows: slice = slice(None), cols: slice = slice(None), out: np.ndarray | None = None) -> np.ndarray:
+        """Counts (ADU, uint16) of a rectangular section, read from disk on demand (into `out`, a
+        uint16 array of the section's shape, if given: no fresh array per read)."""
         # One copy from the big-endian map to native int16, then flip the sign bit in place:
         # int16 + 32768 has the same bits as the uint16 count with bit 15 flipped.
-        counts = np.array(self._raw[rows, cols], dtype=np.int16).view(np.uint16)
+        if out is None:
+            counts = np.array(self._raw[rows, cols], dtype=np.int16).view(np.uint16)
+        else:
+            np.copyto(out.view(np.int16), self._raw[rows, cols])
+            counts = out
         if self._bzero == 32768:
             counts ^= np.uint16(0x8000)
         return counts
