@@ -7,10 +7,10 @@ import sys
 
 from .. import __version__
 from . import catalogue_cmd, clean_cmd, demo_cmd, monitor_cmd, scripts_cmd, sessions_cmd, simulate_cmd, validate_cmd
-from . import run_cmd, runs_cmd, trends_cmd
+from . import fpa_cmd, run_cmd, runs_cmd, trends_cmd
 
 COMMANDS = (catalogue_cmd, validate_cmd, scripts_cmd, sessions_cmd, simulate_cmd, demo_cmd, clean_cmd, monitor_cmd,
-            run_cmd, *runs_cmd.COMMANDS, trends_cmd)
+            run_cmd, *runs_cmd.COMMANDS, trends_cmd, fpa_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:

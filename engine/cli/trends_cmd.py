@@ -6,7 +6,9 @@
 RESULTS: results folders, session or test folders, or result.json files (searched below; staging
 folders left out, earlier results `<TEST>.previous-<time>` kept for the drift only). Writes
 trends.csv (every value), outliers.csv and trends.xlsx (sheets values, compare, drift, outliers)
-and a comparison figure per value with a limit into DIR (default ./trends), then names each
+and a comparison figure per value with a limit, and an FPA map (fpa_<TEST>_<value>.png) per value
+with a limit or named by --value whose quadrants can be placed on the focal plane (FPA results, or
+blocks of the FPA layout), into DIR (default ./trends), then names each
 outlier: block, CCD, quadrant, value, limit. Limits: the families' defaults, or those of
 --config (its [limits] and [limits.<family>]). Exit status 0 (outliers are results), 2 nothing
 found or bad input.
@@ -50,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         _error(args, str(exc))
         return EXIT_INPUT
     try:
-        files = write_trends(trends, Path(args.out), figures=not args.no_figures)
+        files = write_trends(trends, Path(args.out), figures=not args.no_figures, maps_of=values)
     except OSError as exc:
         _error(args, f"cannot write {args.out}: {exc.strerror or exc}")
         return EXIT_INPUT

@@ -7,7 +7,12 @@ quadrant across blocks against the families' limits, followed over time, outlier
     trends.outliers()  # the points of current records outside their limit
     trends.compare("BIAS01", "ron_image_adu")   # per (CCD, quadrant): each block's newest value
     trends.drift()     # per (block, test, value, CCD, quadrant) in more than one result.json
-    write_trends(trends, Path("trends"))        # trends.csv, outliers.csv, trends.xlsx
+    write_trends(trends, Path("trends"))        # trends.csv, outliers.csv, trends.xlsx (+ figures, FPA maps)
+
+An FPA result (`vison-engine fpa run`: CCDs C_ji, with `fpa_positions`) gives its points under
+the block and block CCD each position holds, `fpa` naming the position: the same quadrant is then
+followed from its block's tests to the FPA's. FPA maps place each quadrant's newest value on the
+focal plane (FPA results where measured, block results where their block sits).
 
 Which limit a value is held to: the family's range limits (engine.tasks.registry, the limits
 dataclass; its defaults, or a campaign's [limits] / [limits.<family>] when one is given) whose
@@ -33,7 +38,7 @@ from ..campaign.limits import limit_specs
 from ..tasks.family import CCD_KEY
 from ..tasks.registry import UnknownFamily, family
 
-__all__ = ["TrendPoint", "Trends", "TrendsError", "gather_trends", "limit_of", "write_trends"]
+__all__ = ["TrendPoint", "Trends", "TrendsError", "fpa_map_values", "gather_trends", "limit_of", "write_trends"]
 
 RESULT_FILE = "result.json"
 PREVIOUS_MARK = ".previous-"  # <TEST>.previous-<time>: an earlier result of the test, kept by a later run
@@ -41,7 +46,7 @@ PREVIOUS_MARK = ".previous-"  # <TEST>.previous-<time>: an earlier result of the
 CHECKED_AGAINST = {"std_image_raw_adu": "ron_adu"}
 UNIT_SUFFIXES = ("_e_per_adu", "_e_per_pix_per_hour", "_adu", "_e", "_px", "_s")
 COLUMNS = ("block", "chamber", "session", "test", "family", "run_id", "time", "ccd", "quadrant", "value",
-           "number", "unit", "limit", "low", "high", "verdict", "current", "source")
+           "number", "unit", "limit", "low", "high", "verdict", "current", "source", "fpa")
 
 
 class TrendsError(ValueError):
@@ -67,6 +72,7 @@ class TrendPoint:
     high: float | None
     current: bool  # False: an earlier result kept beside a newer one (<TEST>.previous-<time>)
     source: str  # the result.json
+    fpa: str = ""  # FPA position (C_ji) of a point from an FPA result (fpa_positions); "" for a block's
 
     @property
     def verdict(self) -> str:
@@ -88,7 +94,8 @@ class TrendPoint:
 
     @property
     def where(self) -> str:
-        return f"CCD{self.ccd}" + (f" {self.quadrant}" if self.quadrant else "")
+        where = f"CCD{self.ccd}" + (f" {self.quadrant}" if self.quadrant else "")
+        return where + (f" ({self.fpa})" if self.fpa else "")
 
     def limit_text(self) -> str:
         if self.low is None or self.high is None:
@@ -101,7 +108,7 @@ class TrendPoint:
                 "family": self.family, "run_id": self.run_id, "time": self.time, "ccd": self.ccd,
                 "quadrant": self.quadrant, "value": self.value, "number": self.number, "unit": self.unit,
                 "limit": self.limit, "low": self.low, "high": self.high, "verdict": self.verdict,
-                "current": self.current, "source": self.source}
+                "current": self.current, "source": self.source, "fpa": self.fpa}
 
     def describe(self) -> str:
         """One line naming the outlier: block, CCD, quadrant, value, limit, and where it comes from."""
@@ -280,8 +287,16 @@ def record_points(record: dict, source: Path, current: bool, wanted: set[str], c
                   time=str(record.get("finished") or record.get("started") or ""), current=current,
                   source=str(source))
     found = []
+    positions = record.get("fpa_positions") or {}  # an FPA result: C_ji -> its block and block CCD
     for ccd_name, quadrants in sorted((record.get("ccds") or {}).items()):
-        if not (isinstance(quadrants, dict) and ccd_name.startswith("CCD") and ccd_name[3:].isdigit()):
+        place = _fpa_place(ccd_name, positions)
+        if place is not None:
+            block, ccd, fpa = place
+        elif isinstance(quadrants, dict) and ccd_name.startswith("CCD") and ccd_name[3:].isdigit():
+            block, ccd, fpa = common["block"], int(ccd_name[3:]), ""
+        else:
+            continue
+        if not isinstance(quadrants, dict):
             continue
         for quadrant, named in sorted(quadrants.items()):
             if not isinstance(named, dict):
@@ -293,10 +308,19 @@ def record_points(record: dict, source: Path, current: bool, wanted: set[str], c
                     continue
                 spec = specs.get(name)
                 limit_name, low, high = ("", None, None) if name in unchecked else limit_of(name, limits)
-                found.append(TrendPoint(ccd=int(ccd_name[3:]), quadrant="" if quadrant == CCD_KEY else quadrant,
+                found.append(TrendPoint(ccd=ccd, quadrant="" if quadrant == CCD_KEY else quadrant,
                                         value=name, number=float(number), unit=spec.unit if spec else "",
-                                        limit=limit_name, low=low, high=high, **common))
+                                        limit=limit_name, low=low, high=high, fpa=fpa,
+                                        **{**common, "block": block}))
     return found
+
+
+def _fpa_place(ccd_name: str, positions: dict) -> tuple[str, int, str] | None:
+    """(block, block CCD, C_ji) of an FPA result's CCD key, from its fpa_positions; None otherwise."""
+    position = positions.get(ccd_name) if isinstance(positions, dict) else None
+    if not (isinstance(position, dict) and position.get("block") and str(position.get("ccd", "")).isdigit()):
+        return None
+    return str(position["block"]), int(position["ccd"]), ccd_name
 
 
 def _family_facts(name: str, campaign: Campaign | None, cache: dict[str, Any]) -> tuple[dict, dict, set]:
@@ -342,9 +366,11 @@ def limit_of(value: str, ranges: dict[str, tuple[float, float]]) -> tuple[str, f
 
 # -- writing ----------------------------------------------------------------------------------------
 
-def write_trends(trends: Trends, out: Path, *, figures: bool = True) -> list[Path]:
+def write_trends(trends: Trends, out: Path, *, figures: bool = True, maps_of: Sequence[str] = ()) -> list[Path]:
     """trends.csv (every point), outliers.csv, trends.xlsx (values, compare, drift, outliers) and,
-    with `figures`, one comparison PNG per (test, value) that has a limit. Returns the files."""
+    with `figures`, one comparison PNG per (test, value) that has a limit, and an FPA map of each
+    such value (and of the values `maps_of` names) whose quadrants can be placed on the FPA (FPA
+    results, or blocks of the FPA layout). Returns the files."""
     out.mkdir(parents=True, exist_ok=True)
     written = [_csv(out / "trends.csv", COLUMNS, [p.row() for p in trends.points]),
                _csv(out / "outliers.csv", COLUMNS, [p.row() for p in trends.outliers()]),
@@ -353,7 +379,39 @@ def write_trends(trends: Trends, out: Path, *, figures: bool = True) -> list[Pat
         for comparison in trends.comparisons():
             if comparison.limit and comparison.rows:
                 written.append(_comparison_figure(out / f"compare_{comparison.test}_{comparison.value}.png", comparison))
+            if comparison.limit or comparison.value in maps_of:
+                written += _fpa_map(out, trends, comparison)
     return written
+
+
+def fpa_map_values(trends: Trends, test: str, value: str) -> tuple[dict[tuple[str, str], float], dict[str, str]]:
+    """The newest value of each quadrant placed on the FPA, (C_ji, quadrant) -> number, and the
+    label of each CCD placed (C_ji -> "BLOCK CCDn"): an FPA result's where it was measured, a
+    block's where its block sits (final design, else initial: SKLODOWSKA, MAX)."""
+    from ..formats.fpa import place_of_block_ccd
+
+    placed: dict[tuple[str, str], float] = {}
+    labels: dict[str, str] = {}
+    chosen = [p for p in trends.newest() if p.test == test and p.value == value and p.quadrant]
+    for point in sorted(chosen, key=lambda p: p.order):  # the newest last: it wins a shared place
+        place = point.fpa or getattr(place_of_block_ccd(point.block, point.ccd), "ccdid", "")
+        if place:
+            placed[(place, point.quadrant)] = point.number
+            labels[place] = f"{point.block} CCD{point.ccd}"
+    return placed, labels
+
+
+def _fpa_map(out: Path, trends: Trends, comparison: Comparison) -> list[Path]:
+    from ..tasks.fpa_map import save_fpa_map
+
+    placed, labels = fpa_map_values(trends, comparison.test, comparison.value)
+    if not placed:
+        return []
+    limits = (comparison.low, comparison.high) if comparison.low is not None and comparison.high is not None else None
+    title = f"{comparison.test} {comparison.value}, newest of each block"
+    title += f" (limit {comparison.limit})" if limits else ""
+    return [save_fpa_map(out / f"fpa_{comparison.test}_{comparison.value}.png", placed, title=title,
+                         unit=comparison.unit, limits=limits, blocks=labels)]
 
 
 def _csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> Path:

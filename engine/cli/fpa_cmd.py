@@ -1,0 +1,148 @@
+"""`vison-engine fpa`: the focal plane's LE1 frames, analysed per quadrant, results per CCD C_ji.
+
+    vison-engine fpa run --data DAYFOLDER --test BIAS01 --results DIR [--session FPA]
+                         [--obsids FIRST-LAST] [--design final|initial] [--map VALUE]...
+                         [-m JOBS | --executor dask://HOST:PORT] [--json]
+    vison-engine fpa simulate --out DIR [--frames 10] [--full] [--seed 1] [--test BIAS01]
+
+`run` writes <DIR>/<session>/<TEST>/ (result.json, report.md, figs/<TEST>_fpa_<value>.png);
+`simulate` writes LE1 frames, their FPA EXP_LOG and LE1_TRUTHS.json (docs/fpa.md).
+Exit status 0 done, 2 bad input (no FPA log, no frame, unknown test, unreachable scheduler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+NAME = "fpa"
+HELP = "FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02), FPA maps; simulate LE1 frames"
+EXIT_OK, EXIT_INPUT = 0, 2
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="fpa_action", metavar="ACTION")
+    run = actions.add_parser("run", help="analyse a test's LE1 frames over the FPA",
+                             description="analyse a test's LE1 frames over the FPA: offsets and read noise of the "
+                                         "144 quadrants, results per CCD C_11..C_66, FPA maps")
+    run.add_argument("--data", required=True, metavar="DAYFOLDER", help="folder of the LE1 frames and the FPA EXP_LOG")
+    run.add_argument("--test", required=True, help="BIAS01 or BIAS02")
+    run.add_argument("--results", required=True, metavar="DIR", help="results root: writes DIR/SESSION/TEST/")
+    run.add_argument("--session", default="FPA", help="session folder name under DIR (default FPA)")
+    run.add_argument("--obsids", metavar="FIRST-LAST", help="only these OBSIDs, e.g. 1000-1009")
+    run.add_argument("--design", default="final", choices=("final", "initial"),
+                     help="FPA layout: final (OWEN, EINSTEIN; default) or initial (SKLODOWSKA, MAX)")
+    run.add_argument("--map", action="append", default=[], metavar="VALUE",
+                     help="per-quadrant value to draw as an FPA map (repeatable; default offset_prescan_adu "
+                          "and ron_image_adu)")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("-m", "--jobs", type=int, metavar="N", help="local worker processes (default: the cores)")
+    where.add_argument("--executor", metavar="WHERE", help='"local" or "dask://HOST:PORT" (docs/scaling.md)')
+    run.add_argument("--json", action="store_true", help="the outcome as JSON")
+
+    sim = actions.add_parser("simulate", help="write simulated LE1 bias frames with their FPA EXP_LOG and truths",
+                             description="write simulated LE1 bias frames (145 HDUs each), the FPA EXP_LOG and "
+                                         "LE1_TRUTHS.json (injected offset and RON per quadrant)")
+    sim.add_argument("--out", required=True, metavar="DIR", help="gets the day folder DD_Mmm_YY/")
+    sim.add_argument("--frames", type=int, default=10, help="exposures (default 10)")
+    sim.add_argument("--test", default="BIAS01", help="test name logged (default BIAS01)")
+    sim.add_argument("--full", action="store_true", help="full-size quadrants (2128 x 2086, 1.3 GB a frame) "
+                     "instead of the small test geometry (85 x 70)")
+    sim.add_argument("--seed", type=int, default=1, help="random seed: same seed, same truths and pixels")
+    sim.add_argument("--first-obsid", type=int, default=1000)
+    sim.add_argument("--start", default="2019-12-02T09:00:00", help="acquisition start, ISO time (sets the day folder)")
+    sim.add_argument("--design", default="final", choices=("final", "initial"))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.fpa_action == "simulate":
+        return _simulate(args)
+    if args.fpa_action == "run":
+        return _run(args)
+    print("error: give an action: vison-engine fpa run ... or vison-engine fpa simulate ... (--help)", file=sys.stderr)
+    return EXIT_INPUT
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..campaign.executor_spec import parse_executor
+    from ..pipeline.fpa_run import DEFAULT_MAPS, FPAInputError, FPARequest, run_fpa
+    from ..tasks.executor import ExecutorUnavailable, check_cluster, open_executor
+
+    try:
+        obsids = _obsid_range(args.obsids) if args.obsids else None
+        spec = parse_executor(args.executor) if args.executor else None
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs {args.jobs}: expected a number >= 1")
+    except ValueError as exc:
+        return _error(args, str(exc))
+    if not Path(args.data).is_dir():
+        return _error(args, f"no day folder {args.data}")
+    request = FPARequest(day=Path(args.data), test=args.test, results=Path(args.results), session=args.session,
+                         obsids=obsids, design=args.design, maps=tuple(args.map) or DEFAULT_MAPS)
+    try:
+        if spec is not None and not spec.is_local:  # a scheduler, workers, this vison, the data seen
+            check_cluster(spec, read=[request.day])
+        executor = open_executor(spec, args.jobs)
+    except ExecutorUnavailable as exc:
+        return _error(args, str(exc))
+    try:
+        outcome = run_fpa(request, executor, say=(lambda line: None) if args.json else print)
+    except FPAInputError as exc:
+        return _error(args, str(exc))
+    finally:
+        executor.close()
+    record = outcome.record
+    if args.json:
+        print(json.dumps({"folder": str(outcome.folder), "exposures": record["exposures"], "flags": record["flags"],
+                          "figures": record["figures"], "notes": record["notes"]}, indent=2))
+        return EXIT_OK
+    print(f"Wrote {outcome.folder / 'result.json'} ({record['exposures']} frames, {len(record['ccds'])} CCDs); "
+          f"maps: {', '.join(record['figures']) or 'none'}")
+    for reason in record["flag_reasons"]:
+        where = " ".join(str(reason[k]) for k in ("ccd", "quadrant", "obsid") if k in reason)
+        print(f"  {reason['flag']} {where}: {reason['reason']}")
+    for note in record["notes"]:
+        print(f"  note: {note}")
+    return EXIT_OK
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from ..formats.le1 import LE1_FULL, LE1_SMALL
+    from ..sim.le1 import simulate_le1
+
+    try:
+        start = datetime.fromisoformat(args.start)
+        if args.frames < 1:
+            raise ValueError(f"--frames {args.frames}: expected a number >= 1")
+    except ValueError as exc:
+        return _error(args, str(exc))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    try:
+        sim = simulate_le1(args.out, test=args.test, frames=args.frames, seed=args.seed,
+                           geometry=LE1_FULL if args.full else LE1_SMALL, design=args.design,
+                           first_obsid=args.first_obsid, start=start)
+    except FileExistsError as exc:
+        return _error(args, str(exc))
+    print(f"Wrote {len(sim.frames)} LE1 frames of {args.test} (OBSIDs {sim.obsids[0]}-{sim.obsids[-1]}) into "
+          f"{sim.day_folder}, with {sim.explog.name} and {sim.truths_file.name}")
+    return EXIT_OK
+
+
+def _obsid_range(text: str) -> tuple[int, int]:
+    try:
+        first, last = (int(part) for part in text.split("-"))
+    except ValueError:
+        raise ValueError(f"--obsids {text!r}: expected FIRST-LAST, e.g. 1000-1009") from None
+    if first > last:
+        raise ValueError(f"--obsids {text!r}: the first OBSID is after the last")
+    return first, last
+
+
+def _error(args: argparse.Namespace, message: str) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"event": "error", "message": message}))
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_INPUT
