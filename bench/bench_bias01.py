@@ -46,7 +46,9 @@ def report(bench: benchkit.Bench, day: Path, limit: dict, user: dict, jobs: int)
           f"flags {user['flags'] or 'none'}; results folder {user['results_mb']:.0f} MB")
     print(f"| {bench.test} | {bench.frames} FITS, {size:.0f} MB | read-and-stack limit {limit['wall_s']:.1f} s "
           f"(jobs {jobs}) | end to end {user['end_s']:.1f} s (exit {user['exit_s']:.1f} s; default jobs) | "
-          f"ratio x{ratio:.2f} | peak {user['peak_total_mb']:.0f} MB | results {user['results_mb']:.0f} MB | "
+          f"ratio x{ratio:.2f} | CPU {limit['cpu_s']:.1f} s and {user['cpu_s']:.1f} s: "
+          f"x{user['cpu_s'] / limit['cpu_s']:.2f} | peak {user['peak_pss_mb']:.0f} MB PSS "
+          f"({user['peak_total_mb']:.0f} MB summed RSS) | results {user['results_mb']:.0f} MB | "
           f"load {os.getloadavg()[0]:.1f} | {benchkit.machine()} |", flush=True)
 
 

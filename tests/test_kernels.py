@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.tasks.kernels import band_pass, network_pairs
+from engine.tasks.compiled.kernels import band_pass, network_pairs
 from engine.tasks.stats import ADU_BINS
 
 
@@ -102,7 +102,7 @@ def test_noise_histograms_hold_each_frames_clipped_residual_to_the_sum_over_its_
 def test_clipped_statistics_keep_what_numpy_keeps(dtype):
     """stats.clipped_stats sweeps with kernels.window_moments: the same pixels as numpy's mask,
     the same mean and std to float64 rounding (a window off by one comparison, or ddof 0, shows)."""
-    from engine.tasks.kernels import window_moments
+    from engine.tasks.compiled.kernels import window_moments
     from engine.tasks.stats import clipped_stats
 
     rng = np.random.default_rng(3)

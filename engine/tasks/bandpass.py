@@ -30,7 +30,6 @@ import numpy as np
 from ..formats.fits import Frame, FrameError, read_frame
 from ..formats.geometry import CCDGeometry
 from .measures import REGIONS, QuadrantStats, quadrant_stats, region_columns
-from .kernels import band_pass
 from .stacking import (
     Band,
     StackStats,
@@ -140,6 +139,8 @@ def fuse_band(cube: np.ndarray, used: np.ndarray, *, measure_rows: Sequence[tupl
     `measure_rows[k]` of frame k counted into `measure_counts[k]`, shifted by column), the noise of the
     `used` frames over `noise_rows` (sums into `total`), the stack of the `used` frames into
     `planes` (median, spread)."""
+    from .compiled.kernels import band_pass  # compiled: numba loaded only where units run
+
     frames, rows, width = cube.shape
     first = np.zeros(frames, np.int64)
     stop = np.zeros(frames, np.int64)

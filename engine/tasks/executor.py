@@ -9,7 +9,8 @@ units, the same code, hence the same numbers, whatever the executor.
     executor.close()
 
 - `LocalExecutor(workers)`: a process pool of `workers` processes (default: the machine's cores)
-  for each batch of units; one unit, or one worker, runs in the run's own process.
+  kept for the run; one unit, or one worker, runs in the run's own process. `warm()` starts the
+  workers ahead of the first units (wait mode does, while the data come).
 - `DaskExecutor(address)`: the units are submitted to the cluster's scheduler, whose workers
   must see the data and results folders under the same paths (a lab's shared filesystem) and run
   the same vison. A worker that dies mid-unit: the scheduler gives its units to another worker
@@ -22,6 +23,7 @@ Dask is imported only when a Dask executor is made: a local run never pays for i
 
 from __future__ import annotations
 
+import concurrent.futures
 import multiprocessing
 import multiprocessing.context
 import os
@@ -58,9 +60,13 @@ class Executor:
     def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
         raise NotImplementedError
 
-    def warm(self, prepare: Callable[[], None] | None = None) -> None:
+    def warm(self, prepare: Callable[[], None] | None = None) -> threading.Event:
         """Start the workers now, each running `prepare()` once (e.g. importing what the units
-        will need), without waiting: the first units then pay no start-up. Nothing by default."""
+        will need), without waiting: the first units then pay no start-up. The event is set once
+        they are ready (at once here: nothing to start)."""
+        ready = threading.Event()
+        ready.set()
+        return ready
 
     def describe(self) -> str:
         return str(self.spec)
@@ -81,7 +87,7 @@ def worker_context() -> multiprocessing.context.BaseContext:
     born with one held waits for ever (seen: an aim run hung under load). The server starts once
     with the analysis modules loaded, so a worker costs a fork, not an import."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["engine.tasks.worker_preload"])  # analysis modules, compiled kernels
+    context.set_forkserver_preload(["engine.worker_preload"])  # analysis modules, compiled kernels
     return context
 
 
@@ -109,15 +115,19 @@ class LocalExecutor(Executor):
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context())
         return self._pool
 
-    def warm(self, prepare: Callable[[], None] | None = None) -> None:
+    def warm(self, prepare: Callable[[], None] | None = None) -> threading.Event:
         """Start all `workers` processes in a background thread (starting one blocks until the
-        fork server has its modules loaded: about a second on 2 cores), each running `prepare()`.
-        With one worker the units run in this process: nothing to start."""
+        fork server has its modules loaded: about a second on 2 cores), each running `prepare()`;
+        the event is set when they have. With one worker the units run in this process: nothing
+        to start."""
+        ready = threading.Event()
         if self.workers <= 1:
-            return
+            ready.set()
+            return ready
         pool = self._started_pool()
-        threading.Thread(target=_start_workers, args=(pool, self.workers, prepare or _nothing),
+        threading.Thread(target=_start_workers, args=(pool, self.workers, prepare or _nothing, ready),
                          name="vison-pool-warm-up", daemon=True).start()
+        return ready
 
     def close(self) -> None:
         if self._pool is not None:
@@ -132,14 +142,17 @@ def _nothing() -> None:
     pass
 
 
-def _start_workers(pool: ProcessPoolExecutor, workers: int, prepare: Callable[[], None]) -> None:
+def _start_workers(pool: ProcessPoolExecutor, workers: int, prepare: Callable[[], None],
+                   ready: threading.Event) -> None:
     # The pool starts a process per submission while none is idle: `workers` submissions in a row
-    # start them all (each prepare takes longer than the next submission).
+    # start them all (a new worker imports for longer than the next submission takes).
     try:
-        for _ in range(workers):
-            pool.submit(prepare)
+        futures = [pool.submit(prepare) for _ in range(workers)]
+        concurrent.futures.wait(futures)
     except (RuntimeError, BrokenProcessPool):  # the run closed the pool meanwhile, or a worker died:
         pass  # its next map says so (or starts a new pool)
+    finally:
+        ready.set()
 
 
 class DaskExecutor(Executor):

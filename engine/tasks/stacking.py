@@ -36,7 +36,6 @@ from astropy.io import fits
 from .. import __version__
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
-from .kernels import band_pass, network_pairs
 from .context import TaskContext
 from .dataset import obsid_ranges
 from .measures import region_columns
@@ -245,11 +244,13 @@ class StackWriter:
         self.image = np.empty((geometry.image_rows, geometry.image_cols), np.float32)
         self.subtract = np.asarray(offsets, np.float32)[:, None, None]
         self.offsets32 = np.asarray(offsets, np.float32)
-        self.pairs = network_pairs(len(offsets))
+        self.pairs = np.array(sorting_network(len(offsets)) if len(offsets) > 1 else [], np.int64).reshape(-1, 2)
 
     def add(self, band: Band, sections: Sequence[np.ndarray]) -> None:
         """One band of the frames' sections (uint16, as read): median and spread of the
         offset-subtracted frames (kernels.band_pass, numpy's float32 arithmetic) written."""
+        from .compiled.kernels import band_pass  # compiled: numba loaded only where units run
+
         cube = np.stack(sections)
         n, rows, width = cube.shape
         planes = np.empty((2, rows, width), np.float32)

@@ -132,7 +132,7 @@ def clipped_stats(values: np.ndarray, nsigma: float = CLIP_SIGMA) -> ClippedStat
     large image: ample for a window); mean and std use every pixel inside the window (one
     compiled sweep per iteration, kernels.window_moments: no copies of the kept pixels).
     """
-    from .kernels import window_moments  # compiled: loaded by the processes that need it
+    from .compiled.kernels import window_moments  # compiled: loaded by the processes that need it
 
     values = np.ravel(values)
     values = values[np.isfinite(values)]

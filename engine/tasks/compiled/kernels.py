@@ -139,7 +139,7 @@ def window_moments(values, centre, half_width):  # pragma: no cover - compiled
 
 def network_pairs(n: int) -> np.ndarray:
     """The compare-exchange pairs of the sorting network for n frames, as the kernel takes them."""
-    from .stacking import sorting_network
+    from ..stacking import sorting_network
 
     pairs = sorting_network(n) if n > 1 else []
     return np.array(pairs, np.int64).reshape(-1, 2)

@@ -1,0 +1,10 @@
+"""What the fork server of the local executor loads once, so that every worker forked from it
+starts ready: the analysis modules (the registry imports them all) and the compiled kernels
+(numba's import and the load of their cached machine code take about 0.6 s per process).
+Outside engine/tasks, whose every module the registry imports: the run's own process does not
+load the kernels unless it runs units itself."""
+
+from .tasks import registry  # noqa: F401
+from .tasks.compiled.kernels import warm
+
+warm()
