@@ -26,7 +26,7 @@ import numpy as np
 from ..formats.fits import Frame, FrameError, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .context import TaskContext
-from .stats import ADC_SATURATED, LOST_PIXEL, RegionStats, region_stats
+from .stats import ADC_SATURATED, ADU_BINS, LOST_PIXEL, RegionStats, histogram_region_stats
 
 TRIM_COLUMNS = {"prescan": (25, 5), "overscan": (5, 5), "image": (5, 5)}
 REGIONS = ("prescan", "image", "overscan")
@@ -79,12 +79,33 @@ def region_columns(geometry: CCDGeometry, region: str, trim: bool = True) -> sli
 
 def quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: slice) -> QuadrantStats:
     """Offsets, noise and pixel-value extremes of one quadrant over canonical image rows `rows`,
-    the quadrant read once."""
-    whole = frame.quadrant(quadrant, geometry=geometry)[rows]
-    regions = {name: region_stats(whole[:, region_columns(geometry, name)]) for name in REGIONS}
+    the quadrant read once, as it lies in the frame (no flipped copy), and swept once by the
+    compiled loop (kernels.band_pass): one histogram per region, from which every statistic comes."""
+    from .compiled.kernels import band_pass  # compiled: numba loaded only where units run
+
+    q_rows, q_cols = geometry.quadrant_slices(quadrant)
+    counts = frame.section(q_rows, q_cols)[None]  # (1, rows, columns) as read
+    height, width = counts.shape[1:]
+    flip_rows, flip_cols = geometry.flips(quadrant)
+    first, stop = max(0, rows.start or 0), min(height, height if rows.stop is None else rows.stop)
+    if flip_rows:  # canonical row j is row height - 1 - j as read
+        first, stop = height - stop, height - first
+    labels = np.full(width, len(REGIONS), np.int64)  # columns of no region (trimmed edges): a last block
+    for index, name in enumerate(REGIONS):
+        labels[region_columns(geometry, name)] = index
+    if flip_cols:
+        labels = labels[::-1].copy()
+    histograms = np.zeros((1, (len(REGIONS) + 1) * ADU_BINS), np.int64)
+    none_used, no_counts = np.zeros(0, np.int64), np.zeros((1, 1), np.int64)
+    no_plane = np.zeros((1, 1), np.float32)
+    band_pass(counts, np.array([first]), np.array([max(first, stop)]), labels * ADU_BINS, histograms, none_used,
+              0, 0, labels, 0, no_counts, no_counts, np.zeros(0, np.float32), np.zeros((0, 2), np.int64),
+              False, False, no_plane, no_plane)
+    blocks = histograms.reshape(len(REGIONS) + 1, ADU_BINS)
+    regions = {name: histogram_region_stats(blocks[index]) for index, name in enumerate(REGIONS)}
     return QuadrantStats(
         prescan=regions["prescan"], image=regions["image"], overscan=regions["overscan"],
-        saturated=int(np.count_nonzero(whole == ADC_SATURATED)), lost=int(np.count_nonzero(whole == LOST_PIXEL)),
+        saturated=int(blocks[:, ADC_SATURATED].sum()), lost=int(blocks[:, LOST_PIXEL].sum()),
     )
 
 

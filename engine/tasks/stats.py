@@ -49,7 +49,13 @@ def adu_histogram(values: np.ndarray) -> np.ndarray:
 
 def region_stats(values: np.ndarray) -> RegionStats:
     """Median, windowed std and mean, and clipped mean of a region's counts (uint16)."""
-    counts = adu_histogram(values)
+    return histogram_region_stats(adu_histogram(values))
+
+
+def histogram_region_stats(counts: np.ndarray) -> RegionStats:
+    """region_stats of a region given as its counts per ADU value (lost and saturated left out)."""
+    counts = counts.copy()
+    counts[LOST_PIXEL] = counts[ADC_SATURATED] = 0
     median, std, mean = robust_stats(counts)
     return RegionStats(median, std, mean, histogram_stats(counts).mean)
 
