@@ -3,6 +3,8 @@
 import io
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -244,3 +246,35 @@ def test_alert_history_survives_a_restart(day, tmp_path):
         assert json.loads(state.read_text())["history"][-1]["kind"] == "backup_conflict"
     finally:
         third.close("test")
+
+
+# -- a backup disk that fills or refuses during the night -------------------------------------------
+
+@pytest.fixture
+def small_backup_disk(tmp_path):
+    """A 300 kB tmpfs: a few frames of the small day fit, not all."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a full disk needs a tmpfs mount, which needs root")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_backup_disk_is_one_warning_and_what_fits_is_verified(day, small_backup_disk, tmp_path):
+    seen = []
+    monitor = Monitor(day, FAST, state_path=tmp_path / "state.json", targets=[str(small_backup_disk)], clock=_later)
+    monitor.subscribe(seen.append)
+    stopped = monitor.run_once()
+    failed = [e for e in seen if isinstance(e, BackupFailed)]
+    assert [e.name for e in failed] == ["(target)"]  # one warning for the disk, not one per file
+    assert "No space left on device" in failed[0].message() and "nothing is copied there" in failed[0].message()
+    report = stopped.backup[str(small_backup_disk)]
+    assert report["failed_files"] == {"(target)": failed[0].reason} and report["pending"] > 0
+    copies = [p for p in (small_backup_disk / day.name).iterdir()]
+    assert report["copied"] == len(copies) > 0  # no temporary file left, each copy whole
+    for copy in copies:
+        assert copy.read_bytes() == (day / copy.name).read_bytes()

@@ -34,6 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log", metavar="FILE", help="append every event to this log (eyegore's -g)")
     parser.add_argument("--json", action="store_true", help="one JSON event per line on stdout")
     parser.add_argument("--once", action="store_true", help="handle what is in the folder now, then exit (cron)")
+    parser.add_argument("--verify-backup", action="store_true",
+                        help="as --once, and hash every backup copy again now against its sha256 (exit status 1 "
+                        "if any changed); without it copies are re-hashed a few at a time (docs/monitor.md)")
     parser.add_argument("--polling", action="store_true",
                         help="poll instead of file events (NFS/SMB mounts; detected automatically)")
     parser.add_argument("--idle-stop", type=float, metavar="MIN",
@@ -86,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
     except (HKLimitsError, ChamberError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.verify_backup and (args.detach or not monitor.targets):
+        print("error: --verify-backup checks the copies in --backup/--broadcast folders once and exits: "
+              + ("it is not to be detached" if args.detach else "give the backup, e.g. --backup /caldata/data"),
+              file=sys.stderr)
+        return 2
     if args.detach:
         return _detach(args, monitor)
     monitor.add_sink(StreamSink(sys.stdout, json_lines=args.json, details=args.verbose))
@@ -106,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     # a detached monitor says "running" only once a stop request would be handled cleanly
     recorder = MonitorRecorder(args.record, monitor) if args.record else None
     try:
-        if args.once:
-            stopped = monitor.run_once()
+        if args.once or args.verify_backup:
+            stopped = monitor.run_once(verify_all=args.verify_backup)
         else:
             stopped = monitor.run(idle_stop_minutes=args.idle_stop)
     except (StateLocked, FileNotFoundError) as exc:
@@ -130,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         code = 1  # a backup that is not what it says is never a success, however old the conflict
     else:
         # for cron and scripts: 1 when something needs a look (out of limits, bad lines, failed copies)
-        code = 1 if args.once and (counts.get("warning", 0) or counts.get("critical", 0)) else 0
+        code = 1 if (args.once or args.verify_backup) and (counts.get("warning", 0) or counts.get("critical", 0)) else 0
     if recorder is not None:
         ended = f"stopped ({signals[0]} received)" if signals else f"finished ({stopped.reason})"
         recorder.finish("stopped" if signals else "finished", ended + ("; " + "; ".join(unsolved) if unsolved else ""),

@@ -178,6 +178,7 @@ MAX_HDU_DATA_BYTES = 1 << 32  # one HDU's data; a full ELVIS frame holds 35 MB
 MAX_HEADER_BLOCKS = 100  # 3600 cards; an ELVIS header takes 2 blocks
 MAX_HDUS = 1000
 _BITPIX = (8, 16, 32, 64, -32, -64)
+UNREADABLE = "cannot read"  # how a FitsCheck's reason starts when the file could not be opened
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ class FitsCheck:
     size: int
     reason: str
     broken: bool = False  # will never become whole by being written further: a bad header, extra bytes
+    shape: tuple[int, ...] | None = None  # numpy shape of the last image HDU (NAXISn ... NAXIS1), when whole
 
 
 def _header_value(card: bytes) -> str:
@@ -241,9 +243,9 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
         size = path.stat().st_size
         handle = open(path, "rb")
     except OSError as exc:
-        return FitsCheck(False, None, 0, f"cannot read: {exc.strerror or exc}")
+        return FitsCheck(False, None, 0, f"{UNREADABLE}: {exc.strerror or exc}")
     with handle:
-        offset, has_image = 0, False
+        offset, has_image, shape = 0, False, None
         for hdu in range(MAX_HDUS):
             if offset >= size:
                 break
@@ -274,6 +276,8 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
             except ValueError as exc:
                 return FitsCheck(False, None, size, f"bad header in HDU {hdu}: {exc}", broken=True)
             has_image = has_image or image
+            if image:  # header values checked by _data_bytes above
+                shape = tuple(int(cards[f"NAXIS{i}"]) for i in range(int(cards["NAXIS"]), 0, -1))
             offset = header_end + -(-data // FITS_BLOCK) * FITS_BLOCK  # > the last offset: the walk ends
         else:
             return FitsCheck(False, None, size, f"more than {MAX_HDUS} HDUs", broken=True)
@@ -281,7 +285,7 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
             return FitsCheck(False, offset, size, f"{size} of {offset} bytes written")
         if not has_image:
             return FitsCheck(False, offset, size, "no image yet (only the primary header)")
-        return FitsCheck(True, offset, size, "complete")
+        return FitsCheck(True, offset, size, "complete", shape=shape)
 
 
 # -- when is a frame file done with? -----------------------------------------------------------
@@ -296,6 +300,7 @@ class FrameLook:
     state: str
     detail: str = ""
     size: int = 0
+    shape: tuple[int, ...] | None = None  # the image's numpy shape, on the look that finds it complete
 
     @property
     def complete(self) -> bool:
@@ -337,6 +342,8 @@ class FrameCompleteness:
         seen = self._seen.get(path)
         if seen is None or seen[0] != signature:
             check = check_fits(path)
+            if check.reason.startswith(UNREADABLE):  # permission denied: not cached, it may be granted later
+                return FrameLook("incomplete", check.reason, stat.st_size)
             if check.size != stat.st_size:  # changed while being read: judge it at the next look
                 check = FitsCheck(False, None, check.size, "changing while looked at")
             seen = (signature, now, check)
@@ -348,7 +355,7 @@ class FrameCompleteness:
         if unchanged_s >= self.stable_s:
             self.confirmed[path] = stat.st_size
             self._seen.pop(path, None)
-            return FrameLook("complete", "", stat.st_size)
+            return FrameLook("complete", "", stat.st_size, check.shape)
         return FrameLook("settling", f"unchanged for {unchanged_s:.1f} of {self.stable_s:g} s", stat.st_size)
 
     def forget(self, path: str | os.PathLike[str]) -> None:

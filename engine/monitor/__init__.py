@@ -7,8 +7,8 @@ from .alerts import (AlertDispatcher, AlertSink, BellSink, CallbackSink, Command
 from .backup import Backup, BackupReport, SourceFile, make_target, rsync_available  # noqa: F401
 from .completeness import check_fits, file_kind  # noqa: F401
 from .events import (EVENT_TYPES, AlertDeliveryFailed, BackupConflict, BackupCopied, BackupFailed,  # noqa: F401
-                     ExpLogLineProblem, ExposureLogged, FrameArrived, HKBackInLimits, HKOutOfLimits,
-                     HKReadProblem, MonitorEvent, MonitorNotice, MonitorStarted, MonitorStopped)
+                     ExpLogLineProblem, ExposureLogged, FrameArrived, FrameShapeMismatch, HKBackInLimits,
+                     HKOutOfLimits, HKReadProblem, MonitorEvent, MonitorNotice, MonitorStarted, MonitorStopped)
 from .monitor import Monitor  # noqa: F401
 from .settings import (CommandSettings, EmailSettings, MonitorSettings, load_monitor_settings,  # noqa: F401
                        settings_for)

@@ -18,6 +18,7 @@ installed (rsync checks its own transfers; conflicts are detected and kept the s
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -36,6 +37,11 @@ CHUNK = 4 * 1024 * 1024
 TEMP_SUFFIX = ".vison-part"
 EXPLOG_HOLD_SECONDS = 120.0  # a logged frame younger than this holds the EXP_LOG copy back
 RETRY_SECONDS = 30.0  # a failed copy is tried again this often
+# The scrub: copies are hashed again in the background, in case a copy changes in a way its size
+# and times do not show (bit rot, a filesystem-level change). Pace and interval: MonitorSettings.
+SCRUB_ONCE_MAX_SECONDS = 300.0  # a --once run re-hashes at most what the pace allows in this long
+SCRUB_IDLE_SECONDS = 300.0  # with nothing due, the background scrub looks again this often
+SCRUB_FOUND = "scrub_found"  # ledger key: the hash a scrub found, differing from the copy's sha256
 
 
 class CopyStopped(Exception):
@@ -44,6 +50,11 @@ class CopyStopped(Exception):
 
 class SourceChanged(Exception):
     """The source changed while it was copied: try again later."""
+
+
+class TargetUnwritable(OSError):
+    """The target folder refuses writes (read-only, permission denied, full): one problem of the
+    target, said once, not one per file."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,10 @@ class BackupReport:
 
 # -- hashing and publishing ------------------------------------------------------------------------
 
-def sha256_of(path: Path, size: int | None = None, stop: threading.Event | None = None) -> str:
+def sha256_of(path: Path, size: int | None = None, stop: threading.Event | None = None,
+              pace: Callable[[int], None] | None = None) -> str:
+    """sha256 of the first `size` bytes (all: None); `pace(n)` is called after each chunk of n bytes
+    (the scrub waits there, so it never hogs the disk)."""
     digest = hashlib.sha256()
     left = size
     with open(path, "rb") as handle:
@@ -84,6 +98,8 @@ def sha256_of(path: Path, size: int | None = None, stop: threading.Event | None 
                 left -= len(chunk)
             if stop is not None and stop.is_set():
                 raise CopyStopped()
+            if pace is not None:
+                pace(len(chunk))
     return digest.hexdigest()
 
 
@@ -109,13 +125,19 @@ def _write_temp(source: Path, size: int, folder: Path, name: str,
                 chunk = src.read(min(CHUNK, left))
                 if not chunk:
                     raise SourceChanged(f"{source.name} shrank while being copied")
-                dst.write(chunk)
+                try:
+                    dst.write(chunk)
+                except OSError as exc:  # a full or failing target: the target's problem, not this file's
+                    raise TargetUnwritable(exc.errno, f"cannot write in {folder} ({exc.strerror or exc})") from None
                 digest.update(chunk)
                 left -= len(chunk)
                 if stop is not None and stop.is_set():
                     raise CopyStopped()
-            dst.flush()
-            os.fsync(dst.fileno())
+            try:
+                dst.flush()
+                os.fsync(dst.fileno())
+            except OSError as exc:
+                raise TargetUnwritable(exc.errno, f"cannot write in {folder} ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -184,7 +206,13 @@ class FolderTarget:
         """Check the root, make the day folder, remove temporary files left by a killed run."""
         if not self.root.is_dir():
             raise FileNotFoundError(f"backup folder {self.root} does not exist (create it first)")
-        self.folder.mkdir(exist_ok=True)
+        try:
+            self.folder.mkdir(exist_ok=True)
+            probe = self.folder / f".vison-probe.{os.getpid()}{TEMP_SUFFIX}"
+            probe.touch()  # a read-only or denied folder is one message, not one per file
+            probe.unlink()
+        except OSError as exc:
+            raise TargetUnwritable(exc.errno, f"cannot write in {self.folder} ({exc.strerror or exc})") from None
         removed = []
         for leftover in self.folder.glob(f".*{TEMP_SUFFIX}"):
             leftover.unlink(missing_ok=True)
@@ -200,8 +228,9 @@ class FolderTarget:
     def signature(self, name: str) -> list[int] | None:
         return file_signature(self.folder / name)
 
-    def sha256(self, name: str, stop: threading.Event | None = None) -> str:
-        return sha256_of(self.folder / name, stop=stop)
+    def sha256(self, name: str, stop: threading.Event | None = None,
+               pace: Callable[[int], None] | None = None) -> str:
+        return sha256_of(self.folder / name, stop=stop, pace=pace)
 
     def put(self, source: Path, size: int, name: str, ours: dict[str, Any] | None,
             stop: threading.Event | None = None) -> Outcome:
@@ -366,7 +395,9 @@ class Backup:
 
     def __init__(self, day_folder: Path, targets: list, ledger: dict[str, dict[str, dict[str, Any]]],
                  lock: threading.RLock, emit: Callable[[MonitorEvent], None],
-                 save: Callable[[], None] = lambda: None, hold_seconds: float = EXPLOG_HOLD_SECONDS):
+                 save: Callable[[], None] = lambda: None, hold_seconds: float = EXPLOG_HOLD_SECONDS, *,
+                 clock: Callable[[], float] = time.time, scrub_hours: float = 12.0, scrub_mb_per_s: float = 4.0,
+                 scrub_state: dict[str, Any] | None = None):
         self.day_folder = Path(day_folder)
         self.targets = targets
         self.ledger = ledger
@@ -375,6 +406,11 @@ class Backup:
         self.save = save
         self.hold_seconds = hold_seconds
         self.retry_seconds = RETRY_SECONDS
+        self.clock = clock  # wall-clock seconds: when each copy was last verified (the ledger's "verified")
+        self.scrub_hours = scrub_hours
+        self.scrub_bytes_per_s = scrub_mb_per_s * 1e6
+        self.scrub_state = scrub_state if scrub_state is not None else {}
+        self._scrub_thread: threading.Thread | None = None
         self._offered: dict[str, SourceFile] = {}
         self._waiting: list[str] = []
         self._failures: dict[tuple[str, str], str] = {}  # (target, name) -> reason already reported
@@ -421,7 +457,12 @@ class Backup:
             for item in self._ordered():
                 if stop.is_set():
                     return
-                self._one(target, ledger, item, stop)
+                try:
+                    self._one(target, ledger, item, stop)
+                except TargetUnwritable as exc:
+                    self._prepared.discard(target.label)  # looked at again (and said again) on the next pass
+                    self._fail(target, "(target)", exc.strerror or str(exc))
+                    break
 
     def _prepare(self, target) -> bool:
         if target.label in self._prepared:
@@ -429,8 +470,10 @@ class Backup:
         try:
             target.prepare()
         except (OSError, subprocess.SubprocessError) as exc:
-            self._fail(target, "(target)", str(exc))
+            self._fail(target, "(target)", getattr(exc, "strerror", None) or str(exc))
             return False
+        if self._failures.pop((target.label, "(target)"), None) is not None:
+            self.emit(MonitorNotice(text=f"backup to {target.label} works again", level="info"))
         with self.lock:
             ledger = self.ledger.setdefault(target.label, {})
             # a copy deleted from the target since the last run is copied again
@@ -472,6 +515,10 @@ class Backup:
         except FileExistsError:
             return  # the name was taken meanwhile: judged again on the next pass
         except (OSError, subprocess.SubprocessError) as exc:
+            if isinstance(exc, TargetUnwritable):
+                raise
+            if _in_target(target, exc):
+                raise TargetUnwritable(exc.errno, f"cannot write in {target.folder} ({exc.strerror or exc})") from None
             self._fail(target, item.name, getattr(exc, "strerror", None) or str(exc))
             with self.lock:
                 ledger[item.name] = {"status": "failed", "size": size, "reason": str(exc)}
@@ -488,7 +535,8 @@ class Backup:
                                      "kept_as": outcome.kept_as, "existing_sha256": outcome.existing_sha256,
                                      "why": why, **signatures}
             else:
-                ledger[item.name] = {"status": "copied", "size": size, "sha256": outcome.sha256, **signatures}
+                ledger[item.name] = {"status": "copied", "size": size, "sha256": outcome.sha256, **signatures,
+                                     "verified": self.clock()}
         was_conflict = entry is not None and entry.get("status") == "conflict"
         if was_conflict and not why and outcome.action == "conflict":
             why = str(entry.get("why") or "")
@@ -520,6 +568,13 @@ class Backup:
         if source_sig is None:
             return True, ""  # the source is gone: the copy is all there is; the monitor says so
         copied = entry.get("status") == "copied"
+        if copied and entry.get(SCRUB_FOUND):
+            if target.sha256(name, stop) != entry.get("sha256"):
+                return False, ("the backup copy changed after it was copied, keeping its size and times "
+                               "(found when it was hashed again)")
+            with self.lock:  # put back meanwhile: nothing to solve
+                if name in ledger:
+                    ledger[name].pop(SCRUB_FOUND, None)
         fresh: dict[str, Any] = {}
         if source_sig != entry.get("source_sig"):
             if not copied:
@@ -536,6 +591,7 @@ class Backup:
                 if copy_sig[0] != size or target.sha256(name, stop) != entry.get("sha256"):
                     return False, "the backup copy changed after it was copied"
                 fresh["copy_sig"] = copy_sig
+                fresh["verified"] = self.clock()
         if fresh:
             with self.lock:
                 if name in ledger:
@@ -581,6 +637,110 @@ class Backup:
         except OSError:
             return False  # never written (a missing frame): nothing to wait for
 
+    # -- the scrub: copies hashed again -------------------------------------------------------
+
+    def scrub_due(self, everything: bool = False) -> list[tuple[Any, str]]:
+        """(target, name) of the copies to hash again, the longest unverified first: those last
+        verified `scrub_hours` ago or more (all of them with `everything`), and copies whose source
+        is gone that were found changed (to see whether they were put back). Local targets only:
+        rsync checks its own transfers and a remote copy cannot be read from here cheaply."""
+        now = self.clock()
+        after = self.scrub_hours * 3600
+        due = []
+        with self.lock:
+            for target in self.targets:
+                if not getattr(target, "local", False):
+                    continue
+                for name, entry in self.ledger.get(target.label, {}).items():
+                    verified = float(entry.get("verified") or 0)
+                    if entry.get("status") == "conflict" and entry.get("source_gone"):
+                        if target.signature(name) != entry.get("copy_sig"):  # touched since: put back?
+                            due.append((verified, target.label, name, target))
+                    elif entry.get("status") == "copied" and not entry.get(SCRUB_FOUND) and (
+                            everything or (after > 0 and now - verified >= after)):
+                        due.append((verified, target.label, name, target))
+        due.sort(key=lambda item: item[:3])
+        return [(target, name) for _, _, name, target in due]
+
+    def scrub(self, budget: int | None = None, *, everything: bool = False, paced: bool = False,
+              stop: threading.Event | None = None) -> dict[str, int]:
+        """Hash copies again against the sha256 they were published with, until `budget` bytes are
+        read (None: no limit; a file begun is finished, so a budget smaller than a file still checks
+        one). `paced`: at scrub_mb_per_s, waiting between chunks (the background scrub). A copy found
+        different is flagged: the next pass judges it like any changed copy (a conflict, the source's
+        content written beside it); one whose source is gone is a conflict at once. Returns counts:
+        checked, bytes, changed."""
+        stop = stop or self._stop
+        pace = (lambda n: stop.wait(n / self.scrub_bytes_per_s)) if paced and self.scrub_bytes_per_s > 0 else None
+        counts = {"checked": 0, "bytes": 0, "changed": 0}
+        for target, name in self.scrub_due(everything):
+            if stop.is_set() or (budget is not None and counts["bytes"] >= budget):
+                break
+            with self.lock:
+                entry = dict(self.ledger.get(target.label, {}).get(name) or {})
+            try:
+                found = target.sha256(name, stop, pace)
+            except CopyStopped:
+                break
+            except FileNotFoundError:
+                continue  # deleted: the next pass copies it again
+            except OSError as exc:
+                self._fail(target, name, f"cannot read the copy to verify it: {exc.strerror or exc}")
+                continue
+            counts["checked"] += 1
+            counts["bytes"] += int(entry.get("size", 0))
+            if self._scrubbed(target, name, entry, found):
+                counts["changed"] += 1
+        self.scrub_state["at"] = self.clock()
+        if counts["changed"]:
+            self._idle.clear()
+            self._wake.set()  # the backup thread judges the flagged copies now
+        self.save()
+        return counts
+
+    def _scrubbed(self, target, name: str, entry: dict[str, Any], found: str) -> bool:
+        """Record what a scrub found for one copy; True when it differs from what was published."""
+        now = self.clock()
+        with self.lock:
+            ledger = self.ledger.get(target.label, {})
+            current = ledger.get(name)
+            if current is None or current.get("sha256") != entry.get("sha256"):
+                return False  # judged again meanwhile
+            if current.get("status") == "conflict":  # its source is gone: was the copy put back?
+                if found != current.get("sha256"):
+                    current["copy_sig"] = target.signature(name)  # still not: hashed again when touched
+                    return False
+                ledger[name] = {"status": "copied", "size": current.get("size"), "sha256": found,
+                                "source_sig": None, "copy_sig": target.signature(name), "verified": now}
+                solved = True
+            elif found == current.get("sha256"):
+                current["verified"] = now
+                return False
+            elif (self.day_folder / name).exists():
+                current[SCRUB_FOUND] = found
+                return True
+            else:
+                ledger[name] = {**current, "status": "conflict", "kept_as": "", "existing_sha256": found,
+                                "source_gone": True, "copy_sig": target.signature(name),
+                                "why": "the backup copy changed after it was copied"}
+                solved = False
+        if solved:
+            self.emit(MonitorNotice(text=f"{target.label}: the conflict on {name} is solved: the copy holds "
+                                    f"its published content again (sha256 {found[:8]})", level="info"))
+            return False
+        self.emit(MonitorNotice(
+            text=f"{target.label}: {name}: the backup copy changed after it was copied (sha256 {found[:8]}, "
+                 f"published {str(entry.get('sha256'))[:8]}) and its source is no longer in {self.day_folder}: "
+                 "restore it from another copy; a conflict until then", level="warning"))
+        return True
+
+    def scrub_budget(self) -> int:
+        """Bytes a --once run may hash again: what the pace allows since the last scrub, at most
+        SCRUB_ONCE_MAX_SECONDS' worth (a cron run every 10 minutes stays short)."""
+        last = self.scrub_state.get("at")
+        elapsed = SCRUB_ONCE_MAX_SECONDS if last is None else max(0.0, self.clock() - float(last))
+        return int(self.scrub_bytes_per_s * min(elapsed, SCRUB_ONCE_MAX_SECONDS))
+
     # -- report ------------------------------------------------------------------------------
 
     def report(self) -> dict[str, BackupReport]:
@@ -618,6 +778,20 @@ class Backup:
         self._stop.clear()
         self._thread = threading.Thread(target=self._work, name="vison-backup", daemon=True)
         self._thread.start()
+        if self.scrub_hours > 0 and any(getattr(t, "local", False) for t in self.targets):
+            self._scrub_thread = threading.Thread(target=self._scrub_work, name="vison-scrub", daemon=True)
+            self._scrub_thread.start()
+
+    def _scrub_work(self) -> None:
+        """Hash due copies again at the scrub pace, then sleep until more are due."""
+        while not self._stop.is_set():
+            try:
+                counts = self.scrub(paced=True, stop=self._stop)
+            except Exception as exc:  # the copies go on; say what went wrong
+                self.emit(MonitorNotice(text=f"backup scrub failed: {type(exc).__name__}: {exc}", level="warning"))
+                counts = {"checked": 0}
+            if not counts["checked"]:
+                self._stop.wait(SCRUB_IDLE_SECONDS)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -639,9 +813,19 @@ class Backup:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
+        for thread in (self._thread, self._scrub_thread):
+            if thread is not None:
+                thread.join(timeout=30)
+        self._thread = self._scrub_thread = None
+
+
+def _in_target(target, exc: BaseException) -> bool:
+    """Did writing into a local target fail for a reason of the target's (not of one file)?"""
+    if not getattr(target, "local", False) or not isinstance(exc, OSError):
+        return False
+    if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+        return False
+    return bool(exc.filename) and Path(os.path.abspath(exc.filename)).parent == target.folder
 
 
 def _obsid_of(name: str) -> int:

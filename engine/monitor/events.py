@@ -158,6 +158,25 @@ class FrameArrived(MonitorEvent):
         return f"OBSID {self.obsid} CCD{self.ccd} frame complete ({self.name})"
 
 
+@dataclass(frozen=True)
+class FrameShapeMismatch(MonitorEvent):
+    """A whole, valid FITS frame whose image is not the shape expected (a truncated readout, a frame
+    of another geometry or instrument): backed up as it is, never dropped, but said."""
+
+    kind: ClassVar[str] = "frame_shape"
+    name: str
+    found: tuple[int, ...]  # numpy shape (NAXIS2, NAXIS1)
+    expected: str  # the day's frames' shape, or the CCD273 geometries when it matches none
+    text: str
+
+    @property
+    def severity(self) -> str:
+        return "warning"
+
+    def message(self) -> str:
+        return self.text
+
+
 # -- housekeeping ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -266,6 +285,8 @@ class BackupFailed(MonitorEvent):
         return "warning"
 
     def message(self) -> str:
+        if self.name == "(target)":
+            return f"cannot back up to {self.target}: {self.reason}; nothing is copied there until it can be (will retry)"
         return f"could not copy {self.name} to {self.target}: {self.reason} (will retry)"
 
 
@@ -287,8 +308,8 @@ class AlertDeliveryFailed(MonitorEvent):
 
 EVENT_TYPES: tuple[type[MonitorEvent], ...] = (
     MonitorStarted, MonitorStopped, MonitorNotice, ExposureLogged, ExpLogLineProblem, FrameArrived,
-    HKOutOfLimits, HKBackInLimits, HKReadProblem, BackupCopied, BackupConflict, BackupFailed,
-    AlertDeliveryFailed,
+    FrameShapeMismatch, HKOutOfLimits, HKBackInLimits, HKReadProblem, BackupCopied, BackupConflict,
+    BackupFailed, AlertDeliveryFailed,
 )
 
 

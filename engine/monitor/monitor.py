@@ -24,14 +24,16 @@ from typing import Callable, Iterable
 
 from ..campaign.chamber import ChamberProfile, load_chamber
 from ..formats.explog import ExpLogFollower, read_explog
+from ..formats.fits import UNREADABLE
+from ..formats.geometry import GEOMETRIES, geometry_for_shape
 from ..formats.hk import HKFollower, read_hk
 from ..formats.hklimits import HKLimits
 from ..formats.names import parse_frame_name, parse_hk_filename
 from .alerts import AlertDispatcher, AlertSink, CallbackSink, LogSink
 from .backup import Backup, SourceFile, make_target
 from .completeness import FrameCompleteness, file_kind, settled
-from .events import (ExpLogLineProblem, ExposureLogged, FrameArrived, HKReadProblem, MonitorEvent,
-                     MonitorNotice, MonitorStarted, MonitorStopped, severity_rank)
+from .events import (ExpLogLineProblem, ExposureLogged, FrameArrived, FrameShapeMismatch, HKReadProblem,
+                     MonitorEvent, MonitorNotice, MonitorStarted, MonitorStopped, severity_rank)
 from .hkwatch import HKWatch
 from .settings import MonitorSettings
 from .state import HISTORY_LIMIT, StateStore, default_state_path
@@ -125,7 +127,9 @@ class Monitor:
                                     f"{self.day_folder}: they will be looked at again when they reappear")
         self.hkwatch = HKWatch(self.limits, state.alerts, self.settings.repeat_minutes)
         self.backup = Backup(self.day_folder, self.targets, state.backup, self.store.lock, self._emit_one,
-                             save=lambda: self._save_state(at_most_every=1.0))
+                             save=lambda: self._save_state(at_most_every=1.0), clock=self.clock,
+                             scrub_hours=self.settings.scrub_hours, scrub_mb_per_s=self.settings.scrub_mb_per_s,
+                             scrub_state=state.scrub)
         self.watcher = FolderWatcher(self.day_folder, self.polling, self.poll_seconds)
         notes = [MonitorNotice(text=note, level="warning") for note in self.store.notes]
         self._emit(notes)
@@ -157,14 +161,27 @@ class Monitor:
 
     # -- running -------------------------------------------------------------------------------
 
-    def run_once(self) -> MonitorStopped:
-        """Handle what is in the folder now (reads, checks, backup) and stop (for cron)."""
+    def run_once(self, *, verify_all: bool = False) -> MonitorStopped:
+        """Handle what is in the folder now (reads, checks, backup) and stop (for cron). The copies
+        due are hashed again within the scrub's budget; `verify_all`: every copy, now."""
         self.open()
         try:
             self._emit([self._started()])
             self.scan()
             if self.backup is not None and self.backup.targets:
-                self.backup.run_pass(self._stop)
+                self.backup.run_pass(self._stop)  # new data first
+                counts = {"changed": 0}
+                if verify_all:
+                    counts = self.backup.scrub(everything=True, stop=self._stop)
+                    changed = counts["changed"]
+                    self._emit([MonitorNotice(
+                        text=f"verified {counts['checked']} backup copies ({counts['bytes'] / 1e6:.0f} MB) against "
+                             f"their sha256: {f'{changed} changed' if changed else 'all unchanged'}",
+                        level="warning" if changed else "info")])
+                elif self.settings.scrub_hours > 0:
+                    counts = self.backup.scrub(self.backup.scrub_budget(), stop=self._stop)
+                if counts["changed"]:
+                    self.backup.run_pass(self._stop)  # the changed copies become conflicts now
         finally:
             stopped = self.close("once")
         return stopped
@@ -443,16 +460,52 @@ class Monitor:
                                                 level="warning"))
                 continue
             if not look.complete:
+                if look.detail.startswith(UNREADABLE) and self._broken_said.get(name) != look.detail:
+                    # permission denied does not pass by waiting: said once, looked at again every scan
+                    self._broken_said[name] = look.detail
+                    events.append(MonitorNotice(text=f"{name} cannot be read ({look.detail.partition(': ')[2]}): "
+                                                "not checked nor backed up until it can be", level="warning"))
                 waiting.append(name)
                 continue
             self._broken_said.pop(name, None)
             self.frames.forget(self.day_folder / name)  # frames_done remembers it (and is saved)
             with self.store.lock:
                 state.frames_done[name] = look.size
+                mismatch = self._shape_mismatch(name, look.shape)
+            if mismatch is not None:
+                events.append(mismatch)
             self._activity()
             frame = parse_frame_name(name)
             events.append(FrameArrived(obsid=frame.obsid, ccd=frame.ccd, name=name, size=look.size))
         return events
+
+    def _shape_mismatch(self, name: str, shape: tuple[int, ...] | None) -> FrameShapeMismatch | None:
+        """A warning when a complete frame's image is not the shape of the day's frames (the shape most
+        of them have so far) or matches no CCD273 geometry: a truncated readout, a foreign file. It is
+        backed up all the same (a backup never drops data); the pipeline leaves it out."""
+        if shape is None:
+            return None
+        counts = self.store.state.frame_shapes
+        usual = max(counts, key=counts.get) if counts else None  # the first one seen wins a tie
+        key = "x".join(map(str, shape))
+        try:
+            geometry = geometry_for_shape(shape) if len(shape) == 2 else None
+        except ValueError:
+            geometry = None
+        if geometry is not None:
+            counts[key] = counts.get(key, 0) + 1
+        if geometry is not None and (usual is None or usual == key):
+            return None
+        found = f"({', '.join(map(str, shape))})"
+        if usual is not None:
+            expected = f"({usual.replace('x', ', ')}) as the day's other frames"
+        else:
+            expected = ("a CCD273 frame: " + ", ".join(f"{g.name} {g.shape}" for g in GEOMETRIES.values()))
+        what = f"{geometry.name} geometry" if geometry is not None else "no CCD273 geometry"
+        return FrameShapeMismatch(
+            name=name, found=tuple(shape), expected=expected,
+            text=f"{name}: image shape {found} ({what}), expected {expected}: a truncated or foreign frame? "
+                 "It is backed up as it is; the pipeline will leave it out")
 
     def _complete_files(self, explogs: list[str]) -> list[SourceFile]:
         state = self.store.state

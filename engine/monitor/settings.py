@@ -48,6 +48,8 @@ class MonitorSettings:
     polling: str | None = None  # None: not set here (campaign [watch] or "auto")
     poll_seconds: float | None = None
     idle_stop_minutes: float = 0.0  # 0 = never stop for lack of news
+    scrub_hours: float = 12.0  # each backup copy is hashed again this long after its last check (0 = never)
+    scrub_mb_per_s: float = 4.0  # pace of that re-hash: a few per cent of a disk's bandwidth
     chamber: str | None = None  # chamber profile for expected frames per test
     bell_level: str = "warning"  # "off" silences the terminal bell / app notification
     email: EmailSettings | None = None
@@ -66,7 +68,7 @@ class MonitorSettings:
 
 _TOP = ("monitor", "alerts", "limits")
 _MONITOR = ("repeat_minutes", "settle_seconds", "series_length", "polling", "poll_seconds",
-            "idle_stop_minutes", "chamber", "limits_file")
+            "idle_stop_minutes", "chamber", "limits_file", "scrub_hours", "scrub_mb_per_s")
 _ALERTS = ("bell", "email", "command")
 _EMAIL = ("host", "port", "from", "to", "level", "starttls", "username", "password_env", "timeout_seconds")
 _COMMAND = ("argv", "level", "timeout_seconds")
@@ -123,6 +125,9 @@ class _Checker(TomlChecker):
                                                 minimum=0)),
             chamber=self.string(monitor, path, "chamber"),
             limits_file=limits_file,
+            scrub_hours=float(self.number(monitor, path, "scrub_hours", defaults.scrub_hours, minimum=0)),
+            scrub_mb_per_s=float(self.number(monitor, path, "scrub_mb_per_s", defaults.scrub_mb_per_s, minimum=0,
+                                             strict=True)),
             source=Path(os.path.abspath(self.doc.path)),
         )
         alerts = self.table(data.get("alerts", MISSING), ("alerts",), _ALERTS)

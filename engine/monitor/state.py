@@ -40,8 +40,10 @@ class MonitorState:
     hk_open: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {follower, problems, ...}
     hk_done: dict[str, int] = field(default_factory=dict)  # name -> size when finished
     frames_done: dict[str, int] = field(default_factory=dict)  # name -> size when found complete
+    frame_shapes: dict[str, int] = field(default_factory=dict)  # "NAXIS2xNAXIS1" -> complete frames of it
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # HK key -> active alert
     backup: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # target -> name -> entry
+    scrub: dict[str, Any] = field(default_factory=dict)  # the periodic re-hash of copies: {"at": its last run}
     # the warnings and critical alerts so far (event.to_dict(), oldest first, the last HISTORY_LIMIT):
     # a restarted monitor, or the app attaching to it, still shows what happened in the night
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -51,8 +53,8 @@ class MonitorState:
         return {
             "kind": STATE_KIND, "version": STATE_VERSION, "day_folder": self.day_folder, "saved_at": self.saved_at,
             "explogs": self.explogs, "hk_open": self.hk_open, "hk_done": self.hk_done,
-            "frames_done": self.frames_done, "alerts": self.alerts, "backup": self.backup,
-            "history": self.history,
+            "frames_done": self.frames_done, "frame_shapes": self.frame_shapes, "alerts": self.alerts,
+            "backup": self.backup, "scrub": self.scrub, "history": self.history,
         }
 
     @classmethod
@@ -62,8 +64,10 @@ class MonitorState:
         return cls(
             day_folder=str(data["day_folder"]), explogs=dict(data.get("explogs", {})),
             hk_open=dict(data.get("hk_open", {})), hk_done=dict(data.get("hk_done", {})),
-            frames_done=dict(data.get("frames_done", {})), alerts=dict(data.get("alerts", {})),
+            frames_done=dict(data.get("frames_done", {})), frame_shapes=dict(data.get("frame_shapes", {})),
+            alerts=dict(data.get("alerts", {})),
             backup={t: dict(v) for t, v in data.get("backup", {}).items()}, saved_at=data.get("saved_at"),
+            scrub=dict(data.get("scrub") or {}),
             history=[e for e in data.get("history", []) if isinstance(e, dict)][-HISTORY_LIMIT:],
         )
 
