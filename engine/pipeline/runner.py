@@ -343,8 +343,8 @@ class PipelineRun:
 
         A requested stop ends the run after abandoning the current test (see `end_state`)."""
         with self.opened():
-            if not self.options.dry and self.executor_spec.is_local and self.session.tests:
-                self.executor().warm()  # the workers start (and load the kernels) while the data are listed
+            if self.session.tests:
+                self.warm_up()
             rows = self.read_rows()
             for test in self.session.tests:
                 self.check_stop()
@@ -352,6 +352,16 @@ class PipelineRun:
         return self.summaries
 
     # -- where the work units run ---------------------------------------------------------------
+
+    def warm_up(self, prepare: Callable[[], None] | None = None) -> None:
+        """In the background, while the data are listed: the local workers start (the fork server
+        loads the analysis modules and the compiled kernels; each then runs `prepare`), and this
+        process imports the analyses and matplotlib, so the first units and figures wait for none."""
+        if self.options.dry:
+            return
+        if self.executor_spec.is_local:
+            self.executor().warm(prepare)
+        threading.Thread(target=_load_analyses_and_figures, name="vison-warm-up", daemon=True).start()
 
     @property
     def executor_spec(self) -> ExecutorSpec:
@@ -389,3 +399,14 @@ class PipelineRun:
     def log_mark(self) -> int | None:
         """The log's size now: where the next record starts (handlers flush every record)."""
         return log_size(self.log_path)
+
+
+def _load_analyses_and_figures() -> None:
+    try:
+        from ..tasks.figures import new_figure
+        from ..tasks.registry import families
+
+        families()
+        new_figure(1, 1)  # imports matplotlib's Figure and Agg canvas
+    except Exception:  # noqa: BLE001 - the analysis imports them again and says what fails
+        pass
