@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -49,7 +50,13 @@ class RawStats:
 def generic_check(ctx: TaskContext) -> RawStats:
     check_structure(ctx)
     check_configuration(ctx)
-    check_hk(ctx)
+    # the HK files are read here while the workers measure the frames (this process only waits
+    # for them then); what each says is reported afterwards, in exposure order, as before
+    with ThreadPoolExecutor(1, thread_name_prefix="vison-hk") as reader:
+        hk_reports = reader.submit(read_hk_reports, ctx)
+        measure_frames(ctx)
+        reports = hk_reports.result()
+    report_hk(ctx, reports)
     stats = RawStats(raw_stats(ctx))
     check_readout(ctx, stats.by_frame)
     return stats
@@ -111,8 +118,23 @@ def _same(logged: Any, scripted: Any) -> bool:
 
 # -- HK ----------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class HkReport:
+    """What one exposure's HK file says: its reading problems, why it cannot be checked, verdicts."""
+
+    obsid: int
+    problems: tuple[str, ...] = ()
+    unreadable: str = ""  # MISSDATA reason: the file cannot be read or holds no table
+    out_of_limits: tuple[str, ...] = ()  # HK_OOL reasons
+
+
 def check_hk(ctx: TaskContext) -> None:
-    missing = []
+    report_hk(ctx, read_hk_reports(ctx))
+
+
+def read_hk_reports(ctx: TaskContext) -> tuple[list[HkReport], list[int]]:
+    """Each exposure's HK report, and the OBSIDs without an HK file. Reads only: safe in a thread."""
+    reports, missing = [], []
     for exposure in ctx.dataset.exposures:
         path = ctx.dataset.hk_path(exposure)
         if path is None:
@@ -121,20 +143,31 @@ def check_hk(ctx: TaskContext) -> None:
         try:
             hk = read_hk(path)
         except (OSError, ValueError) as exc:  # a folder, denied, gone: this exposure's HK only
-            ctx.flags.raise_flag("MISSDATA", f"HK file {path.name} cannot be read "
-                                 f"({getattr(exc, 'strerror', None) or exc}): HK not checked for this exposure",
-                                 obsid=exposure.obsid)
+            reports.append(HkReport(exposure.obsid, unreadable=(
+                f"HK file {path.name} cannot be read ({getattr(exc, 'strerror', None) or exc}): "
+                "HK not checked for this exposure")))
             continue
-        for problem in hk.problems:
-            ctx.log.warning(str(problem))
+        problems = tuple(str(problem) for problem in hk.problems)
         if not hk.keys or not len(hk):  # empty, binary, or no sample: nothing to check it against
             why = str(hk.problems[0].message) if hk.problems else "no HK sample in it"
-            ctx.flags.raise_flag("MISSDATA", f"HK file {path.name} holds no HK table ({why}): HK not checked "
-                                 "for this exposure", obsid=exposure.obsid)
+            reports.append(HkReport(exposure.obsid, problems, unreadable=(
+                f"HK file {path.name} holds no HK table ({why}): HK not checked for this exposure")))
             continue
-        for verdict in ctx.hk_limits.check_file(hk, exposure.row):
-            if verdict.status != "ok":
-                ctx.flags.raise_flag("HK_OOL", f"[{verdict.status}] {verdict.reason}", obsid=exposure.obsid)
+        verdicts = ctx.hk_limits.check_file(hk, exposure.row)
+        reports.append(HkReport(exposure.obsid, problems, out_of_limits=tuple(
+            f"[{v.status}] {v.reason}" for v in verdicts if v.status != "ok")))
+    return reports, missing
+
+
+def report_hk(ctx: TaskContext, read: tuple[list[HkReport], list[int]]) -> None:
+    reports, missing = read
+    for report in reports:
+        for problem in report.problems:
+            ctx.log.warning(problem)
+        if report.unreadable:
+            ctx.flags.raise_flag("MISSDATA", report.unreadable, obsid=report.obsid)
+        for reason in report.out_of_limits:
+            ctx.flags.raise_flag("HK_OOL", reason, obsid=report.obsid)
     if missing:
         ctx.log.warning(f"no HK file for OBSIDs {obsid_ranges(missing)}: HK not checked there")
         ctx.set_value(None, None, "hk_missing_obsids", missing)
