@@ -26,6 +26,8 @@ from .messages import CampaignChanged, DemoReady, EngineFailed, MonitorAlert
 from .navigation import SCREEN_ENTRIES, ScreenEntry
 from .screens.help import HelpScreen
 
+from .live_monitor import LiveMonitor
+
 if TYPE_CHECKING:
     from engine.campaign.config import Campaign
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
 
 SCREENS_GROUP = Binding.Group("Screens")
 PRELOAD_AFTER_S = 1.0  # after the first paint and the first validation: the other screens' modules
+FOLLOW_MONITOR_S = 2.0  # the app's look at a detached monitor's events until the Monitor screen takes over
 PRELOAD_MODULES = ("engine.pipeline.launch", "engine.monitor", "engine.pipeline.cleanup", "engine.campaign.scripts")
 
 
@@ -69,12 +72,91 @@ class VisonApp(App):
         self.simulate = simulate
         self.screen_entries: tuple[ScreenEntry, ...] = SCREEN_ENTRIES
         self.live_runs_told: set[Path] = set()  # campaigns whose live runs were announced
+        # a detached monitor left running: found before the first paint, followed from the start
+        self.live_monitor: LiveMonitor | None = None
+        self.monitor_day: Path | None = None  # the day folder the followed monitor watches (status line)
+        self.monitor_follower = None  # DetachedMonitor, until the Monitor screen takes it over
+        self.monitor_taken_by = None  # the Monitor screen once it follows the monitor itself
+        self.monitor_past: list = []  # MonitorEvent seen by the app, handed over with the follower
+        self.monitor_polling = False
+        self.monitor_handed = False
+
+    def on_load(self) -> None:
+        from .live_monitor import live_monitors
+
+        try:
+            monitors = live_monitors()
+        except Exception:  # the Monitor screen says what is wrong with the records
+            monitors = []
+        if monitors:
+            self.live_monitor = monitors[0]
+            self.monitor_day = self.live_monitor.day_folder
 
     def on_mount(self) -> None:
         if self.demo and self.simulate and self.initial_campaign is not None:
             self.simulate_demo_data(self.initial_campaign)
         if not self.is_headless:  # tests make every screen anyway; a user gets quick first visits
             self.set_timer(PRELOAD_AFTER_S, self.preload)
+        if self.live_monitor is not None:
+            self.call_after_refresh(self.poll_live_monitor)
+            self.monitor_timer = self.set_interval(FOLLOW_MONITOR_S, self.poll_live_monitor)
+
+    # -- a detached monitor running when the app starts ---------------------------------------------
+    def poll_live_monitor(self) -> None:
+        if self.live_monitor is None or self.monitor_taken_by is not None:
+            self.monitor_timer.stop()
+            return
+        if not self.monitor_polling:
+            self.monitor_polling = True
+            self.read_live_monitor(self.live_monitor)
+
+    @work(thread=True, group="monitor-follow")
+    def read_live_monitor(self, live: LiveMonitor) -> None:
+        """Its new events (alerts notified here, on any screen) and whether it still runs."""
+        from engine.monitor.detached import MonitorRecord
+
+        from .detached_monitor import DetachedMonitor
+
+        try:
+            if self.monitor_follower is None:
+                self.monitor_follower = DetachedMonitor(MonitorRecord.load(live.folder), catch_up_events=True)
+            polled = self.monitor_follower.poll(False)
+        except Exception:  # a record half written: the next look may work
+            polled = None
+        self.call_from_thread(self.live_monitor_read, polled)
+
+    def live_monitor_read(self, polled) -> None:
+        from .detached_monitor import alert_for
+
+        self.monitor_polling = False
+        if polled is None:
+            return
+        for event in polled.new:
+            alert = None if event.detail else alert_for(event, "warning")
+            if alert is not None:
+                self.post_message(alert)
+        events = [event for event in (*polled.past, *polled.new) if not event.detail]
+        if self.monitor_handed:
+            self.monitor_taken_by.take_past_events(events)  # read while being handed over
+        else:
+            self.monitor_past = (self.monitor_past + events)[-2000:]
+        status = polled.status
+        if status is not None and not status.alive and status.state != "starting":
+            self.notify(f"{status.monitor_id}: {status.end_reason or status.state}", title="Monitor ended",
+                        severity="warning" if status.state in ("failed", "died") else "information", markup=False)
+            self.live_monitor = None
+
+    def take_monitor_follower(self, screen) -> tuple | None:
+        """The Monitor screen takes over following the live monitor: (its DetachedMonitor, the events
+        already seen), or None when the app follows none."""
+        if self.live_monitor is None:
+            return None
+        self.monitor_taken_by = screen  # from now on the screen reads it (and notifies its alerts)
+        if self.monitor_follower is None:
+            return None  # not read yet: the screen reads it from the start
+        self.monitor_handed = True
+        past, self.monitor_past = self.monitor_past, []
+        return self.monitor_follower, past
 
     @work(thread=True, group="preload")
     def preload(self) -> None:

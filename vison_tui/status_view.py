@@ -27,28 +27,34 @@ class StatusInfo:
     last_alert: str = ""  # "02:10 CCD2_TEMP_T out of limits", "" if none
     alert_severity: str = ""
     backup: str = ""  # "backup 3 behind", "backup up to date", "" without a backup
+    runs_read: bool = True  # False before the first read (the runs are not known yet)
 
 
+def status_at_start(monitor_id: str, day: Path | None) -> StatusInfo:
+    """What the first frame says, before anything is read: the live detached monitor found at start."""
+    where = day.name if day is not None else "its day folder"
+    return StatusInfo(monitor=f"monitor: following {where} ({monitor_id})", monitor_live=True, runs_read=False)
 
 
 def gather_status(campaign: Campaign | None, day: Path | None = None) -> StatusInfo:
-    """What the status line says, read from disk (call in a worker). `day`: the monitor's day
-    folder if known, else the campaign's newest."""
+    """What the status line says, read from disk (call in a worker). `day`: the followed monitor's
+    day folder if known (read even before the campaign is), else the campaign's newest."""
     from engine.monitor.state import default_state_path
     from engine.pipeline.runs import list_runs, run_status
 
     info = StatusInfo()
-    if campaign is None:
+    if campaign is None and day is None:
         info.monitor = "monitor: no campaign"
         return info
     try:
-        for record in list_runs(campaign.paths.results):
+        for record in list_runs(campaign.paths.results) if campaign is not None else []:
             status = run_status(record)
             if status.alive or status.state in ("starting", "running"):
                 doing = (status.current or {}).get("test") or status.activity or status.state
                 info.running.append((status.run_id, str(doing or "")))
     except OSError:
         pass
+    info.runs_read = campaign is not None
     from engine.formats.names import newest_day_folder
     from engine.monitor.state import state_in_use
 

@@ -30,20 +30,22 @@ from engine.campaign.config import Campaign
 from engine.formats.names import newest_day_folder, parse_day_folder
 from engine.formats.tomlfile import ConfigError
 from engine.monitor.detached import MonitorStartError, start_detached_monitor, stop_monitor
-from engine.monitor import (BackupConflict, BackupFailed, HKBackInLimits, HKOutOfLimits, Monitor, MonitorEvent,
+from engine.monitor import (BackupConflict, BackupFailed, HKOutOfLimits, Monitor, MonitorEvent,
                             MonitorNotice, MonitorSettings, MonitorSnapshot, MonitorStarted, StateLocked,
                             settings_for)
 
-from ..detached_monitor import DetachedMonitor, monitor_to_attach
+from ..detached_monitor import DetachedMonitor, alert_for, monitor_to_attach  # noqa: F401 (alert_for: tests)
 from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.text_prompt import TextPrompt
-from ..messages import DetachedMonitorPolled, EngineFailed, MonitorAlert, MonitorEnded, MonitorSnapshotTaken
+from ..messages import DetachedMonitorPolled, EngineFailed, MonitorEnded, MonitorSnapshotTaken
 from ..widgets.acquisition_progress import AcquisitionProgress
 from ..widgets.alert_list import AlertList
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.status_line import bottom_bars
 from ..widgets.backup_status import BackupStatus
 from ..widgets.explog_table import ExpLogTable
+from ..widgets.list_filter import ListFilter
+from ..widgets.list_table import ListTable
 from ..widgets.hk_sparklines import HKSparklines, key_detail, key_status, ordered_keys, out_in_view
 from ..widgets.panel import Panel, toggle_zoom
 
@@ -68,22 +70,6 @@ class Throttle:
             return True, self.held.pop(subject, 0)
         self.held[subject] = self.held.get(subject, 0) + 1
         return False, 0
-
-
-def alert_for(event: MonitorEvent, bell_level: str) -> MonitorAlert | None:
-    """The app-wide notification an event deserves, if any."""
-    if isinstance(event, HKOutOfLimits):
-        critical = event.status == "critical"
-        obsid = f" at OBSID {event.obsid}" if event.obsid is not None else ""
-        return MonitorAlert(f"HK {event.status}: {event.key}{obsid}", event.message(),
-                            "error" if critical else "warning", bell=critical and bell_level != "off")
-    if isinstance(event, HKBackInLimits):
-        return MonitorAlert(f"HK back within limits: {event.key}", event.message(), "information")
-    if isinstance(event, (BackupConflict, BackupFailed)):
-        return MonitorAlert("Backup", event.message(), "warning")
-    if isinstance(event, MonitorNotice) and event.severity == "critical":
-        return MonitorAlert("Monitor", event.message(), "error", bell=bell_level != "off")
-    return None
 
 
 class MonitorScreen(Screen):
@@ -162,6 +148,8 @@ class MonitorScreen(Screen):
                 with Panel(title="Backup", id="backup-panel"):
                     yield BackupStatus(id="backup")
         with Panel(title="EXP-LOG", id="explog-panel"):
+            yield ListFilter("explog", id="explog-filter",
+                             placeholder="filter exposures: words to find, e.g. BIAS01 critical (enter, tab or escape: back)")
             yield ExpLogTable(id="explog")
         yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
@@ -377,18 +365,27 @@ class MonitorScreen(Screen):
         """A detached monitor still running (the app was closed meanwhile): follow it again."""
         if not self.DETACH or self.running:
             return
-        record = monitor_to_attach(self.data_folder())
+        taken = self.app.take_monitor_follower(self) if hasattr(self.app, "take_monitor_follower") else None
+        follower, past = taken if taken else (None, [])
+        record = follower.record if follower is not None else monitor_to_attach(self.data_folder())
         if record is None:
             return
         try:
             settings = settings_for(self.campaign)
         except ConfigError:
             settings = MonitorSettings()
-        self.attach(record, settings, fresh=False)
+        self.attach(record, settings, fresh=False, follower=follower)
+        self.take_past_events(past)
         self.notify(f"{record.monitor_id} has been following {display_path(record.day_folder)} since "
                     f"{record.started.replace('T', ' ')}", title="Monitor re-attached", markup=False)
 
-    def attach(self, record, settings: MonitorSettings, *, fresh: bool) -> None:
+    def take_past_events(self, events: list[MonitorEvent]) -> None:
+        """Events the app read before handing the monitor over: listed, already notified."""
+        if events:
+            self.events.extend(events)
+            self.drain_events()
+
+    def attach(self, record, settings: MonitorSettings, *, fresh: bool, follower: DetachedMonitor | None = None) -> None:
         day = record.day_folder
         if day != self.following:
             self.clear_view()
@@ -396,7 +393,8 @@ class MonitorScreen(Screen):
         self.following = self.day_choice = day
         backup = record.backup
         self.backup_choice = (Path(backup[0]) if backup else None)
-        self.detached = DetachedMonitor(record, catch_up_events=not fresh)
+        self.detached = follower or DetachedMonitor(record, catch_up_events=not fresh)
+        self.app.monitor_day = day
         self.monitor = None
         self.running = True
         self.bell_level = settings.bell_level
@@ -561,7 +559,8 @@ class MonitorScreen(Screen):
     def update_explog_title(self) -> None:
         table = self.query_one(ExpLogTable)
         follow = "follow on" if table.follow else "follow off"
-        self.query_one("#explog-panel").border_title = f"EXP-LOG · {table.row_count} exposures · {follow} (f)"
+        shown = f"{table.shown_count()} exposures" + (f" (/ {table.filter_text})" if table.filtered else "")
+        self.query_one("#explog-panel").border_title = f"EXP-LOG · {shown} · {follow} (f)"
 
     def update_status(self, doing: str = "") -> None:
         """One line, most important first (a narrow terminal cuts the end): state and folder, what
@@ -592,6 +591,10 @@ class MonitorScreen(Screen):
         status.set_class(self.running, "-running")
 
     # -- other keys -----------------------------------------------------------------------------
+    @on(ListTable.ViewChanged, "#explog")
+    def explog_filtered(self) -> None:
+        self.update_explog_title()
+
     def action_toggle_follow(self) -> None:
         table = self.query_one(ExpLogTable)
         table.set_follow(not table.follow)

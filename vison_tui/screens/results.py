@@ -34,6 +34,7 @@ from ..quicklook import ImageSource, test_sources
 from ..result_view import (CCD_COLOURS, CCDS, TestEntry, ccd_table, default_plot_value, fit_markdown_tables, flag_rows,
                            plot_value, session_tests, summary_lines, test_values, value_label, value_names)
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.list_table import Column, ListTable
 from ..widgets.status_line import bottom_bars
 
 RELOAD_S = 3.0
@@ -68,6 +69,12 @@ class FlagList(OptionList):
 class TestValueList(OptionList):
     __test__ = False
     HELP_GROUP = "Test-wide values"
+
+
+class ValuesTable(ListTable):
+    """A row per value and CCD, a column per quadrant; sorted by a column (header click, > and <),
+    every row names its value. `/` is the screen's: it filters the values and the flags."""
+    HELP_GROUP = "Values"
 
 
 class SourceList(OptionList):
@@ -139,7 +146,7 @@ class ResultsScreen(Screen):
                 with TabPane("Values (v)", id="values-pane"):
                     yield Static("", id="summary", markup=False)
                     yield FlagList(id="flags")
-                    yield DataTable(id="values", cursor_type="row", fixed_columns=2)
+                    yield ValuesTable(id="values", cursor_type="row", fixed_columns=2)
                     yield TestValueList(id="test-values")
                     yield Input(placeholder="filter values and flags: enter or tab back", id="values-filter",
                                 compact=True)
@@ -290,14 +297,15 @@ class ResultsScreen(Screen):
             self.list_sources()
 
     def show_values(self, entry: TestEntry | None) -> None:
-        table = self.query_one("#values", DataTable)
+        table = self.query_one(ValuesTable)
         cursor = table.cursor_row
-        table.clear(columns=True)
         summary = self.query_one("#summary", Static)
         flags = self.query_one(FlagList)
         extra = self.query_one(TestValueList)
         flags.clear_options()
         extra.clear_options()
+        if entry is None or entry.result is None:
+            table.set_columns([])
         if entry is None:
             summary.update("no test" if self.session else "")
             return
@@ -318,14 +326,15 @@ class ResultsScreen(Screen):
         columns, value_rows = ccd_table(entry.result)
         labels = {name: value_label(entry.result, name) for _, name, _, _ in value_rows}
         shown = [row for row in value_rows if not wanted or wanted in labels[row[1]].lower()]
-        table.add_column("value", key="name", width=max([len(label) for label in labels.values()] + [8]))
-        table.add_column("CCD", key="ccd", width=4)
-        for column in columns:
-            table.add_column(Text(column, justify="right"), key=column)
+        table.set_columns([Column("name", "value", max([len(label) for label in labels.values()] + [8])),
+                           Column("ccd", "CCD", 4), *(Column(column, Text(column, justify="right")) for column in columns)])
+        rows = []
         for i, (key, name, ccd, cells) in enumerate(shown):
-            first = i == 0 or shown[i - 1][1] != name  # the name once, on its first CCD's row
-            table.add_row(Text(labels[name] if first else "", style="bold" if first else ""),
-                          Text(ccd, style=CCD_COLOURS[ccd]), *(Text(cell, justify="right") for cell in cells), key=key)
+            # the name once, on its first CCD's row; on every row once sorted
+            first = i == 0 or shown[i - 1][1] != name or table.sort_column is not None
+            rows.append((key, [Text(labels[name] if first else "", style="bold" if first else ""),
+                               Text(ccd, style=CCD_COLOURS[ccd]), *(Text(cell, justify="right") for cell in cells)]))
+        table.set_rows(rows)
         if shown:
             table.move_cursor(row=min(cursor, len(shown) - 1), animate=False)
         for name, text in test_values(entry.result):
@@ -390,6 +399,10 @@ class ResultsScreen(Screen):
         self.plot_name = names[(position + step) % len(names)]
         self.action_view("plot-pane")
         self.show_plot()
+
+    @on(ListTable.ViewChanged, "#values")
+    def values_sorted(self) -> None:
+        self.show_values(self.entry)
 
     @on(DataTable.RowSelected, "#values")
     def value_chosen(self, event: DataTable.RowSelected) -> None:

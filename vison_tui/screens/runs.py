@@ -28,6 +28,8 @@ from ..messages import RunsRefreshed, RunStopped
 from ..run_launch import missing_day_note, watched_day_folder
 from ..run_view import RunView, activity_line, day_option, parse_time, progress, run_results_root, run_summary
 from ..widgets.app_bar import AppBar, display_path
+from ..widgets.list_filter import ListFilter
+from ..widgets.list_table import ListTable
 from ..widgets.status_line import bottom_bars
 from ..widgets.run_tables import RunList, RunTestsTable
 
@@ -72,10 +74,13 @@ class RunsScreen(Screen):
     def compose(self) -> ComposeResult:
         yield AppBar()
         yield Static("", id="runs-title", markup=False)
+        yield ListFilter("run-list", id="runs-filter", placeholder="filter runs: words to find (enter, tab or escape: back)")
         yield RunList(id="run-list")
         yield Static("", id="run-summary", markup=False)
         yield Static("", id="run-activity", markup=False)
         yield ProgressBar(id="progress", show_eta=False)
+        yield ListFilter("run-tests", id="run-tests-filter",
+                         placeholder="filter the run's tests: words to find (enter, tab or escape: back)")
         yield RunTestsTable(id="run-tests")
         yield from bottom_bars()  # the status line, then the keys (the app bar shows ^p)
 
@@ -175,6 +180,7 @@ class RunsScreen(Screen):
         now = datetime.now()
         views = [self.views[key] for key in self.order]
         live = sum(view.live for view in views)
+        self.query_one(RunList).show(views, now)
         if self.results is None:
             title = "No valid campaign open: open one on the Campaign screen (1)"
         else:
@@ -183,8 +189,10 @@ class RunsScreen(Screen):
                      + (f" (and {len(elsewhere)} other results folder{'s' if len(elsewhere) > 1 else ''})"
                         if elsewhere else "")
                      + f": {len(views)} recorded, {live} running" + ("" if views else " — n starts one"))
+            table = self.query_one(RunList)
+            if table.filtered:
+                title += f" · {table.shown_count()} shown (/ {table.filter_text})"
         self.query_one("#runs-title", Static).update(title)
-        self.query_one(RunList).show(views, now)
         self.show_chosen(now)
 
     @property
@@ -215,6 +223,10 @@ class RunsScreen(Screen):
     def run_highlighted(self) -> None:
         self.show_chosen()
 
+    @on(ListTable.ViewChanged, "#run-list")
+    def runs_filtered(self) -> None:
+        self.show_runs()
+
     @on(DataTable.RowSelected, "#run-list")
     def run_selected(self) -> None:
         self.query_one(RunTestsTable).focus()
@@ -244,9 +256,12 @@ class RunsScreen(Screen):
     def select_after_refresh(self, key: str) -> None:
         """Put the cursor on a run once the next refresh lists it."""
         def select() -> None:
-            if key in self.order:
-                self.query_one(RunList).move_cursor(row=self.order.index(key), animate=False)
+            table = self.query_one(RunList)
+            if key in table.rows:  # (a filter may hide it)
+                table.move_cursor(row=table.get_row_index(key), animate=False)
                 self.show_chosen()
+            elif key in self.order:
+                return
             else:
                 self.set_timer(0.3, select)
 

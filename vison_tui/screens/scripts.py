@@ -33,6 +33,7 @@ from ..script_plan import (SessionPlan, campaign_tests, fields_from_campaign, fo
                            script_inputs, selection_totals, chamber_figures)
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.status_line import bottom_bars
+from ..widgets.list_filter import ListFilter
 from ..widgets.message_panel import MessagePanel
 from ..widgets.script_fields import ScriptFieldsForm
 from ..widgets.session_editor import SessionEditor, SessionTests
@@ -98,6 +99,8 @@ class ScriptsScreen(Screen):
             with TabPane("Scripts", id="scripts-pane"):
                 with Horizontal():
                     with Vertical(id="tests-column"):
+                        yield ListFilter("checklist", id="checklist-filter",
+                                         placeholder="filter tests: words to find (enter, tab or escape: back)")
                         yield TestChecklist(id="checklist")
                         yield Static("", id="test-detail", markup=False)
                         yield Static("", id="totals", markup=False)

@@ -2,6 +2,8 @@
 
 Rows are added as exposures appear and updated while their last CCD rows or their HK verdict come
 in; nothing is redrawn from scratch at each snapshot. In follow mode the cursor stays on the newest.
+Filtered (/) or sorted (header click, > and <), the table is drawn again from every exposure when
+one is added or changes, so the filter and the order hold as the day goes on.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import re
 from typing import Any, Mapping, Sequence
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from engine.monitor import ExposureSummary
+
+from .list_table import Column, ListTable
 
 RECHECK_LAST = 30  # rows still changing are among the newest: older ones are not compared again
 HK_STYLE = {"ok": "green", "warning": "bold yellow", "critical": "bold red"}
@@ -49,23 +52,29 @@ def exposure_cells(exposure: ExposureSummary) -> tuple:
             _value(first, "File_name"))
 
 
-class ExpLogTable(DataTable):
+class ExpLogTable(ListTable):
     HELP_GROUP = "EXP-LOG"
     # what matters first: a narrow terminal sees OBSID, test, CCDs and the HK verdict
-    COLUMNS = (("OBSID", 6), ("Test", 12), ("CCDs", 5), ("HK", 8), ("Taken", 19), ("Exp s", 6), ("Source", 6),
-               ("Wave", 4), ("ChInj", 5), ("File (CCD1)", None))
+    COLUMNS = tuple(Column(label, label, width) for label, width in (
+        ("OBSID", 6), ("Test", 12), ("CCDs", 5), ("HK", 8), ("Taken", 19), ("Exp s", 6), ("Source", 6), ("Wave", 4),
+        ("ChInj", 5), ("File (CCD1)", None)))
 
     def __init__(self, **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         self.follow = True
-        self.shown: dict[int, tuple] = {}  # OBSID -> cells as last drawn
+        self.shown: dict[int, tuple] = {}  # OBSID -> cells as last drawn, in OBSID order
 
-    def on_mount(self) -> None:
-        for label, width in self.COLUMNS:
-            self.add_column(label, key=label, width=width)
+    def source_rows(self) -> list[tuple[str, tuple]]:
+        return [(str(obsid), cells) for obsid, cells in self.shown.items()]
+
+    @property
+    def in_place(self) -> bool:
+        """Rows added and updated one by one (the table's own order, nothing hidden)."""
+        return not self.filter_words and self.sort_column is None
 
     def update_exposures(self, exposures: Sequence[ExposureSummary]) -> None:
         new = [e for e in exposures if e.obsid not in self.shown]
+        changed = False
         if len(exposures) < len(self.shown) or (new and self.shown and new[0].obsid < max(self.shown)):
             # another day folder, or an exposure logged out of order: draw again in OBSID order
             self.reset()
@@ -74,14 +83,19 @@ class ExpLogTable(DataTable):
             old = self.shown.get(exposure.obsid)
             cells = exposure_cells(exposure)
             if old is not None and old != cells:
-                for (label, _), value, was in zip(self.COLUMNS, cells, old):
-                    if value != was:
-                        self.update_cell(str(exposure.obsid), label, value)
+                changed = True
+                if self.in_place:
+                    for spec, value, was in zip(self.COLUMNS, cells, old):
+                        if value != was:
+                            self.update_cell(str(exposure.obsid), spec.key, value)
                 self.shown[exposure.obsid] = cells
         for exposure in new:
             cells = exposure_cells(exposure)
-            self.add_row(*cells, key=str(exposure.obsid))
+            if self.in_place:
+                self.add_row(*cells, key=str(exposure.obsid))
             self.shown[exposure.obsid] = cells
+        if not self.in_place and (new or changed):
+            self.redraw(self.current_key)
         if new and self.follow:
             self.go_to_newest()
 
@@ -90,8 +104,10 @@ class ExpLogTable(DataTable):
         self.shown = {}
 
     def go_to_newest(self) -> None:
-        if self.row_count:
-            self.move_cursor(row=self.row_count - 1, animate=False)
+        """The cursor on the newest exposure shown (the last row unless sorted)."""
+        newest = next((str(obsid) for obsid in reversed(self.shown) if str(obsid) in self.rows), None)
+        if newest is not None:
+            self.move_cursor(row=self.get_row_index(newest), animate=False)
 
     def set_follow(self, follow: bool) -> None:
         self.follow = follow

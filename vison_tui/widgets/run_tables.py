@@ -1,5 +1,8 @@
 """The Runs screen's two tables: the runs of the campaign's results folder, and the tests of the
-chosen run. Both are refreshed in place every second from `RunView`s (vison_tui.run_view)."""
+chosen run. Both are refreshed in place every second from `RunView`s (vison_tui.run_view), keep
+the user's filter (/) and sort (header click, > and <) through the refreshes, and drop their
+less needed columns in a narrow terminal: at 80 columns the run id, its state, its tests and what
+it is doing are seen without scrolling sideways (the rest is in the line under the table)."""
 
 from __future__ import annotations
 
@@ -7,93 +10,75 @@ from datetime import datetime
 
 from rich.text import Text
 from textual.binding import Binding
-from textual.widgets import DataTable
 
 from ..keys import NAVIGATION
 from ..run_view import STATE_STYLES, RunView, run_row, test_row
-from .table_sync import cursor_key, sync_rows
+from .list_table import Column, ListTable
+
+RUN_ID_WIDTHS = (22, 30)  # the run id column: as wide as the longest id within these
 
 
 def _state_cell(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state.split(":")[0].split(" ")[0], ""))
 
 
-class RunList(DataTable):
+def _cut(text: str, style: str = "") -> Text:
+    return Text(text, style=style, overflow="ellipsis", no_wrap=True)
+
+
+class RunList(ListTable):
     HELP_GROUP = "Run list"
     BINDINGS = [
-        Binding("g", "scroll_top", "Newest run", show=False, group=NAVIGATION),
-        Binding("G", "scroll_bottom", "Oldest run", show=False, group=NAVIGATION),
+        Binding("g", "scroll_top", "First run", show=False, group=NAVIGATION),
+        Binding("G", "scroll_bottom", "Last run", show=False, group=NAVIGATION),
     ]
-    COLUMNS = (("Run", 22), ("Session", 7), ("Mode", 10), ("State", 8), ("Tests", 5), ("Started", 16),
-               ("Took", 12), ("Doing / ended", None))
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", **kwargs)
-
-    def on_mount(self) -> None:
-        for label, width in self.COLUMNS:
-            self.add_column(label, width=width, key=label)
-
-    def on_resize(self) -> None:
-        self.fit_last_column()
+    # min_width: what a narrow terminal drops first (the chosen run's line under the table says it)
+    COLUMNS = (Column("Run", "Run", RUN_ID_WIDTHS[0]), Column("Session", "Session", 7, min_width=90),
+               Column("Mode", "Mode", 10, min_width=100), Column("State", "State", 8), Column("Tests", "Tests", 5),
+               Column("Started", "Started", 16, min_width=115), Column("Took", "Took", 12, min_width=100),
+               Column("Doing / ended", "Doing / ended"))
+    FILL_LAST = True
 
     def fit_last_column(self) -> None:
-        """The run ids as wide as the longest (30 at most), "Doing" the rest of the width: cut text
-        ends with an ellipsis instead of running off the screen."""
+        """The run ids as wide as the longest (30 at most), "Doing" the rest of the width."""
         columns = list(self.columns.values())
-        if not columns or not self.size.width:
-            return
-        ids = [len(str(self.get_cell_at((row, 0)))) for row in range(self.row_count)]
-        run_width = min(max(ids + [self.COLUMNS[0][1]]), 30)
-        changed = columns[0].width != run_width
-        columns[0].width = run_width
-        others = sum(c.get_render_width(self) for c in columns[:-1])
-        last = max(self.scrollable_content_region.width - others - 2 * self.cell_padding, 12)
-        if columns[-1].auto_width or columns[-1].width != last or changed:
-            columns[-1].auto_width = False
-            columns[-1].width = last
-            self._require_update_dimensions = True
-            self.refresh()
+        if columns:
+            ids = [len(str(self.get_cell_at((row, 0)))) for row in range(self.row_count)]
+            width = min(max(ids + [RUN_ID_WIDTHS[0]]), RUN_ID_WIDTHS[1])
+            if columns[0].width != width:
+                columns[0].width = width
+                columns[-1].auto_width = True  # fitted again below
+        super().fit_last_column()
 
     def show(self, views: list[RunView], now: datetime) -> None:
         rows = []
         for view in views:
             cells = list(run_row(view, now))
-            cells[0] = Text(str(cells[0]), overflow="ellipsis", no_wrap=True)
+            cells[0] = _cut(str(cells[0]))
             cells[3] = _state_cell(cells[3])
             style = "bold yellow" if view.live and view.note else ("dim" if not view.live else "")
-            cells[7] = Text(cells[7], style=style, overflow="ellipsis", no_wrap=True)
+            cells[7] = _cut(cells[7], style)
             rows.append((view.key, cells))
-        sync_rows(self, rows)
+        self.set_rows(rows)
         self.fit_last_column()
 
-    @property
-    def current_key(self) -> str | None:
-        return cursor_key(self)
 
-
-class RunTestsTable(DataTable):
+class RunTestsTable(ListTable):
     HELP_GROUP = "Tests of the run"
-    COLUMNS = (("Test", 12), ("State", 16), ("Frames", 7), ("OBSIDs", 11), ("Took", 11), ("Flags", 24),
-               ("Note", None))
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__(cursor_type="row", **kwargs)
-
-    def on_mount(self) -> None:
-        for label, width in self.COLUMNS:
-            self.add_column(label, width=width, key=label)
+    COLUMNS = (Column("Test", "Test", 12), Column("State", "State", 16), Column("Frames", "Frames", 7),
+               Column("OBSIDs", "OBSIDs", 11, min_width=100), Column("Took", "Took", 11, min_width=90),
+               Column("Flags", "Flags", 24), Column("Note", "Note", min_width=100))
 
     def show(self, view: RunView | None, now: datetime) -> None:
         if view is None:
-            sync_rows(self, [])
+            self.set_rows([])
             return
         rows = []
         for test in view.status.tests:
             cells = list(test_row(test, now, view.live))
             cells[1] = _state_cell(cells[1])
             flags = cells[5]
-            cells[5] = Text(flags, style="bold yellow" if flags and flags != "none" else "dim")
+            cells[5] = _cut(flags, "bold yellow" if flags and flags != "none" else "dim")
             cells[6] = Text(cells[6], style="dim")
             rows.append((str(test.get("test")), cells))
-        sync_rows(self, rows)
+        self.set_rows(rows)

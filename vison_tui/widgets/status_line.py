@@ -13,7 +13,7 @@ from textual.app import ComposeResult
 from textual.widgets import Footer, Static
 from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
 
-from ..status_view import StatusInfo, gather_status
+from ..status_view import StatusInfo, gather_status, status_at_start
 
 READ_EVERY_S = 3.0
 
@@ -29,18 +29,21 @@ class StatusLine(Static):
         self.reading = False
 
     def on_mount(self) -> None:
+        live = getattr(self.app, "live_monitor", None)  # found before the first paint (app.on_load)
+        if self.info is None and live is not None:
+            self.info = status_at_start(live.monitor_id, live.day_folder)
         self.set_interval(READ_EVERY_S, self.read_if_shown)
         self.call_after_refresh(self.read_if_shown)
 
     def read_if_shown(self) -> None:
         if self.screen.is_current and not self.reading:
             self.reading = True
-            self.read(getattr(self.app, "campaign", None))
+            self.read(getattr(self.app, "campaign", None), getattr(self.app, "monitor_day", None))
 
     @work(thread=True, exclusive=True, group="status-line")
-    def read(self, campaign) -> None:
+    def read(self, campaign, day=None) -> None:
         try:
-            info = gather_status(campaign)
+            info = gather_status(campaign, day)
         except Exception:  # the status line must never take a screen down
             info = StatusInfo(monitor="monitor: state unreadable")
         self.app.call_from_thread(self.show_info, info)
@@ -56,7 +59,9 @@ class StatusLine(Static):
         if info is None:
             text.append("reading the runs and the monitor…", style="dim")
             return text
-        if info.running:
+        if not info.runs_read:
+            text.append("reading the runs…", style="dim")
+        elif info.running:
             first, doing = info.running[0]
             more = f" +{len(info.running) - 1}" if len(info.running) > 1 else ""
             text.append(f"▶ {len(info.running)} running", style="bold green")
@@ -91,7 +96,12 @@ class VisonFooter(Footer):
         by_action: defaultdict[str, list] = defaultdict(list)
         for binding, enabled, tooltip in bindings:
             by_action[binding.action].append((binding, enabled, tooltip))
-        groups = [(group, list(items)) for group, items in groupby(by_action.values(), lambda b: b[0][0].group)]
+        groups = []
+        for group, items in groupby(by_action.values(), lambda b: b[0][0].group):
+            if group is None:  # ungrouped keys are placed one by one (the app's among the screen's)
+                groups += [(None, [item]) for item in items]
+            else:
+                groups.append((group, list(items)))
 
         def width(group, items) -> int:
             if group is not None and len(items) > 1:

@@ -17,10 +17,12 @@ def sync_rows(table: DataTable, rows: list[tuple[str, Cells]]) -> bool:
     current = [row_key.value for row_key in table.rows]
     if keys == current:
         columns = list(table.columns)
+        # a fixed-width column needs no measuring (measuring a narrower cell measures the whole column)
+        auto = {column: table.columns[column].auto_width for column in columns}
         for key, cells in rows:
             for column, cell in zip(columns, cells):
                 if table.get_cell(key, column) != cell:
-                    table.update_cell(key, column, cell, update_width=True)
+                    table.update_cell(key, column, cell, update_width=auto[column])
         return False
     cursor_key = current[table.cursor_row] if current and 0 <= table.cursor_row < len(current) else None
     table.clear()

@@ -1,5 +1,6 @@
 """The catalogue as a checklist: generic handles heading their instances, with columns, frames and
-minutes for the chosen chamber. Toggling a handle toggles all its instances."""
+minutes for the chosen chamber. Toggling a handle toggles all its instances. `/` filters it, a
+header click (or > and <) sorts it (list_table.ListTable)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from textual.widgets import DataTable
 
 from ..keys import NAVIGATION
 from ..script_plan import ChecklistRow, TestFigures, checklist_rows, row_figures
+from .list_table import Column, ListTable
 
 _MARKS = {"all": "[x]", "some": "[-]", "none": "[ ]", "never": " - "}
 
 
-class TestChecklist(DataTable):
+class TestChecklist(ListTable):
     __test__ = False  # not a pytest class
     HELP_GROUP = "Test checklist"
     BINDINGS = [
@@ -28,6 +30,10 @@ class TestChecklist(DataTable):
         Binding("G", "scroll_bottom", "Last test", show=False, group=NAVIGATION),
     ]
 
+    COLUMNS = (Column("mark", " ", 3), Column("test", "Test", 16), Column("columns", Text("Cols", justify="right"), 4),
+               Column("frames", Text("Frames", justify="right"), 6), Column("minutes", Text("Min", justify="right"), 6),
+               Column("purpose", "Purpose"))
+
     @dataclass
     class SelectionChanged(Message):
         selected: list[str]  # instance names, in catalogue order
@@ -38,21 +44,15 @@ class TestChecklist(DataTable):
         self.order = [name for row in self.rows_by_key.values() if not row.group for name in row.instances]
         self.selected: set[str] = set()
         self.figures: dict[str, TestFigures] = {}
-
-    def on_mount(self) -> None:
-        self.add_column(" ", key="mark", width=3)
-        self.add_column("Test", key="test", width=16)
-        self.add_column(Text("Cols", justify="right"), key="columns", width=4)
-        self.add_column(Text("Frames", justify="right"), key="frames", width=6)
-        self.add_column(Text("Min", justify="right"), key="minutes", width=6)
-        self.add_column("Purpose", key="purpose")
+        self.cells: dict[str, list] = {}  # row key -> its cells, hidden (filtered) rows included
         for row in self.rows_by_key.values():
             label = Text(row.label, style="bold") if row.group else Text(("  " if row.in_group else "") + row.label)
             if not row.writable:
                 label.stylize("dim")
             purpose = row.purpose if row.writable else f"no script: analyses {row.surrogate}'s frames"
-            self.add_row(self._mark(row), label, "", "", "", Text(purpose, style="dim" if not row.writable else ""),
-                         key=row.key)
+            self.cells[row.key] = [self._mark(row), label, "", "", "",
+                                   Text(purpose, style="dim" if not row.writable else "")]
+        self.all_rows = list(self.cells.items())
 
     # -- state ----------------------------------------------------------------------------------
     def _state(self, row: ChecklistRow) -> str:
@@ -81,19 +81,19 @@ class TestChecklist(DataTable):
             if not row.writable:
                 continue
             numbers = row_figures(row, figures)
-            self.update_cell(row.key, "columns", Text(str(numbers.columns), justify="right"))
-            self.update_cell(row.key, "frames", Text(str(numbers.frames), justify="right"))
-            self.update_cell(row.key, "minutes", Text(f"{numbers.minutes:.1f}", justify="right"))
+            self.cells[row.key][2:5] = [Text(str(numbers.columns), justify="right"),
+                                        Text(str(numbers.frames), justify="right"),
+                                        Text(f"{numbers.minutes:.1f}", justify="right")]
+        self.redraw()
 
     def _refresh_marks(self) -> None:
         for row in self.rows_by_key.values():
-            self.update_cell(row.key, "mark", self._mark(row))
+            self.cells[row.key][0] = self._mark(row)
+        self.redraw()
 
     def current_row(self) -> ChecklistRow | None:
-        if not self.row_count:
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return self.rows_by_key.get(key)
+        key = self.current_key
+        return self.rows_by_key.get(key) if key else None
 
     # -- actions --------------------------------------------------------------------------------
     def action_toggle(self) -> None:
