@@ -103,7 +103,7 @@ def test_dask_cluster_gives_the_local_results(day, local, cluster, tmp_path, cap
     log = next((results / "logs").glob("*.log")).read_text()
     assert f"Work units run on {address} (2 workers, 2 threads)" in log
     # the units did run on the cluster (its scheduler lives in this process)
-    assert {"quadrant_pass_unit", "compress_product"} <= set(cluster.scheduler.task_prefixes)
+    assert {"quadrant_pass_unit", "compress_plane"} <= set(cluster.scheduler.task_prefixes)
 
 
 class KillOnce(WorkerPlugin):

@@ -9,7 +9,7 @@ each unit memory-maps its quadrant. The per-pixel median sorts the frames with a
 provenance in the primary header (`provenance_header`).
 
 The units fill a float32 FITS in the staging area; one unit per CCD then writes the product
-itself with FITS tile compression (`compress_product`): each float plane quantised with a fixed
+itself with FITS tile compression (`compress_plane`, one unit a plane; `assemble_product`): each float plane quantised with a fixed
 step, a fraction of the read noise (`QUANT_FRACTION`), dithered (SUBTRACTIVE_DITHER_1, fixed
 seed: the same file every run), Rice coded. A pixel read back differs from the float32 value by
 at most half a step; each extension states its step, the largest error and the read noise in its
@@ -170,33 +170,41 @@ def quantisation_step(ron_adu: float, plane: str) -> float:
     return float(ron_adu * QUANT_FRACTION[plane])
 
 
-def compress_product(raw: Path, final: Path, primary: fits.Header, extnames: Sequence[str],
-                     steps: dict[str, float], ron_adu: float) -> int:
-    """Worker: the float32 product `raw` written to `final` with tile compression (one pass, the
-    raw file removed); each extension quantised with its step (ADU), stated in its header.
-    Returns the bytes written."""
-    fits.PrimaryHDU(header=primary).writeto(final, overwrite=True)
+def compress_plane(raw: Path, name: str, step: float, ron_adu: float, out: Path) -> Path:
+    """Worker: one float32 plane of the staging stack `raw` tile-compressed into `out` (a FITS
+    whose primary HDU is empty), quantised with `step` (ADU), its precision stated in its header.
+    The big-endian map is passed as it lies (astropy quantises it tile by tile): no native copy."""
     with fits.open(raw, memmap=True) as source:
-        for name in extnames:
-            # the big-endian map as it is (no native copy: astropy quantises it tile by tile), and
-            # one plane at a time: a third less memory and time than both planes' copies at once
-            data = source[name].data
-            step = steps[name]
-            header = fits.Header([("BUNIT", source[name].header.get("BUNIT", "ADU"))])
-            header["QSTEP"] = (step, "quantisation step (ADU) of this plane")
-            header["QMAXERR"] = (step / 2, "largest |stored - computed| of a pixel (ADU)")
-            header["QRON"] = (ron_adu, "read noise (ADU) the step is a fraction of")
-            header.add_comment(f"Tile-compressed (RICE_1), quantised with step {step:.5g} ADU "
-                               f"({step / ron_adu if ron_adu > 0 else math.nan:.4g} of the read noise), "
-                               "SUBTRACTIVE_DITHER_1: a pixel is within QMAXERR of the float32 value.")
-            width = data.shape[1]
-            plane = fits.CompImageHDU(data, header=header, name=name, compression_type="RICE_1",
-                                      tile_shape=(TILE_ROWS, width), quantize_level=-step,
-                                      quantize_method=1, dither_seed=DITHER_SEED)
-            with fits.open(final, mode="append") as product:
-                product.append(plane)
-            del plane, data
-    raw.unlink(missing_ok=True)
+        data = source[name].data
+        header = fits.Header([("BUNIT", source[name].header.get("BUNIT", "ADU"))])
+        header["QSTEP"] = (step, "quantisation step (ADU) of this plane")
+        header["QMAXERR"] = (step / 2, "largest |stored - computed| of a pixel (ADU)")
+        header["QRON"] = (ron_adu, "read noise (ADU) the step is a fraction of")
+        header.add_comment(f"Tile-compressed (RICE_1), quantised with step {step:.5g} ADU "
+                           f"({step / ron_adu if ron_adu > 0 else math.nan:.4g} of the read noise), "
+                           "SUBTRACTIVE_DITHER_1: a pixel is within QMAXERR of the float32 value.")
+        plane = fits.CompImageHDU(data, header=header, name=name, compression_type="RICE_1",
+                                  tile_shape=(TILE_ROWS, data.shape[1]), quantize_level=-step,
+                                  quantize_method=1, dither_seed=DITHER_SEED)
+        fits.HDUList([fits.PrimaryHDU(), plane]).writeto(out, overwrite=True)
+    return out
+
+
+def assemble_product(final: Path, primary: fits.Header, planes: Sequence[Path]) -> int:
+    """The product: its primary header, then each compressed plane's extension as written (a FITS
+    file is its HDUs end to end), the plane files removed. Returns the bytes written."""
+    header = primary.copy()
+    header["EXTEND"] = (True, "extensions follow")
+    with open(final, "wb") as product:
+        product.write(fits.PrimaryHDU(header=header).header.tostring().encode("ascii"))
+        for plane in planes:
+            with fits.open(plane) as hdus:
+                start = hdus[1].fileinfo()["hdrLoc"]
+            with open(plane, "rb") as source:
+                source.seek(start)
+                shutil.copyfileobj(source, product, 1 << 22)
+    for plane in planes:
+        plane.unlink(missing_ok=True)
     return final.stat().st_size
 
 
@@ -470,8 +478,10 @@ def raw_path(final: Path) -> Path:
 
 def compress_all(ctx: TaskContext, prepared: PreparedData, files: dict[int, Path], raws: dict[int, Path],
                  primaries: dict[int, fits.Header], extnames: tuple[str, str]) -> None:
-    """One unit per CCD: its float32 stack written to its product with tile compression."""
-    calls = []
+    """Each CCD's float32 stack written to its product with tile compression: one unit per plane,
+    then the planes put after the product's primary header."""
+    calls: list[tuple] = []
+    primaries_done: dict[int, fits.Header] = {}
     for ccd, path in files.items():
         ron = frames_read_noise(prepared.frames[ccd])
         steps = {extnames[0]: quantisation_step(ron, "median"), extnames[1]: quantisation_step(ron, "spread")}
@@ -480,5 +490,11 @@ def compress_all(ctx: TaskContext, prepared: PreparedData, files: dict[int, Path
                            "read noise (ADU): prescan robust std")
         primary.add_comment("Planes tile-compressed, quantised: each extension's QSTEP (ADU) and QMAXERR "
                             "(largest error of a pixel, ADU) state its precision.")
-        calls.append((raws[ccd], path, primary, extnames, steps, ron if math.isfinite(ron) else 1.0))
-    ctx.map_units(compress_product, calls)
+        primaries_done[ccd] = primary
+        for name in extnames:  # one unit per plane: 6 planes share 2 workers better than 3 CCDs
+            calls.append((raws[ccd], name, steps[name], ron if math.isfinite(ron) else 1.0,
+                          path.with_name(f".{path.stem}.{name}.fits")))
+    planes = ctx.map_units(compress_plane, calls)
+    for ccd, path in files.items():
+        assemble_product(path, primaries_done[ccd], [p for p, call in zip(planes, calls) if call[0] == raws[ccd]])
+        raws[ccd].unlink(missing_ok=True)
