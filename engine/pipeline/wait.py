@@ -8,9 +8,13 @@ frames its catalogue structure expects.
 
 A test starts when all its exposures are logged for every CCD and every frame file is
 complete by the policy the monitor shares (engine.formats.fits.FrameCompleteness): its FITS
-structure accounts for the whole file and it has not changed for `stable_s`. All timing goes
-through a WaitClock, which tests replace. Ready tests run in session order; a test that never
-comes does not hold back those after it.
+structure accounts for the whole file and it has not changed for `stable_s`. The look that
+confirms the last frames is scheduled `stable_s` after their last change (their mtime), not left
+to the next rescan; and the worker processes, the analysis modules and matplotlib are started
+while the data come (`_warm_up`), so a small test's result lands about a second after that look
+(docs/performance.md, "Wait-mode latency"). All timing goes through a WaitClock, which tests
+replace. Ready tests run in session order; a test that never comes does not hold back those
+after it.
 
 Aborted attempts: with more exposures than its structure, a test is analysed on its newest
 complete set (select_dataset says so in the log). An attempt aborted after n frames and
@@ -45,6 +49,9 @@ from . import log as pipelog
 from .events import TestProgress, TestSkipped, Waiting, Watching
 from .results import inputs_fingerprint, read_result, result_folder
 from .runner import PipelineRun
+
+CONFIRM_MARGIN_S = 0.002  # the confirming look comes this long after stable_s has passed (float rounding)
+
 
 class WaitClock:
     """Wait mode's time. now(): its schedule (stability, settle, idle stop); wall(): file ages,
@@ -136,6 +143,8 @@ class WaitMode:
         self._arrivals: deque[tuple[float, int]] = deque(maxlen=20)  # (when, new OBSIDs) per look
         self._said_sleeping: tuple | None = None
         self._stale = threading.Event()  # set by a stop request: wakes the day-folder wait
+        self._confirm_at: float | None = None  # now() when the first settling frame counts as stable
+        self._warming: threading.Thread | None = None  # imports for the analyses, started by _warm_up
 
     def _watch_for(self, test: SessionTest) -> TestWatch:
         definition = resolve_test(test.name)
@@ -153,6 +162,7 @@ class WaitMode:
         run = self.run
         with run.opened() as end:
             run.on_stop(self._stale.set)
+            self._warm_up()
             watcher = None
             try:
                 folder = self._await_day_folder()
@@ -174,6 +184,13 @@ class WaitMode:
                     watcher.stop()
                 self._summarise_unanalysed()
         return run.summaries
+
+    def _warm_up(self) -> None:
+        """Start, while the data come, what the first analysis would otherwise wait for
+        (PipelineRun.warm_up): the local pool's workers (a cold pool cost about a second on 2
+        cores) and, in this process, the analysis modules and matplotlib (the figures are drawn
+        here). A Dask cluster's workers are its own."""
+        self._warming = self.run.warm_up()
 
     def _loop(self, folder: Path, watcher: FolderWatcher) -> str:
         while True:
@@ -233,6 +250,7 @@ class WaitMode:
         return self.run.dataset_for(watch.test, self.rows_by_name.get(watch.logged_as, []))
 
     def _update(self, now: float) -> None:
+        self._confirm_at = None
         for watch in self.watches:
             if watch.analysed and not watch.regrown and not self._grew(watch):
                 continue
@@ -265,6 +283,7 @@ class WaitMode:
                     look = self.frame_files.look(frame.path)
                     if look.state == "settling":
                         settling = True
+                        self._note_settling(frame.path)
                     elif look.state == "broken":
                         problems.append(f"OBSID {exposure.obsid} CCD{ccd}: {frame.path.name} is not a valid frame "
                                         f"({look.detail})")
@@ -343,6 +362,9 @@ class WaitMode:
         self.log.info(f"{watch.test.name}: {len(ds.exposures)} exposures ready ({span}); analysing{again}")
         watch.analysed_total, watch.regrown_said = watch.total, False
         self._set_state(watch, "analysed")
+        if self._warming is not None:  # never import alongside it (a test ready at once)
+            self._warming.join()
+            self._warming = None
         self.run.run_test(watch.test, rows)
 
     def _already_done(self, watch: TestWatch, ds: DataSet) -> bool:
@@ -405,16 +427,30 @@ class WaitMode:
             return None
         return self.settings.idle_stop_s - (now - self.last_news)
 
+    def _note_settling(self, path: Path) -> None:
+        """Keep when the first settling frame counts as stable if it stays as it is: stable_s after
+        its mtime (after now for an mtime in the future: the policy then counts from when it first
+        saw the file, which is no later)."""
+        wall = self.clock.wall()
+        try:
+            changed = min(path.stat().st_mtime_ns / 1e9, wall)
+        except OSError:  # gone meanwhile: the next look says so
+            changed = wall
+        due = self.clock.now() + (changed + self.settings.stable_s - wall)
+        self._confirm_at = due if self._confirm_at is None else min(self._confirm_at, due)
+
     def _next_look(self, now: float, idle_left: float | None) -> float:
         timeout = self.settings.poll_seconds
-        if any(w.state == "settling" for w in self.watches):
-            timeout = min(timeout, self.settings.stable_s / 2)
         waiting_to_settle = [w for w in self.watches if w.state == "writing" or w.regrown]
         if waiting_to_settle or all(w.analysed for w in self.watches):
             timeout = min(timeout, max(0.1, self._settle_s() / 4))
         if idle_left is not None:
             timeout = min(timeout, max(0.0, idle_left))
-        return max(0.05, timeout)
+        timeout = max(0.05, timeout)
+        if self._confirm_at is not None:
+            # the look that confirms the settling frames: when stable_s has passed, not at the next rescan
+            timeout = min(timeout, max(0.0, self._confirm_at - self.clock.now()) + CONFIRM_MARGIN_S)
+        return timeout
 
     # -- talking --------------------------------------------------------------------------------
 
