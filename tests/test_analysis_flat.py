@@ -39,7 +39,7 @@ from engine.tasks.registry import campaign_schema
 SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
 EQUIPMENT = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn_ccd2=SERIALS["ccd2"],
                       sn_ccd3=SERIALS["ccd3"])
-TESTS = ("FLAT01", "FLATFLUX00_800", "FLATFLUX00_730")
+TESTS = ("FLAT01", "FLAT_STB", "FLATFLUX00_800", "FLATFLUX00_730")
 OFF_TEST = "FLATFLUX00_730"  # logged exposure times 1.2x what the shutter did
 CCDS = (1, 2, 3)
 
@@ -86,6 +86,23 @@ def test_flat01_prnu_recovers_the_injected_rms(results, day):
             for prnu in values["prnu_pct"]:
                 worst = max(worst, abs(prnu / truth_pct - 1))
     assert worst < 0.10, worst
+
+
+def test_flat_stb_one_fluence_column_gives_its_master_and_prnu(results, day):
+    """FLAT_STB (vison's stability flats: 15 frames at 30 % of full well, 800 nm) runs the flat
+    analysis on its one column: one master per CCD and the PRNU within 10 % of the injected rms
+    (15 frames at 30 %: the master's noise ~0.1 %, negligible against a 1 % map; budget above)."""
+    _, truths = day
+    record = results[2]["FLAT_STB"]
+    assert record["errors"] is False, record["error_messages"]
+    assert not {"FLUENCE_OOL", "FLUX_OOL"} & set(record["flags"]), record["flag_reasons"]
+    assert record["values"]["flat_columns"] == ["FLAT_30"]
+    for ccd in CCDS:
+        for q in QUADRANTS:
+            values = record["ccds"][f"CCD{ccd}"][q]
+            assert values["frames_combined"] == [15]
+            truth_pct = 100 * truths.ccds[ccd].quadrants[q].prnu_rms
+            assert values["prnu_pct"][0] == pytest.approx(truth_pct, rel=0.10), (ccd, q)
 
 
 def test_master_flat_is_the_response_map_with_provenance(results, day):

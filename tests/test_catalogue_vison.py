@@ -287,6 +287,7 @@ for _nm in (590, 730, 800, 880, 0):
     # expects 5/20/50/80 % of full well, neither). We expose at 10-80 % of the flat full well.
     VISON[f"FLATFLUX00_{_nm}"] = flat_series(_nm, [0.10, 0.30, 0.60, 0.80], [1] * 4, time_of=tfwc_flat)
     VISON[f"PSFLUX00_{_nm}"] = point_series(_nm, [0.10, 0.30, 0.60, 0.80], [1] * 4)
+VISON["FLAT_STB"] = flat_series(800, [0.30], [15])  # flat/FLAT0X.py: the stability flats
 for _nm in (590, 730, 880):
     VISON[f"FLAT02_{_nm}"] = flat_series(_nm, [0.25, 0.75], [80, 30])  # flat/FLAT0X.py
     VISON[f"PTC02_{_nm}"] = flat_series(_nm, *PTC02)

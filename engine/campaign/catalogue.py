@@ -287,6 +287,8 @@ def _definitions() -> list[TestDefinition]:
     for nm in (590, 730, 880):
         add(TestDefinition(f"FLAT02_{nm}", "FLAT02", "flat", f"flats at {nm} nm",
                            _flat_series(nm, [0.25, 0.75], [80, 30]), wavelength=nm))
+    add(TestDefinition("FLAT_STB", "FLAT_STB", "flat", "flat-field stability: 15 flats at 30 % of full well, 800 nm",
+                       _flat_series(800, [0.30], [15]), wavelength=800))
     add(TestDefinition("PTC01", "PTC01", "ptc", "photon transfer curve: gain, full well",
                        _flat_series(800, PTC01_FRACTIONS, PTC01_FRAMES, label="PTC"), wavelength=800))
     for nm in (590, 730, 880):

@@ -29,6 +29,9 @@ PRODUCTS: dict[str, tuple[tuple[str, ...], str]] = {
     "master_flat": (("flat",), "master flat per CCD and wavelength (FITS)"),
     "cosmetics_mask": (("cosmetics",), "cosmetics mask per CCD (FITS)"),
 }
+# tests of a producing family whose products are not calibrations: FLAT_STB's 15 flats at one
+# fluence check the lamp's stability; FLAT01/FLAT02's master flats are the ones to apply
+NOT_PRODUCING_TESTS: dict[str, frozenset[str]] = {"master_flat": frozenset({"FLAT_STB"})}
 _PRODUCING_FAMILIES = {family for families, _ in PRODUCTS.values() for family in families}
 _PRODUCT_PREFIX = {"master_bias": "EUC_MASTERBIAS_", "master_flat": "EUC_FF_", "cosmetics_mask": "EUC_MASK_"}
 
@@ -162,7 +165,9 @@ class CalibrationInputs:
                 record = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            if isinstance(record, dict) and not record.get("errors") and record.get("family") in PRODUCTS["master_flat"][0]:
+            if (isinstance(record, dict) and not record.get("errors")
+                    and record.get("family") in PRODUCTS["master_flat"][0]
+                    and str(record.get("test", path.parent.name)) not in NOT_PRODUCING_TESTS["master_flat"]):
                 found.append(_Result(str(record.get("test", path.parent.name)), path, record))
         return found
 
