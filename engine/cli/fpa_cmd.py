@@ -1,13 +1,15 @@
 """`vison-engine fpa`: the focal plane's LE1 frames, analysed per quadrant, results per CCD C_ji.
 
     vison-engine fpa run --data DAYFOLDER --test BIAS01 --results DIR [--session FPA]
-                         [--obsids FIRST-LAST] [--design final|initial] [--map VALUE]...
+                         [--obsids FIRST-LAST] [--design final|initial] [--map VALUE]... [--no-meta]
                          [-m JOBS | --executor dask://HOST:PORT] [--json]
     vison-engine fpa simulate --out DIR [--frames 10] [--full] [--seed 1] [--test BIAS01]
 
-`run` writes <DIR>/<session>/<TEST>/ (result.json, report.md, figs/<TEST>_fpa_<value>.png);
+`run` writes <DIR>/<session>/<TEST>/ (result.json, report.md, figs/<TEST>_fpa_<value>.png, and
+the FPA master bias products/EUC_MASTERBIAS_FPA.fits + _STD.fits in the LE1 layout unless --no-meta);
 `simulate` writes LE1 frames, their FPA EXP_LOG and LE1_TRUTHS.json (docs/fpa.md).
-Exit status 0 done, 2 bad input (no FPA log, no frame, unknown test, unreachable scheduler).
+Exit status 0 done, 1 done with errors (a sub-task failed: the FPA master bias not written, said
+in result.json), 2 bad input (no FPA log, no frame, unknown test, unreachable scheduler).
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from datetime import datetime
 from pathlib import Path
 
 NAME = "fpa"
-HELP = "FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02), FPA maps; simulate LE1 frames"
-EXIT_OK, EXIT_INPUT = 0, 2
+HELP = ("FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02), FPA maps, FPA master bias; "
+        "simulate LE1 frames")
+EXIT_OK, EXIT_ERRORS, EXIT_INPUT = 0, 1, 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="fpa_action", metavar="ACTION")
     run = actions.add_parser("run", help="analyse a test's LE1 frames over the FPA",
                              description="analyse a test's LE1 frames over the FPA: offsets and read noise of the "
-                                         "144 quadrants, results per CCD C_11..C_66, FPA maps")
+                                         "144 quadrants, results per CCD C_11..C_66, FPA maps, and the FPA "
+                                         "master bias in the LE1 layout (the meta sub-task)")
     run.add_argument("--data", required=True, metavar="DAYFOLDER", help="folder of the LE1 frames and the FPA EXP_LOG")
     run.add_argument("--test", required=True, help="BIAS01 or BIAS02")
     run.add_argument("--results", required=True, metavar="DIR", help="results root: writes DIR/SESSION/TEST/")
@@ -38,6 +42,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--map", action="append", default=[], metavar="VALUE",
                      help="per-quadrant value to draw as an FPA map (repeatable; default offset_prescan_adu "
                           "and ron_image_adu)")
+    run.add_argument("--no-meta", dest="meta", action="store_false",
+                     help="switch off the meta sub-task: no FPA master bias (products/EUC_MASTERBIAS_FPA*.fits)")
     where = run.add_mutually_exclusive_group()
     where.add_argument("-m", "--jobs", type=int, metavar="N", help="local worker processes (default: the cores)")
     where.add_argument("--executor", metavar="WHERE", help='"local" or "dask://HOST:PORT" (docs/scaling.md)')
@@ -81,10 +87,14 @@ def _run(args: argparse.Namespace) -> int:
     if not Path(args.data).is_dir():
         return _error(args, f"no day folder {args.data}")
     request = FPARequest(day=Path(args.data), test=args.test, results=Path(args.results), session=args.session,
-                         obsids=obsids, design=args.design, maps=tuple(args.map) or DEFAULT_MAPS)
+                         obsids=obsids, design=args.design, maps=tuple(args.map) or DEFAULT_MAPS, meta=args.meta)
     try:
         if spec is not None and not spec.is_local:  # a scheduler, workers, this vison, the data seen
-            check_cluster(spec, read=[request.day])
+            writes = []
+            if request.meta:  # the units write their master planes under the results folder
+                request.results.mkdir(parents=True, exist_ok=True)
+                writes.append(request.results)
+            check_cluster(spec, read=[request.day], write=writes)
         executor = open_executor(spec, args.jobs)
     except ExecutorUnavailable as exc:
         return _error(args, str(exc))
@@ -97,16 +107,20 @@ def _run(args: argparse.Namespace) -> int:
     record = outcome.record
     if args.json:
         print(json.dumps({"folder": str(outcome.folder), "exposures": record["exposures"], "flags": record["flags"],
-                          "figures": record["figures"], "notes": record["notes"]}, indent=2))
-        return EXIT_OK
+                          "figures": record["figures"], "products": record["products"],
+                          "subtasks": record["subtasks"], "errors": record["error_messages"],
+                          "notes": record["notes"]}, indent=2))
+        return EXIT_ERRORS if record["errors"] else EXIT_OK
     print(f"Wrote {outcome.folder / 'result.json'} ({record['exposures']} frames, {len(record['ccds'])} CCDs); "
-          f"maps: {', '.join(record['figures']) or 'none'}")
+          f"maps: {', '.join(record['figures']) or 'none'}; products: {', '.join(record['products']) or 'none'}")
     for reason in record["flag_reasons"]:
         where = " ".join(str(reason[k]) for k in ("ccd", "quadrant", "obsid") if k in reason)
         print(f"  {reason['flag']} {where}: {reason['reason']}")
     for note in record["notes"]:
         print(f"  note: {note}")
-    return EXIT_OK
+    for message in record["error_messages"]:
+        print(f"error: {message}", file=sys.stderr)
+    return EXIT_ERRORS if record["errors"] else EXIT_OK
 
 
 def _simulate(args: argparse.Namespace) -> int:

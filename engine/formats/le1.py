@@ -12,7 +12,8 @@ and keeps each extension's byte offset. `LE1Quadrant` then memory-maps one exten
 and flips the sign bit of what is read, as fits.py does for ELVIS frames: a section costs its own
 bytes, never the file's. A quadrant reads in canonical orientation (output node at [0, 0]), or
 as quadrant Q of an ELVIS-oriented CCD frame: the block analyses' functions (measures, bandpass)
-take it as they take a Frame.
+take it as they take a Frame; `to_stored` puts what was computed from such a read back where the
+extension stores it (FPA products in the LE1 orientation).
 
 The FPA EXP_LOG is written by hand: tab-separated, a header line, the 5 columns ObsID, File_name,
 date, program, test; a frame is `<File_name>.fits` in the log's folder.
@@ -258,6 +259,21 @@ class LE1Quadrant:
     def region(self, quadrant: str, region: str, geometry: CCDGeometry | None = None) -> np.ndarray:
         self._check(quadrant, geometry)
         return self.canonical_region(region)
+
+    def to_stored(self, rows: slice, block: np.ndarray) -> tuple[slice, np.ndarray]:
+        """Where a block shaped like `section(rows)` over the quadrant's full width (frame
+        coordinates) lies in the stored extension: (stored rows, the block flipped as stored).
+        A product written this way overlays the LE1 extension pixel for pixel."""
+        height, width = self.extension.shape
+        if block.ndim != 2 or block.shape[1] != width:
+            raise ValueError(f"{self.path} extension {self.extension.name}: a block of {block.shape} is not "
+                             f"full rows of the quadrant ({width} columns)")
+        q_rows, _ = self._geometry.quadrant_slices(self.letter)
+        stored_rows = _unflip(_within(rows, q_rows, "rows", self), height, self._frame_flip_rows)
+        if stored_rows.stop - stored_rows.start != block.shape[0]:
+            raise ValueError(f"{self.path} extension {self.extension.name}: a block of {block.shape[0]} rows "
+                             f"for frame rows {rows.start}..{rows.stop}")
+        return stored_rows, block[:: -1 if self._frame_flip_rows else 1, :: -1 if self._frame_flip_cols else 1]
 
     # -- reading ---------------------------------------------------------------------------------
 

@@ -3,12 +3,15 @@
     request = FPARequest(day=Path("data/02_Dec_19"), test="BIAS01", results=Path("results"))
     outcome = run_fpa(request, executor)        # FPAInputError: nothing to analyse, said in one line
 
-Steps: the day folder's FPA EXP_LOG(s) (5 columns) give the test's exposures and frame names;
-each LE1 frame is indexed from its headers (le1.LE1File: the 145 HDUs checked against the
-layout); one work unit per quadrant (144) runs on the executor (tasks/executor.py: local pool or
-Dask cluster; units get paths and byte offsets); the values, FPA maps and a short report are
-written into a staging folder and moved into `<results>/<session>/<TEST>/` (docs/fpa.md), an
-earlier result kept beside it as `<TEST>.previous-<time>` as the block runs do.
+Steps (the keys of `timings_s`): `index`, the day folder's FPA EXP_LOG(s) (5 columns) give the
+test's exposures and each LE1 frame is indexed from its headers (le1.LE1File: the 145 HDUs
+checked against the layout); `units`, one work unit per quadrant (144) on the executor
+(tasks/executor.py: local pool or Dask cluster; units get paths and byte offsets) measures the
+offsets and read noise (the `basic` sub-task) and, unless switched off, writes the quadrant's
+compressed planes of the FPA master bias; `meta`, the planes put together into the LE1-layout
+products (fpa_products.py); `figures`, the FPA maps. Everything is written into a staging
+folder and moved into `<results>/<session>/<TEST>/` (docs/fpa.md), an earlier result kept beside
+it as `<TEST>.previous-<time>` as the block runs do.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Any
 
 from .. import __version__
 from ..formats.explog import ExpLogError
-from ..formats.fpa import DEFAULT_DESIGN, fpa_layout
+from ..formats.fpa import DEFAULT_DESIGN, FPALayout, fpa_layout
+from ..formats.geometry import CCDGeometry
 from ..formats.le1 import FPAExposure, LE1Error, LE1File, is_fpa_explog, read_fpa_explog
 from ..tasks.executor import Executor, LocalExecutor
 from ..tasks.flags import FLAG_NAMES
@@ -35,15 +39,19 @@ from ..tasks.fpa_bias import (
     FPA_TESTS,
     OFFSET_METHOD,
     RON_METHOD,
+    FPAQuadrantResult,
     fpa_bias_unit,
     fpa_flags,
     fpa_values,
     gain_of,
 )
 from ..tasks.fpa_map import save_fpa_map
+from ..tasks.fpa_products import PRODUCTS, provenance_header, stack_targets, write_product
+from ..tasks.stacking import QUANT_FRACTION
 from ..tasks.registry import family
 from .results import (
     RESULT_FILE,
+    discard,
     finite_json,
     locked_test_folder,
     previous_name,
@@ -53,6 +61,7 @@ from .results import (
 
 DEFAULT_SESSION = "FPA"
 DEFAULT_MAPS = ("offset_prescan_adu", "ron_image_adu")
+PLANES_FOLDER = ".work"  # inside the staging folder: the units' compressed master planes
 
 
 class FPAInputError(ValueError):
@@ -69,6 +78,7 @@ class FPARequest:
     design: str = DEFAULT_DESIGN  # FPA layout: "final" or "initial"
     maps: tuple[str, ...] = DEFAULT_MAPS  # per-quadrant values drawn as FPA maps
     run_id: str | None = None
+    meta: bool = True  # the `meta` sub-task: the FPA master bias in the LE1 layout
 
 
 @dataclass
@@ -153,39 +163,63 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
         f"({geometry.name} quadrants, {geometry.quad_width} x {geometry.quad_height} px)")
 
     layout = fpa_layout(request.design)
-    calls = [([(frame.path, frame.extensions[place.extname]) for _, frame in indexed], geometry)
-             for place in layout.quadrants]
-    tick = time.monotonic()
-    own_executor = executor is None
-    executor = executor or LocalExecutor()
-    try:
-        say(f"{test}: {len(calls)} quadrant units on {executor.describe()}")
-        results = executor.map(fpa_bias_unit, calls)
-    finally:
-        if own_executor:
-            executor.close()
-    timings["units"] = round(time.monotonic() - tick, 3)
-    by_extname = {r.extname: r for r in results}
-    for result in results:
-        for why in result.left_out:
-            flag_reasons.append({"flag": "MISSDATA", "reason": why,
-                                 **_where(layout.by_extname(result.extname))})
-
-    declared = family(family_name)
-    specs = declared.value_specs()
-    first = indexed[0][1]
-    gains, sources = {}, set()
-    for place in layout.quadrants:
-        gains[place.extname], source = gain_of(first.extensions[place.extname])
-        sources.add(source)
-    ccds = fpa_values(by_extname, layout, gains, specs)
-    limits = declared.limits()
-    flag_reasons += fpa_flags(ccds, tuple(limits.ron_adu), tuple(limits.offset_gradient_adu))
-
     final = result_folder(request.results, request.session, test)
     work = staging_folder(request.results, request.session, test, run_id)
     work.mkdir(parents=True, exist_ok=False)
     try:
+        planes = work / PLANES_FOLDER  # the units' master planes, put together by the meta step
+        targets = {}
+        if request.meta:
+            planes.mkdir()
+            targets = stack_targets(planes, [place.extname for place in layout.quadrants])
+        calls = [([(frame.path, frame.extensions[place.extname]) for _, frame in indexed], geometry, 0, None,
+                  targets.get(place.extname)) for place in layout.quadrants]
+        tick = time.monotonic()
+        own_executor = executor is None
+        executor = executor or LocalExecutor()
+        try:
+            say(f"{test}: {len(calls)} quadrant units on {executor.describe()}"
+                f"{' (with the FPA master bias)' if request.meta else ''}")
+            results = executor.map(fpa_bias_unit, calls)
+            described = executor.describe()
+        finally:
+            if own_executor:
+                executor.close()
+        timings["units"] = round(time.monotonic() - tick, 3)
+        by_extname = {r.extname: r for r in results}
+        for result in results:
+            for why in result.left_out:
+                flag_reasons.append({"flag": "MISSDATA", "reason": why,
+                                     **_where(layout.by_extname(result.extname))})
+
+        declared = family(family_name)
+        specs = declared.value_specs()
+        first = indexed[0][1]
+        gains, sources = {}, set()
+        for place in layout.quadrants:
+            gains[place.extname], source = gain_of(first.extensions[place.extname])
+            sources.add(source)
+        ccds = fpa_values(by_extname, layout, gains, specs)
+        limits = declared.limits()
+        flag_reasons += fpa_flags(ccds, tuple(limits.ron_adu), tuple(limits.offset_gradient_adu))
+
+        subtasks = {"basic": "done", "meta": "off"}
+        error_messages: list[str] = []
+        products: list[str] = []
+        if request.meta:
+            tick = time.monotonic()
+            try:
+                products = _master_products(work, results, layout, indexed, request, geometry, run_id, clock())
+                subtasks["meta"] = "done"
+                say(f"{test}: FPA master bias {', '.join(products)}")
+            except MasterNotMade as exc:
+                subtasks["meta"] = "failed"
+                error_messages.append(f"meta: {exc}")
+                flag_reasons.append({"flag": "SUBTASKCRASH", "reason": f"sub-task meta: {exc}"})
+                say(f"{test}: no FPA master bias: {exc}")
+            timings["meta"] = round(time.monotonic() - tick, 3)
+        discard(planes)
+
         tick = time.monotonic()
         figures = []
         for value in request.maps:
@@ -212,18 +246,20 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
             "obsids": [indexed[0][0].obsid, indexed[-1][0].obsid], "exposures": len(indexed),
             "expected_exposures": None, "day_folder": str(request.day),
             "explogs": [p.name for p in logs], "frames": [f.path.name for f in frames],
-            "geometry": geometry.name, "executor": executor.describe(),
+            "geometry": geometry.name, "executor": described,
             "inputs": _fingerprint(request.day, frames),
-            "errors": False, "error_messages": [],
+            "errors": bool(error_messages), "error_messages": error_messages,
             "flags": [name for name in FLAG_NAMES if any(r["flag"] == name for r in flag_reasons)],
             "flag_reasons": flag_reasons,
-            "timings_s": timings, "notes": notes,
+            "timings_s": timings, "subtasks": subtasks,
+            "subtasks_skipped": [name for name, state in subtasks.items() if state != "done"],
+            "notes": notes,
             "values": {"gain_source": "; ".join(sorted(sources)), "ron_method": RON_METHOD,
                        "offset_method": OFFSET_METHOD},
             "ccds": ccds,
             "fpa_positions": {c.ccdid: {"block": c.block, "ccd": c.block_ccd, "serial": c.serial}
                               for c in layout.ccds.values()},
-            "products": [], "figures": figures, "report": "report.md",
+            "products": products, "figures": figures, "report": "report.md",
         }
         (work / "report.md").write_text(_report(record))
         record, unknown = finite_json(record)
@@ -239,6 +275,46 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
         shutil.rmtree(work, ignore_errors=True)
         raise
     return FPAOutcome(final, record, notes)
+
+
+class MasterNotMade(RuntimeError):
+    """The FPA master bias could not be written (a quadrant's planes missing, a full disk)."""
+
+
+def _master_products(work: Path, results: list[FPAQuadrantResult], layout: FPALayout,
+                     indexed: list[tuple[FPAExposure, LE1File]], request: FPARequest, geometry: CCDGeometry,
+                     run_id: str, when: datetime) -> list[str]:
+    """The meta step: the units' planes in LE1 order after a provenance header, one product per
+    plane (fpa_products.write_product: temporary name, then renamed); all of them or none."""
+    by_extname = {r.extname: r for r in results}
+    missing = []
+    for place in layout.quadrants:
+        result = by_extname.get(place.extname)
+        if result is None or result.master is None:
+            missing.append(result.master_error if result is not None and result.master_error
+                           else f"{place.extname}: no master planes")
+    if missing:
+        more = f" (and {len(missing) - 1} more quadrant{'s' if len(missing) > 2 else ''})" if len(missing) > 1 else ""
+        raise MasterNotMade(missing[0] + more)
+    masters = [by_extname[place.extname].master for place in layout.quadrants]
+    partial = [f"{r.extname}: {r.frames_used} of {len(indexed)} frames combined" for r in results
+               if r.frames_used != len(indexed)]
+    folder = work / "products"
+    written: list[Path] = []
+    try:
+        for plane, name in PRODUCTS.items():
+            header = provenance_header(plane, test=request.test, session=request.session,
+                                       obsids=[e.obsid for e, _ in indexed], frames=[f.path.name for _, f in indexed],
+                                       design=request.design, geometry=geometry, when=when, run_id=run_id,
+                                       partial=partial)
+            paths = [m.median_plane if plane == "median" else m.spread_plane for m in masters if m is not None]
+            written.append(write_product(folder, name, header, paths))
+    except OSError as exc:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise MasterNotMade(f"{getattr(exc, 'strerror', None) or exc} ({getattr(exc, 'filename', None) or folder})") \
+            from exc
+    return [f"products/{path.name}" for path in written]
 
 
 def specs_in(ccds: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
@@ -274,15 +350,35 @@ def _report(record: dict[str, Any]) -> str:
         lines.append("")
     if record["notes"]:
         lines += ["## Notes", ""] + [f"- {note}" for note in record["notes"]] + [""]
+    master = record["subtasks"]["meta"] == "done"
     lines += ["## Offsets and read noise (ADU)", "",
-              "| CCD | block | Q | offset pre | offset img | offset ove | RON pre | RON img | RON ove |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              "| CCD | block | Q | offset pre | offset img | offset ove | RON pre | RON img | RON ove |"
+              + (" master std |" if master else ""),
+              "|---|---|---|---|---|---|---|---|---|" + ("---|" if master else "")]
     for ccdid, quads in record["ccds"].items():
         position = record["fpa_positions"][ccdid]
         for q, v in quads.items():
             lines.append(f"| {ccdid} | {position['block']} CCD{position['ccd']} | {q} | "
                          f"{number(v['offset_prescan_adu'], 2)} | {number(v['offset_image_adu'], 2)} | "
                          f"{number(v['offset_overscan_adu'], 2)} | {number(v['ron_prescan_adu'], 3)} | "
-                         f"{number(v['ron_image_adu'], 3)} | {number(v['ron_overscan_adu'], 3)} |")
+                         f"{number(v['ron_image_adu'], 3)} | {number(v['ron_overscan_adu'], 3)} |"
+                         + (f" {number(v.get('master_bias_std_adu'), 3)} |" if master else ""))
+    lines += ["", "## FPA master bias (meta)", ""]
+    state = record["subtasks"]["meta"]
+    if state == "done":
+        lines += [("Per quadrant, the per-pixel median of the offset-subtracted frames (offset: each frame's "
+                   "prescan clipped mean), and in a second file their per-pixel std (ddof 1). Both files have "
+                   "the LE1 layout: an empty primary with the provenance (TEST, SESSION, OBSIDS, NCOMB, METHOD, "
+                   "VISON, DATE, inputs as HISTORY), then the 144 extensions named, ordered and oriented as in the "
+                   "LE1 frames (a pixel overlays the raw frame's in ds9). Tile-compressed, quantised with a step "
+                   f"of {QUANT_FRACTION['median']:g} (median) and {QUANT_FRACTION['spread']:g} (std) of each "
+                   "quadrant's read noise: each extension's QSTEP, QMAXERR (largest error of a pixel) and QRON, "
+                   "in ADU. The master plus `offset_prescan_adu` is the quadrant's bias level."), ""]
+        lines += [f"- `{name}`" for name in record["products"]]
+    elif state == "off":
+        lines.append("Not made: the meta sub-task was switched off (`--no-meta`).")
+    else:
+        lines.append("Not made: " + "; ".join(m.removeprefix("meta: ") for m in record["error_messages"]
+                                               if m.startswith("meta: ")))
     lines += ["", "## FPA maps", ""] + [f"![{name}]({name})" for name in record["figures"]]
     return "\n".join(lines) + "\n"

@@ -4,7 +4,8 @@ Each quadrant is a bias: its injected offset plus Gaussian read noise, digitised
 recipe as render.render_frame for a bias: the noise is scaled so that the digitised frame's std
 is the injected RON, quantisation included). Truths per quadrant are drawn from a seed (offsets
 2500-2950 ADU, RON 1.0-1.35 ADU: realistic, inside the RON limits) or given, and saved
-beside the frames as `LE1_TRUTHS.json`.
+beside the frames as `LE1_TRUTHS.json`. `marks` adds fixed patterns (hot pixels) at canonical
+pixels of chosen extensions, the same in every frame: what a master bias must keep in place.
 
 Frames are written extension by extension (header, then the quadrant's bytes), never the whole
 file in memory: a full-size frame (LE1_FULL) is 1.3 GB, a small one (LE1_SMALL, the tests')
@@ -17,7 +18,7 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ RON_RANGE_ADU = (1.0, 1.35)  # within the RON limits (0.86-1.44) with room for t
 SECONDS_PER_FRAME = 92.0  # a bias: 71.8 s readout plus transfer overhead
 
 QuadrantTruths = dict[str, dict[str, dict[str, float]]]  # C_ji -> quadrant -> {"offset_adu", "ron_adu"}
+Marks = Mapping[str, Sequence[tuple[int, int, float]]]  # extension name -> canonical (row, column, ADU added)
 
 
 def draw_quadrant_truths(seed: int, design: str = DEFAULT_DESIGN) -> QuadrantTruths:
@@ -118,10 +120,18 @@ class LE1Simulation:
 def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: int = 10, seed: int = 1,
                  geometry: CCDGeometry = LE1_SMALL, design: str = DEFAULT_DESIGN, first_obsid: int = 1000,
                  start: datetime = datetime(2019, 12, 2, 9, 0, 0), truths: Mapping | None = None,
-                 program: str = "FPACAMP") -> LE1Simulation:
+                 program: str = "FPACAMP", marks: Marks | None = None) -> LE1Simulation:
     """Write `frames` LE1 bias frames of `test` into a day folder under `out`, their FPA EXP_LOG
-    and the truths; refuses to overwrite an existing log or frame."""
+    and the truths; refuses to overwrite an existing log or frame. `marks`: ADU added at canonical
+    (row, column) of the named extensions in every frame (clipped to the ADC range)."""
     layout = fpa_layout(design)
+    marks = {name: [(int(r), int(c), float(a)) for r, c, a in spots] for name, spots in (marks or {}).items()}
+    for name, spots in marks.items():
+        layout.by_extname(name)  # KeyError naming what an extension name looks like
+        for row, col, _ in spots:
+            if not (0 <= row < geometry.quad_height and 0 <= col < geometry.quad_width):
+                raise ValueError(f"mark ({row}, {col}) of {name} is outside the {geometry.quad_height} x "
+                                 f"{geometry.quad_width} quadrant")
     quadrant_truths: QuadrantTruths = dict(truths) if truths is not None else draw_quadrant_truths(seed, design)
     day = Path(out) / day_folder_name(start)
     day.mkdir(parents=True, exist_ok=True)
@@ -137,13 +147,18 @@ def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: i
 
         def quadrant(place: FPAQuadrant) -> np.ndarray:
             truth = quadrant_truths[place.ccd.ccdid][place.quadrant]
-            return bias_quadrant(geometry, truth["offset_adu"], truth["ron_adu"], rng)
+            data = bias_quadrant(geometry, truth["offset_adu"], truth["ron_adu"], rng)
+            for row, col, adu in marks.get(place.extname, ()):
+                data[row, col] = np.clip(float(data[row, col]) + adu, 0, 65535)
+            return data
 
         paths.append(write_le1_frame(day / f"{name}.fits", quadrant, geometry, layout=layout,
                                      date_obs=when.isoformat(timespec="seconds"), seqid=obsid))
         exposures.append(FPAExposure(obsid, name, format_date_token(when), program, test, n + 2))
     truths_file = day / TRUTHS_FILE
     truths_file.write_text(json.dumps({"seed": seed, "design": design, "geometry": geometry.name,
-                                       "units": "ADU", "ccds": quadrant_truths}, indent=1) + "\n")
+                                       "units": "ADU", "ccds": quadrant_truths,
+                                       "marks": {name: [list(spot) for spot in spots] for name, spots in marks.items()}},
+                                      indent=1) + "\n")
     write_fpa_explog(explog, exposures)
     return LE1Simulation(day, explog, paths, truths_file, quadrant_truths, [e.obsid for e in exposures])

@@ -13,6 +13,11 @@ those functions apply unchanged.
 One work unit per quadrant (144, in LE1 HDU order): the LE1 paths and the extension's byte
 offset, never pixels; each unit maps its extension of each frame and returns a small record.
 Values go under the bias family's names (docs/results.md) per CCD `C_ji` and quadrant.
+
+With the `meta` step on, the same bands also feed the FPA master bias (fpa_products.py): the
+per-pixel median and spread of the offset-subtracted frames, computed by the same compiled call
+that accumulates the noise (bandpass.fuse_band), written in the LE1 orientation and compressed by
+the unit itself. Memory: one band of the frames (stacking.band_rows_for), whatever their number.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ import numpy as np
 from ..formats.fpa import FPALayout
 from ..formats.geometry import CCDGeometry
 from ..formats.le1 import LE1Extension, LE1Quadrant
-from .bandpass import NoiseAccumulator, window_rows
+from .bandpass import NoiseAccumulator, fuse_band, window_rows
 from .calproducts import NOMINAL_GAIN_E_PER_ADU
+from .fpa_products import LE1StackTarget, LE1StackWriter, QuadrantMaster, quadrant_read_noise
 from .measures import REGIONS, quadrant_stats
 from .stacking import band_rows_for, quadrant_bands
 from .stats import CLIP_SIGMA
@@ -42,6 +48,7 @@ QUADRANT_VALUES = (
     *(f"ron_{r}_e" for r in REGIONS),
     "gain_e_per_adu_used",
     "std_image_raw_adu",
+    "master_bias_std_adu",  # with the meta step
 )
 RON_METHOD = (f"std of each frame minus the per-pixel mean of the frames, {CLIP_SIGMA:g}-sigma clipped, pooled over "
               "frames, x sqrt(n/(n-1))")
@@ -50,7 +57,7 @@ OFFSET_METHOD = f"mean of {CLIP_SIGMA:g}-sigma clipped pixels per frame, average
 
 @dataclass(frozen=True)
 class FPAQuadrantResult:
-    """What one quadrant's unit gives back: small numbers only."""
+    """What one quadrant's unit gives back: small numbers only (and where its master planes are)."""
 
     extname: str
     levels: dict[str, list[float]]  # region -> per-frame clipped mean (ADU), frames used
@@ -60,15 +67,22 @@ class FPAQuadrantResult:
     saturated: int  # pixels at the ADC ceiling, over the frames used
     lost: int  # pixels at 0
     left_out: list[str] = field(default_factory=list)  # frames left out, each with why
+    master: QuadrantMaster | None = None  # its planes of the FPA master bias (meta step)
+    master_error: str | None = None  # why the master planes could not be written
 
 
 def fpa_bias_unit(frames: Sequence[tuple[Path, LE1Extension]], geometry: CCDGeometry,
-                  vstart: int = 0, vend: int | None = None) -> FPAQuadrantResult:
+                  vstart: int = 0, vend: int | None = None,
+                  master: LE1StackTarget | None = None) -> FPAQuadrantResult:
     """Worker: one quadrant of every LE1 frame (path, the extension's index entry), read once for
-    the per-frame statistics and once, band by band, for the read noise."""
+    the per-frame statistics and once, band by band, for the read noise and (`master` given) the
+    quadrant's planes of the FPA master bias. A master that cannot be written (a full disk) is
+    said in `master_error`; the numbers are measured all the same."""
     extname = frames[0][1].name
     letter = frames[0][1].place.quadrant
     rows = window_rows(geometry, vstart, vend)
+    master_result: QuadrantMaster | None = None
+    master_error: str | None = None
     with ExitStack() as stack:
         views: list[LE1Quadrant] = []
         stats = []
@@ -86,24 +100,70 @@ def fpa_bias_unit(frames: Sequence[tuple[Path, LE1Extension]], geometry: CCDGeom
             views.append(view)
             stats.append(measured)
         n = len(views)
-        ron = {r: math.nan for r in REGIONS}
-        if n >= 2:
-            noise = NoiseAccumulator(n, [s.prescan.clipped_mean for s in stats], geometry, letter)
-            for band in quadrant_bands(geometry, letter, band_rows_for(n, geometry)):
-                if band.image_rows == 0:
-                    continue  # parallel overscan: not part of the region statistics
-                noise.add(band, [v.section(band.frame_rows, band.cols) for v in views])
-            ron = noise.result().ron
+        offsets = [s.prescan.clipped_mean for s in stats]
+        noise = NoiseAccumulator(n, offsets, geometry, letter) if n >= 2 else None
+        writer: LE1StackWriter | None = None
+        if master is not None:
+            try:
+                if n == 0:  # every extension of the LE1 layout is written: this one unknown
+                    writer = LE1StackWriter(stack.enter_context(LE1Quadrant(*frames[0], geometry)), [], geometry,
+                                            master)
+                    writer.fill_nan()
+                else:
+                    writer = LE1StackWriter(views[0], offsets, geometry, master)
+            except (ValueError, OSError) as exc:
+                master_error = f"{extname}: master planes not written ({getattr(exc, 'strerror', None) or exc})"
+        try:
+            if n and (noise is not None or writer is not None):
+                _banded_pass(views, geometry, letter, noise, writer)
+            if writer is not None:
+                try:
+                    master_result = writer.finish(quadrant_read_noise([s.prescan.std for s in stats]))
+                except OSError as exc:  # compressing (a full disk): the numbers stand, the master does not
+                    writer.discard()
+                    master_error = f"{extname}: master planes not written ({getattr(exc, 'strerror', None) or exc})"
+        except BaseException:  # a failed or stopped unit leaves no plane behind
+            if writer is not None:
+                writer.discard()
+            raise
+        ron = dict(noise.result().ron) if noise is not None else {r: math.nan for r in REGIONS}
     return FPAQuadrantResult(
         extname=extname,
         levels={r: [getattr(s, r).clipped_mean for s in stats] for r in REGIONS},
         image_std=[s.image.std for s in stats],
-        ron=dict(ron),
+        ron=ron,
         frames_used=n,
         saturated=sum(s.saturated for s in stats),
         lost=sum(s.lost for s in stats),
         left_out=left_out,
+        master=master_result,
+        master_error=master_error,
     )
+
+
+def _banded_pass(views: Sequence[LE1Quadrant], geometry: CCDGeometry, letter: str,
+                 noise: NoiseAccumulator | None, writer: LE1StackWriter | None) -> None:
+    """The frames' quadrant walked in row bands (frame orientation, as the block's pass reads a
+    CCD frame), each band read once into one cube and fed to the compiled pass: the noise
+    histograms over the image rows, the median and spread over every row (parallel overscan too)."""
+    n = len(views)
+    band_rows = band_rows_for(n, geometry)
+    cube = np.empty((n, band_rows, geometry.quad_width), np.uint16)  # kept band after band
+    total = np.empty((band_rows, geometry.quad_width), np.int64)
+    planes = np.empty((2, band_rows, geometry.quad_width), np.float32) if writer is not None else None
+    used = np.arange(n, dtype=np.int64)
+    for band in quadrant_bands(geometry, letter, band_rows):
+        if writer is None and band.image_rows == 0:
+            continue  # parallel overscan: not part of the region statistics
+        height = band.frame_rows.stop - band.frame_rows.start
+        sections = cube[:, :height]
+        for k, view in enumerate(views):
+            sections[k] = view.section(band.frame_rows, band.cols)
+        noise_rows = noise.image_band_rows(band) if noise is not None else (0, 0)
+        fuse_band(sections, used, noise=noise, noise_rows=noise_rows, total=total[:height], stack=writer,
+                  planes=planes[:, :height] if planes is not None else None)
+        if writer is not None and planes is not None:
+            writer.put(band, planes[0, :height], planes[1, :height])
 
 
 def quadrant_values(result: FPAQuadrantResult, gain: float) -> dict[str, float]:
@@ -118,6 +178,8 @@ def quadrant_values(result: FPAQuadrantResult, gain: float) -> dict[str, float]:
         values[f"ron_{region}_e"] = result.ron[region] * gain
     values["gain_e_per_adu_used"] = gain
     values["std_image_raw_adu"] = float(np.nanmedian(result.image_std)) if result.image_std else math.nan
+    if result.master is not None:
+        values["master_bias_std_adu"] = result.master.level.std
     return values
 
 

@@ -1,0 +1,206 @@
+"""FPA-level products in the LE1 layout: the FPA master bias and its spread, one LE1-like file each.
+
+    EUC_MASTERBIAS_FPA.fits      empty primary (provenance), then 144 extensions `j-i.Q` in LE1 order:
+                                 per pixel, the median of the offset-subtracted frames (ADU)
+    EUC_MASTERBIAS_FPA_STD.fits  the same layout: per pixel, the std (ddof 1) of those frames (ADU)
+
+Each extension holds its quadrant as the LE1 input extension of that name holds it (the canonical
+quadrant flipped by its LE1 position): opened beside a raw LE1 frame in ds9, a pixel of the master
+lies on the same pixel of the frame.
+
+Made inside the FPA bias units (fpa_bias.fpa_bias_unit), from the same band reads as the read
+noise: `LE1StackWriter` is fed by bandpass.fuse_band (the block's compiled median and spread, the
+same float32 arithmetic) and puts each band's planes into the quadrant's float32 staging files in
+the stored orientation; `finish` compresses them with stacking.compress_plane (tile compression,
+quantisation step a fraction of the quadrant's read noise: stacking.QUANT_FRACTION). The run then
+puts the 144 compressed planes after a provenance header (stacking.assemble_product) under a
+temporary name and renames the file: a product under its final name is always whole.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .. import __version__
+from ..formats.geometry import CCDGeometry
+from ..formats.le1 import LE1Quadrant
+from .dataset import obsid_ranges
+from .measures import region_columns
+from .stacking import (
+    QUANT_FRACTION,
+    Band,
+    allocate_fits,
+    assemble_product,
+    compress_plane,
+    quantisation_step,
+    sorting_network,
+)
+from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
+
+MASTER_FILE = "EUC_MASTERBIAS_FPA.fits"
+SPREAD_FILE = "EUC_MASTERBIAS_FPA_STD.fits"
+PRODUCTS = {"median": MASTER_FILE, "spread": SPREAD_FILE}
+METHODS = {"median": "median of offset-subtracted frames",
+           "spread": "std (ddof 1) of offset-subtracted frames"}
+KINDS = {"median": "MASTERBIAS", "spread": "MASTERBIAS_STD"}
+QRON_METHOD = "median over frames of the quadrant's trimmed prescan robust std"
+
+
+@dataclass(frozen=True)
+class LE1StackTarget:
+    """Where one quadrant unit writes its two compressed planes (paths: the unit writes them)."""
+
+    extname: str
+    median_plane: Path  # a FITS with an empty primary and the compressed extension `extname`
+    spread_plane: Path
+    spread: str = "std"  # what bandpass.fuse_band reads: the spread is the frames' std (not its error)
+
+    def staging(self, plane: Path) -> Path:
+        """The float32 file a plane is filled in before it is compressed."""
+        return plane.with_name(f"{plane.stem}.float32.fits")
+
+
+def stack_targets(folder: Path, extnames: Sequence[str]) -> dict[str, LE1StackTarget]:
+    """The plane files of each quadrant, in `folder` (a staging folder the workers can write to)."""
+    return {name: LE1StackTarget(name, folder / f".{KINDS['median']}.{name}.fits",
+                                 folder / f".{KINDS['spread']}.{name}.fits") for name in extnames}
+
+
+@dataclass(frozen=True)
+class QuadrantMaster:
+    """One quadrant of the FPA master, compressed: its plane files and what they hold."""
+
+    extname: str
+    median_plane: Path
+    spread_plane: Path
+    frames: int  # frames combined
+    ron_adu: float  # read noise the quantisation steps are fractions of (QRON)
+    steps: dict[str, float]  # plane -> quantisation step (ADU)
+    level: ClippedStats  # clipped statistics of the master's image area (ADU)
+
+
+class LE1StackWriter:
+    """One quadrant of the FPA master, band by band, in its LE1 extension's orientation.
+
+    What bandpass.fuse_band takes from a stacking.StackWriter (`offsets32`, `pairs`,
+    `target.spread`), so the compiled pass computes the median and spread; `put` then writes each
+    band's planes (frame orientation, as read) into the staging files flipped as the extension is
+    stored. The staging files are made at once (allocate_fits: a full disk is an OSError here)."""
+
+    def __init__(self, view: LE1Quadrant, offsets: Sequence[float], geometry: CCDGeometry, target: LE1StackTarget):
+        self.view, self.geometry, self.target = view, geometry, target
+        self.offsets32 = np.asarray(offsets, np.float32)
+        self.pairs = np.array(sorting_network(len(offsets)) if len(offsets) > 1 else [], np.int64).reshape(-1, 2)
+        self.shape = view.extension.shape
+        self.maps: dict[str, np.memmap] = {}
+        try:
+            for plane, path in (("median", target.median_plane), ("spread", target.spread_plane)):
+                staging = target.staging(path)
+                offsets_in_file = allocate_fits(staging, fits.Header(), [target.extname], self.shape,
+                                                {target.extname: fits.Header([("BUNIT", "ADU")])})
+                self.maps[plane] = np.memmap(staging, dtype=">f4", mode="r+", offset=offsets_in_file[target.extname],
+                                             shape=self.shape)
+        except BaseException:
+            self.discard()
+            raise
+
+    def put(self, band: Band, median: np.ndarray, spread: np.ndarray) -> None:
+        for plane, values in (("median", median), ("spread", spread)):
+            rows, stored = self.view.to_stored(band.frame_rows, values)
+            self.maps[plane][rows] = stored
+
+    def fill_nan(self) -> None:
+        """No frame to combine: the quadrant is written unknown (NaN) rather than left out."""
+        for values in self.maps.values():
+            values[:] = np.nan
+
+    def finish(self, ron_adu: float) -> QuadrantMaster:
+        """Compress both planes (quantisation steps from `ron_adu`), drop the staging files."""
+        place = self.view.extension.place
+        median = np.asarray(self.maps["median"])  # stored orientation; canonical = flipped by the position
+        canonical = median[:: -1 if place.flip_rows else 1, :: -1 if place.flip_cols else 1]
+        image = np.array(canonical[: self.geometry.image_rows, region_columns(self.geometry, "image", trim=False)],
+                         np.float32)
+        level = clipped_stats(image)
+        self.maps.clear()  # the pages stay in the page cache, which compress_plane reads
+        ron = ron_adu if math.isfinite(ron_adu) and ron_adu > 0 else 1.0
+        steps = {plane: quantisation_step(ron, plane) for plane in ("median", "spread")}
+        target = self.target
+        for plane, path in (("median", target.median_plane), ("spread", target.spread_plane)):
+            compress_plane(target.staging(path), target.extname, steps[plane], ron, path)
+            target.staging(path).unlink(missing_ok=True)
+        return QuadrantMaster(target.extname, target.median_plane, target.spread_plane, len(self.offsets32), ron,
+                              steps, level)
+
+    def discard(self) -> None:
+        """Remove whatever this quadrant wrote (a failed unit leaves nothing behind)."""
+        self.maps.clear()
+        for path in (self.target.median_plane, self.target.spread_plane):
+            self.target.staging(path).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+
+
+def quadrant_read_noise(prescan_stds: Sequence[float]) -> float:
+    """The read noise a quadrant's planes are quantised against (QRON_METHOD); NaN if unknown."""
+    finite = [v for v in prescan_stds if math.isfinite(v)]
+    return float(np.median(finite)) if finite else math.nan
+
+
+def provenance_header(plane: str, *, test: str, session: str, obsids: Sequence[int], frames: Sequence[str],
+                      design: str, geometry: CCDGeometry, when: datetime, run_id: str,
+                      partial: Sequence[str] = ()) -> fits.Header:
+    """Primary header of an FPA product (`plane` "median" or "spread"): what, from what, how."""
+    header = fits.Header()
+    header["ORIGIN"] = ("vison", "CCD273 ground-calibration pipeline")
+    header["VISON"] = (__version__, "vison version")
+    header["PRODUCT"] = (KINDS[plane], "kind of calibration product")
+    header["DATE"] = (when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC creation time")
+    header["TEST"] = (test, "test the frames belong to")
+    header["SESSION"] = (session, "campaign session")
+    header["BLOCK"] = ("FPA", "the whole focal plane")
+    header["FPADESGN"] = (design, "FPA layout design (final or initial)")
+    header["LAYOUT"] = ("LE1", "extension names, order, orientation of LE1")
+    header["GEOMETRY"] = (geometry.name, "LE1 quadrant geometry of the input")
+    header["RUNID"] = (run_id, "vison run that made it")
+    header["OBSID0"] = (min(obsids) if obsids else -1, "first OBSID combined")
+    header["OBSID1"] = (max(obsids) if obsids else -1, "last OBSID combined")
+    header["OBSIDS"] = (obsid_ranges(obsids, sep=","), "OBSIDs combined")
+    header["NCOMB"] = (len(frames), "frames combined (per quadrant: see COMMENT)")
+    header["METHOD"] = (METHODS[plane], "per-pixel combination")
+    header["OFFSMETH"] = ("prescan clipped mean", f"offset per frame/quadrant: {CLIP_SIGMA:g}-sigma clipped")
+    header["QFRAC"] = (QUANT_FRACTION[plane], "quantisation step / read noise (QSTEP/QRON)")
+    header["BUNIT"] = ("ADU", "offset-subtracted counts")
+    header.add_comment(f"Each extension is tile-compressed (RICE_1) and quantised with a step of {QUANT_FRACTION[plane]:g} "
+                       f"of its quadrant's read noise (QRON: {QRON_METHOD}); QSTEP and QMAXERR (largest error of "
+                       "a pixel) are stated per extension, in ADU.")
+    header.add_comment("The offset subtracted per quadrant, averaged over frames, is result.json's "
+                       "offset_prescan_adu: master + offset is the quadrant's bias level.")
+    for line in partial:
+        header.add_comment(line)
+    for name in frames:
+        header.add_history(f"input {name}")
+    return header
+
+
+def write_product(folder: Path, name: str, header: fits.Header, planes: Sequence[Path]) -> Path:
+    """Assemble one product from its planes in order under a temporary name, then rename it:
+    killed half-way, nothing is left under `name` (an earlier file of that name is kept until the
+    rename replaces it whole)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / name
+    partial = folder / f".{name}.part-{os.getpid()}"
+    try:
+        assemble_product(partial, header, planes)
+        os.replace(partial, final)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return final
