@@ -79,6 +79,12 @@ def test_the_master_and_its_spread_have_the_le1_layout_of_their_input(fpa_master
             assert (primary["OBSIDS"], primary["NCOMB"], primary["VISON"]) == ("1000-1009", FRAMES, __version__)
             assert primary["DATE"] and len(primary["HISTORY"]) == FRAMES
             assert all(hdu.header["BUNIT"] == "ADU" for hdu in hdul[1:])
+            # each extension says which quadrant it is and what was subtracted, as the input does
+            for hdu, raw_name in zip(hdul[1:], names[1:]):
+                ccdid, quadrant = raw_name.split(".")
+                assert (hdu.header["CCDID"], hdu.header["QUADID"]) == (ccdid, quadrant)
+                assert hdu.header["FPACCD"] == "C_" + ccdid.replace("-", "")
+                assert 500 < hdu.header["OFFSET"] < 5000
     report = (folder / "report.md").read_text()
     assert "## FPA master bias (meta)" in report and f"`{PRODUCTS[0]}`" in report
     assert "master std |" in report

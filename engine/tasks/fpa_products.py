@@ -134,8 +134,15 @@ class LE1StackWriter:
         ron = ron_adu if math.isfinite(ron_adu) and ron_adu > 0 else 1.0
         steps = {plane: quantisation_step(ron, plane) for plane in ("median", "spread")}
         target = self.target
+        offset = float(np.mean(self.offsets32)) if self.offsets32.size else math.nan
+        cards = [("CCDID", f"{place.ccd.slice}-{place.ccd.column}", "FPA CCD j-i, as the LE1 input"),
+                 ("QUADID", place.quadrant, "quadrant"),
+                 ("FPACCD", place.ccd.ccdid, "FPA CCD"),
+                 ("BLOCK", place.ccd.block, "flight block"), ("BLOCKCCD", place.ccd.block_ccd, "CCD of the block")]
+        if math.isfinite(offset):
+            cards.append(("OFFSET", round(offset, 4), "mean offset subtracted: prescan clipped mean (ADU)"))
         for plane, path in (("median", target.median_plane), ("spread", target.spread_plane)):
-            compress_plane(target.staging(path), target.extname, steps[plane], ron, path)
+            compress_plane(target.staging(path), target.extname, steps[plane], ron, path, cards)
             target.staging(path).unlink(missing_ok=True)
         return QuadrantMaster(target.extname, target.median_plane, target.spread_plane, len(self.offsets32), ron,
                               steps, level)

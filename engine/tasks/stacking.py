@@ -170,13 +170,18 @@ def quantisation_step(ron_adu: float, plane: str) -> float:
     return float(ron_adu * QUANT_FRACTION[plane])
 
 
-def compress_plane(raw: Path, name: str, step: float, ron_adu: float, out: Path) -> Path:
+def compress_plane(raw: Path, name: str, step: float, ron_adu: float, out: Path,
+                   cards: Sequence[tuple[str, Any, str]] = ()) -> Path:
     """Worker: one float32 plane of the staging stack `raw` tile-compressed into `out` (a FITS
-    whose primary HDU is empty), quantised with `step` (ADU), its precision stated in its header.
-    The big-endian map is passed as it lies (astropy quantises it tile by tile): no native copy."""
+    whose primary HDU is empty), quantised with `step` (ADU), its precision stated in its header
+    with the extra `cards` (keyword, value, comment: set here, since a card added afterwards makes
+    astropy compress the plane again). The big-endian map is passed as it lies (astropy quantises
+    it tile by tile): no native copy."""
     with fits.open(raw, memmap=True) as source:
         data = source[name].data
         header = fits.Header([("BUNIT", source[name].header.get("BUNIT", "ADU"))])
+        for keyword, value, comment in cards:
+            header[keyword] = (value, comment)
         header["QSTEP"] = (step, "quantisation step (ADU) of this plane")
         header["QMAXERR"] = (step / 2, "largest |stored - computed| of a pixel (ADU)")
         header["QRON"] = (ron_adu, "read noise (ADU) the step is a fraction of")
