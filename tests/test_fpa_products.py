@@ -158,10 +158,10 @@ def test_failed_units_leave_no_product_and_say_why(fpa_master, tmp_path, monkeyp
     sim, _, _ = fpa_master
     compress = fpa_products.compress_plane
 
-    def disk_full(raw, name, step, ron, out):
+    def disk_full(raw, name, step, ron, out, *cards):
         if name != "1-1.E":
             raise OSError(errno.ENOSPC, "No space left on device", str(out))
-        return compress(raw, name, step, ron, out)
+        return compress(raw, name, step, ron, out, *cards)
 
     monkeypatch.setattr(fpa_products, "compress_plane", disk_full)
     code = cli(["fpa", "run", "--data", str(sim.day_folder), "--test", "BIAS01", "--results", str(tmp_path),
