@@ -7,7 +7,7 @@ the memory map, as the analyses read them), (2) the analysis (aim mode, every su
 `--jobs`), timed from process start to result.json, with its peak memory (summed RSS of the
 process and its workers, sampled from /proc every 20 ms) and each sub-task's time.
 
-Run: .venv/bin/python bench/bench_tp01.py [--jobs 2] [--cache DIR] [--small]
+Run: .venv/bin/python bench/bench_tp01.py [--jobs 2] [--repeat 2] [--cache DIR] [--small] [--profile]
 `--small` uses the small test geometry (a quick check that the script works, not a benchmark).
 The page cache is warm (the frames were just written or read): this times the analysis, not the disk.
 """

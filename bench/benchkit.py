@@ -87,11 +87,25 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid = os.getpid() if pid is None else pid
         self.interval, self.peak_kb, self._done = interval, 0, threading.Event()
+        self._ticks: dict[int, int] = {}  # pid -> CPU clock ticks (user + system) last seen
+        # RSS counts a page shared by n processes (the fork server's modules, the workers' copies of
+        # them) n times; PSS counts 1/n in each: its sum is the memory the run really holds
+        self.peak_pss_kb = 0
 
     def run(self) -> None:
         while not self._done.is_set():
-            self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in [self.pid, *_children(self.pid)]))
+            pids = [self.pid, *_children(self.pid)]
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in pids))
+            self.peak_pss_kb = max(self.peak_pss_kb, sum(_pss_kb(p) for p in pids))
+            for p in pids:
+                self._ticks[p] = max(self._ticks.get(p, 0), _cpu_ticks(p))
             time.sleep(self.interval)
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) of the process and its descendants, as last sampled: the
+        work done, which other sessions' load changes much less than the wall time."""
+        return sum(self._ticks.values()) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self._done.set()
@@ -108,10 +122,27 @@ def _children(pid: int) -> list[int]:
     return found + [g for c in found for g in _children(c)]
 
 
-def _rss_kb(pid: int) -> int:
+def _cpu_ticks(pid: int) -> int:
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pss_kb(pid: int) -> int:
+    return _proc_kb(pid, "smaps_rollup", "Pss:")
+
+
+def _rss_kb(pid: int) -> int:
+    return _proc_kb(pid, "status", "VmRSS:")
+
+
+def _proc_kb(pid: int, file: str, key: str) -> int:
+    """A kB figure of /proc/<pid>/<file> (0 once the process is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -141,7 +172,9 @@ def read_all(day: Path, how: str) -> dict:
             else:
                 total += int(np.count_nonzero(frame.section() == 65535))
     done = time.perf_counter()
-    return {"wall_s": done - STARTED, "read_s": done - started, {"quadrants": "checksum"}.get(how, how): total}
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall_s": done - STARTED, "read_s": done - started, {"quadrants": "checksum"}.get(how, how): total,
+            "cpu_s": own.ru_utime + own.ru_stime}
 
 
 def _limit_unit(paths: list[str], quadrant: str, target: str, offsets_at: dict) -> float:
@@ -205,7 +238,10 @@ def read_and_stack(day: Path, jobs: int) -> dict:
         written = sum(p.stat().st_size for p in out.iterdir())
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return {"wall_s": time.perf_counter() - STARTED, "masters": len(by_ccd), "written_mb": written / 1e6}
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime  # the pool's workers were joined
+    return {"wall_s": time.perf_counter() - STARTED, "masters": len(by_ccd), "written_mb": written / 1e6,
+            "cpu_s": cpu_s}
 
 
 def campaign_toml(day: Path, results: Path, test: str) -> str:
@@ -241,6 +277,7 @@ def run_as_user(day: Path, test: str, results: Path | None = None) -> dict:
         size = sum(p.stat().st_size for p in test_folder.rglob("*") if p.is_file())
         products = {p.name: p.stat().st_size for p in sorted((test_folder / "products").glob("*")) if p.is_file()}
         return {"end_s": result.stat().st_mtime - started_at, "exit_s": exit_s, "peak_total_mb": sampler.peak_kb / 1024,
+                "cpu_s": sampler.cpu_s, "peak_pss_mb": sampler.peak_pss_kb / 1024,
                 "timings_s": record["timings_s"], "errors": record["errors"], "flags": record["flags"],
                 "results_mb": size / 1e6, "products": products}
     finally:
@@ -285,7 +322,9 @@ def analyse(day: Path, test: str, jobs: int, results: Path | None = None, *, exe
 
             profiler = cProfile.Profile()
             profiler.runcall(run.run_aim)
-            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
+            stats = pstats.Stats(profiler, stream=sys.stderr)
+            stats.sort_stats("cumulative").print_stats(25)
+            stats.sort_stats("tottime").print_stats(15)
         else:
             run.run_aim()
         wall = time.perf_counter() - started
@@ -298,6 +337,8 @@ def analyse(day: Path, test: str, jobs: int, results: Path | None = None, *, exe
             "peak_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "peak_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             "peak_total_mb": sampler.peak_kb / 1024 if sampler else None,
+            "cpu_s": sampler.cpu_s if sampler else None,  # this process and its workers (sampled)
+            "peak_pss_mb": sampler.peak_pss_kb / 1024 if sampler else None,  # shared pages split
             "timings_s": record["timings_s"], "errors": record["errors"], "flags": record["flags"],
             **(extra(record) if extra else {}),
         }
@@ -386,24 +427,50 @@ class Bench:
         """The analysis child's figures (`more`: further internal options)."""
         return child("--measure", str(day), "--jobs", str(jobs), *more)
 
-    def main_against_read(self, doc: str, note: Callable[[dict], str] = lambda m: "") -> None:
-        """A script's main(): the analysis and a read of every frame, each timed in a fresh process
-        from its start (to result.json; to the last frame read), with peak memory; `--small`: the
-        small geometry. `note(m)` ends the sub-task line."""
+    def main_against_read(self, doc: str, note: Callable[[dict], str] = lambda m: "",
+                          geometries: tuple[str, ...] = ("full", "small")) -> None:
+        """A script's main(): `--repeat` rounds (default 2) of, back to back, a read of every frame
+        and the analysis, each in a fresh process timed from its start (benchkit's import) to the
+        last frame read / to result.json read back, with peak memory (summed RSS of the process and
+        its workers), the load average before and after, and their ratio (the figure to compare:
+        both share the load of the moment). `note(m)` ends the sub-task line; `--small`: the small
+        geometry (a check of the script); `--profile`: cProfile of the analysis's main process
+        (stderr; with `--jobs 1` the work units run in it too)."""
         parser = self.parser(doc)
         name = self.cache
-        parser.add_argument("--cache", type=Path, help=f"data cache (default {CACHE_ROOT}/{name}-full or {name}-small)")
+        parser.add_argument("--cache", type=Path, help=f"data cache (default {CACHE_ROOT}/{name}-<geometry>)")
+        parser.add_argument("--geometry", choices=geometries, default="full", help="frame geometry (default full)")
         parser.add_argument("--small", action="store_true", help="small geometry: checks the script, times nothing useful")
+        parser.add_argument("--repeat", type=int, default=2, help="rounds of read + analysis (default 2)")
+        parser.add_argument("--profile", action="store_true", help="cProfile of the analysis's main process (stderr)")
         args = parser.parse_args()
         if self.serve_child(args):
             return
-        geometry = "small" if args.small else "full"
+        geometry = "small" if args.small else args.geometry
         day = ensure_data(args.cache or self.cache_for(geometry), self.test, self.frames, geometry)
-        read_s = child("--read", str(day))["wall_s"]
-        m = self.measure(day, args.jobs)
-        end, size = m["end_s"], size_of(day) / 1e6
-        print(f"sub-task seconds: {subtasks(m)}; errors {m['errors']}; flags {m['flags'] or 'none'}{note(m)}")
-        print(f"| {self.test} full analysis (aim, all sub-tasks){' [small geometry]' * args.small} | {self.frames} "
-              f"FITS, {size:.0f} MB | {end:.1f} s | read once {read_s:.1f} s (x{end / read_s:.1f}) | "
-              f"{m['peak_total_mb']:.0f} MB total ({m['peak_self_mb']:.0f} MB main, {m['peak_worker_mb']:.0f} MB "
-              f"largest worker) | {args.jobs} | {machine()} |")
+        size = size_of(day) / 1e9
+        label = "" if geometry == "full" else f" [{geometry} geometry]"
+        print(f"{self.test}{label}: {self.frames} FITS, {size:.2f} GB; jobs {args.jobs}; {machine()}")
+        print("| run | read once | end to end | ratio | CPU s: read, analysis (ratio) | per sub-task (s) | peak memory "
+              "| load average (before; after) |")
+        print("|---|---|---|---|---|---|---|---|")
+        ratios = []
+        for index in range(1, args.repeat + 1):
+            before = load_average()
+            read = child("--read", str(day))
+            m = self.measure(day, args.jobs, *(("--profile",) if args.profile else ()))
+            read_s, end = read["wall_s"], m["end_s"]
+            ratios.append(end / read_s)
+            cpu = (f"{read['cpu_s']:.1f}, {m['cpu_s']:.1f} (x{m['cpu_s'] / read['cpu_s']:.1f})"
+                   if m.get("cpu_s") and read.get("cpu_s") else "-")
+            print(f"| {index} | {read_s:.1f} s | {end:.1f} s | x{end / read_s:.2f} | {cpu} | {subtasks(m)} | "
+                  f"{m['peak_total_mb']:.0f} MB RSS, {m.get('peak_pss_mb') or 0:.0f} MB PSS ({m['peak_self_mb']:.0f} MB "
+                  f"main) | {before}; {load_average()} |", flush=True)
+            print(f"    errors {m['errors']}; flags {m['flags'] or 'none'}{note(m)}", flush=True)
+        print(f"{self.test}{label}: end to end / read once x{min(ratios):.2f} to x{max(ratios):.2f} "
+              f"over {len(ratios)} runs")
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other sessions share the machine)."""
+    return "/".join(f"{value:.2f}" for value in os.getloadavg())

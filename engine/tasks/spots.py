@@ -46,9 +46,9 @@ from .check import RawStats
 from .context import TaskContext
 from .family import ValueSpec
 from .figures import markdown_table
-from .measures import REGIONS, FrameMeasures, FrameStats, QuadrantStats, region_columns
+from .measures import FrameMeasures, FrameStats, quadrant_stats
 from .outputs import CsvTable, Measured, Outputs, Section, SubTaskResult
-from .stats import ADC_SATURATED, LOST_PIXEL, region_stats
+from .stats import ADC_SATURATED
 
 EFFECTIVE_SATURATION_ADU = 55000.0  # vison's eff_satur: the peak a spot reaches at tFWC_point
 DETECT_SIGMA = 10.0  # detection threshold, x the image's robust std
@@ -401,14 +401,6 @@ class FrameSpots:
     quadrants: dict[str, QuadrantSpots]
 
 
-def quadrant_stats_of(whole: np.ndarray, geometry: CCDGeometry) -> QuadrantStats:
-    """The generic check's statistics (measures.quadrant_stats) of a quadrant already read."""
-    regions = {name: region_stats(whole[:, region_columns(geometry, name)]) for name in REGIONS}
-    return QuadrantStats(prescan=regions["prescan"], image=regions["image"], overscan=regions["overscan"],
-                         saturated=int(np.count_nonzero(whole == ADC_SATURATED)),
-                         lost=int(np.count_nonzero(whole == LOST_PIXEL)))
-
-
 def find_spots(block: np.ndarray, area_in_block: tuple[slice, slice], level: float, noise: float,
                pattern: Sequence[tuple[str, float, float]], centre: tuple[float, float], radius: float,
                floor_adu: float, origin: tuple[int, int]) -> tuple[int, float, PatternMatch | None, list[SpotShape]]:
@@ -416,8 +408,7 @@ def find_spots(block: np.ndarray, area_in_block: tuple[slice, slice], level: flo
     import sep
 
     raw = block[area_in_block]
-    image = np.ascontiguousarray(raw, dtype=np.float32)
-    image -= np.float32(level)
+    image = np.subtract(raw, np.float32(level), dtype=np.float32)  # as a float32 copy less the level
     threshold = max(DETECT_SIGMA * noise, 5.0) if math.isfinite(noise) else 50.0
     try:
         objects = sep.extract(image, threshold, minarea=DETECT_MIN_PIXELS, deblend_cont=1.0)
@@ -448,16 +439,14 @@ def spot_frame_unit(path: Path, vstart: int, vend: int | None, pattern: tuple[tu
             rows = slice(max(0, vstart), min(top, geometry.image_rows))
             stats, quadrants = {}, {}
             for q in QUADRANTS:
-                q_rows, q_cols = geometry.quadrant_slices(q)
-                block = frame.section(q_rows, q_cols)  # frame orientation
-                stats[q] = quadrant_stats_of(geometry.to_canonical(block, q)[rows], geometry)
+                # the generic check's statistics, as the check takes them (measures.quadrant_stats)
+                stats[q] = quadrant_stats(frame, q, geometry, rows)
                 area = ImageArea.of(geometry, q)
-                in_block = (slice(area.rows.start - q_rows.start, area.rows.stop - q_rows.start),
-                            slice(area.cols.start - q_cols.start, area.cols.stop - q_cols.start))
+                block = frame.section(area.rows, area.cols)  # the image area only, frame orientation
                 image = stats[q].image
                 level, noise = image.median, image.std
-                found, brightest, lock, spots = find_spots(block, in_block, level, noise, pattern, area.centre,
-                                                           match_radius_px(area), floor_adu,
+                found, brightest, lock, spots = find_spots(block, (slice(None), slice(None)), level, noise, pattern,
+                                                           area.centre, match_radius_px(area), floor_adu,
                                                            (area.rows.start, area.cols.start))
                 quadrants[q] = QuadrantSpots(level - stats[q].prescan.clipped_mean, level, noise, found, brightest,
                                              lock, tuple(spots))

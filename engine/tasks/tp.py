@@ -160,9 +160,7 @@ def read_image(path: Path, quadrant: str, geometry: CCDGeometry, offset: float, 
     """Offset-subtracted canonical image area of one quadrant, rows [first, last), float32."""
     with read_frame(path) as frame:
         counts = frame.region(quadrant, "image", geometry)[rows[0]: rows[1]]
-        image = counts.astype(np.float32)
-    image -= np.float32(offset)
-    return image
+        return np.subtract(counts, np.float32(offset), dtype=np.float32)  # as astype, then -= offset
 
 
 @dataclass(frozen=True)

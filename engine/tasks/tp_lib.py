@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .ptc_lib import percentiles
+
 F32 = np.float32
 LOCAL_WINDOW = 21  # pixels along the pumping axis for the local background (vison's 21-px filter)
 CLIP_FOR_BACKGROUND = 4.0  # sigma: dipoles and hot pixels are clipped before the local mean
@@ -29,6 +31,7 @@ MEMBER_THRESHOLD_SIGMA = 1.5  # each pixel of the pair must deviate by this much
 MEMBER_SHARE = 0.5  # and by half the dipole amplitude: a bright dipole's pixel beside a noise dip is no dipole
 SERIAL_PHASE_TIME_US = 4.75  # serial transfer phase time added to the serial dwell (vison's TP02)
 TAU_GRID_POINTS = 800
+ONE_SIGMA_PERCENTILES = np.array([15.865, 84.135])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,7 +45,7 @@ def robust_sigma(values: np.ndarray, max_samples: int = 100_000) -> float:
     flat = flat[np.isfinite(flat)]
     if flat.size < 8:
         return math.nan
-    low, high = np.percentile(flat, [15.865, 84.135])
+    low, high = percentiles(flat, ONE_SIGMA_PERCENTILES)
     return float(high - low) / 2.0
 
 
@@ -79,8 +82,7 @@ def residual_map(relative: np.ndarray) -> tuple[np.ndarray, float]:
     if not math.isfinite(sigma) or sigma <= 0:
         return np.zeros_like(relative), math.nan
     bound = relative.dtype.type(CLIP_FOR_BACKGROUND * sigma)
-    clipped = np.minimum(relative, bound)
-    np.maximum(clipped, -bound, out=clipped)
+    clipped = np.clip(relative, -bound, bound)
     residual = running_mean(clipped)
     np.subtract(relative, residual, out=residual)
     return residual, robust_sigma(residual)
@@ -98,7 +100,8 @@ def vertical_map(image_adu: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     relative = image_adu / safe
     relative -= F32(1.0)
     residual, sigma = residual_map(relative)
-    np.nan_to_num(residual, copy=False)
+    if not np.isfinite(residual).all():  # columns without level (checked first: a whole-map pass)
+        np.nan_to_num(residual, copy=False)
     return residual, level, sigma
 
 
@@ -155,12 +158,15 @@ def find_dipoles(residual: np.ndarray, sigma: float, threshold_sigma: float = DI
     empty = np.zeros(0, np.intp)
     if residual.shape[0] < 2 or not math.isfinite(sigma) or sigma <= 0:
         return Dipoles(empty, empty, empty, np.zeros(0))
-    half_difference = np.subtract(residual[1:], residual[:-1])
-    half_difference *= half_difference.dtype.type(0.5)
-    # candidates first (rare), then the members' signs on those only
-    rows, cols = np.nonzero(np.abs(half_difference) > threshold_sigma * sigma)
-    value = half_difference[rows, cols]
+    # candidates first (rare), then the members' signs on those only; |half difference| > t
+    # is |difference| > 2 t exactly (halving a float is exact): no half-difference map
+    difference = np.subtract(residual[1:], residual[:-1])
+    np.abs(difference, out=difference)
+    limit = np.asarray(threshold_sigma * sigma, residual.dtype) * residual.dtype.type(2)
+    rows, cols = np.nonzero(difference > limit)
+    del difference
     lower, upper = residual[rows, cols], residual[rows + 1, cols]
+    value = np.subtract(upper, lower) * residual.dtype.type(0.5)
     # each member carries its share: at least member_sigma and half the dipole amplitude
     member = np.maximum(member_sigma * sigma, MEMBER_SHARE * np.abs(value))
     rising = (value > 0) & (lower < -member) & (upper > member)
@@ -170,7 +176,7 @@ def find_dipoles(residual: np.ndarray, sigma: float, threshold_sigma: float = DI
     along = np.concatenate([rows_up, rows_down + 1])
     across = np.concatenate([cols_up, cols_down])
     polarity = np.concatenate([np.ones(rows_up.size, np.intp), -np.ones(rows_down.size, np.intp)])
-    amplitude = np.concatenate([half_difference[rows_up, cols_up], -half_difference[rows_down, cols_down]])
+    amplitude = np.concatenate([value[rising], -value[falling]])
     return Dipoles(along.astype(np.intp), across.astype(np.intp), polarity, amplitude.astype(np.float64))
 
 
