@@ -31,6 +31,7 @@ from ..pipeline.launch import (RunInputError, RunPlan, check_inputs, check_jobs,
 from ..pipeline.runner import PipelineRun, RunError, RunOptions
 from ..pipeline.runs import RunRecorder, discard_orphan_staging, record_info, release_run_id, runs_root
 from ..pipeline.wait import WaitMode, WaitSettings
+from ..tasks.executor import start_worker_server
 
 NAME = "run"
 HELP = "run the pipeline on a session: aim (default), wait for data (-W), check only (-k), dry (-T)"
@@ -86,6 +87,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     plan = None
+    if not (args.detach or args.dry) and (args.jobs or 2) > 1 and args.executor in (None, "local"):
+        start_worker_server()  # its analysis modules and kernels load while the campaign is read
     try:
         plan = _plan(args)
         pipeline = _pipeline(args, plan)

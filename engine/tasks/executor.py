@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..campaign.executor_spec import ExecutorSpec, parse_executor
 
 __all__ = ["CONNECT_TIMEOUT_S", "ClusterFacts", "DaskExecutor", "Executor", "ExecutorUnavailable", "LocalExecutor",
-           "check_cluster", "default_workers", "open_executor", "parse_executor"]
+           "check_cluster", "default_workers", "open_executor", "parse_executor", "start_worker_server"]
 
 CONNECT_TIMEOUT_S = 5.0  # seconds to reach a scheduler before the run gives up (before anything starts)
 
@@ -89,6 +89,19 @@ def worker_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["engine.worker_preload"])  # analysis modules, compiled kernels
     return context
+
+
+def start_worker_server() -> None:
+    """Start the fork server now, in the background (it loads the analysis modules and compiled
+    kernels, 0.6-1 s, while this process goes on): the local pools made later fork from it. A run
+    that ends up on Dask, or runs its units itself, has started it for nothing, which costs no wait."""
+    import multiprocessing.forkserver
+
+    worker_context()
+    try:
+        multiprocessing.forkserver.ensure_running()
+    except OSError:  # no fork server here: the pool starts it (and says why) when it is needed
+        pass
 
 
 class LocalExecutor(Executor):
