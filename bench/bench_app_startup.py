@@ -12,7 +12,8 @@ writes (escape sequences stripped):
 - quit: from ctrl+q to the process's exit.
 
 It also lists which heavy modules (astropy, scipy, openpyxl, matplotlib, engine.tasks.registry)
-were imported at the first paint (a child hook writes sys.modules once the first frame is out).
+were imported, or being imported by a thread, when the first frame was written (a child hook
+around Textual's App._display, once the footer's keys are in the frame).
 Figures go to docs/performance.md; the machine is printed with them. `--source DIR` runs the app
 from another checkout's vison_tui/ and engine/ (e.g. `git archive` of an older commit), to compare
 before and after under the same load: other sessions share this machine.
@@ -63,20 +64,22 @@ assert not source or VisonApp.__module__ and sys.modules["vison_tui"].__file__.s
 
 report = os.environ["BENCH_MODULES_OUT"]
 heavy = json.loads(os.environ["BENCH_HEAVY"])
+written = []
 
 def write_modules():
-    loaded = [name for name in heavy if name in sys.modules]
+    loaded = [name for name in heavy if name in sys.modules]  # an import under way in a thread counts
     with open(report, "w") as out:
         json.dump(loaded, out)
 
-original = VisonApp.on_mount if hasattr(VisonApp, "on_mount") else None
+display = VisonApp._display
 
-def on_mount(self):
-    self.call_after_refresh(write_modules)
-    if original is not None:
-        return original(self)
+def _display(self, screen, renderable):  # the first paint written to the terminal: what is loaded then
+    display(self, screen, renderable)
+    if renderable is not None and not written and screen.query("FooterKey"):  # as FIRST_PAINT below
+        written.append(True)
+        write_modules()
 
-VisonApp.on_mount = on_mount
+VisonApp._display = _display
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -115,6 +118,15 @@ class Terminal:
                 return time.monotonic()
             self.read(0.01)
         raise TimeoutError(f"{needles} not drawn within {timeout:.0f} s; last output: {self.text[-400:]!r}")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the app has used so far (all its threads): unlike wall time, hardly changed by
+        other processes sharing the machine."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
     def send(self, keys: bytes) -> int:
         mark = len(self.text)
@@ -163,15 +175,18 @@ def one_run(config: Path, columns: int, rows: int, work: Path, source: str | Non
     try:
         painted = terminal.wait_for_text(FIRST_PAINT, 0)
         figures["first_paint"] = painted - terminal.started
+        figures["cpu:first_paint"] = terminal.cpu_seconds()
         terminal.settle(3.0)  # let the start-up work (validation) end, as a user reads the screen
         # leave the editor if it has the focus (escape, then wait past the escape delay)
         terminal.send(b"\x1b")
         terminal.settle(0.5)
         for round_name in ("first", "again"):
             for key, screen, marker in SWITCHES:
+                cpu = terminal.cpu_seconds()
                 mark = terminal.send(key.encode())
                 sent = time.monotonic()
                 figures[f"{round_name}:{screen}"] = terminal.wait_for_text((marker,), mark) - sent
+                figures[f"cpu:{round_name}:{screen}"] = terminal.cpu_seconds() - cpu
                 terminal.settle(0.3)
         mark = terminal.send(b"\x11")  # ctrl+q
         sent = time.monotonic()
@@ -215,15 +230,19 @@ def main() -> int:
 
     def show(name: str, key: str) -> None:
         values = [run[key] for run in runs]
+        cpu = [run[f"cpu:{key}"] for run in runs if f"cpu:{key}" in run]
         print(f"{name:<28} median {statistics.median(values):6.2f} s   (runs: "
-              + ", ".join(f"{v:.2f}" for v in values) + ")")
+              + ", ".join(f"{v:.2f}" for v in values) + ")"
+              + (f"   CPU {statistics.median(cpu):5.2f} s" if cpu else ""))
 
     show("first paint", "first_paint")
     for round_name, title in (("first", "first visit"), ("again", "second visit")):
         for _, screen, _ in SWITCHES:
             show(f"{title}: {screen}", f"{round_name}:{screen}")
         worst = [max(run[f"{round_name}:{s}"] for _, s, _ in SWITCHES) for run in runs]
-        print(f"{'  slowest ' + title:<28} median {statistics.median(worst):6.2f} s")
+        worst_cpu = [max(run[f"cpu:{round_name}:{s}"] for _, s, _ in SWITCHES) for run in runs]
+        print(f"{'  slowest ' + title:<28} median {statistics.median(worst):6.2f} s"
+              f"{'':<{8 + 7 * len(runs)}}CPU {statistics.median(worst_cpu):5.2f} s")
     show("quit", "quit")
     print("heavy modules loaded at first paint:", ", ".join(runs[0]["heavy_at_first_paint"]) or "none")
     return 0

@@ -9,6 +9,7 @@ Screens are listed in `navigation.py`; each is an app mode with its own key (1, 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 from pathlib import Path
@@ -38,7 +39,9 @@ if TYPE_CHECKING:
 SCREENS_GROUP = Binding.Group("Screens")
 PRELOAD_AFTER_S = 1.0  # after the first paint and the first validation: the other screens' modules
 FOLLOW_MONITOR_S = 2.0  # the app's look at a detached monitor's events until the Monitor screen takes over
-PRELOAD_MODULES = ("engine.pipeline.launch", "engine.monitor", "engine.pipeline.cleanup", "engine.campaign.scripts")
+PRELOAD_MODULES = ("engine.pipeline.launch", "engine.monitor.monitor", "engine.pipeline.cleanup",
+                   "engine.campaign.scripts")
+KEEP_AFTER_S = 1.0  # after a screen's first visit: what it made stays for the app's life (keep_long_lived)
 
 
 class VisonApp(App):
@@ -80,6 +83,10 @@ class VisonApp(App):
         self.monitor_past: list = []  # MonitorEvent seen by the app, handed over with the follower
         self.monitor_polling = False
         self.monitor_handed = False
+        # freeze what start-up and first visits made (keep_long_lived); not in tests, which run
+        # hundreds of apps in one process
+        self.keeps_long_lived: bool | None = None  # None: when the app is not headless
+        self.keep_after_s = KEEP_AFTER_S
 
     def on_load(self) -> None:
         from .live_monitor import live_monitors
@@ -95,6 +102,8 @@ class VisonApp(App):
     def on_mount(self) -> None:
         if self.demo and self.simulate and self.initial_campaign is not None:
             self.simulate_demo_data(self.initial_campaign)
+        if self.keeps_long_lived is None:
+            self.keeps_long_lived = not self.is_headless
         if not self.is_headless:  # tests make every screen anyway; a user gets quick first visits
             self.set_timer(PRELOAD_AFTER_S, self.preload)
         if self.live_monitor is not None:
@@ -174,6 +183,24 @@ class VisonApp(App):
                 importlib.import_module(name)
             except Exception:  # the screen reports its own problem when shown
                 pass
+        try:
+            self.call_from_thread(self.keep_long_lived)
+        except RuntimeError:  # the app is closing
+            pass
+
+    def keep_long_lived(self) -> None:
+        """Take what is alive now out of the cyclic garbage collector's full passes (gc.freeze).
+
+        Textual's widgets hold reference cycles and its render caches many small objects, so the
+        collector's full passes came every few screen switches and each went through every object
+        of the process (the modules, every screen made so far): 0.1-0.3 s landing inside a switch.
+        Frozen objects are skipped; what was frozen and dies later is freed by reference counting
+        unless it sits in a cycle (then it stays, bounded by what was alive at these few moments:
+        after the preload and after each screen's first visit)."""
+        if not self.keeps_long_lived:
+            return
+        gc.collect()  # garbage is not frozen
+        gc.freeze()
 
     # -- state shared by the screens ------------------------------------------------------------
     def on_campaign_changed(self, message: CampaignChanged) -> None:

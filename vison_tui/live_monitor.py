@@ -1,21 +1,15 @@
 """The detached monitor running now, found at start-up before the first paint: the status line
 says so from the first frame, and the app follows it (its alerts notified) before the Monitor
-screen is ever shown (app.py). Cheap on purpose: the monitor records' JSON files and the engine's
-process check (engine.pipeline.records) only; importing engine.monitor would load numpy, astropy
-and watchdog (0.7 s) before the first paint.
+screen is ever shown (app.py). Cheap on purpose: engine.monitor.detached reads the monitor records'
+JSON files (its package exports lazily, so numpy, astropy and watchdog are not loaded: 0.7 s).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.pipeline.records import LIVE_STATES, STATE_FILE, liveness, read_json, state_dir
-
-# as engine.monitor.detached names them (tests/tui/test_app_start_monitor.py checks they agree)
-MONITORS_FOLDER = "monitors"
-MONITOR_FILE = "monitor.json"
+from engine.monitor.detached import live_monitor_records
 
 
 @dataclass(frozen=True)
@@ -27,26 +21,9 @@ class LiveMonitor:
 
 
 def live_monitors() -> list[LiveMonitor]:
-    """The recorded detached monitors whose process runs, newest first (only records saying they
-    run are checked, so a long campaign's ended monitors cost a file read each)."""
-    root = state_dir() / MONITORS_FOLDER
-    try:
-        folders = [entry.path for entry in os.scandir(root) if entry.is_dir()]
-    except OSError:
-        return []
-    found = []
-    for folder in map(Path, folders):
-        state = read_json(folder / STATE_FILE)
-        recorded = str(state.get("state") or "starting")
-        if recorded not in LIVE_STATES:
-            continue
-        info = read_json(folder / MONITOR_FILE)
-        if not info or not liveness(info, recorded).alive:
-            continue
-        day = info.get("day_folder")
-        found.append(LiveMonitor(str(info.get("id") or folder.name), folder, Path(day) if day else None,
-                                 str(info.get("started") or "")))
-    return sorted(found, key=lambda m: (m.started, m.monitor_id), reverse=True)
+    """The recorded detached monitors whose process runs, newest first."""
+    return [LiveMonitor(record.monitor_id, record.folder, record.day_folder, record.started)
+            for record in live_monitor_records()]
 
 
 def monitor_to_show(monitors: list[LiveMonitor], data_folder: Path | None) -> LiveMonitor | None:

@@ -1,6 +1,7 @@
 """The app's screens, in the order of their keys. To add a screen: write `screens/<name>.py` (a
-`Screen` subclass with its BINDINGS and an `AppBar` + `Footer`), then add one `ScreenEntry` here;
-the app builds its modes, switching keys, help and command palette entries from this list.
+`screens.base.VisonScreen` subclass with its BINDINGS, AUTO_FOCUS, an `AppBar` and `bottom_bars()`),
+then add one `ScreenEntry` here; the app builds its modes, switching keys, help and command palette
+entries from this list.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..pipeline.records import (OUTPUT_FILE, STATE_FILE, engine_command, liveness, now_iso,
+from ..pipeline.records import (LIVE_STATES, OUTPUT_FILE, STATE_FILE, engine_command, liveness, now_iso,
                                 own_identity, read_json, spawn_detached, state_dir, stop_recorded, update_info,
                                 update_state, user_name, write_json_atomic)
 from .events import MonitorEvent, event_from_dict
@@ -188,6 +188,26 @@ def list_monitors() -> list[MonitorRecord]:
 def running_monitors() -> list[MonitorRecord]:
     """The recorded monitors whose process is confirmed to be running, newest first."""
     return [r for r in list_monitors() if monitor_status(r).alive]
+
+
+def live_monitor_records() -> list[MonitorRecord]:
+    """The recorded monitors whose record says they run and whose process is confirmed running,
+    newest first. Cheap enough for the app's start-up: a record that says it ended costs one small
+    file read and no process check (a long campaign keeps many)."""
+    try:
+        folders = [Path(entry.path) for entry in os.scandir(monitors_root()) if entry.is_dir()]
+    except OSError:
+        return []
+    found = []
+    for folder in folders:
+        state = read_json(folder / STATE_FILE)
+        recorded = str(state.get("state") or "starting")
+        if recorded not in LIVE_STATES:
+            continue
+        info = read_json(folder / MONITOR_FILE)
+        if info and liveness(info, recorded).alive:
+            found.append(MonitorRecord(folder, info, state))
+    return sorted(found, key=lambda r: (r.started, r.monitor_id), reverse=True)
 
 
 def is_monitor_ref(ref: str) -> bool:

@@ -6,6 +6,8 @@ following over without reading or notifying anything twice."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +18,8 @@ from engine.monitor import HKOutOfLimits
 from engine.monitor import detached
 from engine.pipeline.records import own_identity
 from vison_tui.app import VisonApp
-from vison_tui.live_monitor import MONITOR_FILE, MONITORS_FOLDER, live_monitors
+from engine.monitor.detached import MONITOR_FILE, MONITORS_FOLDER
+from vison_tui.live_monitor import live_monitors
 from vison_tui.screens.monitor import MonitorScreen
 from vison_tui.widgets import status_line
 from vison_tui.widgets.alert_list import AlertList
@@ -46,13 +49,22 @@ def live_record(demo_campaign: Path, tmp_path: Path) -> Path:
     return folder
 
 
-def test_the_cheap_lookup_agrees_with_the_engine(live_record: Path) -> None:
-    assert (MONITORS_FOLDER, MONITOR_FILE) == (detached.MONITORS_FOLDER, detached.MONITOR_FILE)
+def test_the_start_up_lookup_is_the_engines(live_record: Path) -> None:
     assert [m.monitor_id for m in live_monitors()] == [r.monitor_id for r in detached.running_monitors()] \
         == ["MON20190312_100000"]
     # a record saying it stopped is not followed, even while its process is still ending
     (live_record / "state.json").write_text(json.dumps({"state": "stopped"}))
     assert live_monitors() == []
+
+
+def test_the_records_of_detached_monitors_load_without_the_monitor() -> None:
+    """engine.monitor exports lazily: the app looks for a running monitor before its first paint
+    through engine.monitor.detached, which must not load numpy, astropy and watchdog (0.7 s)."""
+    heavy = "('numpy', 'astropy', 'watchdog', 'engine.monitor.monitor')"
+    code = ("import sys, vison_tui.live_monitor as live; live.live_monitors(); "
+            f"print(' '.join(m for m in {heavy} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []
 
 
 async def test_the_status_line_shows_the_monitor_from_the_first_frame(app: VisonApp, live_record: Path,

@@ -251,3 +251,34 @@ def test_backup_failures_share_a_line_and_a_notification(tmp_path: Path) -> None
     alerts.add_events(failures + [BackupFailed(target="/bk", name="g.fits", reason="Permission denied")])
     assert [e.count for e in alerts.entries] == [3, 1]
     assert "could not copy 3 files to /bk: No space left on device" in alerts.entries[0].text
+
+
+async def test_a_backup_target_that_cannot_be_written_is_one_line_about_the_target(app, monitored: Path) -> None:
+    """The engine reports a read-only, full or missing backup target as a failure named "(target)"
+    (again on each pass while it lasts): one line about the target, not "could not copy 1 files"."""
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("escape", "6")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, MonitorScreen)
+        unwritable = BackupFailed(target="/bk", name="(target)", reason="cannot write in /bk (Read-only file system)")
+        screen.take_past_events([unwritable, dataclasses.replace(unwritable),
+                                 BackupFailed(target="/bk", name="f1.fits", reason="No space left on device")])
+        await pilot.pause()
+        alerts = screen.query_one(AlertList)
+        lines = [str(alerts.get_option_at_index(i).prompt) for i in range(alerts.option_count)]
+        about_target = [line for line in lines if "cannot back up to /bk" in line]
+        assert len(about_target) == 1, lines  # said again in place, not a line per pass
+        assert "Read-only file system" in about_target[0] and "nothing is copied there" in about_target[0]
+        assert not any("(target)" in line or "files to" in line for line in lines), lines
+        assert any("could not copy f1.fits to /bk" in line for line in lines), lines
+
+        status = screen.query_one(BackupStatus)
+        status.show_backup({"/bk": {"copied": 2, "failed": 2, "pending": 3, "conflicts": 0,
+                                    "failed_files": {"(target)": "cannot write in /bk (Read-only file system)",
+                                                     "f1.fits": "No space left on device"}}}, True)
+        await pilot.pause()
+        shown = str(status.query_one("Static").render())
+        assert "1 failed" in shown and "✗ (target)" not in shown, shown
+        assert "cannot back up here: cannot write in /bk (Read-only file system)" in shown, shown

@@ -14,7 +14,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Static, TabbedContent, TabPane, TextArea
 
@@ -23,16 +22,20 @@ from ..dialogs.confirm import ConfirmDialog
 from ..dialogs.text_prompt import TextPrompt
 from ..messages import CampaignChanged, CampaignValidated
 from ..widgets.app_bar import AppBar, display_path
-from ..widgets.status_line import bottom_bars
+from ..widgets.status_line import VisonFooter, bottom_bars
 from ..widgets.campaign_form import CampaignForm
 from ..widgets.problem_list import ProblemList
 from ..widgets.toml_editor import TomlEditor
+from .base import VisonScreen
 
 VALIDATE_AFTER_S = 0.6  # pause in typing before validating on its own
+VALIDATE_LATEST_S = 2.0  # the first validation waits for the first paint, at most this long (no terminal focus:
+                         # Textual's footer draws its keys when the terminal has the focus again)
 NARROW_WIDTH = 100  # below this the problems go under the editor
 
 
-class CampaignScreen(Screen):
+class CampaignScreen(VisonScreen):
+    AUTO_FOCUS = "#problems"  # focused as the screen is made (before the first frame)
     HELP_GROUP = "Campaign screen"
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", tooltip="save the file; asks first if the campaign has problems"),
@@ -74,6 +77,8 @@ class CampaignScreen(Screen):
         self.known_text = ""  # the editor's text as last seen by text_changed
         self._timer: Timer | None = None
         self._user_toggled = False  # ctrl+t: the view change comes from the user (focus follows it)
+        self.painted = False  # the footer's keys drawn: the screen is on the terminal whole
+        self.validate_when_painted = False
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -108,6 +113,16 @@ class CampaignScreen(Screen):
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_WIDTH, "-narrow")
 
+    @on(VisonFooter.KeysShown)
+    def first_painted(self) -> None:
+        self.painted = True
+        self.validate_if_waiting()
+
+    def validate_if_waiting(self) -> None:
+        if self.validate_when_painted:
+            self.validate_when_painted = False
+            self.start_validation()
+
     def on_screen_resume(self) -> None:
         self.query_one(AppBar).update_bar()
 
@@ -126,8 +141,11 @@ class CampaignScreen(Screen):
         editor.load_text(text)
         editor.move_cursor((0, 0))
         self._edited()
-        # after the first paint: validating loads the analysis modules (engine.tasks.registry)
-        self.call_after_refresh(self.start_validation)
+        if self.painted:
+            self.call_after_refresh(self.start_validation)
+        else:  # after the first paint: validating loads the analysis modules (engine.tasks.registry,
+            self.validate_when_painted = True  # 0.5 s of imports in a thread, slowing the paint)
+            self.set_timer(VALIDATE_LATEST_S, self.validate_if_waiting)  # the keys may wait for the focus
         self.post_message(CampaignChanged(self.path, None))
         return True
 

@@ -14,7 +14,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Static
 
 from engine.campaign.config import Campaign
@@ -29,6 +28,7 @@ from ..widgets.cleanup_plan import PlanItems, PlanTotals, plural, totals_lines
 from ..widgets.cleanup_report import CleanupLog
 from ..widgets.kind_checklist import KindChecklist
 from ..widgets.panel import Panel, toggle_zoom
+from .base import VisonScreen
 
 
 def names(text: str) -> list[str] | None:
@@ -51,7 +51,8 @@ def confirmation_text(plan: CleanupPlan, sessions: list[str] | None, tests: list
     return "\n".join(lines)
 
 
-class CleanupScreen(Screen):
+class CleanupScreen(VisonScreen):
+    AUTO_FOCUS = "#kinds"  # focused as the screen is made (before the first frame)
     HELP_GROUP = "Clean-up screen"
     BINDINGS = [
         Binding("x", "remove", "Remove…", tooltip="remove what the plan lists, after a question that repeats it"),

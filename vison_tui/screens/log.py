@@ -26,7 +26,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
@@ -44,6 +43,7 @@ from ..run_view import STATE_STYLES, RunView
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.status_line import bottom_bars
 from ..widgets.log_view import LogView
+from .base import VisonScreen
 
 POLL_S = 0.3
 STATUS_EVERY_S = 2.0
@@ -54,7 +54,8 @@ class TaskList(OptionList):
     BINDINGS = [Binding("enter", "select", "Go to task")]
 
 
-class LogScreen(Screen):
+class LogScreen(VisonScreen):
+    AUTO_FOCUS = "#log"  # focused as the screen is made (before the first frame)
     HELP_GROUP = "Log screen"
     BINDINGS = [
         Binding("f", "toggle_follow", "Follow", tooltip="keep the end of the log in view as lines arrive (on/off)"),

@@ -23,7 +23,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from engine.campaign.config import Campaign
@@ -48,6 +47,7 @@ from ..widgets.list_filter import ListFilter
 from ..widgets.list_table import ListTable
 from ..widgets.hk_sparklines import HKSparklines, key_detail, key_status, ordered_keys, out_in_view
 from ..widgets.panel import Panel, toggle_zoom
+from .base import VisonScreen
 
 REFRESH_S = 0.5  # snapshots while the screen is shown: often enough to watch, cheap enough overnight
 EVENTS_KEPT = 2000  # events waiting for the next redraw (the screen may be hidden for hours)
@@ -72,7 +72,8 @@ class Throttle:
         return False, 0
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(VisonScreen):
+    AUTO_FOCUS = "#hk"  # focused as the screen is made (before the first frame)
     HELP_GROUP = "Monitor screen"
     BINDINGS = [
         Binding("s", "start_stop", "Start/stop",

@@ -21,7 +21,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Input, Markdown, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
@@ -36,6 +35,7 @@ from ..result_view import (CCD_COLOURS, CCDS, TestEntry, ccd_table, default_plot
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.list_table import Column, ListTable
 from ..widgets.status_line import bottom_bars
+from .base import VisonScreen
 
 RELOAD_S = 3.0
 VIEWS = ("values-pane", "report-pane", "plot-pane", "images-pane")
@@ -82,7 +82,8 @@ class SourceList(OptionList):
     BINDINGS = [Binding("enter", "select", "Quick look")]
 
 
-class ResultsScreen(Screen):
+class ResultsScreen(VisonScreen):
+    AUTO_FOCUS = "#tests"  # focused as the screen is made (before the first frame)
     HELP_GROUP = "Results screen"
     BINDINGS = [
         Binding("s", "choose_session", "Session", tooltip="show the results of another session"),

@@ -16,7 +16,6 @@ from pathlib import Path
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, ProgressBar, Static
 
 from engine.campaign.config import Campaign
@@ -32,13 +31,15 @@ from ..widgets.list_filter import ListFilter
 from ..widgets.list_table import ListTable
 from ..widgets.status_line import bottom_bars
 from ..widgets.run_tables import RunList, RunTestsTable
+from .base import VisonScreen
 
 REFRESH_S = 1.0
 HIDDEN_REFRESH_EVERY = 5  # ticks between looks while another screen is shown
 STOP_TIMEOUT_S = 30.0
 
 
-class RunsScreen(Screen):
+class RunsScreen(VisonScreen):
+    AUTO_FOCUS = "#run-list"  # focused as the screen is made (before the first frame)
     HELP_GROUP = "Runs screen"
     BINDINGS = [
         Binding("n", "new_run", "New run", tooltip="start an aim, wait or check-only run of a session, in the background"),

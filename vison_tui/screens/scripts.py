@@ -16,7 +16,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Static, TabbedContent, TabPane
 
 from engine.campaign.catalogue import CATALOGUE
@@ -38,6 +37,7 @@ from ..widgets.message_panel import MessagePanel
 from ..widgets.script_fields import ScriptFieldsForm
 from ..widgets.session_editor import SessionEditor, SessionTests
 from ..widgets.test_checklist import TestChecklist
+from .base import VisonScreen
 
 ENGINE_ERRORS = (ConfigError, OutputFolderError, ChamberError, ValueError, OSError)
 
@@ -68,7 +68,8 @@ def sessions_lacking_scripts(sessions: dict[str, tuple[str, ...]], available: di
     return blocked
 
 
-class ScriptsScreen(Screen):
+class ScriptsScreen(VisonScreen):
+    AUTO_FOCUS = "#checklist"  # focused as the screen is made (before the first frame)
     HELP_GROUP = "Scripts & sessions screen"
     BINDINGS = [
         Binding("w", "write_scripts", "Write scripts", tooltip="write the selected tests' scripts into the scripts folder"),

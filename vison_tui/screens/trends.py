@@ -20,13 +20,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from ..dialogs.text_prompt import TextPrompt
 from ..widgets.app_bar import AppBar, display_path
 from ..widgets.status_line import bottom_bars
 from ..widgets.panel import Panel, toggle_zoom
+from .base import VisonScreen
 
 if TYPE_CHECKING:  # engine.pipeline.trends loads the analysis families: imported in the worker
     from engine.pipeline.trends import Trends
@@ -58,7 +58,8 @@ class TrendsWritten(Message):
     problem: str = ""
 
 
-class TrendsScreen(Screen):
+class TrendsScreen(VisonScreen):
+    AUTO_FOCUS = "#outliers"  # focused as the screen is made (before the first frame)
     HELP_GROUP = "Trends screen"
     BINDINGS = [
         Binding("o", "choose_folders", "Results folders",

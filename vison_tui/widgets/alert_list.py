@@ -17,6 +17,7 @@ from textual.widgets import OptionList
 from engine.monitor import (AlertDeliveryFailed, BackupConflict, BackupFailed, ExpLogLineProblem, HKBackInLimits,
                             HKOutOfLimits, HKReadProblem, MonitorEvent, MonitorNotice)
 
+TARGET_FAILURE = "(target)"  # BackupFailed.name when the backup target itself fails (engine/monitor/backup.py)
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "cleared": "green", "info": ""}
 SEVERITY_MARK = {"critical": "✗ crit", "warning": "! warn", "cleared": "✓ back", "info": "· info"}
 
@@ -29,8 +30,8 @@ class AlertEntry:
     subject: str  # HK key or file name
     text: str  # names the subject
     settled: bool = False  # an HK alert whose key has come back within limits since
-    group: str = ""  # failed copies to one target for one reason share a line (a full disk fails them all)
-    count: int = 1
+    group: str = ""  # failed copies to one target for one reason share a line (a full disk fails them all);
+    count: int = 1  # a target that cannot be written to has a line of its own, said again in place
 
     def line(self) -> Text:
         """One entry, wrapped to the list's width: narrow terminals still read all of it."""
@@ -60,6 +61,9 @@ def entry_for(event: MonitorEvent) -> AlertEntry | None:
     if isinstance(event, (HKReadProblem, ExpLogLineProblem)):
         return AlertEntry("warning", _clock(event.at), "", event.path.name, event.message())
     if isinstance(event, BackupFailed):
+        if event.name == TARGET_FAILURE:  # the target (read-only, full, gone), not a file: its own line
+            return AlertEntry("warning", _clock(event.at), "", event.target, event.message(),
+                              group=f"{event.target}\n{TARGET_FAILURE}")
         return AlertEntry("warning", _clock(event.at), "", event.name, event.message(),
                           group=f"{event.target}\n{event.reason}")
     if isinstance(event, BackupConflict):
@@ -99,8 +103,11 @@ class AlertList(OptionList):
             if same is not None and isinstance(event, BackupFailed):
                 same.count += 1
                 same.when, same.subject = entry.when, entry.subject
-                same.text = (f"could not copy {same.count} files to {event.target}: {event.reason} "
-                             f"(will retry; latest {event.name})")
+                if event.name == TARGET_FAILURE:  # the target failing again (each pass looks): the latest says it
+                    same.text = entry.text
+                else:
+                    same.text = (f"could not copy {same.count} files to {event.target}: {event.reason} "
+                                 f"(will retry; latest {event.name})")
                 added = True
                 continue
             if entry.severity == "cleared":

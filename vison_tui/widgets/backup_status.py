@@ -11,6 +11,7 @@ from textual.widgets import Static
 
 from engine.pipeline.cleanup import human_size
 
+from .alert_list import TARGET_FAILURE
 from .app_bar import display_path
 
 LISTED = 3  # failed or conflicting files named per target; the rest are counted
@@ -27,11 +28,17 @@ def backup_text(backup: Mapping[str, Mapping[str, Any]], targets_chosen: bool) -
         text.append(f"→ {display_path(target) if ':' not in target else target}\n", style="bold")
         text.append(f"  {report.get('copied', 0)} copied", style="green")
         text.append(f" ({human_size(report.get('copied_bytes', 0))})", style="dim")
-        pending, failed, conflicts = report.get("pending", 0), report.get("failed", 0), report.get("conflicts", 0)
+        failed_files = dict(report.get("failed_files", {}))
+        unwritable = failed_files.pop(TARGET_FAILURE, None)  # the target itself, not a file
+        pending, conflicts = report.get("pending", 0), report.get("conflicts", 0)
+        failed = report.get("failed", 0) - (unwritable is not None)
         text.append(f" · {pending} pending", style="" if pending else "dim")
         text.append(f" · {failed} failed", style="bold red" if failed else "dim")
         text.append(f" · {conflicts} conflicts", style="bold yellow" if conflicts else "dim")
-        for name, reason in list(report.get("failed_files", {}).items())[:LISTED]:
+        if unwritable is not None:
+            text.append(f"\n  ✗ cannot back up here: {unwritable}; nothing is copied until it can be",
+                        style="bold red")
+        for name, reason in list(failed_files.items())[:LISTED]:
             text.append(f"\n  ✗ {name}: {reason}", style="red")
         for name, kept_as in list(report.get("conflict_files", {}).items())[:LISTED]:
             text.append(f"\n  ! {name}: differs at the target; ours kept as {kept_as}", style="yellow")

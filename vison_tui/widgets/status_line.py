@@ -10,6 +10,7 @@ from itertools import groupby
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
+from textual.message import Message
 from textual.widgets import Footer, Static
 from textual.widgets._footer import FooterKey, FooterLabel, KeyGroup
 
@@ -81,16 +82,35 @@ class StatusLine(Static):
 
 
 class VisonFooter(Footer):
-    """A compact footer; when the keys do not all fit, the app's (screens, help, quit) come first."""
+    """A compact footer; when the keys do not all fit, the app's (screens, help, quit) come first.
+
+    Textual's footer composes its keys again whenever the screen's bindings may have changed (every
+    focus change, several times while a screen is first shown); this one does so only when the keys
+    to show did change (each composition restyled some fifteen widgets: a tenth of a first visit)."""
+
+    class KeysShown(Message):
+        """The screen's keys are drawn for the first time: the screen is painted whole (the footer's
+        keys come last: they follow the focus). Heavy work that need not be on screen waits for it."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.shown_keys: tuple = ()  # what the last composition placed (key_layout)
+        self.painted = False  # KeysShown posted
 
     def on_resize(self) -> None:
         if self.size.width != getattr(self, "_laid_out_for", None):
             self._laid_out_for = self.size.width
             self.call_after_refresh(self.recompose)
 
-    def compose(self) -> ComposeResult:
-        if not self._bindings_ready:
+    async def recompose(self) -> None:
+        if self.key_layout() == self.shown_keys:
             return
+        await super().recompose()
+
+    def key_groups(self) -> list[tuple]:
+        """(binding group or None, [(binding, enabled, tooltip) for each action]) in the order shown."""
+        if not self._bindings_ready:
+            return []
         bindings = [(binding, enabled, tooltip) for (node, binding, enabled, tooltip)
                     in self.screen.active_bindings.values() if binding.show]
         by_action: defaultdict[str, list] = defaultdict(list)
@@ -99,36 +119,49 @@ class VisonFooter(Footer):
         groups = []
         for group, items in groupby(by_action.values(), lambda b: b[0][0].group):
             if group is None:  # ungrouped keys are placed one by one (the app's among the screen's)
-                groups += [(None, [item]) for item in items]
+                groups += [(None, [item[0]]) for item in items]
             else:
-                groups.append((group, list(items)))
+                groups.append((group, [item[0] for item in items]))
 
         def width(group, items) -> int:
             if group is not None and len(items) > 1:
-                return sum(len(self.app.get_key_display(b[0][0])) + 1 for b in items) + len(group.description) + 1
-            return sum(len(self.app.get_key_display(b[0][0])) + len(b[0][0].description) + 2 for b in items)
+                return sum(len(self.app.get_key_display(b[0])) + 1 for b in items) + len(group.description) + 1
+            return sum(len(self.app.get_key_display(b[0])) + len(b[0].description) + 2 for b in items)
 
         app_actions = {b.action for bs in self.app._bindings.key_to_bindings.values() for b in bs}
         if sum(width(g, items) for g, items in groups) > self.app.size.width:
-            own = [(g, items) for g, items in groups if items[0][0][0].action not in app_actions]
-            app = [(g, items) for g, items in groups if items[0][0][0].action in app_actions]
+            own = [(g, items) for g, items in groups if items[0][0].action not in app_actions]
+            app = [(g, items) for g, items in groups if items[0][0].action in app_actions]
             groups = app + own
-        self.styles.grid_size_columns = len(by_action)
+        return groups
+
+    def key_layout(self, groups: list[tuple] | None = None) -> tuple:
+        """What the footer shows, comparable: the keys in order with their text and state."""
+        return tuple((group.description if group is not None else None,
+                      tuple((b.key, b.description, b.action, enabled, tooltip) for b, enabled, tooltip in items))
+                     for group, items in (self.key_groups() if groups is None else groups))
+
+    def compose(self) -> ComposeResult:
+        groups = self.key_groups()
+        self.shown_keys = self.key_layout(groups)
+        if not groups:
+            return
+        if not self.painted:
+            self.painted = True
+            self.call_after_refresh(self.post_message, self.KeysShown())
+        self.styles.grid_size_columns = sum(len(items) for _, items in groups)
         for group, multi in groups:
             if group is not None and len(multi) > 1:
                 with KeyGroup(classes="-compact" if group.compact else ""):
-                    for items in multi:
-                        binding, enabled, tooltip = items[0]
+                    for binding, enabled, tooltip in multi:
                         yield FooterKey(binding.key, self.app.get_key_display(binding), "", binding.action,
                                         disabled=not enabled, tooltip=tooltip or binding.description,
-                                        classes="-grouped").data_bind(compact=Footer.compact)
+                                        classes="-grouped -compact")
                 yield FooterLabel(group.description + " ")
             else:
-                for items in multi:
-                    binding, enabled, tooltip = items[0]
+                for binding, enabled, tooltip in multi:
                     yield FooterKey(binding.key, self.app.get_key_display(binding), binding.description,
-                                    binding.action, disabled=not enabled,
-                                    tooltip=tooltip).data_bind(compact=Footer.compact)
+                                    binding.action, disabled=not enabled, tooltip=tooltip, classes="-compact")
 
 
 def bottom_bars() -> ComposeResult:
