@@ -7,8 +7,9 @@ astropy and numpy, or the `vison` app would start seconds later.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 _EXPORTS = {
     ".explog": ("ExpLog", "ExpLogError", "ExpLogFollower", "read_explog"),
@@ -18,17 +19,7 @@ _EXPORTS = {
     ".geometry": ("FULL", "QUADRANTS", "REGIONS", "SMALL", "CCDGeometry"),
     ".names": ("day_folder_name", "frame_filename", "parse_day_folder", "parse_frame_name"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # what type checkers and editors see

@@ -9,8 +9,9 @@ looks for a running monitor before its first paint, would start 0.7 s later.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy_exports import lazy_exports
 
 _EXPORTS = {
     ".alerts": ("AlertDispatcher", "AlertSink", "BellSink", "CallbackSink", "CommandSink", "EmailSink", "LogSink",
@@ -26,17 +27,7 @@ _EXPORTS = {
     ".summary": ("ExposureSummary", "KeySummary", "MonitorSnapshot", "MonitorSummary"),
     ".watcher": ("FolderWatcher", "choose_observer", "filesystem_type"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # what type checkers and editors see
