@@ -115,3 +115,15 @@ async def test_wrap_and_level_filter(demo_campaign: Path) -> None:
         assert view.in_view(view.current)
         await pilot.press("l")
         assert view.kept_lines is None and view.shown_count == screen.index.line_count
+
+
+async def test_a_narrow_terminal_opens_the_log_wrapped(demo_campaign: Path) -> None:
+    """At 80x24 the log view is 56 columns: a pipeline line would be cut to its time stamp and
+    level, so the log opens wrapped there (w still unwraps); at 120 columns it does not."""
+    fixture_runs(demo_campaign.parent / "results")
+    for size, wrapped in (((80, 24), True), (SIZE, False)):
+        async with new_app(demo_campaign).run_test(size=size) as pilot:
+            _, view = await loaded_log(pilot)
+            assert view.wrap is wrapped, size
+            await pilot.press("w")
+            assert view.wrap is not wrapped

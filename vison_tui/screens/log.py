@@ -49,6 +49,8 @@ POLL_S = 0.3
 STATUS_EVERY_S = 2.0
 
 
+WRAP_BELOW_COLUMNS = 100  # terminals narrower than this open the log wrapped (80x24: a 56-column view)
+
 class TaskList(OptionList):
     HELP_GROUP = "Tasks in the log"
     BINDINGS = [Binding("enter", "select", "Go to task")]
@@ -124,6 +126,8 @@ class LogScreen(VisonScreen):
     def on_mount(self) -> None:
         self.ready = True
         self.query_one("#search", Input).cursor_blink = not self.app.is_headless
+        if self.app.size.width < WRAP_BELOW_COLUMNS:
+            self.view.wrap = True  # a pipeline line is cut to nothing in a narrow view; w unwraps
         self.view.focus()
         self.watch(self.app, "campaign", self.campaign_changed)
         self.set_interval(STATUS_EVERY_S, self.refresh_status)
@@ -536,7 +540,9 @@ class LogScreen(VisonScreen):
         # start from the task being looked at: the highlighted line while in view (not one jumped to
         # earlier and scrolled away from), else the end when following, else the top of the view
         view = self.view
-        here = view.current if view.in_view(view.current) else (view.bottom_line if view.follow else view.top_line)
+        # (following, the end is what is shown, or is about to be once the view has scrolled)
+        end = self.index.line_count - 1
+        here = view.current if view.in_view(view.current) else (end if view.follow else view.top_line)
         lines = [line for line, _ in self.index.task_lines()]
         tasks.highlighted = max(0, bisect_right(lines, here) - 1)
         tasks.focus()
