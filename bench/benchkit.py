@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from machine import cpu_model  # bench/machine.py: scripts run from bench/
+from engine.process import descendants
 
 SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
 CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vison-bench"
@@ -94,7 +95,7 @@ class MemorySampler(threading.Thread):
 
     def run(self) -> None:
         while not self._done.is_set():
-            pids = [self.pid, *_children(self.pid)]
+            pids = [self.pid, *descendants(self.pid)]
             self.peak_kb = max(self.peak_kb, sum(_rss_kb(p) for p in pids))
             self.peak_pss_kb = max(self.peak_pss_kb, sum(_pss_kb(p) for p in pids))
             for p in pids:
@@ -110,16 +111,6 @@ class MemorySampler(threading.Thread):
     def stop(self) -> None:
         self._done.set()
         self.join()
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found + [g for c in found for g in _children(c)]
 
 
 def _cpu_ticks(pid: int) -> int:

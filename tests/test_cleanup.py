@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli.main import main
-from engine.pipeline.process import process_start_ticks
+from engine.process import process_start_ticks
 from engine.pipeline.cleanup import (CleanupError, RefusedRoot, ROUTINE_KINDS, execute, kinds_except,
                                      plan_cleanup)
 

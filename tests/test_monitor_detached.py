@@ -21,7 +21,7 @@ from engine.formats.geometry import SMALL
 from engine.monitor.detached import (MonitorRecord, MonitorStartError, find_monitor, list_monitors, monitor_status,
                                      start_detached_monitor, stop_monitor)
 from engine.monitor.state import state_in_use
-from engine.pipeline.process import ENDED, check_process, process_start_ticks
+from engine.process import ENDED, check_process, process_start_ticks
 from engine.sim.elvis import SimulationRequest, simulate
 from engine.sim.housekeeping import HKExcursion
 

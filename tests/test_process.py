@@ -14,7 +14,7 @@ import pytest
 
 from engine.cli.main import main as cli
 from engine.pipeline.cleanup import run_in_use
-from engine.pipeline.process import ENDED, RUNNING, UNCONFIRMED, check_process, process_command, process_start_ticks
+from engine.process import ENDED, RUNNING, UNCONFIRMED, check_process, process_command, process_start_ticks
 from engine.pipeline.runs import RunRecord, run_status, stop_run
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")

@@ -16,6 +16,7 @@ from engine.cli.main import main as cli
 from engine.formats.geometry import SMALL
 from engine.pipeline.results import read_result
 from engine.pipeline.runner import PipelineRun, RunOptions
+from engine.process import ENDED, check_process, descendants, process_command, process_start_ticks
 from engine.pipeline.runs import (RunRecord, find_run, list_runs, restart_run, run_status, start_detached,
                                   stop_run, tail_run)
 from engine.sim.elvis import SimulationRequest, simulate
@@ -121,23 +122,6 @@ def test_detached_run_is_listed_progresses_and_stops_gracefully(tmp_path, acquir
     assert read_result(results / "D11" / "BIAS01")["obsids"] == [1000, 1009]
 
 
-def _descendants(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found + [g for c in found for g in _descendants(c)]
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "Z"
-
-
 def test_killed_wait_run_shows_died_and_its_restart_skips_finished_tests(tmp_path, acquired):
     config = _campaign(tmp_path)
     day = tmp_path / "data" / "12_Mar_19"
@@ -147,19 +131,18 @@ def test_killed_wait_run_shows_died_and_its_restart_skips_finished_tests(tmp_pat
     _until(lambda: _test_state(first, "BIAS01") == "done", what="BIAS01 analysed")
     analysed = read_result(results / "D11" / "BIAS01")
 
-    helpers = _descendants(first.pid)  # its fork server and pool workers
+    helpers = {pid: process_start_ticks(pid) for pid in descendants(first.pid)}  # fork server, workers
     assert helpers, "the run's workers"
     os.kill(first.pid, signal.SIGKILL)  # no chance to say goodbye
     _until(lambda: not first.process().running, what="the run to die")
     assert run_status(first).state == "died"
     # workers blocked on the dead run's queue would stay for ever, holding memory: they end
+    left = lambda: [(pid, process_command(pid)) for pid, ticks in helpers.items()  # noqa: E731
+                    if check_process(pid, ticks).state != ENDED]
     try:
-        _until(lambda: not any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in helpers),
-               what="the killed run's workers and fork server to end")
+        _until(lambda: not left(), what="the killed run's workers and fork server to end")
     except AssertionError:
-        left = [(pid, _state(pid), Path(f"/proc/{pid}/cmdline").read_bytes()[:120]) for pid in helpers
-                if Path(f"/proc/{pid}").exists()]
-        raise AssertionError(f"left: {left}") from None
+        raise AssertionError(f"still running: {left()}") from None
 
     _land(acquired, day, range(1010, 1014))  # DARK01 arrives while nothing watches
     again = restart_run(first)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .process import ENDED, check_process
+from ..process import ENDED, check_process
 
 # name -> what it is (shown by the CLI and the app)
 KINDS: dict[str, str] = {

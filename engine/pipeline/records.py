@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .. import __version__
-from .process import UNCONFIRMED, ProcessCheck, check_process, process_command, process_start_ticks
+from ..process import UNCONFIRMED, ProcessCheck, check_process, process_command, process_start_ticks
 
 STATE_FILE = "state.json"
 OUTPUT_FILE = "output.txt"

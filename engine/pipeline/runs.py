@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .log import LOGS_FOLDER, log_filename, pipeline_id, tag_problem
-from .process import ProcessCheck, process_start_ticks  # noqa: F401 (process_start_ticks: for callers)
+from ..process import ProcessCheck, process_start_ticks  # noqa: F401 (process_start_ticks: for callers)
 from .records import (END_STATES, LIVE_STATES, OUTPUT_FILE, STATE_FILE, engine_command, liveness,  # noqa: F401
                       locked as _locked, now_iso as _now, own_identity, read_json, recorded_process, spawn_detached,
                       state_dir, stop_recorded, update_info, user_name as _user, write_json_atomic)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from ..campaign.executor_spec import ExecutorSpec, parse_executor
+from ..process import process_start_ticks
 
 __all__ = ["CONNECT_TIMEOUT_S", "ClusterFacts", "DaskExecutor", "Executor", "ExecutorUnavailable", "LocalExecutor",
            "check_cluster", "default_workers", "open_executor", "parse_executor", "start_worker_server"]
@@ -127,7 +128,8 @@ class LocalExecutor(Executor):
     def _started_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context(),
-                                             initializer=_end_with_run, initargs=(os.getpid(),))
+                                             initializer=_end_with_run,
+                                             initargs=(os.getpid(), process_start_ticks(os.getpid())))
         return self._pool
 
     def warm(self, prepare: Callable[[], None] | None = None) -> threading.Event:
@@ -157,29 +159,18 @@ def _nothing() -> None:
     pass
 
 
-def _process_lives(pid: int) -> bool:
-    """Is process `pid` running (a zombie, killed but not yet reaped by its parent, is not)?"""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):  # gone, or the pid is another user's now
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):  # no /proc (not Linux): the signal check is what we have
-        return True
-
-
 RUN_WATCH_S = 1.0  # how often a worker looks whether its run's process is still there
 
 
-def _end_with_run(run_pid: int) -> None:
-    """Worker initializer: a thread ends this worker once the run's process is gone. A run killed
-    with SIGKILL (or by the out-of-memory killer) otherwise leaves its workers blocked on their
-    queue for ever, holding memory and its fork server alive (seen: night after night)."""
+def _end_with_run(run_pid: int, run_start_ticks: int | None) -> None:
+    """Worker initializer: a thread ends this worker once the run's process has ended (gone, a
+    zombie, or its pid taken by another process: process.check_process). A run killed with SIGKILL
+    (or by the out-of-memory killer) otherwise leaves its workers blocked on their queue for ever,
+    holding memory and its fork server alive (seen: night after night)."""
+    from ..process import ENDED, check_process
 
     def watch() -> None:
-        while _process_lives(run_pid):
+        while check_process(run_pid, run_start_ticks).state != ENDED:
             time.sleep(RUN_WATCH_S)
         os._exit(1)
 
