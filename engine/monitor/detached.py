@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..pipeline.records import (LIVE_STATES, OUTPUT_FILE, STATE_FILE, engine_command, liveness, now_iso,
+from ..pipeline.records import (LIVE_STATES, OUTPUT_FILE, STATE_FILE, RecordFolder, engine_command, liveness, now_iso,
                                 own_identity, read_json, spawn_detached, state_dir, stop_recorded, update_info,
                                 update_state, user_name, write_json_atomic)
 from .events import MonitorEvent, event_from_dict
@@ -49,22 +49,10 @@ def monitors_root() -> Path:
     return state_dir() / MONITORS_FOLDER
 
 
-@dataclass
-class MonitorRecord:
+class MonitorRecord(RecordFolder):
     """A detached monitor's folder; `info` is monitor.json, `state` state.json as last read."""
 
-    folder: Path
-    info: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> MonitorRecord:
-        folder = Path(folder)
-        return cls(folder, read_json(folder / MONITOR_FILE), read_json(folder / STATE_FILE))
-
-    def reload(self) -> MonitorRecord:
-        self.info, self.state = read_json(self.folder / MONITOR_FILE), read_json(self.folder / STATE_FILE)
-        return self
+    INFO_FILE = MONITOR_FILE
 
     @property
     def monitor_id(self) -> str:
@@ -93,10 +81,6 @@ class MonitorRecord:
     @property
     def snapshot_path(self) -> Path:
         return self.folder / SNAPSHOT_FILE
-
-    @property
-    def started(self) -> str:
-        return str(self.info.get("started") or "")
 
     # -- what the app reads while the monitor runs ------------------------------------------------
 

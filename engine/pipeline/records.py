@@ -24,10 +24,10 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 from .. import __version__
 from ..process import UNCONFIRMED, ProcessCheck, check_process, process_command, process_start_ticks
@@ -115,6 +115,37 @@ def own_identity() -> dict[str, Any]:
     own = {"pid_start": process_start_ticks(pid), "command": process_command(pid)}
     return {"pid": pid, **{k: v for k, v in own.items() if v is not None}, "pgid": os.getpgid(pid),
             "host": socket.gethostname(), "user": user_name(), "vison_version": __version__}
+
+
+@dataclass
+class RecordFolder:
+    """A record's folder; `info` is its info file (INFO_FILE of the kind), `state` state.json, as last read."""
+
+    INFO_FILE: ClassVar[str]
+    folder: Path
+    info: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> Any:
+        folder = Path(folder)
+        return cls(folder, read_json(folder / cls.INFO_FILE), read_json(folder / STATE_FILE))
+
+    def reload(self) -> Any:
+        self.info, self.state = read_json(self.folder / self.INFO_FILE), read_json(self.folder / STATE_FILE)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.info.get("pid")
+
+    @property
+    def started(self) -> str:
+        return str(self.info.get("started") or "")
+
+    def process(self) -> ProcessCheck:
+        """Whether the recorded process still runs (pid, start time and command as recorded)."""
+        return recorded_process(self.info)
 
 
 def recorded_process(info: Mapping[str, Any]) -> ProcessCheck:

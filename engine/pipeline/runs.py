@@ -20,14 +20,14 @@ import itertools
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .log import LOGS_FOLDER, log_filename, pipeline_id, tag_problem
 from ..process import ProcessCheck, process_start_ticks  # noqa: F401 (process_start_ticks: for callers)
-from .records import (END_STATES, LIVE_STATES, OUTPUT_FILE, STATE_FILE, engine_command, liveness,  # noqa: F401
+from .records import (END_STATES, LIVE_STATES, OUTPUT_FILE, STATE_FILE, RecordFolder, engine_command, liveness,  # noqa: F401
                       locked as _locked, now_iso as _now, own_identity, read_json, recorded_process, spawn_detached,
                       state_dir, stop_recorded, update_info, user_name as _user, write_json_atomic)
 
@@ -83,30 +83,14 @@ def release_run_id(results_root: str | os.PathLike[str], run_id: str) -> None:
 
 # -- the record, as read back ------------------------------------------------------------------
 
-@dataclass
-class RunRecord:
+class RunRecord(RecordFolder):
     """A run folder; `info` is run.json, `state` is state.json as last read."""
 
-    folder: Path
-    info: dict[str, Any] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> "RunRecord":
-        folder = Path(folder)
-        return cls(folder, read_json(folder / RUN_FILE), read_json(folder / STATE_FILE))
-
-    def reload(self) -> "RunRecord":
-        self.info, self.state = read_json(self.folder / RUN_FILE), read_json(self.folder / STATE_FILE)
-        return self
+    INFO_FILE = RUN_FILE
 
     @property
     def run_id(self) -> str:
         return str(self.info.get("id") or self.folder.name)
-
-    @property
-    def pid(self) -> int | None:
-        return self.info.get("pid")
 
     @property
     def log_path(self) -> Path | None:
@@ -115,14 +99,6 @@ class RunRecord:
     @property
     def output_path(self) -> Path | None:
         return Path(self.info["output"]) if self.info.get("output") else None
-
-    @property
-    def started(self) -> str:
-        return str(self.info.get("started") or "")
-
-    def process(self) -> ProcessCheck:
-        """Whether the recorded process still runs (pid, start time and command as recorded)."""
-        return recorded_process(self.info)
 
 
 @dataclass(frozen=True)
