@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.tasks.compiled.kernels import band_pass, network_pairs
+from engine.tasks.compiled.kernels import band_pass
+from engine.tasks.stacking import network_pairs
 from engine.tasks.stats import ADU_BINS
 
 

@@ -134,40 +134,22 @@ def fuse_band(cube: np.ndarray, used: np.ndarray, *, measure_rows: Sequence[tupl
               measure_shift: np.ndarray | None = None, measure_counts: np.ndarray | None = None, noise: NoiseAccumulator | None = None,
               noise_rows: tuple[int, int] = (0, 0), total: np.ndarray | None = None,
               stack: StackWriter | None = None, planes: np.ndarray | None = None) -> None:
-    """One band of frames (uint16 cube, as read) through the compiled loop (kernels.band_pass),
+    """One band of frames (uint16 cube, as read) through the compiled loop (kernels.sweep),
     feeding whichever consumers are given: the frames' measurement histograms (rows
     `measure_rows[k]` of frame k counted into `measure_counts[k]`, shifted by column), the noise of the
     `used` frames over `noise_rows` (sums into `total`), the stack of the `used` frames into
     `planes` (median, spread)."""
-    from .compiled.kernels import band_pass  # compiled: numba loaded only where units run
+    from .compiled.kernels import sweep  # compiled: numba loaded only where units run
 
-    frames, rows, width = cube.shape
-    first = np.zeros(frames, np.int64)
-    stop = np.zeros(frames, np.int64)
-    for k, (row_first, row_stop) in enumerate(measure_rows):
-        first[k], stop[k] = row_first, row_stop
-    if measure_shift is None:
-        measure_shift = np.zeros(width, np.int64)
-    if measure_counts is None:
-        measure_counts = np.zeros((frames, 1), np.int64)
-    noise_counts = noise.counts if noise is not None else np.zeros((len(used), 1), np.int64)
-    noise_shift = noise.shift if noise is not None else np.zeros(width, np.int64)
-    reach = noise.reach if noise is not None else 0
-    if noise is None:
-        noise_rows = (0, 0)
-    if total is None:
-        total = np.zeros((1, 1), np.int64)
+    consumers: dict[str, Any] = {}
+    if noise is not None:
+        consumers.update(noise_rows=noise_rows, noise_shift=noise.shift, reach=noise.reach, noise_counts=noise.counts,
+                         total=total)
     if stack is not None and planes is not None:
-        offsets, spread_error, pairs = stack.offsets32, stack.target.spread == "error", stack.pairs
-        median, spread = planes[0], planes[1]
-    else:
-        offsets = np.zeros(len(used), np.float32)
-        spread_error, pairs = False, np.zeros((0, 2), np.int64)
-        median = spread = np.zeros((1, 1), np.float32)
-    band_pass(np.ascontiguousarray(cube), first, stop, measure_shift, measure_counts,
-              np.ascontiguousarray(used, np.int64), noise_rows[0], noise_rows[1], noise_shift, reach,
-              noise_counts, total, offsets, pairs, stack is not None and planes is not None, spread_error,
-              median, spread)
+        consumers.update(offsets=stack.offsets32, pairs=stack.pairs, spread_error=stack.target.spread == "error",
+                         median=planes[0], spread=planes[1])
+    sweep(cube, used=used, measure_rows=measure_rows, measure_shift=measure_shift, measure_counts=measure_counts,
+          **consumers)
 
 
 # ---------------------------------------------------------------------------------------------

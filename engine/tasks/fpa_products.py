@@ -41,7 +41,7 @@ from .stacking import (
     assemble_product,
     compress_plane,
     quantisation_step,
-    sorting_network,
+    network_pairs,
 )
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
 
@@ -98,7 +98,7 @@ class LE1StackWriter:
     def __init__(self, view: LE1Quadrant, offsets: Sequence[float], geometry: CCDGeometry, target: LE1StackTarget):
         self.view, self.geometry, self.target = view, geometry, target
         self.offsets32 = np.asarray(offsets, np.float32)
-        self.pairs = np.array(sorting_network(len(offsets)) if len(offsets) > 1 else [], np.int64).reshape(-1, 2)
+        self.pairs = network_pairs(len(offsets))
         self.shape = view.extension.shape
         self.maps: dict[str, np.memmap] = {}
         try:

@@ -80,8 +80,8 @@ def region_columns(geometry: CCDGeometry, region: str, trim: bool = True) -> sli
 def quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: slice) -> QuadrantStats:
     """Offsets, noise and pixel-value extremes of one quadrant over canonical image rows `rows`,
     the quadrant read once, as it lies in the frame (no flipped copy), and swept once by the
-    compiled loop (kernels.band_pass): one histogram per region, from which every statistic comes."""
-    from .compiled.kernels import band_pass  # compiled: numba loaded only where units run
+    compiled loop (kernels.sweep): one histogram per region, from which every statistic comes."""
+    from .compiled.kernels import sweep  # compiled: numba loaded only where units run
 
     q_rows, q_cols = geometry.quadrant_slices(quadrant)
     counts = frame.section(q_rows, q_cols)[None]  # (1, rows, columns) as read
@@ -96,11 +96,7 @@ def quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: sli
     if flip_cols:
         labels = labels[::-1].copy()
     histograms = np.zeros((1, (len(REGIONS) + 1) * ADU_BINS), np.int64)
-    none_used, no_counts = np.zeros(0, np.int64), np.zeros((1, 1), np.int64)
-    no_plane = np.zeros((1, 1), np.float32)
-    band_pass(counts, np.array([first]), np.array([max(first, stop)]), labels * ADU_BINS, histograms, none_used,
-              0, 0, labels, 0, no_counts, no_counts, np.zeros(0, np.float32), np.zeros((0, 2), np.int64),
-              False, False, no_plane, no_plane)
+    sweep(counts, measure_rows=[(first, max(first, stop))], measure_shift=labels * ADU_BINS, measure_counts=histograms)
     blocks = histograms.reshape(len(REGIONS) + 1, ADU_BINS)
     regions = {name: histogram_region_stats(blocks[index]) for index, name in enumerate(REGIONS)}
     return QuadrantStats(

@@ -35,7 +35,7 @@ from .base import AnalysisTask
 from .check import RawStats
 from .context import TaskContext
 from .family import Family, ValueSpec
-from .figures import markdown_table, quadrant_axes
+from .figures import markdown_table
 from .offsets import FrameOffsets, PreparedData, measure_offsets
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
 from .stacking import product_names, provenance_header

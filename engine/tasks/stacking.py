@@ -259,23 +259,18 @@ class StackWriter:
                                     shape=shape)
         self.image_cols = region_columns(geometry, "image", trim=False)
         self.image = np.empty((geometry.image_rows, geometry.image_cols), np.float32)
-        self.subtract = np.asarray(offsets, np.float32)[:, None, None]
         self.offsets32 = np.asarray(offsets, np.float32)
-        self.pairs = np.array(sorting_network(len(offsets)) if len(offsets) > 1 else [], np.int64).reshape(-1, 2)
+        self.pairs = network_pairs(len(offsets))
 
     def add(self, band: Band, sections: Sequence[np.ndarray]) -> None:
         """One band of the frames' sections (uint16, as read): median and spread of the
         offset-subtracted frames (kernels.band_pass, numpy's float32 arithmetic) written."""
-        from .compiled.kernels import band_pass  # compiled: numba loaded only where units run
+        from .compiled.kernels import sweep  # compiled: numba loaded only where units run
 
         cube = np.stack(sections)
-        n, rows, width = cube.shape
-        planes = np.empty((2, rows, width), np.float32)
-        nothing = np.zeros(n, np.int64)
-        band_pass(cube, nothing, nothing, np.zeros(width, np.int64), np.zeros((n, 1), np.int64),
-                  np.arange(n, dtype=np.int64), 0, 0, np.zeros(width, np.int64), 0, np.zeros((n, 1), np.int64),
-                  np.zeros((1, 1), np.int64), self.offsets32, self.pairs, True, self.target.spread == "error",
-                  planes[0], planes[1])
+        planes = np.empty((2, *cube.shape[1:]), np.float32)
+        sweep(cube, used=np.arange(len(cube)), offsets=self.offsets32, pairs=self.pairs,
+              spread_error=self.target.spread == "error", median=planes[0], spread=planes[1])
         self.put(band, planes[0], planes[1])
 
     def put(self, band: Band, median: np.ndarray, spread: np.ndarray) -> None:
@@ -347,6 +342,11 @@ def sort_frames(cube: np.ndarray) -> None:
             np.minimum(lanes[a], lanes[b], out=buffer)
             np.maximum(lanes[a], lanes[b], out=lanes[b])
             lanes[a] = buffer
+
+
+def network_pairs(n: int) -> np.ndarray:
+    """The compare-exchange pairs of the sorting network for n frames, as kernels.band_pass takes them."""
+    return np.array(sorting_network(n) if n > 1 else [], np.int64).reshape(-1, 2)
 
 
 def sorting_network(n: int) -> list[tuple[int, int]]:

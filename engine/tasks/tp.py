@@ -46,7 +46,7 @@ from .family import Family, ValueSpec
 from .figures import markdown_table, new_figure
 from .offsets import FrameOffsets, PreparedData, measure_offsets
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from .stacking import ccd_serial, product_names, provenance_header
+from .stacking import product_names, provenance_header
 
 VERTICAL_MODES = ("123", "234", "341", "412")
 SERIAL_MODES = ("23", "31")

@@ -1,6 +1,7 @@
 """The compiled inner loops of the analyses (numba): what numpy would do in many whole-array passes.
 
-`band_pass`: the per-pixel work of the one pass over a quadrant band, fused in one loop.
+`band_pass`: the per-pixel work of the one pass over a quadrant band, fused in one loop; `sweep`
+calls it for the consumers a caller has.
 
 For each row of a band of n frames (uint16, as read), in one sweep over the row's pixels while
 they sit in the CPU cache:
@@ -138,22 +139,44 @@ def window_moments(values, centre, half_width):  # pragma: no cover - compiled
     return count, mean, np.sqrt(squares / (count - 1)) if count > 1 else np.nan
 
 
-def network_pairs(n: int) -> np.ndarray:
-    """The compare-exchange pairs of the sorting network for n frames, as the kernel takes them."""
-    from ..stacking import sorting_network
+def sweep(cube, *, used=None, measure_rows=(), measure_shift=None, measure_counts=None,
+          noise_rows=(0, 0), noise_shift=None, reach=0, noise_counts=None, total=None,
+          offsets=None, pairs=None, spread_error=False, median=None, spread=None) -> None:
+    """`band_pass` over one band of frames (uint16 cube, as read) for the consumers given by
+    keyword; the others get empty stand-ins, so every caller compiles the same one signature.
 
-    pairs = sorting_network(n) if n > 1 else []
-    return np.array(pairs, np.int64).reshape(-1, 2)
+    measure_rows[k]: (first, stop) band rows of frame k counted into measure_counts[k] at
+    measure_shift[column] + count. `used` frames: the noise over rows noise_rows into
+    noise_counts (at noise_shift[column] + residual, clipped to +-reach) with their sums into
+    `total`; the stack (offsets, pairs of the sorting network) into `median` and `spread`."""
+    frames, _, width = cube.shape
+    used = np.zeros(0, np.int64) if used is None else np.ascontiguousarray(used, np.int64)
+    first, stop = np.zeros(frames, np.int64), np.zeros(frames, np.int64)
+    for k, (row_first, row_stop) in enumerate(measure_rows):
+        first[k], stop[k] = row_first, row_stop
+    no_shift = np.zeros(width, np.int64)
+    stack = median is not None
+    no_plane = np.zeros((1, 1), np.float32)
+    band_pass(np.ascontiguousarray(cube), first, stop, no_shift if measure_shift is None else measure_shift,
+              np.zeros((frames, 1), np.int64) if measure_counts is None else measure_counts, used,
+              noise_rows[0], noise_rows[1], no_shift if noise_shift is None else noise_shift, reach,
+              np.zeros((len(used), 1), np.int64) if noise_counts is None else noise_counts,
+              np.zeros((1, 1), np.int64) if total is None else total,
+              np.zeros(len(used), np.float32) if offsets is None else offsets,
+              np.zeros((0, 2), np.int64) if pairs is None else pairs, stack, spread_error,
+              median if stack else no_plane, spread if stack else no_plane)
 
 
 def warm() -> None:
     """Load (or compile, the first time) every kernel with the argument types the analyses use,
     so that a process forked afterwards runs them at once."""
+    from ..stacking import network_pairs
+
     cube = np.zeros((2, 2, 4), np.uint16)
-    frames = np.zeros(2, np.int64)
-    counts = np.zeros((2, 1), np.int64)
-    band_pass(cube, frames, frames, np.zeros(4, np.int64), counts, np.arange(2, dtype=np.int64), 0, 0,
-              np.zeros(4, np.int64), 0, counts, np.zeros((2, 4), np.int64), np.zeros(2, np.float32),
-              network_pairs(2), True, False, np.zeros((2, 4), np.float32), np.zeros((2, 4), np.float32))
+    planes = np.zeros((2, 2, 4), np.float32)
+    sweep(cube, used=np.arange(2), measure_rows=[(0, 2), (0, 2)], measure_shift=np.zeros(4, np.int64),
+          measure_counts=np.zeros((2, 65536), np.int64), noise_rows=(0, 2), noise_shift=np.zeros(4, np.int64),
+          reach=1, noise_counts=np.zeros((2, 4), np.int64), total=np.zeros((2, 4), np.int64),
+          offsets=np.zeros(2, np.float32), pairs=network_pairs(2), median=planes[0], spread=planes[1])
     for dtype in (np.float32, np.float64):
         window_moments(np.zeros(4, dtype), dtype(0), dtype(1))
