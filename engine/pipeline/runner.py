@@ -353,15 +353,15 @@ class PipelineRun:
 
     # -- where the work units run ---------------------------------------------------------------
 
-    def warm_up(self, prepare: Callable[[], None] | None = None) -> threading.Thread | None:
+    def warm_up(self) -> threading.Thread | None:
         """In the background, while the data are listed: the local workers start (the fork server
-        loads the analysis modules and the compiled kernels; each then runs `prepare`), and this
+        loads the analysis modules and the compiled kernels), and this
         process imports the analyses and matplotlib, so the first units and figures wait for none.
         Returns the importing thread (wait mode joins it before its first analysis)."""
         if self.options.dry:
             return None
         if self.executor_spec.is_local:
-            self.executor().warm(prepare)
+            self.executor().warm()
         thread = threading.Thread(target=_load_analyses_and_figures, name="vison-warm-up", daemon=True)
         thread.start()
         return thread

@@ -128,10 +128,6 @@ class HkReport:
     out_of_limits: tuple[str, ...] = ()  # HK_OOL reasons
 
 
-def check_hk(ctx: TaskContext) -> None:
-    report_hk(ctx, read_hk_reports(ctx))
-
-
 def read_hk_reports(ctx: TaskContext) -> tuple[list[HkReport], list[int]]:
     """Each exposure's HK report, and the OBSIDs without an HK file. Reads only: safe in a thread."""
     reports, missing = [], []

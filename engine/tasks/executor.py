@@ -62,10 +62,9 @@ class Executor:
     def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
         raise NotImplementedError
 
-    def warm(self, prepare: Callable[[], None] | None = None) -> threading.Event:
-        """Start the workers now, each running `prepare()` once (e.g. importing what the units
-        will need), without waiting: the first units then pay no start-up. The event is set once
-        they are ready (at once here: nothing to start)."""
+    def warm(self) -> threading.Event:
+        """Start the workers now, without waiting: the first units then pay no start-up. The event
+        is set once they are ready (at once here: nothing to start)."""
         ready = threading.Event()
         ready.set()
         return ready
@@ -132,9 +131,9 @@ class LocalExecutor(Executor):
                                              initargs=(os.getpid(), process_start_ticks(os.getpid())))
         return self._pool
 
-    def warm(self, prepare: Callable[[], None] | None = None) -> threading.Event:
+    def warm(self) -> threading.Event:
         """Start all `workers` processes in a background thread (starting one blocks until the
-        fork server has its modules loaded: about a second on 2 cores), each running `prepare()`;
+        fork server has its modules and kernels loaded, worker_preload: about a second on 2 cores);
         the event is set when they have. With one worker the units run in this process: nothing
         to start."""
         ready = threading.Event()
@@ -142,7 +141,7 @@ class LocalExecutor(Executor):
             ready.set()
             return ready
         pool = self._started_pool()
-        threading.Thread(target=_start_workers, args=(pool, self.workers, prepare or _nothing, ready),
+        threading.Thread(target=_start_workers, args=(pool, self.workers, ready),
                          name="vison-pool-warm-up", daemon=True).start()
         return ready
 
@@ -177,12 +176,11 @@ def _end_with_run(run_pid: int, run_start_ticks: int | None) -> None:
     threading.Thread(target=watch, name="vison-run-watch", daemon=True).start()
 
 
-def _start_workers(pool: ProcessPoolExecutor, workers: int, prepare: Callable[[], None],
-                   ready: threading.Event) -> None:
+def _start_workers(pool: ProcessPoolExecutor, workers: int, ready: threading.Event) -> None:
     # The pool starts a process per submission while none is idle: `workers` submissions in a row
     # start them all (a new worker imports for longer than the next submission takes).
     try:
-        futures = [pool.submit(prepare) for _ in range(workers)]
+        futures = [pool.submit(_nothing) for _ in range(workers)]
         concurrent.futures.wait(futures)
     except (RuntimeError, BrokenProcessPool):  # the run closed the pool meanwhile, or a worker died:
         pass  # its next map says so (or starts a new pool)
