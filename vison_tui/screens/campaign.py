@@ -199,12 +199,16 @@ class CampaignScreen(VisonScreen):
                                             hint="path of the file (relative to the folder vison started in)",
                                             check=_readable_file), chosen)
 
+        self.after_discarding(ask_path)
+
+    def after_discarding(self, then) -> None:
+        """`then(True)` at once, or once the user agrees to discard unsaved changes (False if not)."""
         if self.unsaved:
             self.app.push_screen(ConfirmDialog("Discard unsaved changes?",
                                                f"{display_path(self.path)} has changes that are not saved.",
-                                               yes="Discard", no="Keep editing"), ask_path)
+                                               yes="Discard", no="Keep editing"), then)
         else:
-            ask_path()
+            then(True)
 
     def action_new_campaign(self) -> None:
         """A new campaign file from configs/campaign_template.toml (never over an existing file)."""
@@ -237,12 +241,7 @@ class CampaignScreen(VisonScreen):
                                                  "data/ and results/ unless you change [paths]",
                                             check=_new_file), chosen)
 
-        if self.unsaved:
-            self.app.push_screen(ConfirmDialog("Discard unsaved changes?",
-                                               f"{display_path(self.path)} has changes that are not saved.",
-                                               yes="Discard", no="Keep editing"), ask_path)
-        else:
-            ask_path()
+        self.after_discarding(ask_path)
 
     # -- editing and validation -----------------------------------------------------------------
     @on(TextArea.Changed, "#editor")
