@@ -29,7 +29,13 @@ import numpy as np
 
 from ..formats.fits import Frame, FrameError, read_frame
 from ..formats.geometry import CCDGeometry
-from .measures import REGIONS, QuadrantStats, quadrant_stats, region_columns
+from .measures import (
+    REGIONS,
+    QuadrantStats,
+    quadrant_stats,
+    region_columns,
+    window_rows,
+)
 from .stacking import (
     Band,
     StackStats,
@@ -200,12 +206,6 @@ class MeasureAccumulator:
             regions[name] = RegionStats(median, std, mean, histogram_stats(counts).mean)
         return QuadrantStats(prescan=regions["prescan"], image=regions["image"], overscan=regions["overscan"],
                              saturated=saturated, lost=lost)
-
-
-def window_rows(geometry: CCDGeometry, vstart: int, vend: int | None) -> slice:
-    """Canonical image rows the readout window read (as measures.frame_stats takes them)."""
-    vend = geometry.quad_height if vend is None else min(vend, geometry.quad_height)
-    return slice(max(0, vstart), min(vend, geometry.image_rows))
 
 
 def prescan_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: slice) -> RegionStats:

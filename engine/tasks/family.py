@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ..campaign.limits import GenericLimits
 
 if TYPE_CHECKING:  # the task machinery imports this module
+    import numpy as np
+
+    from ..formats.geometry import CCDGeometry
     from .base import AnalysisTask
     from .context import TaskContext
+    from .measures import QuadrantStats
 
 ALWAYS = ("init", "check", "report")  # every family has them: ingestion, raw-data checks, the report
 # Per-CCD values ("ccd" scope) sit beside the quadrants: ccds -> CCDn -> CCD_KEY -> name.
@@ -109,6 +113,38 @@ class BandConsumers:
         return bool(self.noise) and used(self.noise), self.stack if self.stack and used(self.stack.subtasks) else None
 
 
+class QuadrantConsumer(Protocol):
+    """Made in a worker by `QuadrantConsumers.start`; fed each readable frame of its (CCD,
+    quadrant) in OBSID order."""
+
+    def add(self, index: int, counts: np.ndarray, stats: "QuadrantStats") -> None:
+        """Frame `index` of the unit's list: its quadrant's counts (uint16, as read: frame
+        orientation, geometry.flips(quadrant) says how to view it canonically) and the check's
+        statistics of them (the prescan's clipped mean is the frame's offset)."""
+
+    def result(self) -> Any:
+        """What the family's sub-tasks take (small and picklable: numbers, tables, paths)."""
+
+
+@dataclass(frozen=True)
+class QuadrantConsumers:
+    """What a family takes from each quadrant of each frame in the read that makes the check's
+    measurements (readout.py): one work unit per (CCD, quadrant) reads each frame's quadrant once,
+    measures it and hands it to the family's consumer, so a family's extraction (PTC pairs, trap
+    dipoles, flat normalisation) costs no second read of the frames. Memory: what the consumer
+    keeps (a pair, a reference frame), never the frame count."""
+
+    # main process, per CCD: (ctx, ccd, the CCD's frames on disk in OBSID order, as the unit gets
+    # them) -> the consumer's picklable plan (pairs by index, modes...); None: nothing to consume
+    plan: Callable[["TaskContext", int, list[Any]], Any]
+    # worker: (quadrant, the first frame's geometry, plan) -> a QuadrantConsumer; module-level
+    start: Callable[[str, "CCDGeometry", Any], QuadrantConsumer]
+    subtasks: tuple[str, ...]  # the sub-tasks that use it: the pass feeds it if one of them will run
+
+    def wanted(self, enabled: frozenset[str] | set[str] | None) -> bool:
+        return enabled is None or any(name in enabled for name in self.subtasks)
+
+
 @dataclass(frozen=True)
 class Family:
     name: str
@@ -126,6 +162,7 @@ class Family:
     required: tuple[str, ...] = ()  # of `needs`: without it the results are flagged (MISSCALPROD)
     not_implemented: frozenset[str] = field(default_factory=frozenset)  # declared, no code yet
     per_band: BandConsumers | None = None  # what its sub-tasks take from the one pass over the frames
+    per_quadrant: QuadrantConsumers | None = None  # ... or from each frame's quadrants as the check reads them
 
     def value_specs(self) -> dict[str, ValueSpec]:
         """Every value the family may write: the generic check's, then its own (replacing by name)."""

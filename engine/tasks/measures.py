@@ -1,8 +1,9 @@
 """The raw-frame measurements of every test: each frame of the data set read once per analysis.
 
 A family that declares `per_band` (family.BandConsumers) has them made by the one pass over the
-quadrant bands (bandpass.py), which feeds its other consumers from the same read; the others get
-one work unit per frame here.
+quadrant bands (bandpass.py), one that declares `per_quadrant` (family.QuadrantConsumers) by one
+unit per (CCD, quadrant) that hands each quadrant read to its extraction (quadrant_pass.py):
+both feed the family's consumers from the same read. The others get one work unit per frame here.
 
 Per frame and quadrant, over the rows the readout window read: median, robust std and mean of
 the prescan, image and overscan (stats.RegionStats, with the clipped mean the analyses subtract
@@ -26,7 +27,13 @@ import numpy as np
 from ..formats.fits import Frame, FrameError, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .context import TaskContext
-from .stats import ADC_SATURATED, ADU_BINS, LOST_PIXEL, RegionStats, histogram_region_stats
+from .stats import (
+    ADC_SATURATED,
+    ADU_BINS,
+    LOST_PIXEL,
+    RegionStats,
+    histogram_region_stats,
+)
 
 TRIM_COLUMNS = {"prescan": (25, 5), "overscan": (5, 5), "image": (5, 5)}
 REGIONS = ("prescan", "image", "overscan")
@@ -81,10 +88,15 @@ def quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: sli
     """Offsets, noise and pixel-value extremes of one quadrant over canonical image rows `rows`,
     the quadrant read once, as it lies in the frame (no flipped copy), and swept once by the
     compiled loop (kernels.sweep): one histogram per region, from which every statistic comes."""
+    q_rows, q_cols = geometry.quadrant_slices(quadrant)
+    return counts_stats(frame.section(q_rows, q_cols), quadrant, geometry, rows)
+
+
+def counts_stats(quadrant_counts: np.ndarray, quadrant: str, geometry: CCDGeometry, rows: slice) -> QuadrantStats:
+    """quadrant_stats of a quadrant's counts already read (uint16, frame orientation, as read)."""
     from .compiled.kernels import sweep  # compiled: numba loaded only where units run
 
-    q_rows, q_cols = geometry.quadrant_slices(quadrant)
-    counts = frame.section(q_rows, q_cols)[None]  # (1, rows, columns) as read
+    counts = quadrant_counts[None]  # (1, rows, columns) as read
     height, width = counts.shape[1:]
     flip_rows, flip_cols = geometry.flips(quadrant)
     first, stop = max(0, rows.start or 0), min(height, height if rows.stop is None else rows.stop)
@@ -105,12 +117,17 @@ def quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: sli
     )
 
 
+def window_rows(geometry: CCDGeometry, vstart: int, vend: int | None) -> slice:
+    """Canonical image rows the readout window read."""
+    vend = geometry.quad_height if vend is None else min(vend, geometry.quad_height)
+    return slice(max(0, vstart), min(vend, geometry.image_rows))
+
+
 def frame_stats(path: Path, vstart: int = 0, vend: int | None = None) -> FrameStats:
     """Per quadrant statistics of one frame file, over the image rows the readout window read."""
     with read_frame(path) as frame:
         geometry = frame.geometry
-        vend = geometry.quad_height if vend is None else min(vend, geometry.quad_height)
-        rows = slice(max(0, vstart), min(vend, geometry.image_rows))
+        rows = window_rows(geometry, vstart, vend)
         return FrameStats(geometry, {q: quadrant_stats(frame, q, geometry, rows) for q in QUADRANTS})
 
 
@@ -158,17 +175,24 @@ class FrameMeasures:
 
     by_frame: dict[tuple[int, int], FrameStats | str] = field(default_factory=dict)
     passes: dict[tuple[int, str], Any] = field(default_factory=dict)  # (ccd, q) -> bandpass.QuadrantPass
+    readouts: dict[tuple[int, str], Any] = field(default_factory=dict)  # (ccd, q) -> quadrant_pass.QuadrantReadout
 
     @classmethod
     def produce(cls, ctx: TaskContext) -> "FrameMeasures":
         """Measured once per analysis: the first sub-task to ask (the check, else `prep`) measures,
         the others reuse (TaskContext.need). One work unit per frame: the workers share evenly."""
         frames = [f for ccd in ctx.ccds for f in ctx.dataset.frames(ccd) if f.path.is_file()]
+        by_ccd = {ccd: [f for f in frames if f.ccd == ccd] for ccd in ctx.ccds}
         if ctx.family.per_band is not None:  # one pass over the bands feeds the family's consumers too
             from .bandpass import run_pass
 
-            by_frame, passes = run_pass(ctx, {ccd: [f for f in frames if f.ccd == ccd] for ccd in ctx.ccds})
+            by_frame, passes = run_pass(ctx, by_ccd)
             return cls({(f.obsid, f.ccd): by_frame[(f.obsid, f.ccd)] for f in frames}, passes)
+        if ctx.family.per_quadrant is not None:  # each quadrant read once feeds the family's extraction too
+            from .quadrant_pass import run_readout
+
+            by_frame, readouts = run_readout(ctx, by_ccd)
+            return cls({(f.obsid, f.ccd): by_frame[(f.obsid, f.ccd)] for f in frames}, readouts=readouts)
         results = ctx.map_units(frame_unit, [frame_call(f) for f in frames])
         return cls({(f.obsid, f.ccd): result for f, result in zip(frames, results)})
 
