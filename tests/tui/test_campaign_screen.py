@@ -132,3 +132,30 @@ async def test_save_invalid_on_request_and_open_another(app, demo_campaign: Path
         await pilot.press(*"demo/other.toml", "enter")
         await settle(pilot)
         assert app.campaign_path == other and app.campaign.info.block == "ALIEN"
+
+
+async def test_go_to_line_without_home_or_end(app, demo_campaign: Path) -> None:
+    """tmux may swallow ctrl+Home/End: ctrl+l asks for a line, from the editor too, and the
+    number typed goes into the prompt, never into the campaign."""
+    original = demo_campaign.read_text()
+    last = len(original.splitlines())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press("e", "ctrl+l")  # from inside the editor
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)
+        await pilot.press("ctrl+u", *str(CHAMBER_LINE), "enter")
+        await pilot.pause()
+        assert app.screen is screen and screen.editor.has_focus
+        assert screen.editor.cursor_location == (CHAMBER_LINE - 1, 0)
+        await pilot.press("ctrl+l", "ctrl+u", "$", "enter")  # the last line
+        await pilot.pause()
+        assert screen.editor.cursor_location[0] == screen.editor.document.line_count - 1 >= last - 1
+        await pilot.press("ctrl+l", "ctrl+u", "x", "enter")  # refused with the reason, nothing moves
+        await pilot.pause()
+        assert isinstance(app.screen, TextPrompt)
+        assert "a line number from 1 to" in str(app.screen.query_one("#error").render())
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen is screen and screen.editor.text == original and not app.unsaved

@@ -41,6 +41,8 @@ class CampaignScreen(VisonScreen):
         Binding("ctrl+s", "save", "Save", tooltip="save the file; asks first if the campaign has problems"),
         Binding("ctrl+r", "validate", "Check", tooltip="validate now (it also runs by itself when typing pauses)"),
         Binding("ctrl+n", "next_problem", "Next error", tooltip="move the cursor to the next line with a problem"),
+        Binding("ctrl+l", "ask_line", "Go to line…", show=False, tooltip="go to a line of the TOML (1 is the top, 0 or $ the last): "
+                "Home/End and ctrl+Home may not reach the app in tmux"),
         Binding("ctrl+t", "toggle_view", "Form", tooltip="switch between the TOML text and the form"),
         Binding("ctrl+o", "open", "Open", tooltip="open another campaign TOML"),
         Binding("n", "new_campaign", "New", tooltip="make a new campaign TOML from the commented template, and open it"),
@@ -333,6 +335,17 @@ class CampaignScreen(VisonScreen):
         current = self.editor.cursor_location[0] + 1
         self.go_to_line(next((line for line in lines if line > current), lines[0]))
 
+    def action_ask_line(self) -> None:
+        last = self.editor.document.line_count
+
+        def chosen(answer: str | None) -> None:
+            if answer is not None:
+                self.go_to_line(_line_number(answer, last))
+
+        self.app.push_screen(TextPrompt("Go to line", str(self.editor.cursor_location[0] + 1), ok="Go",
+                                        hint=f"1 to {last} (0 or $: the last line)",
+                                        check=lambda text: _line_problem(text, last)), chosen)
+
     def action_leave_editor(self) -> None:
         """Escape: out of the editor or the form, to the problem list; never into the editor (a late
         escape followed by a screen key must not type that key into the campaign)."""
@@ -415,3 +428,18 @@ def _readable_file(answer: str) -> str | None:
     if not path.is_file():
         return f"{path} is not a file"
     return None
+
+
+def _line_number(text: str, last: int) -> int:
+    """A line the user typed: "$" or 0 the last line, beyond the end the last one too."""
+    text = text.strip()
+    if text in ("$", "0"):
+        return last
+    return max(1, min(int(text), last))
+
+
+def _line_problem(text: str, last: int) -> str | None:
+    text = text.strip()
+    if text == "$" or text.isdigit():
+        return None
+    return f"a line number from 1 to {last}, or $ for the last line"
