@@ -89,14 +89,14 @@ class VisonApp(App):
         self.keep_after_s = KEEP_AFTER_S
 
     def on_load(self) -> None:
-        from .live_monitor import live_monitors
+        from .live_monitor import live_monitors, monitor_to_show
 
         try:
             monitors = live_monitors()
         except Exception:  # the Monitor screen says what is wrong with the records
             monitors = []
-        if monitors:
-            self.live_monitor = monitors[0]
+        self.live_monitor = monitor_to_show(monitors, self.initial_campaign)
+        if self.live_monitor is not None:
             self.monitor_day = self.live_monitor.day_folder
 
     def on_mount(self) -> None:

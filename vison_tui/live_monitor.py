@@ -6,6 +6,7 @@ JSON files (its package exports lazily, so numpy, astropy and watchdog are not l
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +27,24 @@ def live_monitors() -> list[LiveMonitor]:
             for record in live_monitor_records()]
 
 
-def monitor_to_show(monitors: list[LiveMonitor], data_folder: Path | None) -> LiveMonitor | None:
-    """The newest following a day folder of the campaign's data folder, else the newest."""
+def monitor_to_show(monitors: list[LiveMonitor], campaign: Path | None) -> LiveMonitor | None:
+    """The newest monitor following a day folder of the campaign's data folder (two chambers, two
+    monitors: the app shows the one of its campaign), else the newest."""
+    data_folder = campaign_data_folder(campaign) if campaign is not None else None
     if data_folder is not None:
         for monitor in monitors:
-            if monitor.day_folder is not None and monitor.day_folder.parent == data_folder:
+            if monitor.day_folder is not None and monitor.day_folder.resolve().parent == data_folder:
                 return monitor
     return monitors[0] if monitors else None
+
+
+def campaign_data_folder(campaign: Path) -> Path | None:
+    """[paths] data of a campaign file, relative to its folder as the engine reads it; None if the
+    file cannot say (the Campaign screen reports why): read as plain TOML, before the first paint."""
+    try:
+        with open(campaign, "rb") as file:
+            data = tomllib.load(file)["paths"]["data"]
+        folder = Path(data).expanduser()
+        return (folder if folder.is_absolute() else campaign.resolve().parent / folder).resolve()
+    except (OSError, ValueError, KeyError, TypeError):  # tomllib's errors are ValueErrors
+        return None

@@ -19,7 +19,7 @@ from engine.monitor import detached
 from engine.pipeline.records import own_identity
 from vison_tui.app import VisonApp
 from engine.monitor.detached import MONITOR_FILE, MONITORS_FOLDER
-from vison_tui.live_monitor import live_monitors
+from vison_tui.live_monitor import live_monitors, monitor_to_show
 from vison_tui.screens.monitor import MonitorScreen
 from vison_tui.widgets import status_line
 from vison_tui.widgets.alert_list import AlertList
@@ -65,6 +65,30 @@ def test_the_records_of_detached_monitors_load_without_the_monitor() -> None:
             f"print(' '.join(m for m in {heavy} if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert loaded == []
+
+
+def test_with_two_chambers_monitored_the_app_follows_its_campaigns(live_record: Path, demo_campaign: Path,
+                                                                   tmp_path: Path, app: VisonApp) -> None:
+    """Two monitors running (two chambers): the app follows the one watching its campaign's data
+    folder even when the other started later; without a campaign, or one naming no data folder
+    it can read, the newest."""
+    other = live_record.parent / "MON20190312_110000"  # newer, another chamber's data
+    other.mkdir()
+    info = json.loads((live_record / MONITOR_FILE).read_text())
+    info.update(id=other.name, day_folder=str(tmp_path / "chamber2" / "data" / "12_Mar_19"), started="2019-03-12T11:00:00")
+    (other / MONITOR_FILE).write_text(json.dumps(info))
+    (other / "state.json").write_text(json.dumps({"state": "running"}))
+    monitors = live_monitors()
+    assert [m.monitor_id for m in monitors] == ["MON20190312_110000", "MON20190312_100000"]
+    assert monitor_to_show(monitors, demo_campaign).monitor_id == "MON20190312_100000"
+    assert monitor_to_show(monitors, None).monitor_id == "MON20190312_110000"
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[paths\n")
+    assert monitor_to_show(monitors, broken).monitor_id == "MON20190312_110000"
+    assert monitor_to_show([], demo_campaign) is None
+    app.on_load()  # what the app does before its first paint
+    assert app.live_monitor.monitor_id == "MON20190312_100000"
+    assert app.monitor_day == demo_campaign.parent / "data" / "12_Mar_19"
 
 
 async def test_the_status_line_shows_the_monitor_from_the_first_frame(app: VisonApp, live_record: Path,
