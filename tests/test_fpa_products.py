@@ -41,6 +41,7 @@ MARKED = [f"1-1.{q}" for q in QUADRANTS] + [f"4-4.{q}" for q in QUADRANTS]  # C_
 NODE_ADU, NEXT_ADU = 500.0, 300.0  # added at canonical (0, 0) and (0, 1) in every frame
 FLOAT32_ADU = 2.5e-4  # float32 rounding of offset-subtracted counts near 3000 ADU, with margin
 PRODUCTS = ("products/EUC_MASTERBIAS_FPA.fits", "products/EUC_MASTERBIAS_FPA_STD.fits")
+MASK = "products/EUC_MASK_FPA.fits"
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def _sha256(path: Path) -> str:
 
 def test_the_master_and_its_spread_have_the_le1_layout_of_their_input(fpa_master):
     sim, folder, record = fpa_master
-    assert record["subtasks"] == {"basic": "done", "meta": "done"} and record["products"] == list(PRODUCTS)
+    assert record["subtasks"] == {"basic": "done", "meta": "done"} and record["products"] == [*PRODUCTS, MASK]
     with fits.open(sim.frames[0]) as raw:
         names = [hdu.name for hdu in raw]
         shapes = [hdu.shape for hdu in raw[1:]]
@@ -86,7 +87,7 @@ def test_the_master_and_its_spread_have_the_le1_layout_of_their_input(fpa_master
                 assert hdu.header["FPACCD"] == "C_" + ccdid.replace("-", "")
                 assert 500 < hdu.header["OFFSET"] < 5000
     report = (folder / "report.md").read_text()
-    assert "## FPA master bias (meta)" in report and f"`{PRODUCTS[0]}`" in report
+    assert "## FPA products (meta)" in report and f"`{PRODUCTS[0]}`" in report
     assert "master std |" in report
 
 
@@ -105,6 +106,20 @@ def test_a_pattern_at_canonical_origin_comes_back_where_the_raw_frame_holds_it(f
             assert np.unravel_index(np.argmax(stacked), stacked.shape) == node, name  # the master: same pixel
             assert stacked[node] == pytest.approx(NODE_ADU, abs=5) and stacked[after] == pytest.approx(NEXT_ADU, abs=5)
             assert np.count_nonzero(stacked > 50) == 2, name
+
+
+def test_the_bias_mask_has_the_le1_layout_and_judges_only_the_image_area(fpa_master):
+    """The marks sit in the prescan (canonical (0, 0), (0, 1)), the biases have no hot pixel:
+    an LE1-layout mask with no pixel flagged (tests/test_fpa_dark.py finds injected ones)."""
+    sim, folder, record = fpa_master
+    with fits.open(sim.frames[0]) as raw, fits.open(folder / MASK) as mask:
+        mask.verify("exception")
+        assert [hdu.name for hdu in mask] == [hdu.name for hdu in raw]
+        assert (mask[0].header["PRODUCT"], mask[0].header["TEST"], mask[0].header["NCOMB"]) == ("MASK", "BIAS01", FRAMES)
+        for hdu in mask[1:]:
+            assert hdu.data.dtype == np.uint8 and hdu.data.shape == raw[hdu.name].data.shape
+            assert not hdu.data.any() and hdu.header["NHOT"] == 0, hdu.name
+    assert all(v["mask_hot_pixels"] == 0 for quads in record["ccds"].values() for v in quads.values())
 
 
 def test_every_quadrant_is_the_median_of_the_offset_subtracted_frames_within_its_stated_step(fpa_master):

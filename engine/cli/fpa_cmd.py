@@ -1,15 +1,19 @@
 """`vison-engine fpa`: the focal plane's LE1 frames, analysed per quadrant, results per CCD C_ji.
 
-    vison-engine fpa run --data DAYFOLDER --test BIAS01 --results DIR [--session FPA]
+    vison-engine fpa run --data DAYFOLDER --test BIAS01|BIAS02|DARK01 --results DIR [--session FPA]
                          [--obsids FIRST-LAST] [--design final|initial] [--map VALUE]... [--no-meta]
                          [-m JOBS | --executor dask://HOST:PORT] [--json]
-    vison-engine fpa simulate --out DIR [--frames 10] [--full] [--seed 1] [--test BIAS01]
+    vison-engine fpa simulate --out DIR [--frames 10] [--full] [--seed 1] [--test BIAS01|DARK01]
+                              [--exptime S] [--hot-pixels N]
 
 `run` writes <DIR>/<session>/<TEST>/ (result.json, report.md, figs/<TEST>_fpa_<value>.png, and
-the FPA master bias products/EUC_MASTERBIAS_FPA.fits + _STD.fits in the LE1 layout unless --no-meta);
+the family's products in the LE1 layout unless --no-meta: BIAS01/02 products/EUC_MASTERBIAS_FPA.fits
++ _STD.fits, DARK01 EUC_MASTERDARK_FPA.fits + _ERR.fits, both EUC_MASK_FPA.fits); a test the FPA
+mode does not analyse is refused in one line naming those it does (tasks/fpa_family.py);
 `simulate` writes LE1 frames, their FPA EXP_LOG and LE1_TRUTHS.json (docs/fpa.md).
-Exit status 0 done, 1 done with errors (a sub-task failed: the FPA master bias not written, said
-in result.json), 2 bad input (no FPA log, no frame, unknown test, unreachable scheduler).
+Exit status 0 done, 1 done with errors (a sub-task failed: the FPA products not written, said
+in result.json), 2 bad input (no FPA log, no frame, a test not available in FPA mode,
+unreachable scheduler).
 """
 
 from __future__ import annotations
@@ -21,40 +25,48 @@ from datetime import datetime
 from pathlib import Path
 
 NAME = "fpa"
-HELP = ("FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02), FPA maps, FPA master bias; "
-        "simulate LE1 frames")
+HELP = ("FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02, DARK01), FPA maps, FPA masters "
+        "and cosmetics mask; simulate LE1 frames")
 EXIT_OK, EXIT_ERRORS, EXIT_INPUT = 0, 1, 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="fpa_action", metavar="ACTION")
     run = actions.add_parser("run", help="analyse a test's LE1 frames over the FPA",
-                             description="analyse a test's LE1 frames over the FPA: offsets and read noise of the "
-                                         "144 quadrants, results per CCD C_11..C_66, FPA maps, and the FPA "
-                                         "master bias in the LE1 layout (the meta sub-task)")
+                             description="analyse a test's LE1 frames over the FPA: the block family's values "
+                                         "of the 144 quadrants (BIAS01/02: offsets and read noise; DARK01: dark "
+                                         "current and hot pixels), results per CCD C_11..C_66, FPA maps, and the "
+                                         "FPA master and cosmetics mask in the LE1 layout (the meta sub-task). "
+                                         "Other tests run per block (vison-engine run).")
     run.add_argument("--data", required=True, metavar="DAYFOLDER", help="folder of the LE1 frames and the FPA EXP_LOG")
-    run.add_argument("--test", required=True, help="BIAS01 or BIAS02")
+    run.add_argument("--test", required=True, help="BIAS01, BIAS02 or DARK01 (the tests the FPA mode analyses)")
     run.add_argument("--results", required=True, metavar="DIR", help="results root: writes DIR/SESSION/TEST/")
     run.add_argument("--session", default="FPA", help="session folder name under DIR (default FPA)")
     run.add_argument("--obsids", metavar="FIRST-LAST", help="only these OBSIDs, e.g. 1000-1009")
     run.add_argument("--design", default="final", choices=("final", "initial"),
                      help="FPA layout: final (OWEN, EINSTEIN; default) or initial (SKLODOWSKA, MAX)")
     run.add_argument("--map", action="append", default=[], metavar="VALUE",
-                     help="per-quadrant value to draw as an FPA map (repeatable; default offset_prescan_adu "
-                          "and ron_image_adu)")
+                     help="per-quadrant value to draw as an FPA map (repeatable; default: BIAS0x "
+                          "offset_prescan_adu and ron_image_adu, DARK01 dark_e_per_pix_per_hour and hot_pixels)")
     run.add_argument("--no-meta", dest="meta", action="store_false",
-                     help="switch off the meta sub-task: no FPA master bias (products/EUC_MASTERBIAS_FPA*.fits)")
+                     help="switch off the meta sub-task: no FPA products (master, spread, mask)")
     where = run.add_mutually_exclusive_group()
     where.add_argument("-m", "--jobs", type=int, metavar="N", help="local worker processes (default: the cores)")
     where.add_argument("--executor", metavar="WHERE", help='"local" or "dask://HOST:PORT" (docs/scaling.md)')
     run.add_argument("--json", action="store_true", help="the outcome as JSON")
 
-    sim = actions.add_parser("simulate", help="write simulated LE1 bias frames with their FPA EXP_LOG and truths",
-                             description="write simulated LE1 bias frames (145 HDUs each), the FPA EXP_LOG and "
-                                         "LE1_TRUTHS.json (injected offset and RON per quadrant)")
+    sim = actions.add_parser("simulate", help="write simulated LE1 bias or dark frames with their FPA EXP_LOG "
+                                              "and truths",
+                             description="write simulated LE1 frames (145 HDUs each), the FPA EXP_LOG and "
+                                         "LE1_TRUTHS.json (injected offset and RON per quadrant; for darks, "
+                                         "dark current and hot pixels)")
     sim.add_argument("--out", required=True, metavar="DIR", help="gets the day folder DD_Mmm_YY/")
     sim.add_argument("--frames", type=int, default=10, help="exposures (default 10)")
-    sim.add_argument("--test", default="BIAS01", help="test name logged (default BIAS01)")
+    sim.add_argument("--test", default="BIAS01", help="test name logged (default BIAS01); DARK... gives darks")
+    sim.add_argument("--exptime", type=float, metavar="S",
+                     help="exposure time (s): default 565 for a DARK test, 0 (biases) otherwise")
+    sim.add_argument("--hot-pixels", type=int, metavar="N",
+                     help="hot pixels per quadrant (default 4 in darks, 0 in biases)")
     sim.add_argument("--full", action="store_true", help="full-size quadrants (2128 x 2086, 1.3 GB a frame) "
                      "instead of the small test geometry (85 x 70)")
     sim.add_argument("--seed", type=int, default=1, help="random seed: same seed, same truths and pixels")
@@ -74,9 +86,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ..campaign.executor_spec import parse_executor
-    from ..pipeline.fpa_run import DEFAULT_MAPS, FPAInputError, FPARequest, run_fpa
+    from ..pipeline.fpa_run import FPAInputError, FPARequest, run_fpa
     from ..tasks.executor import ExecutorUnavailable, check_cluster, open_executor
+    from ..tasks.fpa_family import NotInFPAMode, fpa_family_for
 
+    try:
+        fpa_family_for(args.test)  # before anything is opened: a test the FPA mode does not analyse
+    except NotInFPAMode as exc:
+        return _error(args, str(exc))
     try:
         obsids = _obsid_range(args.obsids) if args.obsids else None
         spec = parse_executor(args.executor) if args.executor else None
@@ -87,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     if not Path(args.data).is_dir():
         return _error(args, f"no day folder {args.data}")
     request = FPARequest(day=Path(args.data), test=args.test, results=Path(args.results), session=args.session,
-                         obsids=obsids, design=args.design, maps=tuple(args.map) or DEFAULT_MAPS, meta=args.meta)
+                         obsids=obsids, design=args.design, maps=tuple(args.map), meta=args.meta)
     try:
         if spec is not None and not spec.is_local:  # a scheduler, workers, this vison, the data seen
             writes = []
@@ -131,13 +148,18 @@ def _simulate(args: argparse.Namespace) -> int:
         start = datetime.fromisoformat(args.start)
         if args.frames < 1:
             raise ValueError(f"--frames {args.frames}: expected a number >= 1")
+        if args.exptime is not None and args.exptime < 0:
+            raise ValueError(f"--exptime {args.exptime:g}: expected seconds >= 0")
+        if args.hot_pixels is not None and args.hot_pixels < 0:
+            raise ValueError(f"--hot-pixels {args.hot_pixels}: expected a number >= 0")
     except ValueError as exc:
         return _error(args, str(exc))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     try:
         sim = simulate_le1(args.out, test=args.test, frames=args.frames, seed=args.seed,
                            geometry=LE1_FULL if args.full else LE1_SMALL, design=args.design,
-                           first_obsid=args.first_obsid, start=start)
+                           first_obsid=args.first_obsid, start=start, exptime=args.exptime,
+                           hot_pixels=args.hot_pixels)
     except FileExistsError as exc:
         return _error(args, str(exc))
     print(f"Wrote {len(sim.frames)} LE1 frames of {args.test} (OBSIDs {sim.obsids[0]}-{sim.obsids[-1]}) into "

@@ -3,13 +3,15 @@
     request = FPARequest(day=Path("data/02_Dec_19"), test="BIAS01", results=Path("results"))
     outcome = run_fpa(request, executor)        # FPAInputError: nothing to analyse, said in one line
 
-Steps (the keys of `timings_s`): `index`, the day folder's FPA EXP_LOG(s) (5 columns) give the
-test's exposures and each LE1 frame is indexed from its headers (le1.LE1File: the 145 HDUs
-checked against the layout); `units`, one work unit per quadrant (144) on the executor
-(tasks/executor.py: local pool or Dask cluster; units get paths and byte offsets) measures the
-offsets and read noise (the `basic` sub-task) and, unless switched off, writes the quadrant's
-compressed planes of the FPA master bias; `meta`, the planes put together into the LE1-layout
-products (fpa_products.py); `figures`, the FPA maps. Everything is written into a staging
+The test's FPA family (tasks/fpa_family.py: BIAS01/02 in fpa_bias.py, DARK01 in fpa_dark.py)
+says what the units compute and how their records become values, flags and products; this
+module is the same for all. Steps (the keys of `timings_s`): `index`, the day folder's FPA
+EXP_LOG(s) (5 columns) give the test's exposures and each LE1 frame is indexed from its headers
+(le1.LE1File: the 145 HDUs checked against the layout); `units`, one work unit per quadrant (144)
+on the executor (tasks/executor.py: local pool or Dask cluster; units get paths and byte
+offsets) measures the family's values (the `basic` sub-task) and, unless switched off, writes
+the quadrant's compressed planes of the family's products; `meta`, the planes put together into
+the LE1-layout products (fpa_products.py: master, spread, cosmetics mask); `figures`, the FPA maps. Everything is written into a staging
 folder and moved into `<results>/<session>/<TEST>/` (docs/fpa.md), an earlier result kept beside
 it as `<TEST>.previous-<time>` as the block runs do.
 """
@@ -33,22 +35,27 @@ from ..formats.explog import ExpLogError
 from ..formats.fpa import DEFAULT_DESIGN, FPALayout, fpa_layout
 from ..formats.geometry import CCDGeometry
 from ..formats.le1 import FPAExposure, LE1Error, LE1File, is_fpa_explog, read_fpa_explog
+from ..tasks.cosmetics import HOT_SIGNIFICANCE
 from ..tasks.executor import Executor, LocalExecutor
 from ..tasks.flags import FLAG_NAMES
-from ..tasks.fpa_bias import (
-    FPA_TESTS,
-    OFFSET_METHOD,
-    RON_METHOD,
+from ..tasks.fpa_family import (
+    FPAFamily,
     FPAQuadrantResult,
-    fpa_bias_unit,
-    fpa_flags,
+    NotInFPAMode,
+    fpa_family_for,
+    fpa_quadrant_unit,
     fpa_values,
     gain_of,
 )
 from ..tasks.fpa_map import save_fpa_map
-from ..tasks.fpa_products import PRODUCTS, provenance_header, stack_targets, write_product
-from ..tasks.stacking import QUANT_FRACTION
+from ..tasks.fpa_products import (
+    MASK_THRESHOLD_ADU,
+    provenance_header,
+    stack_targets,
+    write_product,
+)
 from ..tasks.registry import family
+from ..tasks.stacking import QUANT_FRACTION
 from .results import (
     RESULT_FILE,
     discard,
@@ -60,8 +67,7 @@ from .results import (
 )
 
 DEFAULT_SESSION = "FPA"
-DEFAULT_MAPS = ("offset_prescan_adu", "ron_image_adu")
-PLANES_FOLDER = ".work"  # inside the staging folder: the units' compressed master planes
+PLANES_FOLDER = ".work"  # inside the staging folder: the units' compressed planes
 
 
 class FPAInputError(ValueError):
@@ -71,14 +77,14 @@ class FPAInputError(ValueError):
 @dataclass(frozen=True)
 class FPARequest:
     day: Path  # day folder holding the LE1 frames and the FPA EXP_LOG
-    test: str  # BIAS01 or BIAS02
+    test: str  # a test an FPA family runs (fpa_family.fpa_families(): BIAS01, BIAS02, DARK01)
     results: Path  # results root: the test's folder is <results>/<session>/<TEST>
     session: str = DEFAULT_SESSION
     obsids: tuple[int, int] | None = None  # first and last OBSID to analyse (inclusive)
     design: str = DEFAULT_DESIGN  # FPA layout: "final" or "initial"
-    maps: tuple[str, ...] = DEFAULT_MAPS  # per-quadrant values drawn as FPA maps
+    maps: tuple[str, ...] = ()  # per-quadrant values drawn as FPA maps; () the family's defaults
     run_id: str | None = None
-    meta: bool = True  # the `meta` sub-task: the FPA master bias in the LE1 layout
+    meta: bool = True  # the `meta` sub-task: the family's products in the LE1 layout
 
 
 @dataclass
@@ -125,9 +131,11 @@ def fpa_exposures(request: FPARequest) -> tuple[list[tuple[FPAExposure, Path]], 
 
 def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Callable[[], datetime] = datetime.now,
             say: Callable[[str], None] = lambda line: None) -> FPAOutcome:
-    family_name = FPA_TESTS.get(request.test.upper())
-    if family_name is None:
-        raise FPAInputError(f"the FPA mode analyses {', '.join(FPA_TESTS)}; not {request.test}")
+    try:
+        fpa = fpa_family_for(request.test)
+    except NotInFPAMode as exc:
+        raise FPAInputError(str(exc)) from None
+    family_name = fpa.family
     test = request.test.upper()
     request = FPARequest(**{**request.__dict__, "test": test})
     started = clock()
@@ -169,18 +177,20 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
     try:
         planes = work / PLANES_FOLDER  # the units' master planes, put together by the meta step
         targets = {}
-        if request.meta:
+        if fpa.stacks(request.meta):
             planes.mkdir()
-            targets = stack_targets(planes, [place.extname for place in layout.quadrants])
+            targets = stack_targets(planes, [place.extname for place in layout.quadrants], fpa.spread,
+                                    mask=fpa.mask and request.meta)
+        work_asked = fpa.work(request.meta)
         calls = [([(frame.path, frame.extensions[place.extname]) for _, frame in indexed], geometry, 0, None,
-                  targets.get(place.extname)) for place in layout.quadrants]
+                  targets.get(place.extname), work_asked) for place in layout.quadrants]
         tick = time.monotonic()
         own_executor = executor is None
         executor = executor or LocalExecutor()
         try:
             say(f"{test}: {len(calls)} quadrant units on {executor.describe()}"
-                f"{' (with the FPA master bias)' if request.meta else ''}")
-            results = executor.map(fpa_bias_unit, calls)
+                f"{' (with the products)' if request.meta and fpa.products else ''}")
+            results = executor.map(fpa_quadrant_unit, calls)
             described = executor.describe()
         finally:
             if own_executor:
@@ -199,41 +209,44 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
         for place in layout.quadrants:
             gains[place.extname], source = gain_of(first.extensions[place.extname])
             sources.add(source)
-        ccds = fpa_values(by_extname, layout, gains, specs)
+        ccds = fpa_values(fpa, by_extname, layout, gains, specs)
         limits = declared.limits()
-        flag_reasons += fpa_flags(ccds, tuple(limits.ron_adu), tuple(limits.offset_gradient_adu))
+        flag_reasons += fpa.flags(ccds, limits)
+        if fpa.stack == "always":  # the values come from the stack: a quadrant without one is said
+            for result in results:
+                if result.master is None and result.master_error:
+                    flag_reasons.append({"flag": "MISSDATA", "reason": result.master_error,
+                                         **_where(layout.by_extname(result.extname))})
 
         subtasks = {"basic": "done", "meta": "off"}
         error_messages: list[str] = []
         products: list[str] = []
-        if request.meta:
+        if request.meta and fpa.products:
             tick = time.monotonic()
             try:
-                products = _master_products(work, results, layout, indexed, request, geometry, run_id, clock())
+                products = _products(fpa, work, results, layout, indexed, request, geometry, run_id, clock())
                 subtasks["meta"] = "done"
-                say(f"{test}: FPA master bias {', '.join(products)}")
+                say(f"{test}: FPA products {', '.join(products)}")
             except MasterNotMade as exc:
                 subtasks["meta"] = "failed"
                 error_messages.append(f"meta: {exc}")
                 flag_reasons.append({"flag": "SUBTASKCRASH", "reason": f"sub-task meta: {exc}"})
-                say(f"{test}: no FPA master bias: {exc}")
+                say(f"{test}: no FPA products: {exc}")
             timings["meta"] = round(time.monotonic() - tick, 3)
         discard(planes)
 
         tick = time.monotonic()
         figures = []
-        for value in request.maps:
+        for value in request.maps or fpa.maps:
             named = {(ccdid, q): values.get(value) for ccdid, quads in ccds.items() for q, values in quads.items()}
             numbers = {k: float(v) for k, v in named.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
             if not numbers:
                 notes.append(f"no value {value} to map (values: {', '.join(specs_in(ccds))})")
                 continue
             unit = specs[value].unit if value in specs else ""
-            ron_limits = tuple(limits.ron_adu) if value in ("ron_image_adu", "ron_prescan_adu", "ron_overscan_adu",
-                                                            "std_image_raw_adu") else None
             name = f"figs/{test}_fpa_{value}.png"
-            save_fpa_map(work / name, numbers, title=f"{test} {value} over the FPA", unit=unit, limits=ron_limits,
-                         design=request.design)
+            save_fpa_map(work / name, numbers, title=f"{test} {value} over the FPA", unit=unit,
+                         limits=fpa.map_limits(value, limits), design=request.design)
             figures.append(name)
         timings["figures"] = round(time.monotonic() - tick, 3)
         finished = clock()
@@ -254,14 +267,13 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
             "timings_s": timings, "subtasks": subtasks,
             "subtasks_skipped": [name for name, state in subtasks.items() if state != "done"],
             "notes": notes,
-            "values": {"gain_source": "; ".join(sorted(sources)), "ron_method": RON_METHOD,
-                       "offset_method": OFFSET_METHOD},
+            "values": {"gain_source": "; ".join(sorted(sources)), **fpa.test_values(results)},
             "ccds": ccds,
             "fpa_positions": {c.ccdid: {"block": c.block, "ccd": c.block_ccd, "serial": c.serial}
                               for c in layout.ccds.values()},
             "products": products, "figures": figures, "report": "report.md",
         }
-        (work / "report.md").write_text(_report(record))
+        (work / "report.md").write_text(_report(record, fpa))
         record, unknown = finite_json(record)
         if unknown:
             record["values_not_measured"] = unknown
@@ -278,19 +290,19 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
 
 
 class MasterNotMade(RuntimeError):
-    """The FPA master bias could not be written (a quadrant's planes missing, a full disk)."""
+    """The FPA products could not be written (a quadrant's planes missing, a full disk)."""
 
 
-def _master_products(work: Path, results: list[FPAQuadrantResult], layout: FPALayout,
-                     indexed: list[tuple[FPAExposure, LE1File]], request: FPARequest, geometry: CCDGeometry,
-                     run_id: str, when: datetime) -> list[str]:
+def _products(fpa: FPAFamily, work: Path, results: list[FPAQuadrantResult], layout: FPALayout,
+              indexed: list[tuple[FPAExposure, LE1File]], request: FPARequest, geometry: CCDGeometry,
+              run_id: str, when: datetime) -> list[str]:
     """The meta step: the units' planes in LE1 order after a provenance header, one product per
     plane (fpa_products.write_product: temporary name, then renamed); all of them or none."""
     by_extname = {r.extname: r for r in results}
     missing = []
     for place in layout.quadrants:
         result = by_extname.get(place.extname)
-        if result is None or result.master is None:
+        if result is None or result.master is None or result.master.median_plane is None:
             missing.append(result.master_error if result is not None and result.master_error
                            else f"{place.extname}: no master planes")
     if missing:
@@ -302,13 +314,14 @@ def _master_products(work: Path, results: list[FPAQuadrantResult], layout: FPALa
     folder = work / "products"
     written: list[Path] = []
     try:
-        for plane, name in PRODUCTS.items():
-            header = provenance_header(plane, test=request.test, session=request.session,
+        cards = fpa.product_cards(results)
+        for product in fpa.products:
+            header = provenance_header(product, test=request.test, session=request.session,
                                        obsids=[e.obsid for e, _ in indexed], frames=[f.path.name for _, f in indexed],
                                        design=request.design, geometry=geometry, when=when, run_id=run_id,
-                                       partial=partial)
-            paths = [m.median_plane if plane == "median" else m.spread_plane for m in masters if m is not None]
-            written.append(write_product(folder, name, header, paths))
+                                       partial=partial, extra=cards)
+            paths = [getattr(m, f"{product.plane}_plane") for m in masters]
+            written.append(write_product(folder, product.file, header, paths))
     except OSError as exc:
         for path in written:
             path.unlink(missing_ok=True)
@@ -331,8 +344,8 @@ def _fingerprint(day: Path, frames: list[LE1File]) -> str:
     return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
 
 
-def _report(record: dict[str, Any]) -> str:
-    """report.md: what was read, flags, and per CCD the offsets and read noise of its quadrants."""
+def _report(record: dict[str, Any], fpa: FPAFamily) -> str:
+    """report.md: what was read, flags, and per CCD the family's values of its quadrants."""
     def number(value: Any, digits: int) -> str:
         return "–" if not isinstance(value, (int, float)) or math.isnan(value) else f"{value:.{digits}f}"
 
@@ -340,8 +353,7 @@ def _report(record: dict[str, Any]) -> str:
              (f"{record['exposures']} LE1 frames (OBSIDs {record['obsids'][0]}-{record['obsids'][1]}) from "
               f"`{record['day_folder']}`, {record['geometry']} quadrants, {record['fpa_design']} FPA design; "
               f"work units on {record['executor']}."), "",
-             (f"Offsets: {record['values']['offset_method']}. Read noise: {record['values']['ron_method']}. "
-              f"Gain: {record['values']['gain_source']}."), ""]
+             f"{fpa.report_method} Gain: {record['values']['gain_source']}.", ""]
     if record["flag_reasons"]:
         lines += ["## Flags", ""]
         for reason in record["flag_reasons"]:
@@ -350,30 +362,35 @@ def _report(record: dict[str, Any]) -> str:
         lines.append("")
     if record["notes"]:
         lines += ["## Notes", ""] + [f"- {note}" for note in record["notes"]] + [""]
-    master = record["subtasks"]["meta"] == "done"
-    lines += ["## Offsets and read noise (ADU)", "",
-              "| CCD | block | Q | offset pre | offset img | offset ove | RON pre | RON img | RON ove |"
-              + (" master std |" if master else ""),
-              "|---|---|---|---|---|---|---|---|---|" + ("---|" if master else "")]
+    present = {name for quads in record["ccds"].values() for values in quads.values() for name in values}
+    columns = [c for c in fpa.report_columns if c[1] in present]
+    lines += [f"## {fpa.report_title}", "",
+              "| CCD | block | Q | " + " | ".join(header for header, _, _ in columns) + " |",
+              "|---|---|---|" + "---|" * len(columns)]
     for ccdid, quads in record["ccds"].items():
         position = record["fpa_positions"][ccdid]
         for q, v in quads.items():
             lines.append(f"| {ccdid} | {position['block']} CCD{position['ccd']} | {q} | "
-                         f"{number(v['offset_prescan_adu'], 2)} | {number(v['offset_image_adu'], 2)} | "
-                         f"{number(v['offset_overscan_adu'], 2)} | {number(v['ron_prescan_adu'], 3)} | "
-                         f"{number(v['ron_image_adu'], 3)} | {number(v['ron_overscan_adu'], 3)} |"
-                         + (f" {number(v.get('master_bias_std_adu'), 3)} |" if master else ""))
-    lines += ["", "## FPA master bias (meta)", ""]
+                         + " | ".join(number(v.get(name), digits) for _, name, digits in columns) + " |")
+    lines += ["", "## FPA products (meta)", ""]
     state = record["subtasks"]["meta"]
     if state == "done":
-        lines += [("Per quadrant, the per-pixel median of the offset-subtracted frames (offset: each frame's "
-                   "prescan clipped mean), and in a second file their per-pixel std (ddof 1). Both files have "
+        master = fpa.products[0]
+        lines += [(f"Per quadrant, the per-pixel median of the offset-subtracted frames (offset: each frame's "
+                   f"prescan clipped mean): `{master.file}`; in a second file their per-pixel "
+                   f"{'std (ddof 1)' if fpa.spread == 'std' else 'std (ddof 1) / sqrt(NCOMB)'}. The files have "
                    "the LE1 layout: an empty primary with the provenance (TEST, SESSION, OBSIDS, NCOMB, METHOD, "
                    "VISON, DATE, inputs as HISTORY), then the 144 extensions named, ordered and oriented as in the "
                    "LE1 frames (a pixel overlays the raw frame's in ds9). Tile-compressed, quantised with a step "
-                   f"of {QUANT_FRACTION['median']:g} (median) and {QUANT_FRACTION['spread']:g} (std) of each "
+                   f"of {QUANT_FRACTION['median']:g} (median) and {QUANT_FRACTION['spread']:g} (spread) of each "
                    "quadrant's read noise: each extension's QSTEP, QMAXERR (largest error of a pixel) and QRON, "
-                   "in ADU. The master plus `offset_prescan_adu` is the quadrant's bias level."), ""]
+                   "in ADU. The master plus `offset_prescan_adu` is the quadrant's level."), ""]
+        if fpa.mask:
+            lines += [("`EUC_MASK_FPA.fits`, the cosmetics mask in the same layout (uint8, lossless): per image "
+                       "pixel the DEFECTS bits of COSMETICS00 (1 = hot, 0 = good): the median stack more than "
+                       f"{MASK_THRESHOLD_ADU:g} ADU (and {HOT_SIGNIFICANCE:g} robust sigma) above its smooth "
+                       "background; per extension the threshold used (HOTTHR) and the count (NHOT); result.json's "
+                       "`mask_hot_pixels`."), ""]
         lines += [f"- `{name}`" for name in record["products"]]
     elif state == "off":
         lines.append("Not made: the meta sub-task was switched off (`--no-meta`).")

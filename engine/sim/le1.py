@@ -4,7 +4,11 @@ Each quadrant is a bias: its injected offset plus Gaussian read noise, digitised
 recipe as render.render_frame for a bias: the noise is scaled so that the digitised frame's std
 is the injected RON, quantisation included). Truths per quadrant are drawn from a seed (offsets
 2500-2950 ADU, RON 1.0-1.35 ADU: realistic, inside the RON limits) or given, and saved
-beside the frames as `LE1_TRUTHS.json`. `marks` adds fixed patterns (hot pixels) at canonical
+beside the frames as `LE1_TRUTHS.json`. A dark (exposure time > 0: DARK01's 565 s by default)
+adds to the image area its quadrant's dark current (1-10 e-/pix/h) and hot pixels (a few per
+quadrant, 1-50 e-/s, also collected while their row waits to be read), with shot noise, divided
+by the LE1 gain (the block simulator's recipe, render.py); those truths are drawn from their own
+random stream, so a seed gives the same offsets and RON whatever the test. `marks` adds fixed patterns (hot pixels) at canonical
 pixels of chosen extensions, the same in every frame: what a master bias must keep in place.
 
 Frames are written extension by extension (header, then the quadrant's bytes), never the whole
@@ -22,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -30,14 +35,21 @@ from engine.formats.fpa import DEFAULT_DESIGN, FPALayout, FPAQuadrant, fpa_layou
 from engine.formats.geometry import CCDGeometry
 from engine.formats.le1 import LE1_SMALL, FPAExposure, write_fpa_explog
 from engine.formats.names import day_folder_name, format_date_token
+from engine.sim.effects import shot_noise
+from engine.sim.truths import ROW_READ_TIME_S
 
 TRUTHS_FILE = "LE1_TRUTHS.json"
 LE1_GAIN_E_PER_ADU = 3.5  # what the LE1 template writes in each extension's GAIN
 OFFSET_RANGE_ADU = (2500.0, 2950.0)
 RON_RANGE_ADU = (1.0, 1.35)  # within the RON limits (0.86-1.44) with room for the measurement error
 SECONDS_PER_FRAME = 92.0  # a bias: 71.8 s readout plus transfer overhead
+DARK_EXPTIME_S = 565.0  # DARK01's exposure
+DARK_RANGE_E_PER_PIX_PER_HOUR = (1.0, 10.0)
+HOT_RATE_RANGE_E_PER_S = (1.0, 50.0)  # log-uniform, as the block simulator's hot pixels
+HOT_PIXELS_PER_QUADRANT = 4  # in a dark, by default
 
-QuadrantTruths = dict[str, dict[str, dict[str, float]]]  # C_ji -> quadrant -> {"offset_adu", "ron_adu"}
+# C_ji -> quadrant -> {"offset_adu", "ron_adu", "dark_e_per_pix_per_hour", "hot_pixels": [[row, col, e-/s]]}
+QuadrantTruths = dict[str, dict[str, dict[str, Any]]]
 Marks = Mapping[str, Sequence[tuple[int, int, float]]]  # extension name -> canonical (row, column, ADU added)
 
 
@@ -53,11 +65,44 @@ def draw_quadrant_truths(seed: int, design: str = DEFAULT_DESIGN) -> QuadrantTru
     return truths
 
 
-def bias_quadrant(geometry: CCDGeometry, offset_adu: float, ron_adu: float, rng: np.random.Generator) -> np.ndarray:
-    """One canonical bias quadrant (uint16): offset + noise whose digitised std is `ron_adu`."""
+def draw_dark_truths(seed: int, geometry: CCDGeometry = LE1_SMALL, design: str = DEFAULT_DESIGN,
+                     hot_pixels: int = HOT_PIXELS_PER_QUADRANT) -> QuadrantTruths:
+    """Dark current and `hot_pixels` hot pixels (canonical row, column of the image area, e-/s) of
+    each quadrant, reproducible from `seed` (a stream of their own: the offsets and RON stay)."""
+    rng = np.random.default_rng([seed, 0x1E3])
+    truths: QuadrantTruths = {}
+    image = geometry.image_rows * geometry.image_cols
+    low, high = np.log(HOT_RATE_RANGE_E_PER_S)
+    for place in fpa_layout(design).quadrants:
+        dark = round(float(rng.uniform(*DARK_RANGE_E_PER_PIX_PER_HOUR)), 4)
+        where = rng.choice(image, size=min(hot_pixels, image), replace=False)
+        rates = np.exp(rng.uniform(low, high, where.size))
+        hot = sorted([int(k // geometry.image_cols), int(k % geometry.image_cols) + geometry.prescan, round(float(r), 3)]
+                     for k, r in zip(where, rates))
+        truths.setdefault(place.ccd.ccdid, {})[place.quadrant] = {"dark_e_per_pix_per_hour": dark, "hot_pixels": hot}
+    return truths
+
+
+def dark_signal_adu(geometry: CCDGeometry, truth: Mapping[str, Any], exptime: float, gain: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """The image area's dark signal (ADU, float32): dark current and hot pixels, shot noise."""
+    expected = np.full((geometry.image_rows, geometry.image_cols),
+                       truth.get("dark_e_per_pix_per_hour", 0.0) * exptime / 3600.0, np.float32)
+    for row, col, rate in truth.get("hot_pixels", ()):
+        expected[row, col - geometry.prescan] += rate * (exptime + row * ROW_READ_TIME_S)
+    electrons = shot_noise(expected, rng)
+    return electrons / np.float32(gain)
+
+
+def bias_quadrant(geometry: CCDGeometry, offset_adu: float, ron_adu: float, rng: np.random.Generator,
+                  signal_adu: np.ndarray | None = None) -> np.ndarray:
+    """One canonical bias quadrant (uint16): offset + noise whose digitised std is `ron_adu`
+    (+ `signal_adu` over the image area, before digitisation)."""
     noise = rng.standard_normal((geometry.quad_height, geometry.quad_width), dtype=np.float32)
     noise *= np.float32(math.sqrt(max(ron_adu ** 2 - 1.0 / 12.0, 0.0)))
     noise += np.float32(offset_adu)
+    if signal_adu is not None:
+        noise[geometry.canonical_region("image")] += signal_adu
     np.rint(noise, out=noise)
     np.clip(noise, 0, 65535, out=noise)
     return noise.astype(np.uint16)
@@ -120,10 +165,18 @@ class LE1Simulation:
 def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: int = 10, seed: int = 1,
                  geometry: CCDGeometry = LE1_SMALL, design: str = DEFAULT_DESIGN, first_obsid: int = 1000,
                  start: datetime = datetime(2019, 12, 2, 9, 0, 0), truths: Mapping | None = None,
-                 program: str = "FPACAMP", marks: Marks | None = None) -> LE1Simulation:
-    """Write `frames` LE1 bias frames of `test` into a day folder under `out`, their FPA EXP_LOG
-    and the truths; refuses to overwrite an existing log or frame. `marks`: ADU added at canonical
-    (row, column) of the named extensions in every frame (clipped to the ADC range)."""
+                 program: str = "FPACAMP", marks: Marks | None = None, exptime: float | None = None,
+                 hot_pixels: int | None = None) -> LE1Simulation:
+    """Write `frames` LE1 frames of `test` into a day folder under `out`, their FPA EXP_LOG and
+    the truths; refuses to overwrite an existing log or frame. `exptime` (s): None gives DARK01's
+    565 s to a DARK test, 0 (biases) otherwise; with an exposure time the frames are darks, with
+    `hot_pixels` hot pixels per quadrant (default HOT_PIXELS_PER_QUADRANT; biases 0 by default).
+    `marks`: ADU added at canonical (row, column) of the named extensions in every frame
+    (clipped to the ADC range)."""
+    if exptime is None:
+        exptime = DARK_EXPTIME_S if test.upper().startswith("DARK") else 0.0
+    if hot_pixels is None:
+        hot_pixels = HOT_PIXELS_PER_QUADRANT if exptime > 0 else 0
     layout = fpa_layout(design)
     marks = {name: [(int(r), int(c), float(a)) for r, c, a in spots] for name, spots in (marks or {}).items()}
     for name, spots in marks.items():
@@ -133,6 +186,10 @@ def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: i
                 raise ValueError(f"mark ({row}, {col}) of {name} is outside the {geometry.quad_height} x "
                                  f"{geometry.quad_width} quadrant")
     quadrant_truths: QuadrantTruths = dict(truths) if truths is not None else draw_quadrant_truths(seed, design)
+    dark_truths = draw_dark_truths(seed, geometry, design, hot_pixels)
+    quadrant_truths = {ccdid: {q: {**dark_truths[ccdid][q], **truth} for q, truth in quads.items()}
+                       for ccdid, quads in quadrant_truths.items()}
+    exposed = exptime > 0 or hot_pixels > 0
     day = Path(out) / day_folder_name(start)
     day.mkdir(parents=True, exist_ok=True)
     explog = day / f"EXP_LOG_{start:%d%m%y}.txt"
@@ -142,22 +199,25 @@ def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: i
     exposures, paths = [], []
     for n in range(frames):
         obsid = first_obsid + n
-        when = start + timedelta(seconds=n * SECONDS_PER_FRAME)
+        when = start + timedelta(seconds=n * (SECONDS_PER_FRAME + exptime))
         name = f"VIS_SIM_{format_date_token(when)}_{obsid:05d}.mosaic.L1"
 
         def quadrant(place: FPAQuadrant) -> np.ndarray:
             truth = quadrant_truths[place.ccd.ccdid][place.quadrant]
-            data = bias_quadrant(geometry, truth["offset_adu"], truth["ron_adu"], rng)
+            signal = dark_signal_adu(geometry, truth, exptime, LE1_GAIN_E_PER_ADU, rng) if exposed else None
+            data = bias_quadrant(geometry, truth["offset_adu"], truth["ron_adu"], rng, signal)
             for row, col, adu in marks.get(place.extname, ()):
                 data[row, col] = np.clip(float(data[row, col]) + adu, 0, 65535)
             return data
 
-        paths.append(write_le1_frame(day / f"{name}.fits", quadrant, geometry, layout=layout,
+        paths.append(write_le1_frame(day / f"{name}.fits", quadrant, geometry, layout=layout, exptime=exptime,
                                      date_obs=when.isoformat(timespec="seconds"), seqid=obsid))
         exposures.append(FPAExposure(obsid, name, format_date_token(when), program, test, n + 2))
     truths_file = day / TRUTHS_FILE
-    truths_file.write_text(json.dumps({"seed": seed, "design": design, "geometry": geometry.name,
-                                       "units": "ADU", "ccds": quadrant_truths,
+    truths_file.write_text(json.dumps({"seed": seed, "design": design, "geometry": geometry.name, "test": test,
+                                       "exptime_s": exptime, "gain_e_per_adu": LE1_GAIN_E_PER_ADU,
+                                       "units": "ADU (offset, RON), e-/pix/h (dark current), canonical row, "
+                                                "column and e-/s (hot pixels)", "ccds": quadrant_truths,
                                        "marks": {name: [list(spot) for spot in spots] for name, spots in marks.items()}},
                                       indent=1) + "\n")
     write_fpa_explog(explog, exposures)

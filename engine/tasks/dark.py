@@ -34,6 +34,7 @@ from .check import RawStats, check_offset_gradients, quadrant_frames
 from .context import TaskContext
 from .family import BandConsumers, Family, StackSpec, ValueSpec
 from .figures import markdown_table, quadrant_axes
+from .measures import QuadrantStats
 from .offsets import OffsetSubtractingTask, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
 from .stacking import PRECISION_NOTE, StackStats, build_stacks, product_names
@@ -94,12 +95,23 @@ def check_dark_gradients(ctx: TaskContext, stats: RawStats) -> None:
 
 # ---------------------------------------------------------------------------------------------
 
+def frame_fluence_adu(stats: QuadrantStats) -> float:
+    """A raw dark frame's image level above its offsets: image median minus the mean of the
+    prescan and overscan medians (medians: blind to hot pixels and cosmic rays)."""
+    return stats.image.median - 0.5 * (stats.prescan.median + stats.overscan.median)
+
+
+def dark_rate_e_per_pix_per_hour(signal_adu: float, gain: float, exptime_s: float) -> float:
+    """Dark current from the dark signal per exposure (ADU): x gain / exposure time in hours."""
+    return signal_adu * gain / (exptime_s / 3600.0) if exptime_s > 0 else math.nan
+
+
 def check_fluence(ctx: TaskContext, stats: RawStats) -> None:
     """Image median minus the mean of prescan and overscan medians, per frame; the CCD/quadrant
     value is the median over frames and must lie in the window (FLUENCE_OOL)."""
     low, high = DARK_FLUENCE_WINDOW_ADU
     for ccd, q, frames in quadrant_frames(ctx, stats):
-        per_frame = [(obsid, s.image.median - 0.5 * (s.prescan.median + s.overscan.median)) for obsid, s in frames]
+        per_frame = [(obsid, frame_fluence_adu(s)) for obsid, s in frames]
         value = float(np.median([f for _, f in per_frame]))
         ctx.set_value(ccd, q, "fluence_adu", value)
         if not low <= value <= high:
@@ -143,7 +155,7 @@ def dark_outputs(ctx: TaskContext, stats: dict[tuple[int, str], StackStats]) -> 
         gain, source = ctx.gain(ccd, q)
         sources.add(source)
         signal = result.level.mean
-        rate = signal * gain / (exptime / 3600.0) if exptime > 0 else math.nan
+        rate = dark_rate_e_per_pix_per_hour(signal, gain, exptime)
         rates[(ccd, q)] = rate
         out.value("dark_signal_adu", signal, ccd, q)
         out.value("dark_e_per_pix_per_hour", rate, ccd, q)

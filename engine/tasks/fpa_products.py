@@ -1,15 +1,22 @@
-"""FPA-level products in the LE1 layout: the FPA master bias and its spread, one LE1-like file each.
+"""FPA-level products in the LE1 layout: a master (bias, dark), its spread and the cosmetics mask.
 
     EUC_MASTERBIAS_FPA.fits      empty primary (provenance), then 144 extensions `j-i.Q` in LE1 order:
                                  per pixel, the median of the offset-subtracted frames (ADU)
     EUC_MASTERBIAS_FPA_STD.fits  the same layout: per pixel, the std (ddof 1) of those frames (ADU)
+    EUC_MASTERDARK_FPA.fits      (DARK01) the same, of the dark frames; _ERR: std / sqrt(NCOMB)
+    EUC_MASK_FPA.fits            the same layout, uint8: the cosmetics DEFECTS bits of each image
+                                 pixel (cosmetics.py: 1 = hot), 0 = good; prescan and overscans 0
 
 Each extension holds its quadrant as the LE1 input extension of that name holds it (the canonical
 quadrant flipped by its LE1 position): opened beside a raw LE1 frame in ds9, a pixel of the master
 lies on the same pixel of the frame.
 
-Made inside the FPA bias units (fpa_bias.fpa_bias_unit), from the same band reads as the read
-noise: `LE1StackWriter` is fed by bandpass.fuse_band (the block's compiled median and spread, the
+The mask's hot pixels are the block COSMETICS00's dark defects (cosmetics.dark_defects) of the
+quadrant's median stack: more than its `hot_pixel_threshold_adu` (and 10 robust sigma) above a
+smooth background of the stack's image area.
+
+Made inside the FPA quadrant units (fpa_family.fpa_quadrant_unit), from the same band reads as
+the read noise: `LE1StackWriter` is fed by bandpass.fuse_band (the block's compiled median and spread, the
 same float32 arithmetic) and puts each band's planes into the quadrant's float32 staging files in
 the stored orientation; `finish` compresses them with stacking.compress_plane (tile compression,
 quantisation step a fraction of the quadrant's read noise: stacking.QUANT_FRACTION). The run then
@@ -25,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -32,6 +40,7 @@ from astropy.io import fits
 from .. import __version__
 from ..formats.geometry import CCDGeometry
 from ..formats.le1 import LE1Quadrant
+from .cosmetics import HOT, HOT_SIGNIFICANCE, CosmeticsLimits, dark_defects
 from .dataset import obsid_ranges
 from .measures import region_columns
 from .stacking import (
@@ -40,17 +49,37 @@ from .stacking import (
     allocate_fits,
     assemble_product,
     compress_plane,
-    quantisation_step,
     network_pairs,
+    quantisation_step,
 )
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
 
-MASTER_FILE = "EUC_MASTERBIAS_FPA.fits"
-SPREAD_FILE = "EUC_MASTERBIAS_FPA_STD.fits"
-PRODUCTS = {"median": MASTER_FILE, "spread": SPREAD_FILE}
-METHODS = {"median": "median of offset-subtracted frames",
-           "spread": "std (ddof 1) of offset-subtracted frames"}
-KINDS = {"median": "MASTERBIAS", "spread": "MASTERBIAS_STD"}
+MASK_THRESHOLD_ADU = float(CosmeticsLimits().hot_pixel_threshold_adu)  # COSMETICS00's default limit
+
+
+@dataclass(frozen=True)
+class FPAProduct:
+    """One LE1-layout product of an FPA family: which plane of the units it holds, its file, kind."""
+
+    plane: str  # "median", "spread" or "mask"
+    file: str
+    kind: str  # the primary header's PRODUCT
+    method: str  # the primary header's METHOD
+
+
+def master_products(kind: str, spread: str = "std") -> tuple[FPAProduct, FPAProduct]:
+    """The master `kind` (MASTERBIAS, MASTERDARK) and its spread file: the frames' std (ddof 1), or
+    the median's error, std / sqrt(NCOMB) (as the block's EDARK)."""
+    suffix, method = (("STD", "std (ddof 1) of offset-subtracted frames") if spread == "std" else
+                      ("ERR", "std (ddof 1) / sqrt(NCOMB) of offset-subtracted frames"))
+    return (FPAProduct("median", f"EUC_{kind}_FPA.fits", kind, "median of offset-subtracted frames"),
+            FPAProduct("spread", f"EUC_{kind}_FPA_{suffix}.fits", f"{kind}_{suffix}", method))
+
+
+MASK_PRODUCT = FPAProduct("mask", "EUC_MASK_FPA.fits", "MASK",
+                          "hot pixels of the median stack above its smooth background (COSMETICS00 dark defects)")
+BIAS_PRODUCTS = (*master_products("MASTERBIAS"), MASK_PRODUCT)
+MASTER_FILE, SPREAD_FILE = BIAS_PRODUCTS[0].file, BIAS_PRODUCTS[1].file
 QRON_METHOD = "median over frames of the quadrant's trimmed prescan robust std"
 
 
@@ -61,17 +90,19 @@ class LE1StackTarget:
     extname: str
     median_plane: Path  # a FITS with an empty primary and the compressed extension `extname`
     spread_plane: Path
-    spread: str = "std"  # what bandpass.fuse_band reads: the spread is the frames' std (not its error)
+    spread: str = "std"  # what bandpass.fuse_band reads: the frames' std, or "error" (std / sqrt(n))
+    mask_plane: Path | None = None  # the quadrant's cosmetics mask, when the family makes one
 
     def staging(self, plane: Path) -> Path:
         """The float32 file a plane is filled in before it is compressed."""
         return plane.with_name(f"{plane.stem}.float32.fits")
 
 
-def stack_targets(folder: Path, extnames: Sequence[str]) -> dict[str, LE1StackTarget]:
+def stack_targets(folder: Path, extnames: Sequence[str], spread: str = "std",
+                  mask: bool = False) -> dict[str, LE1StackTarget]:
     """The plane files of each quadrant, in `folder` (a staging folder the workers can write to)."""
-    return {name: LE1StackTarget(name, folder / f".{KINDS['median']}.{name}.fits",
-                                 folder / f".{KINDS['spread']}.{name}.fits") for name in extnames}
+    return {name: LE1StackTarget(name, folder / f".median.{name}.fits", folder / f".spread.{name}.fits", spread,
+                                 folder / f".mask.{name}.fits" if mask else None) for name in extnames}
 
 
 @dataclass(frozen=True)
@@ -79,12 +110,16 @@ class QuadrantMaster:
     """One quadrant of the FPA master, compressed: its plane files and what they hold."""
 
     extname: str
-    median_plane: Path
-    spread_plane: Path
+    median_plane: Path | None  # None: not written (the products switched off), the statistics stand
+    spread_plane: Path | None
     frames: int  # frames combined
     ron_adu: float  # read noise the quantisation steps are fractions of (QRON)
     steps: dict[str, float]  # plane -> quantisation step (ADU)
     level: ClippedStats  # clipped statistics of the master's image area (ADU)
+    hot_count: int | None = None  # image pixels more than the unit's hot threshold above `level.mean`
+    mask_plane: Path | None = None
+    mask_hot: int | None = None  # hot pixels of the cosmetics mask
+    mask_threshold_adu: float = math.nan  # the mask's hot threshold used (the limit, or 10 robust sigma)
 
 
 class LE1StackWriter:
@@ -122,30 +157,51 @@ class LE1StackWriter:
         for values in self.maps.values():
             values[:] = np.nan
 
-    def finish(self, ron_adu: float) -> QuadrantMaster:
-        """Compress both planes (quantisation steps from `ron_adu`), drop the staging files."""
+    def finish(self, ron_adu: float, *, write: bool = True, hot_threshold_adu: float | None = None,
+               mask_threshold_adu: float = MASK_THRESHOLD_ADU) -> QuadrantMaster:
+        """The master's image statistics (clipped level; pixels more than `hot_threshold_adu` above
+        it), the cosmetics mask of the image area (if the target has a mask plane), and with `write`
+        both planes compressed (quantisation steps from `ron_adu`); the staging files dropped."""
         place = self.view.extension.place
         median = np.asarray(self.maps["median"])  # stored orientation; canonical = flipped by the position
         canonical = median[:: -1 if place.flip_rows else 1, :: -1 if place.flip_cols else 1]
-        image = np.array(canonical[: self.geometry.image_rows, region_columns(self.geometry, "image", trim=False)],
-                         np.float32)
+        image_cols = region_columns(self.geometry, "image", trim=False)
+        image = np.array(canonical[: self.geometry.image_rows, image_cols], np.float32)
         level = clipped_stats(image)
+        hot_count = None
+        if hot_threshold_adu is not None and math.isfinite(level.mean):  # as stacking.StackWriter.finish
+            hot_count = int(np.count_nonzero(image > level.mean + hot_threshold_adu))
         self.maps.clear()  # the pages stay in the page cache, which compress_plane reads
         ron = ron_adu if math.isfinite(ron_adu) and ron_adu > 0 else 1.0
         steps = {plane: quantisation_step(ron, plane) for plane in ("median", "spread")}
         target = self.target
+        if not write:
+            self.discard()
+            return QuadrantMaster(target.extname, None, None, len(self.offsets32), ron, steps, level, hot_count)
         offset = float(np.mean(self.offsets32)) if self.offsets32.size else math.nan
         cards = [("CCDID", f"{place.ccd.slice}-{place.ccd.column}", "FPA CCD j-i, as the LE1 input"),
                  ("QUADID", place.quadrant, "quadrant"),
                  ("FPACCD", place.ccd.ccdid, "FPA CCD"),
                  ("BLOCK", place.ccd.block, "flight block"), ("BLOCKCCD", place.ccd.block_ccd, "CCD of the block")]
+        mask_hot, mask_threshold = None, math.nan
+        if target.mask_plane is not None:
+            bits = np.zeros(canonical.shape, np.uint8)
+            if np.isfinite(image).all():
+                hot, mask_threshold = dark_defects(image, mask_threshold_adu)
+                bits[: self.geometry.image_rows, image_cols][hot] = HOT
+                mask_hot = int(np.count_nonzero(hot))
+            write_mask_plane(target.mask_plane, target.extname,
+                             bits[:: -1 if place.flip_rows else 1, :: -1 if place.flip_cols else 1],
+                             [*cards, ("HOTTHR", round(mask_threshold, 4) if math.isfinite(mask_threshold) else -1.0,
+                                       "hot threshold used (ADU above background)"),
+                              ("NHOT", mask_hot if mask_hot is not None else -1, "hot pixels in this quadrant")])
         if math.isfinite(offset):
             cards.append(("OFFSET", round(offset, 4), "mean offset subtracted: prescan clipped mean (ADU)"))
         for plane, path in (("median", target.median_plane), ("spread", target.spread_plane)):
             compress_plane(target.staging(path), target.extname, steps[plane], ron, path, cards)
             target.staging(path).unlink(missing_ok=True)
         return QuadrantMaster(target.extname, target.median_plane, target.spread_plane, len(self.offsets32), ron,
-                              steps, level)
+                              steps, level, hot_count, target.mask_plane, mask_hot, mask_threshold)
 
     def discard(self) -> None:
         """Remove whatever this quadrant wrote (a failed unit leaves nothing behind)."""
@@ -153,6 +209,22 @@ class LE1StackWriter:
         for path in (self.target.median_plane, self.target.spread_plane):
             self.target.staging(path).unlink(missing_ok=True)
             path.unlink(missing_ok=True)
+        if self.target.mask_plane is not None:
+            self.target.mask_plane.unlink(missing_ok=True)
+
+
+def write_mask_plane(path: Path, extname: str, stored_bits: np.ndarray, cards: Sequence[tuple[str, Any, str]]) -> Path:
+    """One quadrant's mask (uint8 DEFECTS bits, stored orientation) as a FITS with an empty primary
+    and the tile-compressed extension `extname` (RICE_1 on integers: lossless)."""
+    header = fits.Header([("BUNIT", "")])
+    for keyword, value, comment in cards:
+        header[keyword] = (value, comment)
+    header["BIT0"] = ("hot", "DEFECTS bit 1 (cosmetics.py bits)")
+    header.add_comment("0 = good pixel; prescan and overscans 0 (not judged)")
+    plane = fits.CompImageHDU(np.ascontiguousarray(stored_bits, np.uint8), header=header, name=extname,
+                              compression_type="RICE_1")
+    fits.HDUList([fits.PrimaryHDU(), plane]).writeto(path, overwrite=True)
+    return path
 
 
 def quadrant_read_noise(prescan_stds: Sequence[float]) -> float:
@@ -161,14 +233,14 @@ def quadrant_read_noise(prescan_stds: Sequence[float]) -> float:
     return float(np.median(finite)) if finite else math.nan
 
 
-def provenance_header(plane: str, *, test: str, session: str, obsids: Sequence[int], frames: Sequence[str],
-                      design: str, geometry: CCDGeometry, when: datetime, run_id: str,
-                      partial: Sequence[str] = ()) -> fits.Header:
-    """Primary header of an FPA product (`plane` "median" or "spread"): what, from what, how."""
+def provenance_header(product: FPAProduct, *, test: str, session: str, obsids: Sequence[int],
+                      frames: Sequence[str], design: str, geometry: CCDGeometry, when: datetime, run_id: str,
+                      partial: Sequence[str] = (), extra: Sequence[tuple[str, Any, str]] = ()) -> fits.Header:
+    """Primary header of an FPA product: what, from what, how (`extra`: the family's own cards)."""
     header = fits.Header()
     header["ORIGIN"] = ("vison", "CCD273 ground-calibration pipeline")
     header["VISON"] = (__version__, "vison version")
-    header["PRODUCT"] = (KINDS[plane], "kind of calibration product")
+    header["PRODUCT"] = (product.kind, "kind of calibration product")
     header["DATE"] = (when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"), "UTC creation time")
     header["TEST"] = (test, "test the frames belong to")
     header["SESSION"] = (session, "campaign session")
@@ -181,15 +253,26 @@ def provenance_header(plane: str, *, test: str, session: str, obsids: Sequence[i
     header["OBSID1"] = (max(obsids) if obsids else -1, "last OBSID combined")
     header["OBSIDS"] = (obsid_ranges(obsids, sep=","), "OBSIDs combined")
     header["NCOMB"] = (len(frames), "frames combined (per quadrant: see COMMENT)")
-    header["METHOD"] = (METHODS[plane], "per-pixel combination")
+    header["METHOD"] = (product.method, "" if len(product.method) > 40 else "per-pixel combination")
     header["OFFSMETH"] = ("prescan clipped mean", f"offset per frame/quadrant: {CLIP_SIGMA:g}-sigma clipped")
-    header["QFRAC"] = (QUANT_FRACTION[plane], "quantisation step / read noise (QSTEP/QRON)")
-    header["BUNIT"] = ("ADU", "offset-subtracted counts")
-    header.add_comment(f"Each extension is tile-compressed (RICE_1) and quantised with a step of {QUANT_FRACTION[plane]:g} "
-                       f"of its quadrant's read noise (QRON: {QRON_METHOD}); QSTEP and QMAXERR (largest error of "
-                       "a pixel) are stated per extension, in ADU.")
-    header.add_comment("The offset subtracted per quadrant, averaged over frames, is result.json's "
-                       "offset_prescan_adu: master + offset is the quadrant's bias level.")
+    for keyword, value, comment in extra:
+        header[keyword] = (value, comment)
+    if product.plane == "mask":
+        header["BUNIT"] = ("", "masks carry no unit")
+        header["HOTLIM"] = (MASK_THRESHOLD_ADU, "hot: ADU above the background, at least")
+        header["HOTSIG"] = (HOT_SIGNIFICANCE, "hot: robust sigmas above it, at least")
+        header["BIT0"] = ("hot", "DEFECTS bit 1 (cosmetics.py bits); 0 = good")
+        header.add_comment("Each extension: uint8 DEFECTS bits of its quadrant, oriented as the LE1 input "
+                           "(tile-compressed, lossless); HOTTHR (threshold used) and NHOT per extension. "
+                           "Prescan and overscans are 0 (not judged).")
+    else:
+        header["QFRAC"] = (QUANT_FRACTION[product.plane], "quantisation step / read noise (QSTEP/QRON)")
+        header["BUNIT"] = ("ADU", "offset-subtracted counts")
+        header.add_comment(f"Each extension is tile-compressed (RICE_1) and quantised with a step of "
+                           f"{QUANT_FRACTION[product.plane]:g} of its quadrant's read noise (QRON: {QRON_METHOD}); "
+                           "QSTEP and QMAXERR (largest error of a pixel) are stated per extension, in ADU.")
+        header.add_comment("The offset subtracted per quadrant is each frame's prescan clipped mean (their mean: "
+                           "each extension's OFFSET): master + OFFSET is the quadrant's level.")
     for line in partial:
         header.add_comment(line)
     for name in frames:
