@@ -31,7 +31,14 @@ from engine.sim.records import Equipment
 from engine.sim.truths import SimOptions, Truths
 from engine.tasks import registry
 from engine.tasks.focus_lib import fit_focus_curve
-from engine.tasks.spots import match_pattern
+from engine.tasks.spots import (
+    DETECT_MIN_PIXELS,
+    FWHM_PER_SIGMA,
+    STAMP_HALF_PX,
+    detect_sources,
+    fit_gaussians,
+    match_pattern,
+)
 
 SERIALS = {"roe": "FM14", "rpsu": "FM14", "ccd1": "14888-88-81", "ccd2": "14888-88-82", "ccd3": "14888-88-83"}
 EQUIPMENT = Equipment(sn_roe="FM14", sn_rpsu="FM14", sn_ccd1=SERIALS["ccd1"], sn_ccd2=SERIALS["ccd2"],
@@ -222,3 +229,123 @@ def test_pattern_matching_recovers_shift_and_rotation_and_ignores_stray_sources(
     match = match_pattern(detected, nominal, centre, 4.0)
     assert abs(match.dx - 12.0) < 1e-6 and abs(match.dy + 16.0) < 1e-6 and abs(match.rotation_deg - 1.5) < 1e-6
     assert match.matches == ((0, 0), (1, 2), (2, 3), (3, 4))
+
+
+# -- Detection and fits, on synthetic images -------------------------------------------------------
+
+def _pixel_integrated_gaussian(shape, x, y, sigma_x, sigma_y, flux):
+    """flux x the Gaussian's integral over each pixel (pixel (r, c) covers [c - 0.5, c + 0.5]), from
+    scipy.stats' normal CDF: independent of the code under test."""
+    from scipy.stats import norm
+
+    cols, rows = np.arange(shape[1]), np.arange(shape[0])
+    px = norm.cdf(cols + 0.5, x, sigma_x) - norm.cdf(cols - 0.5, x, sigma_x)
+    py = norm.cdf(rows + 0.5, y, sigma_y) - norm.cdf(rows - 0.5, y, sigma_y)
+    return flux * np.outer(py, px)
+
+
+def _synthetic_quadrant(rng, faint_offset_px=30.0):
+    """A 300 x 280 image at 1000 ADU with 1.5 ADU of noise: 20 spots of 2-6 px FWHM and 300-40000
+    ADU peaks on a jittered grid (some across the 4 x 4 pooling blocks' edges and at the image's
+    edges), faint sources (peaks 25-60 ADU), a one-pixel and a two-pixel cosmic ray."""
+    shape = (300, 280)
+    image = 1000.0 + rng.normal(0.0, 1.5, shape)
+    for k in range(20):
+        x, y = 14 + 60 * (k % 5) + rng.uniform(-6, 6), 12 + 70 * (k // 5) + rng.uniform(-6, 6)
+        sigma = rng.uniform(2.0, 6.0) / FWHM_PER_SIGMA
+        peak = rng.uniform(300.0, 40000.0)
+        image += _pixel_integrated_gaussian(shape, x, y, sigma, sigma * rng.uniform(0.9, 1.1), peak * 2 * np.pi * sigma ** 2)
+        # a faint source, by default far from the spot: sep's cleaning then sees the same in a window
+        offset = faint_offset_px
+        image += _pixel_integrated_gaussian(shape, x + offset, y + 0.3 * offset, 1.0, 1.0, rng.uniform(25, 60) * 2 * np.pi)
+    image[150, 77] += 3000.0
+    image[40, 200:202] += 2500.0
+    return np.clip(np.round(image), 0, 65535).astype(np.uint16), 1000.0, 15.0
+
+
+@pytest.mark.parametrize("floor", [0.0, 200.0])
+def test_detection_on_the_pooled_image_finds_what_sep_finds_over_the_whole_image(floor):
+    """detect_sources (sep on the 4 x 4 max-pooled image, then on full-resolution windows) against
+    sep.extract over the whole image with the same settings: the same sources, positions (1e-9 px:
+    the same pixels summed), peaks and fluxes."""
+    import sep
+
+    counts, level, threshold = _synthetic_quadrant(np.random.default_rng(5))
+    found, brightest = detect_sources(counts, level, threshold, floor)
+    image = np.subtract(counts, np.float32(level), dtype=np.float32)
+    whole = sep.extract(image, threshold, minarea=DETECT_MIN_PIXELS, deblend_cont=1.0)
+    whole = whole[whole["peak"] >= floor]
+    assert len(found) == len(whole) and len(whole) >= (30 if floor == 0 else 20)
+    mine, theirs = np.sort(found, order=["x"]), np.sort(whole, order=["x"])
+    for name in ("x", "y", "peak", "flux"):
+        assert np.allclose(mine[name], theirs[name], rtol=1e-9, atol=1e-9), name
+    assert brightest == float(image.max())
+    assert sep.get_extract_pixstack() == 300_000  # sep's own setting given back
+
+
+@pytest.mark.parametrize("offset", [10.0, 14.0, 20.0])  # 14 and 20: one faint source more
+def test_detection_differs_from_sep_over_the_whole_image_only_by_faint_sources_near_bright_ones(offset):
+    """The one difference said in detect_sources: sep's cleaning sees only a window, so a faint
+    source near a bright spot may be kept where sep over the whole image merges it; every source
+    sep over the whole image finds is found, at the same position, and anything more is faint
+    (below 1 % of a spot within 30 px)."""
+    import sep
+
+    counts, level, threshold = _synthetic_quadrant(np.random.default_rng(6), faint_offset_px=offset)
+    found, _ = detect_sources(counts, level, threshold, 0.0)
+    image = np.subtract(counts, np.float32(level), dtype=np.float32)
+    whole = sep.extract(image, threshold, minarea=DETECT_MIN_PIXELS, deblend_cont=1.0)
+    matched = np.zeros(len(found), bool)
+    for source in whole:
+        distance = np.hypot(found["x"] - source["x"], found["y"] - source["y"])
+        assert distance.min() < 1e-9, source
+        matched[np.argmin(distance)] = True
+    for extra in found[~matched]:
+        near = np.hypot(found["x"] - extra["x"], found["y"] - extra["y"]) < 30
+        assert extra["peak"] < 0.01 * found["peak"][near].max(), extra
+
+
+def test_spot_fits_together_equal_each_fit_alone_and_read_the_injected_fwhm():
+    """fit_gaussians on 6 stamps at once (one cut by the image edge, one with saturated pixels left
+    out) against each stamp fitted alone: the same parameters (to 1e-8: float64 sums in another
+    order may stop one iteration apart); noise-free pixel-integrated Gaussians of 1.6-4 px FWHM
+    read back to 1e-5."""
+    rng = np.random.default_rng(3)
+    size = 2 * STAMP_HALF_PX + 1
+    stamps, valid, start, shapes, truths = [], [], [], [], []
+    for k, fwhm in enumerate((1.6, 2.0, 2.4, 3.0, 3.5, 4.0)):
+        sigma = fwhm / FWHM_PER_SIGMA
+        x, y = 10 + rng.uniform(-0.5, 0.5), 10 + rng.uniform(-0.5, 0.5)
+        stamp = _pixel_integrated_gaussian((size, size), x, y, sigma, sigma * 1.05, 1e5) + 3.0
+        mask = np.ones((size, size), bool)
+        if k == 1:
+            mask[9:12, 9:12] = False  # saturated core
+        height, width = (size, size) if k != 4 else (size, 14)  # cut by the image's edge
+        cut, cut_mask = np.zeros((size, size)), np.zeros((size, size), bool)
+        cut[:height, :width], cut_mask[:height, :width] = stamp[:height, :width], mask[:height, :width]
+        stamps.append(cut)
+        valid.append(cut_mask)
+        start.append((x + 0.3, y - 0.2, sigma * 1.3, 8e4))
+        shapes.append((height, width))
+        truths.append((1e5, x, y, sigma, sigma * 1.05, 3.0))
+    together, ok = fit_gaussians(np.array(stamps), np.array(valid), np.array(start), np.array(shapes))
+    assert ok.all()
+    for k in range(6):
+        alone, ok_alone = fit_gaussians(np.array(stamps[k:k + 1]), np.array(valid[k:k + 1]), np.array(start[k:k + 1]),
+                                        np.array(shapes[k:k + 1]))
+        assert ok_alone[0] and np.allclose(alone[0], together[k], rtol=1e-8, atol=1e-8)
+        assert np.allclose(together[k], truths[k], rtol=1e-5, atol=1e-5), (k, together[k], truths[k])
+
+
+def test_the_focus_clipping_is_the_clipped_stats_of_the_stacks():
+    """focus_lib.clipped_foci (numpy, for a few dozen foci) gives stats.clipped_stats's numbers."""
+    from engine.tasks.focus_lib import FOCUS_CLIP_SIGMA, clipped_foci
+    from engine.tasks.stats import clipped_stats
+
+    rng = np.random.default_rng(2)
+    for n in (3, 5, 15, 60):
+        foci = 47.3 + 0.005 * rng.standard_normal(n)
+        foci[0] += 0.5  # an outlier
+        mine, theirs = clipped_foci(foci, FOCUS_CLIP_SIGMA), clipped_stats(foci, FOCUS_CLIP_SIGMA)
+        assert mine.count == theirs.count and mine.median == theirs.median
+        assert np.allclose([mine.mean, mine.std], [theirs.mean, theirs.std], rtol=1e-12, equal_nan=True)
