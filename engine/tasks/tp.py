@@ -11,10 +11,16 @@ generic `init` and `check`, which adds the injection-level check):
   drain-pulse timing).
 - `injection`: per CCD/quadrant, the unpumped injected frame: injection level and per-pixel noise
   (of its relative map), and for serial pumping the reference column profile.
-- `extract`: per CCD/quadrant/mode, one work unit reading that quadrant of each pumped frame
-  once: relative dipole map (tp_lib.vertical_map / serial_map), dipoles with polarity
-  (tp_lib.find_dipoles), merged over the phase times, and every merged trap's amplitude measured
-  in every frame of the mode, detected there or not (so the fit sees the whole curve).
+- `extract`: per CCD/quadrant/mode: relative dipole map of each pumped frame (tp_lib.vertical_map,
+  compiled as tp_lib.CountsMap / serial_map), dipoles with polarity (tp_lib.find_dipoles), merged
+  over the phase times, and every merged trap's amplitude measured in every frame of the mode,
+  detected there or not (so the fit sees the whole curve).
+
+Both are made in the check's read of the frames (Family.per_quadrant: PumpingConsumer, one per
+CCD and quadrant, fed each frame's quadrant as the check measures it); the sub-tasks take those
+results where the consumer saw the frames and offsets the plan analyses, and otherwise read the
+frames again with their own units (reference_unit, mode_unit: the same functions, the same
+numbers), saying why.
 - `basic`: per trap the fit of amplitude vs phase time (tp_lib.fit_release): release time
   `tau_us` and capture probability `pc`; the trap catalogue per CCD (CSV and FITS table).
 - `meta`: per quadrant and mode the trap count and the Pc-weighted mean tau; tau-Pc heat maps.
@@ -28,9 +34,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -42,8 +49,9 @@ from . import chinj_lib, tp_lib
 from .base import AnalysisTask
 from .check import RawStats, quadrant_frames
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
+from .measures import FrameMeasures
 from .offsets import FrameOffsets, PreparedData, measure_offsets
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
 from .stacking import product_names, provenance_header
@@ -99,7 +107,7 @@ class PumpingPlan(SubTaskResult):
         return {mode: sorted(frames, key=lambda f: f.phase_time_us) for mode, frames in sorted(groups.items())}
 
     @classmethod
-    def produce(cls, ctx: TaskContext) -> "PumpingPlan":
+    def produce(cls, ctx: TaskContext) -> PumpingPlan:
         return plan_pumping(ctx)
 
 
@@ -115,6 +123,49 @@ def _mode(row: Mapping[str, Any], *names: str) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class FramePumping:
+    """What a frame's EXP_LOG row says of its pumping and readout window."""
+
+    direction: str  # "vertical" | "serial" | "" (not pumped)
+    mode: str
+    phase_time_us: float
+    cycles: float
+    vstart: int
+    vend: int | None  # None: not logged (the whole quadrant)
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> FramePumping:
+        direction, mode, t_us, cycles = "", "", math.nan, math.nan
+        if int(_number(row, "v_tpump")):
+            direction, mode = "vertical", _mode(row, "v_tp_mod", "v_tpmod")
+            t_us = _number(row, "toi_tp") + _number(row, "dwell_v")
+            cycles = _number(row, "v_tp_cnt", default=math.nan)
+        elif int(_number(row, "s_tpump")):
+            direction, mode = "serial", _mode(row, "s_tp_mod", "s_tpmod")
+            t_us = tp_lib.SERIAL_PHASE_TIME_US + _number(row, "dwell_s")
+            cycles = _number(row, "s_tp_cnt", default=math.nan)
+        vend = _number(row, "vend", default=math.nan)
+        return cls(direction, mode, t_us, cycles, int(_number(row, "vstart")), int(vend) if math.isfinite(vend) else None)
+
+    def rows(self, geometry: CCDGeometry) -> tuple[int, int]:
+        """Canonical image rows read: [first, last)."""
+        vend = geometry.quad_height if self.vend is None else self.vend
+        return max(0, self.vstart), min(geometry.image_rows, vend)
+
+
+def is_injected(level_adu: float, highest_adu: float) -> bool:
+    """A quadrant is injected in a frame if its image level above the offset is near the highest
+    of its frames (measured, not guessed from the drain-pulse timing)."""
+    return level_adu >= max(INJECTED_MIN_ADU, INJECTED_FRACTION * highest_adu)
+
+
+def pumped_direction(directions: set[str]) -> str | None:
+    """The direction analysed when a test pumps in both: the vertical one."""
+    pumped = sorted(d for d in directions if d)
+    return pumped[-1] if pumped else None
+
+
 def plan_pumping(ctx: TaskContext) -> PumpingPlan:
     prepared = measure_offsets(ctx)
     geometry = prepared.geometry
@@ -128,39 +179,39 @@ def plan_pumping(ctx: TaskContext) -> PumpingPlan:
         entries = []
         for i, f in enumerate(usable):
             row = rows_of[(ccd, f.obsid)]
-            direction, mode, t_us, cycles = "", "", math.nan, math.nan
-            if int(_number(row, "v_tpump")):
-                direction, mode = "vertical", _mode(row, "v_tp_mod", "v_tpmod")
-                t_us = _number(row, "toi_tp") + _number(row, "dwell_v")
-                cycles = _number(row, "v_tp_cnt", default=math.nan)
-            elif int(_number(row, "s_tpump")):
-                direction, mode = "serial", _mode(row, "s_tp_mod", "s_tpmod")
-                t_us = tp_lib.SERIAL_PHASE_TIME_US + _number(row, "dwell_s")
-                cycles = _number(row, "s_tp_cnt", default=math.nan)
-            directions.add(direction)
-            vstart = int(_number(row, "vstart"))
-            vend = int(_number(row, "vend", default=geometry.quad_height))
-            window = (max(0, vstart), min(geometry.image_rows, vend))
-            injected = frozenset(q for q in QUADRANTS if levels[q][i] >= max(INJECTED_MIN_ADU, INJECTED_FRACTION * highest[q]))
-            entries.append(PumpFrame(f.obsid, f.path, f.offsets, direction, mode, t_us, cycles, window, injected, row))
+            pumping = FramePumping.of(row)
+            directions.add(pumping.direction)
+            injected = frozenset(q for q in QUADRANTS if is_injected(levels[q][i], highest[q]))
+            entries.append(PumpFrame(f.obsid, f.path, f.offsets, pumping.direction, pumping.mode,
+                                     pumping.phase_time_us, pumping.cycles, pumping.rows(geometry), injected, row))
         frames[ccd] = entries
-    pumped = sorted(d for d in directions if d)
-    if not pumped:
+    direction = pumped_direction(directions)
+    if direction is None:
         raise RuntimeError(f"no pumped frame in {ctx.test.name} (v_tpump and s_tpump are 0 in every EXP_LOG row)")
-    if len(pumped) > 1:
+    if len({d for d in directions if d}) > 1:
         ctx.log.warning(f"{ctx.test.name} holds vertical and serial pumping; analysing the vertical frames")
-    return PumpingPlan(geometry, pumped[-1], prepared, frames)
+    return PumpingPlan(geometry, direction, prepared, frames)
 
 
 # ---------------------------------------------------------------------------------------------
 # Work units (paths and small numbers in, small records out)
 # ---------------------------------------------------------------------------------------------
 
-def read_image(path: Path, quadrant: str, geometry: CCDGeometry, offset: float, rows: tuple[int, int]) -> np.ndarray:
-    """Offset-subtracted canonical image area of one quadrant, rows [first, last), float32."""
+def read_quadrant(path: Path, quadrant: str, geometry: CCDGeometry) -> np.ndarray:
+    """One quadrant's counts as read (frame orientation, uint16), as the check's read hands them."""
     with read_frame(path) as frame:
-        counts = frame.region(quadrant, "image", geometry)[rows[0]: rows[1]]
-        return np.subtract(counts, np.float32(offset), dtype=np.float32)  # as astype, then -= offset
+        return frame.section(*geometry.quadrant_slices(quadrant))
+
+
+def image_window(quadrant: str, geometry: CCDGeometry, rows: tuple[int, int]) -> tp_lib.ImageWindow:
+    """Where the canonical image rows [first, last) lie in the quadrant's counts as read."""
+    return tp_lib.ImageWindow.of((geometry.quad_height, geometry.quad_width), geometry.flips(quadrant), rows,
+                                 (geometry.prescan, geometry.prescan + geometry.image_cols))
+
+
+def offset_subtracted(counts: np.ndarray, window: tp_lib.ImageWindow, offset: float) -> np.ndarray:
+    """Offset-subtracted canonical image of the window, float32 (as astype, then -= offset)."""
+    return np.subtract(window.image(counts), np.float32(offset), dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -170,13 +221,55 @@ class ReferenceMeasures:
     profile_adu: np.ndarray | None  # serial: clipped column means (image columns)
 
 
+def measure_reference(counts: np.ndarray, window: tp_lib.ImageWindow, offset: float, serial: bool) -> ReferenceMeasures:
+    """The unpumped frame's injection level, per-pixel noise and (serial) column profile."""
+    level = tp_lib.window_median(counts, window, offset)  # np.median of the offset-subtracted image
+    sigma = tp_lib.CountsMap.of(counts, window, offset).sigma  # vertical_map's
+    profile = tp_lib.column_profile(offset_subtracted(counts, window, offset)) if serial else None
+    return ReferenceMeasures(level, sigma * level, profile)
+
+
 def reference_unit(path: Path, quadrant: str, geometry: CCDGeometry, offset: float, rows: tuple[int, int],
                    serial: bool) -> ReferenceMeasures:
-    image = read_image(path, quadrant, geometry, offset, rows)
-    level = float(np.median(image))
-    _, _, sigma = tp_lib.vertical_map(image)
-    profile = tp_lib.column_profile(image) if serial else None
-    return ReferenceMeasures(level, sigma * level, profile)
+    return measure_reference(read_quadrant(path, quadrant, geometry), image_window(quadrant, geometry, rows), offset,
+                             serial)
+
+
+@dataclass
+class PumpedMap:
+    """One pumped frame's relative map as the merge and the fit use it: its dipoles, the noise of
+    its pixels (relative), the level that scales it to ADU (per index `level_axis` of a trap:
+    vertical the column's injection, serial the reference profile) and its traps' amplitudes."""
+
+    dipoles: tp_lib.Dipoles
+    sigma: float
+    level: np.ndarray  # float64
+    level_axis: int
+    map: tp_lib.CountsMap | np.ndarray  # vertical: the counts that replay its columns; serial: the residual profile
+
+    def amplitudes(self, traps: list[tuple[int, int, int]]) -> np.ndarray:
+        if isinstance(self.map, tp_lib.CountsMap):
+            return self.map.amplitudes(traps)
+        return tp_lib.dipole_amplitudes(self.map, traps)
+
+
+def vertical_pumped(counts: np.ndarray, window: tp_lib.ImageWindow, offset: float,
+                    buffer: np.ndarray | None = None) -> tuple[PumpedMap, np.ndarray | None]:
+    """A vertically pumped frame's map and dipoles, and the map's array, free again (`buffer` for
+    the next frame's): the map is dropped, its counts replay the columns of the traps found in the
+    other frames of the mode (half the memory of the map)."""
+    counts_map = tp_lib.CountsMap.of(counts, window, offset, buffer)
+    dipoles = counts_map.dipoles()
+    freed = counts_map.drop_map()
+    pumped = PumpedMap(dipoles, counts_map.sigma, np.asarray(counts_map.level, np.float64), 1, counts_map)
+    return pumped, freed if freed is not None else buffer
+
+
+def serial_pumped(profile: np.ndarray, reference_profile: np.ndarray) -> PumpedMap:
+    """A serially pumped frame's column profile against the unpumped one's."""
+    residual, sigma = tp_lib.serial_map(profile, reference_profile)
+    return PumpedMap(tp_lib.find_dipoles(residual, sigma), sigma, np.asarray(reference_profile, np.float64), 0,
+                     residual)
 
 
 @dataclass(frozen=True)
@@ -190,36 +283,142 @@ class ModeTraps:
     sigma_e: list[float]  # per frame: noise of a dipole amplitude (e-)
 
 
-def mode_unit(quadrant: str, geometry: CCDGeometry, frames: list[tuple[Path, float, tuple[int, int]]], serial: bool,
-              reference_profile: np.ndarray | None, gain: float) -> ModeTraps:
-    """Worker: the pumped frames of one quadrant and mode, each read once: dipole maps, dipoles,
-    merging over phase times, and each trap's amplitude in every frame."""
-    maps, levels, sigmas, found = [], [], [], []
-    for path, offset, rows in frames:
-        image = read_image(path, quadrant, geometry, offset, rows)
-        if serial:
-            profile = tp_lib.column_profile(image)
-            residual, sigma = tp_lib.serial_map(profile, reference_profile)
-            level = np.asarray(reference_profile, np.float64)
-        else:
-            residual, level, sigma = tp_lib.vertical_map(image)
-        del image
-        maps.append(residual)
-        levels.append(np.asarray(level, np.float64))
-        sigmas.append(sigma)
-        found.append(tp_lib.find_dipoles(residual, sigma))
+@dataclass(frozen=True)
+class ModeMeasures:
+    """ModeTraps before the gain (the check's read does not resolve calibration products)."""
+
+    traps: list[tuple[int, int, int]]
+    amplitudes_adu: np.ndarray  # traps x frames
+    detected: np.ndarray
+    sigma_level_adu: list[float]  # per frame: pixel noise (relative) x typical level
+
+    def in_electrons(self, gain: float) -> ModeTraps:
+        return ModeTraps(self.traps, self.amplitudes_adu * gain, self.detected,
+                         [s * gain / math.sqrt(2.0) for s in self.sigma_level_adu])
+
+
+def mode_measures(maps: list[PumpedMap]) -> ModeMeasures:
+    """Dipoles of a mode's frames (by phase time) merged, and each trap's amplitude in every frame."""
+    found = [m.dipoles for m in maps]
     traps = tp_lib.merge_dipoles(found)
-    amplitudes = np.zeros((len(traps), len(frames)))
-    detected = np.zeros((len(traps), len(frames)), bool)
-    across = np.array([t[1] if not serial else t[0] for t in traps], np.intp)  # index of the level
-    for j, (residual, level, dipoles) in enumerate(zip(maps, levels, found)):
+    amplitudes = np.zeros((len(traps), len(maps)))
+    detected = np.zeros((len(traps), len(maps)), bool)
+    for j, (pumped, dipoles) in enumerate(zip(maps, found)):
         if traps:
-            amplitudes[:, j] = tp_lib.dipole_amplitudes(residual, traps) * level[across] * gain
+            across = np.array([t[pumped.level_axis] for t in traps], np.intp)  # index of the level
+            amplitudes[:, j] = pumped.amplitudes(traps) * pumped.level[across]
             seen = set(zip(dipoles.along.tolist(), dipoles.across.tolist(), dipoles.polarity.tolist()))
             detected[:, j] = [any((a + d, c, p) in seen for d in (-1, 0, 1)) for a, c, p in traps]
-    typical_level = [float(np.nanmedian(level)) for level in levels]
-    sigma_e = [s * lv * gain / math.sqrt(2.0) for s, lv in zip(sigmas, typical_level)]
-    return ModeTraps(traps, amplitudes, detected, sigma_e)
+    typical_level = [float(np.nanmedian(m.level)) for m in maps]
+    return ModeMeasures(traps, amplitudes, detected, [m.sigma * lv for m, lv in zip(maps, typical_level)])
+
+
+def mode_unit(quadrant: str, geometry: CCDGeometry, frames: list[tuple[Path, float, tuple[int, int]]], serial: bool,
+              reference_profile: np.ndarray | None) -> ModeMeasures:
+    """Worker: the pumped frames of one quadrant and mode, each read once: dipole maps, dipoles,
+    merging over phase times, and each trap's amplitude in every frame (when the check's read did
+    not make them)."""
+    maps = []
+    for path, offset, rows in frames:
+        counts = read_quadrant(path, quadrant, geometry)
+        window = image_window(quadrant, geometry, rows)
+        if serial:
+            maps.append(serial_pumped(tp_lib.column_profile(offset_subtracted(counts, window, offset)),
+                                      reference_profile))
+        else:
+            maps.append(vertical_pumped(counts, window, offset)[0])
+    return mode_measures(maps)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same from the check's read (Family.per_quadrant, quadrant_pass.py)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReadoutPlan:
+    """Per CCD, for the check's read: the test's pumping direction and each frame's pumping (by
+    the index of the frame in the unit's list)."""
+
+    direction: str
+    frames: tuple[FramePumping, ...]
+
+
+def readout_plan(ctx: TaskContext, ccd: int, frames: list[Any]) -> ReadoutPlan | None:
+    directions = {FramePumping.of(f.row).direction for c in ctx.ccds for f in ctx.dataset.frames(c)}
+    direction = pumped_direction(directions)
+    if direction is None:
+        return None  # `prep` says why there is nothing to analyse
+    return ReadoutPlan(direction, tuple(FramePumping.of(f.row) for f in frames))
+
+
+@dataclass(frozen=True)
+class PumpingReadout:
+    """What the consumer of one (CCD, quadrant) gives back: frames by their index in the unit's list."""
+
+    direction: str
+    reference: int | None  # the unpumped injected frame measured
+    reference_measures: ReferenceMeasures | None
+    modes: dict[str, tuple[tuple[int, ...], ModeMeasures]]  # mode -> (its frames by phase time, measures)
+
+
+class PumpingConsumer:
+    """The injection and extraction of one quadrant from the frames as the check reads them.
+
+    Which frames are injected is only known at the end (the highest level of the quadrant over
+    all frames): a frame below INJECTED_MIN_ADU is never injected and is skipped at once; the
+    others are measured as they come and sorted out in result(). An unpumped frame keeps its
+    ReferenceMeasures (a few numbers and, serial, a profile). A vertically pumped frame keeps
+    its dipoles and its quadrant's counts (8.8 MB at full size), which replay the columns of the
+    traps found in the mode's later frames: TP01 keeps its 24 injected pumped frames per
+    quadrant, ~210 MB per unit at full size (the maps themselves, float32, would be twice that).
+    A serially pumped frame keeps its column profile: its map needs the reference, which may
+    come later."""
+
+    def __init__(self, quadrant: str, geometry: CCDGeometry, plan: ReadoutPlan):
+        self.quadrant, self.geometry, self.plan = quadrant, geometry, plan
+        self.serial = plan.direction == "serial"
+        self.levels: dict[int, float] = {}
+        self.references: dict[int, ReferenceMeasures] = {}
+        self.pumped: dict[int, PumpedMap | np.ndarray] = {}  # vertical maps; serial profiles
+        self.buffer: np.ndarray | None = None  # the map of the frame being measured, reused
+
+    def add(self, index: int, counts: np.ndarray, stats: Any) -> None:
+        pumping = self.plan.frames[index]
+        offset = stats.prescan.clipped_mean
+        self.levels[index] = level = stats.image.median - offset  # as plan_pumping measures it
+        if level < INJECTED_MIN_ADU or (pumping.direction and pumping.direction != self.plan.direction):
+            return  # never injected, or pumped the other way: not analysed
+        window = image_window(self.quadrant, self.geometry, pumping.rows(self.geometry))
+        if not pumping.direction:
+            self.references[index] = measure_reference(counts, window, offset, self.serial)
+        elif self.serial:
+            self.pumped[index] = tp_lib.column_profile(offset_subtracted(counts, window, offset))
+        else:
+            # keeps `counts`: the check's read hands a fresh array per frame (Frame.section)
+            self.pumped[index], self.buffer = vertical_pumped(counts, window, offset, self.buffer)
+
+    def result(self) -> PumpingReadout:
+        highest = max(self.levels.values(), default=0.0)
+        injected = sorted(i for i, level in self.levels.items() if is_injected(level, highest))
+        reference = next((i for i in injected if i in self.references), None)
+        measures = self.references.get(reference) if reference is not None else None
+        modes: dict[str, tuple[tuple[int, ...], ModeMeasures]] = {}
+        if self.serial and (measures is None or measures.profile_adu is None):
+            return PumpingReadout(self.plan.direction, reference, measures, modes)  # no serial map without it
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i in injected:
+            if i in self.pumped:
+                groups[self.plan.frames[i].mode].append(i)
+        for mode, indices in sorted(groups.items()):
+            indices.sort(key=lambda i: self.plan.frames[i].phase_time_us)
+            maps = [serial_pumped(self.pumped[i], measures.profile_adu) if self.serial else self.pumped[i]
+                    for i in indices]
+            modes[mode] = (tuple(indices), mode_measures(maps))
+        return PumpingReadout(self.plan.direction, reference, measures, modes)
+
+
+def start_consumer(quadrant: str, geometry: CCDGeometry, plan: ReadoutPlan) -> PumpingConsumer:
+    return PumpingConsumer(quadrant, geometry, plan)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +469,65 @@ class TrapSummary(SubTaskResult):
     """`meta`: per quadrant and mode counts and Pc-weighted tau (values), heat maps, report."""
 
 
+class CheckReadouts:
+    """The consumers' results of the check's read (PumpingReadout per CCD and quadrant), used
+    where they were made from the very frames and offsets the plan analyses; elsewhere the
+    sub-task reads the frames again, and says why."""
+
+    def __init__(self, ctx: TaskContext, plan: PumpingPlan):
+        self.plan = plan
+        self.readouts = ctx.need(FrameMeasures).readouts
+        self.log = ctx.log
+        self.used: list[str] = []
+        self.not_used: dict[str, list[str]] = defaultdict(list)  # why -> quadrants
+
+    def _result(self, ccd: int, q: str) -> tuple[Any, PumpingReadout | None]:
+        readout = self.readouts.get((ccd, q))
+        why = ("the check's read made no extraction (check switched off or its sub-tasks not run)" if readout is None
+               else f"its extraction failed ({readout.error})" if readout.error
+               else "its extraction was not fed (no pumped frame planned)" if readout.result is None
+               else f"it analysed {readout.result.direction} pumping, the plan {self.plan.direction}"
+               if readout.result.direction != self.plan.direction else "")
+        if why:
+            self.not_used[why].append(f"CCD{ccd}{q}")
+            return readout, None
+        return readout, readout.result
+
+    def _frames_match(self, ccd: int, q: str, readout: Any, indices: tuple[int, ...], frames: list[PumpFrame]) -> bool:
+        paths = dict(zip(readout.fed, readout.paths))
+        if [paths.get(i) for i in indices] == [f.path for f in frames] and \
+                readout.matches([f.path for f in frames], [f.offsets[q] for f in frames]):
+            return True
+        self.not_used["the frames it took as injected or their offsets differ from the plan's"].append(f"CCD{ccd}{q}")
+        return False
+
+    def reference(self, ccd: int, q: str, ref: PumpFrame) -> ReferenceMeasures | None:
+        readout, result = self._result(ccd, q)
+        if result is None or result.reference is None or \
+                not self._frames_match(ccd, q, readout, (result.reference,), [ref]):
+            return None
+        self.used.append(f"CCD{ccd}{q}")
+        return result.reference_measures
+
+    def modes(self, ccd: int, q: str, pumped: dict[str, list[PumpFrame]]) -> dict[str, ModeMeasures] | None:
+        readout, result = self._result(ccd, q)
+        if result is None:
+            return None
+        if set(result.modes) != set(pumped):
+            self.not_used["the modes it found differ from the plan's"].append(f"CCD{ccd}{q}")
+            return None
+        if not all(self._frames_match(ccd, q, readout, result.modes[mode][0], frames) for mode, frames in pumped.items()):
+            return None
+        self.used.append(f"CCD{ccd}{q}")
+        return {mode: result.modes[mode][1] for mode in pumped}
+
+    def say(self, subtask: str, what: str) -> None:
+        if self.used:
+            self.log.info(f"{subtask}: {', '.join(self.used)} from the check's read of the frames")
+        for why, quadrants in self.not_used.items():
+            self.log.warning(f"{subtask}: {', '.join(quadrants)}: {what} read again: {why}")
+
+
 class PumpingTask(AnalysisTask):
     def prep(self, ctx: TaskContext) -> PumpingPlan:
         plan = plan_pumping(ctx)
@@ -283,41 +541,60 @@ class PumpingTask(AnalysisTask):
 
     def injection(self, ctx: TaskContext, plan: PumpingPlan) -> InjectionLevels:
         serial = plan.direction == "serial"
-        calls, keys = [], []
+        readouts = CheckReadouts(ctx, plan)
+        references, calls, keys = {}, [], []
         for ccd in ctx.ccds:
             for q in QUADRANTS:
                 ref = plan.reference(ccd, q)
-                if ref is not None:
-                    keys.append((ccd, q, ref))
+                if ref is None:
+                    continue
+                measured = readouts.reference(ccd, q, ref)
+                if measured is not None:
+                    references[(ccd, q)] = measured
+                else:
+                    keys.append((ccd, q))
                     calls.append((ref.path, q, plan.geometry, ref.offsets[q], ref.rows, serial))
-        results = ctx.map_units(reference_unit, calls)
+        references.update(zip(keys, ctx.map_units(reference_unit, calls)))
+        readouts.say("injection", "the unpumped frames")
         out = Outputs()
-        references = {}
-        for (ccd, q, ref), measured in zip(keys, results):
-            references[(ccd, q)] = measured
-            out.value("injection_level_adu", measured.level_adu, ccd, q)
-            out.value("injection_noise_adu", measured.noise_adu, ccd, q)
-            out.value("injection_predicted_adu", predicted_for(ref.row, ccd, q), ccd, q)
+        for ccd in ctx.ccds:
+            for q in QUADRANTS:
+                if (ccd, q) in references:
+                    measured = references[(ccd, q)]
+                    out.value("injection_level_adu", measured.level_adu, ccd, q)
+                    out.value("injection_noise_adu", measured.noise_adu, ccd, q)
+                    out.value("injection_predicted_adu", predicted_for(plan.reference(ccd, q).row, ccd, q), ccd, q)
         return InjectionLevels(references, outputs=out)
 
     def extract(self, ctx: TaskContext, plan: PumpingPlan, injection: InjectionLevels) -> Extraction:
         serial = plan.direction == "serial"
+        readouts = CheckReadouts(ctx, plan)
+        measured: dict[tuple[int, str, str], ModeMeasures] = {}
         calls, keys = [], []
         for ccd in ctx.ccds:
             for q in QUADRANTS:
                 reference = injection.references.get((ccd, q))
                 if serial and (reference is None or reference.profile_adu is None):
                     continue  # a serial map needs the unpumped profile (the injection's column pattern)
-                for mode, frames in plan.pumped(ccd, q).items():
-                    keys.append((ccd, q, mode, frames))
+                pumped = plan.pumped(ccd, q)
+                from_read = readouts.modes(ccd, q, pumped)
+                if from_read is not None:
+                    measured.update({(ccd, q, mode): m for mode, m in from_read.items()})
+                    continue
+                for mode, frames in pumped.items():
+                    keys.append((ccd, q, mode))
                     calls.append((q, plan.geometry, [(f.path, f.offsets[q], f.rows) for f in frames], serial,
-                                  reference.profile_adu if serial else None, ctx.gain(ccd, q)[0]))
-        results = ctx.map_units(mode_unit, calls)
+                                  reference.profile_adu if serial else None))
+        measured.update(zip(keys, ctx.map_units(mode_unit, calls)))
+        readouts.say("extract", "the pumped frames")
         modes = {}
-        for (ccd, q, mode, frames), traps in zip(keys, results):
-            modes[(ccd, q, mode)] = ModeExtraction([f.phase_time_us for f in frames],
-                                                   float(np.nanmedian([f.cycles for f in frames])),
-                                                   [f.obsid for f in frames], traps)
+        for ccd in ctx.ccds:
+            for q in QUADRANTS:
+                for mode, frames in plan.pumped(ccd, q).items():
+                    if (ccd, q, mode) in measured:
+                        modes[(ccd, q, mode)] = ModeExtraction(
+                            [f.phase_time_us for f in frames], float(np.nanmedian([f.cycles for f in frames])),
+                            [f.obsid for f in frames], measured[(ccd, q, mode)].in_electrons(ctx.gain(ccd, q)[0]))
         out = Outputs()
         out.value("pumping", plan.direction)
         times = sorted({t for m in modes.values() for t in m.phase_times_us})
@@ -530,4 +807,5 @@ FAMILY = Family(
     ),
     checks=(check_injection,),
     needs=("gain",),
+    per_quadrant=QuadrantConsumers(plan=readout_plan, start=start_consumer, subtasks=("injection", "extract")),
 )

@@ -1,5 +1,7 @@
 """Trap-pumping science as pure functions: relative dipole maps, dipole detection, the pumping law
-and its fit. Arrays in, numbers out; no context, no files.
+and its fit. Arrays in, numbers out; no context, no files. `vertical_map` and `find_dipoles` define
+the vertical map and its dipoles in numpy; `CountsMap` makes the same, bit for bit, from a
+quadrant's uint16 counts as read, in compiled sweeps (compiled/tp_kernels.py): what the analysis runs.
 
 Conventions (canonical quadrant orientation, engine/formats/geometry.py): axis 0 of a map is the
 direction charge was pumped along (rows for vertical pumping, columns for serial pumping);
@@ -41,11 +43,20 @@ ONE_SIGMA_PERCENTILES = np.array([15.865, 84.135])
 def robust_sigma(values: np.ndarray, max_samples: int = 100_000) -> float:
     """Half the 15.9-84.1 percentile range of a regular subsample: the std of the Gaussian core."""
     flat = np.ravel(values)
-    flat = flat[:: max(1, flat.size // max_samples)]
-    flat = flat[np.isfinite(flat)]
-    if flat.size < 8:
+    return sample_sigma(flat[:: sample_step(flat.size, max_samples)])
+
+
+def sample_step(size: int, max_samples: int = 100_000) -> int:
+    """The stride of robust_sigma's regular subsample of `size` values."""
+    return max(1, size // max_samples)
+
+
+def sample_sigma(sample: np.ndarray) -> float:
+    """robust_sigma of an already drawn subsample (non-finite values left out)."""
+    sample = sample[np.isfinite(sample)]
+    if sample.size < 8:
         return math.nan
-    low, high = percentiles(flat, ONE_SIGMA_PERCENTILES)
+    low, high = percentiles(sample, ONE_SIGMA_PERCENTILES)
     return float(high - low) / 2.0
 
 
@@ -103,6 +114,167 @@ def vertical_map(image_adu: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     if not np.isfinite(residual).all():  # columns without level (checked first: a whole-map pass)
         np.nan_to_num(residual, copy=False)
     return residual, level, sigma
+
+
+@dataclass(frozen=True)
+class ImageWindow:
+    """Where the canonical image rows [first, last) and columns of a quadrant lie in its counts as
+    read (frame orientation): canonical row i of the window is read row row0 + row_step * i, the
+    window's columns are read columns [col0, col0 + width), in reverse order if flip_cols."""
+
+    row0: int
+    row_step: int
+    rows: int
+    col0: int
+    width: int
+    flip_cols: bool
+
+    @classmethod
+    def of(cls, quadrant_shape: tuple[int, int], flips: tuple[bool, bool], rows: tuple[int, int],
+           cols: tuple[int, int]) -> ImageWindow:
+        height, quadrant_width = quadrant_shape
+        (first, last), (start, stop) = rows, cols
+        row0, row_step = (height - 1 - first, -1) if flips[0] else (first, 1)
+        col0 = quadrant_width - stop if flips[1] else start
+        return cls(row0, row_step, last - first, col0, stop - start, flips[1])
+
+    def canonical(self, read_order: np.ndarray) -> np.ndarray:
+        """A per-column array (last axis in read order) in canonical column order (a view)."""
+        return read_order[..., ::-1] if self.flip_cols else read_order
+
+    def read_columns(self, canonical: np.ndarray) -> np.ndarray:
+        """Read-order column indices of canonical ones (and back)."""
+        return self.width - 1 - canonical if self.flip_cols else canonical
+
+    def image(self, counts: np.ndarray) -> np.ndarray:
+        """The window's counts in canonical orientation (a view)."""
+        rows = slice(self.row0, self.row0 - self.rows if self.row0 - self.rows >= 0 else None, -1) \
+            if self.row_step < 0 else slice(self.row0, self.row0 + self.rows)
+        return self.canonical(counts[rows, self.col0: self.col0 + self.width])
+
+
+def window_median(counts: np.ndarray, window: ImageWindow, offset: float) -> float:
+    """np.median of the window's offset-subtracted counts (float32), bit for bit, from the counts'
+    histogram: subtracting the offset keeps their order, so the middle pixels are the middle counts."""
+    from .compiled import tp_kernels
+
+    w = window
+    histogram = tp_kernels.count_histogram(counts, w.row0, w.row_step, w.rows, w.col0, w.width)
+    size = w.rows * w.width
+    middle = [size // 2 - 1, size // 2] if size % 2 == 0 else [size // 2]
+    values = np.searchsorted(np.cumsum(histogram), np.array(middle), side="right").astype(np.uint16)
+    return float(np.mean(np.subtract(values, F32(offset), dtype=F32)))  # np.median's mean of the middle ones
+
+
+@dataclass
+class CountsMap:
+    """A vertically pumped frame's relative dipole map made from its counts as read: vertical_map
+    of the offset-subtracted canonical image, bit for bit, in three compiled sweeps
+    (compiled/tp_kernels.py) instead of numpy's dozen passes. The map itself may be dropped
+    (`drop_map`): what made it replays any of its columns (a trap's amplitude in a frame that did
+    not detect it) from the counts, half the memory of the map."""
+
+    counts: np.ndarray  # the quadrant as read (uint16, C-ordered)
+    window: ImageWindow
+    offset: np.float32
+    level: np.ndarray  # per canonical column (float32): mean over the rows of the offset-subtracted counts
+    sigma: float  # robust std of the residual map (NaN: no map, vertical_map's all-zero one)
+    bound: np.float32  # clip of the relative map before its running mean
+    residual: np.ndarray | None  # rows x columns, columns in read order (window.canonical views it)
+
+    @classmethod
+    def of(cls, counts: np.ndarray, window: ImageWindow, offset: float, buffer: np.ndarray | None = None,
+           ) -> CountsMap:
+        """The map of `counts` (`buffer`: a float32 array of at least the map's size to hold it, the
+        previous frame's if its map was dropped: no fresh pages to fault in per frame)."""
+        from .compiled import tp_kernels
+
+        w = window
+        offset32 = F32(offset)
+        size = w.rows * w.width
+        step = sample_step(size)
+        counts_sample = np.empty(len(range(0, size, step)), np.uint16)  # robust_sigma's subsample
+        sums = tp_kernels.column_sums(counts, w.row0, w.row_step, w.rows, w.col0, w.width, offset32, w.flip_cols,
+                                      step, counts_sample)
+        level_read = (sums / w.rows).astype(F32)
+        safe = np.where(level_read > 0, level_read, np.nan).astype(F32)
+        # robust_sigma(relative) from its subsample only: no relative map
+        level = np.ascontiguousarray(w.canonical(level_read))
+        safe_canonical = np.where(level > 0, level, np.nan).astype(F32)
+        sample = np.subtract(counts_sample, offset32, dtype=F32) / safe_canonical[np.arange(0, size, step) % w.width]
+        sample -= F32(1.0)
+        sigma = sample_sigma(sample)
+        if not math.isfinite(sigma) or sigma <= 0:
+            return cls(counts, w, offset32, level, math.nan, F32(0), None)
+        bound = F32(CLIP_FOR_BACKGROUND * sigma)
+        if buffer is not None and buffer.size >= w.rows * w.width:
+            residual = buffer.reshape(-1)[: w.rows * w.width].reshape(w.rows, w.width)
+        else:
+            residual = np.empty((w.rows, w.width), F32)
+        residual_sample = np.empty(counts_sample.size, F32)
+        nonfinite = tp_kernels.relative_residual(counts, w.row0, w.row_step, w.rows, w.col0, offset32, safe, bound,
+                                                 LOCAL_WINDOW, None, residual, w.flip_cols, step, residual_sample)
+        sigma = sample_sigma(residual_sample)  # before NaN columns are zeroed, as vertical_map
+        if nonfinite:
+            np.nan_to_num(residual, copy=False)
+        return cls(counts, w, offset32, level, sigma, bound, residual)
+
+    @property
+    def canonical_residual(self) -> np.ndarray:
+        """vertical_map's residual map (a view; zeros where it has none)."""
+        if self.residual is None:
+            return np.zeros((self.window.rows, self.window.width), F32)
+        return self.window.canonical(self.residual)
+
+    def dipoles(self, threshold_sigma: float = DIPOLE_THRESHOLD_SIGMA,
+                member_sigma: float = MEMBER_THRESHOLD_SIGMA) -> Dipoles:
+        """find_dipoles of the map (the same dipoles in the same order), in one compiled sweep."""
+        from .compiled import tp_kernels
+
+        empty = np.zeros(0, np.intp)
+        if self.residual is None or self.window.rows < 2:
+            return Dipoles(empty, empty, empty, np.zeros(0))
+        residual = self.residual
+        limit = np.asarray(threshold_sigma * self.sigma, F32) * F32(2)
+        rows, cols, rising = tp_kernels.dipole_candidates(residual, limit, F32(member_sigma * self.sigma),
+                                                          F32(MEMBER_SHARE))
+        value = np.subtract(residual[rows + 1, cols], residual[rows, cols]) * F32(0.5)
+        cols = self.window.read_columns(cols)
+        order = np.lexsort((cols, rows))  # find_dipoles' order: canonical row-major
+        rows, cols, rising, value = rows[order], cols[order], rising[order], value[order]
+        falling = ~rising
+        along = np.concatenate([rows[rising], rows[falling] + 1])
+        across = np.concatenate([cols[rising], cols[falling]])
+        polarity = np.concatenate([np.ones(int(rising.sum()), np.intp), -np.ones(int(falling.sum()), np.intp)])
+        amplitude = np.concatenate([value[rising], -value[falling]])
+        return Dipoles(along.astype(np.intp), across.astype(np.intp), polarity, amplitude.astype(np.float64))
+
+    def drop_map(self) -> np.ndarray | None:
+        """Keep only what replays the map's columns; the map's array is handed back (to reuse)."""
+        dropped, self.residual = self.residual, None
+        return dropped
+
+    def amplitudes(self, traps: list[tuple[int, int, int]]) -> np.ndarray:
+        """dipole_amplitudes of the map, from the map or, once dropped, its traps' columns replayed."""
+        if not traps:
+            return np.zeros(0)
+        if not math.isfinite(self.sigma):
+            return dipole_amplitudes(self.canonical_residual, traps)
+        if self.residual is not None:
+            return dipole_amplitudes(self.window.canonical(self.residual), traps)
+        from .compiled import tp_kernels
+
+        w = self.window
+        across = np.array([t[1] for t in traps], np.intp)
+        columns, slot = np.unique(across, return_inverse=True)
+        level_read = w.canonical(self.level)
+        safe = np.where(level_read > 0, level_read, np.nan).astype(F32)
+        replayed = np.empty((w.rows, columns.size), F32)
+        if tp_kernels.relative_residual(self.counts, w.row0, w.row_step, w.rows, w.col0, self.offset, safe, self.bound,
+                                        LOCAL_WINDOW, w.read_columns(columns), replayed, w.flip_cols, 1,
+                                        np.zeros(0, F32)):
+            np.nan_to_num(replayed, copy=False)
+        return dipole_amplitudes(replayed, [(t[0], int(k), t[2]) for t, k in zip(traps, slot)])
 
 
 def column_profile(image_adu: np.ndarray, clip_sigma: float = 5.0) -> np.ndarray:
