@@ -11,10 +11,13 @@ Sub-tasks (after the generic `init` and `check`):
   of each column (an odd frame out is said). A pair whose two fluences differ by more than
   `pair_fluence_tolerance` (|f1 - f2| / mean) is left out with POORQUALDATA naming both fluences
   and the limit: a lamp or shutter that changed within the pair.
-- `extract_PTC` (ptc_lib.pair_tiles_unit): per pair and quadrant, tiles of ~300 x 300 pixels
-  (at least 4 x 4 on small frames, covering the whole image area): the mean of the two frames and
-  half the clipped variance of their difference scaled by the fluence ratio (PRNU and
-  illumination cancel even for unequal fluences: vison's plain difference does not).
+- `extract_PTC`: per pair and quadrant, tiles of ~300 x 300 pixels (at least 4 x 4 on small
+  frames, covering the whole image area): the mean of the two frames and half the clipped
+  variance of their difference scaled by the fluence ratio (PRNU and illumination cancel even for
+  unequal fluences: vison's plain difference does not). Computed as the check reads the frames
+  (Family.per_quadrant: ptc_lib.PairTiles keeps a pair's first quadrant until the second comes,
+  compiled tile sweeps), so the frames are read once; a pair the check's read did not make (a
+  frame left out re-pairs its column) is read again (ptc_lib.pair_tiles_unit, the same numbers).
 - `meta` (ptc_lib.fit_ptc): tiles with ADC-saturated pixels and saturation-smeared columns
   dropped, 1e3-4e4 ADU kept, a weighted robust quadratic fit var = p0 mu^2 + p1 mu + p2; gain =
   1/p1 with its error dp1/p1^2 (vison's "egain" divided by gain^2, a quirk), blooming where the
@@ -45,13 +48,15 @@ from ..campaign.limits import GenericLimits, Range, limit
 from ..formats.geometry import QUADRANTS
 from .check import RawStats
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
+from .measures import FrameMeasures
 from .offsets import OffsetSubtractingTask, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, SubTaskResult
 from .ptc_lib import (
     FIT_RANGE_ADU,
     PairQuadrant,
+    PairTiles,
     PTCFit,
     PTCPoints,
     fit_ptc,
@@ -111,22 +116,36 @@ def frame_fluence(frame) -> float:
     return float(np.mean([frame.stats[q].image.median - frame.offsets[q] for q in QUADRANTS]))
 
 
+def column_frames(ctx: TaskContext, frames: list) -> dict[int, list[int]]:
+    """Column of the test's structure (0-based, in order) -> indices of its frames among `frames`
+    (one CCD's, OBSID order; anything with .obsid). Frames beyond the structure are left out."""
+    columns = {e.obsid: e.column for e in ctx.dataset.exposures}
+    by_column: dict[int, list[int]] = defaultdict(list)
+    for index, frame in enumerate(frames):
+        by_column[columns.get(frame.obsid, -1)].append(index)
+    return {column: indices for column, indices in sorted(by_column.items()) if column >= 0}
+
+
+def plan_pairs(ctx: TaskContext, ccd: int, frames: list) -> tuple[tuple[int, int], ...] | None:
+    """QuadrantConsumers.plan: the pairs `pair_frames` will make if every frame on disk is usable
+    (frames (0, 1), (2, 3)... of each column); a frame left out later re-pairs its column, and
+    extract_PTC computes those pairs again."""
+    return tuple((first, second) for indices in column_frames(ctx, frames).values()
+                 for first, second in zip(indices[0::2], indices[1::2])) or None
+
+
 def pair_frames(ctx: TaskContext, prepared: PreparedData) -> PairedFrames:
     """Frames (0, 1), (2, 3)... of each column; pairs of unequal fluences left out, flagged."""
     tolerance = float(ctx.limits.pair_fluence_tolerance)
-    columns = {e.obsid: e.column for e in ctx.dataset.exposures}
     result = PairedFrames(prepared, [])
     for ccd in ctx.ccds:
-        by_column: dict[int, list] = defaultdict(list)
-        for frame in prepared.frames.get(ccd, []):
-            by_column[columns.get(frame.obsid, -1)].append(frame)
-        for column, frames in sorted(by_column.items()):
-            if column < 0:
-                continue
+        usable = prepared.frames.get(ccd, [])
+        rows = {f.obsid: f for f in ctx.dataset.frames(ccd)}
+        for column, indices in column_frames(ctx, usable).items():
+            frames = [usable[i] for i in indices]
             if len(frames) % 2:
                 ctx.log.info(f"CCD{ccd} column {column + 1}: odd frame OBSID {frames[-1].obsid} has no pair")
             for first, second in zip(frames[0::2], frames[1::2]):
-                rows = {f.obsid: f for f in ctx.dataset.frames(ccd)}
                 exptime = float(rows[first.obsid].row.get("exptime") or 0.0) if first.obsid in rows else 0.0
                 pair = FlatPair(ccd, column, first.obsid, second.obsid, first.path, second.path, first.offsets,
                                 second.offsets, frame_fluence(first), frame_fluence(second), exptime)
@@ -163,6 +182,24 @@ class PTCExtraction(SubTaskResult):
                          np.concatenate([np.full(t.means.size, p.column) for p, t in chosen]))
 
 
+def read_tiles(readouts: dict, pair: FlatPair) -> dict[str, PairQuadrant] | None:
+    """The pair's tiles in every quadrant from the check's read (quadrant_pass.QuadrantReadout
+    per (CCD, quadrant) holding PairTiles' result), or None if a quadrant's are not those of
+    these two frames with these offsets."""
+    found = {}
+    for q in QUADRANTS:
+        readout = readouts.get((pair.ccd, q))
+        if readout is None or not isinstance(readout.result, dict):
+            return None
+        index = {path: i for i, path in zip(readout.fed, readout.paths)}
+        key = (index.get(pair.path1), index.get(pair.path2))
+        if key not in readout.result or not readout.matches((pair.path1, pair.path2),
+                                                            (pair.offsets1[q], pair.offsets2[q])):
+            return None
+        found[q] = readout.result[key]
+    return found
+
+
 @dataclass
 class PTCResults(SubTaskResult):
     """`meta`: the fit of each (CCD, quadrant)."""
@@ -179,9 +216,23 @@ class PTCTask(OffsetSubtractingTask):
         return paired
 
     def extract_PTC(self, ctx: TaskContext, paired: PairedFrames) -> PTCExtraction:
-        geometry = paired.prepared.geometry
-        calls = [(p.path1, p.path2, p.offsets1, p.offsets2, geometry) for p in paired.pairs]
-        tiles = ctx.map_units(pair_tiles_unit, calls)
+        """Each pair's tiles as the check's read computed them (PairTiles), when that read paired
+        the same two frames with the same offsets in every quadrant; the other pairs (a frame left
+        out re-paired its column, the consumer failed, the check measured without it) are read
+        again, one unit per pair (pair_tiles_unit)."""
+        readouts = ctx.need(FrameMeasures).readouts
+        tiles: list[dict[str, PairQuadrant] | None] = [read_tiles(readouts, pair) for pair in paired.pairs]
+        again = [i for i, found in enumerate(tiles) if found is None]
+        if again:
+            why = sorted({r.error for r in readouts.values() if r.error}) or ["not paired so when the check read them"]
+            ctx.log.info(f"{len(paired.pairs) - len(again)} pairs' tiles from the check's read; {len(again)} read "
+                         f"again ({'; '.join(why)})")
+            geometry = paired.prepared.geometry
+            calls = [(p.path1, p.path2, p.offsets1, p.offsets2, geometry) for p in (paired.pairs[i] for i in again)]
+            for i, computed in zip(again, ctx.map_units(pair_tiles_unit, calls)):
+                tiles[i] = computed
+        else:
+            ctx.log.info(f"the {len(paired.pairs)} pairs' tiles from the check's read")
         return PTCExtraction(paired.pairs, tiles)
 
     def meta(self, ctx: TaskContext, paired: PairedFrames, extraction: PTCExtraction) -> PTCResults:
@@ -384,5 +435,6 @@ FAMILY = Family(
     ),
     checks=(check_column_fluences,),
     saturation_expected=True,
+    per_quadrant=QuadrantConsumers(plan=plan_pairs, start=PairTiles, subtasks=("extract_PTC",)),
 )
 TASK = PTCTask

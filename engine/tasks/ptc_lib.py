@@ -12,8 +12,12 @@ Gaussian at k sigma keeps `truncation_factor(k)` of its variance (0.9989 at 4) a
 of a small correlation coefficient: both are divided out (vison's "bias correction", analytic here
 rather than from simulated noise).
 
-Frames are read per quadrant in row bands (one band of tiles at a time for the PTC), so a worker
-holds two quadrants' bands, never whole frames, whatever the frame count.
+The PTC's tiles are computed as the check reads each quadrant (PairTiles, fed by quadrant_pass:
+a worker holds the first frame's quadrant of a pair until the second comes) by two compiled
+sweeps of each tile (pair_quadrant, compiled/ptc_kernels.py); a pair read again on its own
+(pair_tiles_unit) is read per quadrant in row bands, one band of tiles at a time, by numpy: the
+same numbers (tests/test_ptc_pass.py). A worker holds two quadrants or two bands, never whole
+frames, whatever the frame count.
 """
 
 from __future__ import annotations
@@ -166,6 +170,92 @@ def pair_tiles_unit(path1: Path, path2: Path, offsets1: dict[str, float], offset
             result[q] = PairQuadrant(sums[0] / npix, sums[1] / npix, np.array(means), np.array(variances),
                                      np.array(pixels), np.array(saturated), np.array(rows), np.array(cols))
     return result
+
+
+SAMPLE_SIZE = 20_000  # clip_mask's sample: every (pixels // SAMPLE_SIZE)-th value
+
+
+def pair_quadrant(counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float,
+                  geometry: CCDGeometry, quadrant: str) -> PairQuadrant:
+    """pair_tiles_unit's numbers for one quadrant of a pair, from the two quadrants' counts as read
+    (uint16, frame orientation, geometry.quadrant_slices): two compiled sweeps of each tile
+    (compiled/ptc_kernels.py) and one sort of the clip windows' samples. The same tiles, means,
+    kept pixels and saturated counts as the numpy loop, the variances to float64 rounding
+    (tests/test_ptc_pass.py); 13-23 ms of CPU a full-size quadrant against numpy's ~32 ms."""
+    # numba loaded only where units run
+    from .compiled.ptc_kernels import clipped_sums, tile_sums
+
+    row_edges = tile_edges(geometry.image_rows).astype(np.int64)
+    col_edges = tile_edges(geometry.image_cols).astype(np.int64)
+    flip_rows, flip_cols = geometry.flips(quadrant)
+    first_col = geometry.canonical_region("image")[1].start
+    heights, widths = np.diff(row_edges), np.diff(col_edges)
+    pixels = (heights[:, None] * widths[None, :]).ravel()
+    steps = np.maximum(1, pixels // SAMPLE_SIZE)
+    sizes = -(-pixels // steps)  # len(values[::step])
+    tiles = pixels.size
+    sum1, sum2 = np.zeros(tiles), np.zeros(tiles)
+    saturated = np.zeros(tiles, np.int64)
+    samples = np.full((tiles, int(sizes.max())), np.inf, np.float32)  # padding sorts last
+    one, two = np.ascontiguousarray(counts1), np.ascontiguousarray(counts2)
+    off1, off2 = np.float32(offset1), np.float32(offset2)
+    tile_sums(one, two, off1, off2, flip_rows, flip_cols, first_col, row_edges, col_edges, sum1, sum2, saturated,
+              steps, samples, sizes)
+    # clip_mask's window from each sample's percentiles, computed as percentiles() does
+    ordered = np.sort(samples, axis=1)
+    virtual = (sizes[:, None] - 1) * (SIGMA_PERCENTILES[None, :] / 100)
+    below = np.floor(virtual).astype(np.intp)
+    above = np.minimum(below + 1, sizes[:, None] - 1)
+    gamma = virtual - below
+    low, high = np.take_along_axis(ordered, below, 1), np.take_along_axis(ordered, above, 1)
+    step = high - low
+    q16, median, q84 = np.where(gamma >= 0.5, high - step * (1 - gamma), low + step * gamma).T
+    sigma = np.maximum(0.5 * (q84 - q16), 1e-6)
+    m1, m2 = sum1 / pixels, sum2 / pixels
+    mean = 0.5 * (m1 + m2)
+    plain = mean == 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale1 = np.where(plain, 1.0, m2 / mean).astype(np.float32)
+        scale2 = np.where(plain, 1.0, m1 / mean).astype(np.float32)
+    kept = np.zeros(tiles, np.int64)
+    total, squares = np.zeros(tiles), np.zeros(tiles)
+    clipped_sums(one, two, off1, off2, flip_rows, flip_cols, first_col, row_edges, col_edges, scale1, scale2,
+                 median.astype(np.float32), (CLIP_SIGMA * sigma).astype(np.float32), kept, total, squares)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variance = (squares - total * total / kept) / (kept - 1)
+    variance = np.where(kept >= 3, variance / truncation_factor(CLIP_SIGMA), np.nan)
+    npix = geometry.image_rows * geometry.image_cols
+    rows = np.repeat(row_edges[:-1], widths.size)
+    cols = np.tile(col_edges[:-1], heights.size)
+    return PairQuadrant(float(sum1.sum()) / npix, float(sum2.sum()) / npix, mean, 0.5 * variance, kept, saturated,
+                        rows, cols)
+
+
+class PairTiles:
+    """The PTC's consumer of the check's read (Family.per_quadrant, quadrant_pass.py): in one
+    (CCD, quadrant) it keeps a pair's first frame (its quadrant's counts and offset) until the
+    second arrives, then computes the pair's tiles (pair_quadrant). Memory: the quadrants of the
+    first frames waiting for their partner (one at a time when pairs are consecutive, as PTC01's)."""
+
+    def __init__(self, quadrant: str, geometry: CCDGeometry, pairs: tuple[tuple[int, int], ...]):
+        self.quadrant, self.geometry = quadrant, geometry
+        self.second_of = {first: second for first, second in pairs}
+        self.first_of = {second: first for first, second in pairs}
+        self.waiting: dict[int, tuple[np.ndarray, float]] = {}
+        self.tiles: dict[tuple[int, int], PairQuadrant] = {}
+
+    def add(self, index: int, counts: np.ndarray, stats) -> None:
+        offset = stats.prescan.clipped_mean
+        if index in self.second_of:
+            self.waiting[index] = (counts, offset)  # the pass reads each frame into a fresh array: no copy
+        elif index in self.first_of and self.first_of[index] in self.waiting:  # a first not fed: no pair
+            first = self.first_of[index]
+            counts1, offset1 = self.waiting.pop(first)
+            self.tiles[(first, index)] = pair_quadrant(counts1, counts, offset1, offset, self.geometry, self.quadrant)
+
+    def result(self) -> dict[tuple[int, int], PairQuadrant]:
+        """(index of the first frame, of the second) -> the pair's tiles in this quadrant."""
+        return self.tiles
 
 
 # ---------------------------------------------------------------------------------------------
