@@ -41,7 +41,9 @@ NOBODY_CHILD = r"""
 import contextlib, io, json, os, sys
 spec = json.loads(sys.argv[1])
 os.environ.update(spec["env"])
-from engine.cli.main import main as cli
+from engine.cli.main import build_parser, main as cli
+build_parser()  # every command's modules (the CLI imports only the one run) and what `run` imports
+import engine.pipeline.launch, engine.pipeline.runner, engine.pipeline.wait  # once started
 if spec["warmup"]:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         cli(spec["warmup"])

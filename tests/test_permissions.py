@@ -36,7 +36,8 @@ import contextlib, io, json, os, sys
 spec = json.loads(sys.argv[1])
 os.environ.update(spec["env"])
 sys.path.insert(0, spec["tests"])
-from engine.cli.main import main as cli
+from engine.cli.main import build_parser, main as cli
+build_parser()  # every command's modules loaded while this Python's own files (root's) can be read
 if spec["warmup"]:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         cli(spec["warmup"])

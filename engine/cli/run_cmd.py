@@ -22,16 +22,16 @@ import traceback
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from ..campaign.config import POLLING_MODES, quick_campaign
-from ..formats.tomlfile import ConfigError
-from ..pipeline.launch import (RunInputError, RunPlan, check_inputs, check_jobs, choose_executor, day_argument,
-                               finish_plan, launch_detached, load_campaign_file, only_session, with_results)
-from ..pipeline.runner import PipelineRun, RunError, RunOptions
-from ..pipeline.runs import RunRecorder, discard_orphan_staging, record_info, release_run_id, runs_root
-from ..pipeline.wait import WaitMode, WaitSettings
+from ..campaign.config import POLLING_MODES
 from ..tasks.executor import start_worker_server
+
+# The pipeline's modules (numpy, astropy, every analysis: 0.7 s) are imported where they are used,
+# once `run` has started the workers' fork server: it loads its own modules meanwhile.
+if TYPE_CHECKING:
+    from ..pipeline.launch import RunPlan
+    from ..pipeline.runner import PipelineRun
 
 NAME = "run"
 HELP = "run the pipeline on a session: aim (default), wait for data (-W), check only (-k), dry (-T)"
@@ -39,8 +39,12 @@ HELP = "run the pipeline on a session: aim (default), wait for data (-W), check 
 EXIT_OK, EXIT_ERRORS, EXIT_INPUT, EXIT_INCOMPLETE, EXIT_STOPPED = 0, 1, 2, 3, 130
 
 
-# bad input: said in one message, exit status 2, no traceback (shared with the app's launches)
-InputProblem = RunInputError
+def input_problem(message: str) -> Exception:
+    """Bad input: said in one message, exit status 2, no traceback (launch.RunInputError, shared
+    with the app's launches)."""
+    from ..pipeline.launch import RunInputError
+
+    return RunInputError(message)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -89,10 +93,13 @@ def run(args: argparse.Namespace) -> int:
     plan = None
     if not (args.detach or args.dry) and (args.jobs or 2) > 1 and args.executor in (None, "local"):
         start_worker_server()  # its analysis modules and kernels load while the campaign is read
+    from ..pipeline.launch import RunInputError
+    from ..pipeline.runs import release_run_id
+
     try:
         plan = _plan(args)
         pipeline = _pipeline(args, plan)
-    except InputProblem as problem:
+    except RunInputError as problem:
         if plan is not None and not args.run_id:
             release_run_id(plan.results, plan.run_id)  # this run never started: its id is free again
         _say_error(args, str(problem))
@@ -105,9 +112,20 @@ def run(args: argparse.Namespace) -> int:
 # -- inputs ------------------------------------------------------------------------------------
 
 def _plan(args: argparse.Namespace) -> RunPlan:
+    from ..campaign.config import quick_campaign
+    from ..formats.tomlfile import ConfigError
+    from ..pipeline.launch import (
+        check_jobs,
+        choose_executor,
+        finish_plan,
+        load_campaign_file,
+        only_session,
+        with_results,
+    )
+
     quick = args.data or args.tests or args.obsids or args.block or args.chamber
     if args.config and quick:
-        raise InputProblem("give a campaign file or the quick form (--data, --tests, ...), not both")
+        raise input_problem("give a campaign file or the quick form (--data, --tests, ...), not both")
     args.workers = check_jobs(args.jobs)
     notes: list[str] = []
     if args.config:
@@ -116,7 +134,7 @@ def _plan(args: argparse.Namespace) -> RunPlan:
         config: Path | None = Path(args.config).resolve()
     elif quick or args.results:
         if not args.data or not args.tests:
-            raise InputProblem("the quick form needs --data DAYFOLDER and --tests TEST [TEST ...]")
+            raise input_problem("the quick form needs --data DAYFOLDER and --tests TEST [TEST ...]")
         tests = [t.strip() for item in args.tests for t in item.split(",") if t.strip()]
         obsids = _obsid_range(args.obsids) if args.obsids else None
         results = Path(args.results or "results")
@@ -125,7 +143,7 @@ def _plan(args: argparse.Namespace) -> RunPlan:
             campaign = quick_campaign(Path(args.data), tests, obsids, results, session=session,
                                       block=args.block or "UNKNOWN", chamber=args.chamber)
         except ConfigError as exc:
-            raise InputProblem(str(exc)) from None
+            raise input_problem(str(exc)) from None
         notes.append(
             "Quick run without a campaign file; defaults: "
             f"block {campaign.info.block}{'' if args.block else ' (no --block)'}, "
@@ -134,14 +152,17 @@ def _plan(args: argparse.Namespace) -> RunPlan:
             f"results in {campaign.paths.results}{'' if args.results else ' (no --results)'}")
         config = None
     else:
-        raise InputProblem("nothing to run: give a campaign file (run CONFIG --session D11) or the quick form "
-                           "(run --data DAYFOLDER --tests BIAS01)")
+        raise input_problem("nothing to run: give a campaign file (run CONFIG --session D11) or the quick form "
+                            "(run --data DAYFOLDER --tests BIAS01)")
     args.executor_spec = choose_executor(campaign, args.executor, args.jobs)
     return finish_plan(campaign, session, config, notes, tag=args.tag, run_id=args.run_id, wait=args.wait,
                        dry=args.dry)
 
 
 def _pipeline(args: argparse.Namespace, plan: RunPlan) -> PipelineRun:
+    from ..pipeline.launch import check_inputs
+    from ..pipeline.runner import RunOptions
+
     options = RunOptions(session=plan.session, mode="wait" if args.wait and not args.dry else "aim",
                          check_only=args.check, dry=args.dry, day_folder=args.day, start_obsid=args.start_obsid,
                          jobs=args.workers, tag=args.tag, run_id=plan.run_id, notes=tuple(plan.notes),
@@ -159,9 +180,9 @@ def _obsid_range(text: str) -> tuple[int, int]:
     try:
         low, high = int(first), int(last)
     except ValueError:
-        raise InputProblem(f"--obsids {text!r}: expected FIRST-LAST, e.g. 8101-8110") from None
+        raise input_problem(f"--obsids {text!r}: expected FIRST-LAST, e.g. 8101-8110") from None
     if low <= 0 or low > high:
-        raise InputProblem(f"--obsids {text!r}: expected positive FIRST <= LAST")
+        raise input_problem(f"--obsids {text!r}: expected positive FIRST <= LAST")
     return low, high
 
 
@@ -189,6 +210,8 @@ def _minutes(text: str) -> float:
 
 def child_argv(args: argparse.Namespace) -> list[str]:
     """The run's arguments for a background process: same run, paths absolute, no --detach."""
+    from ..pipeline.launch import day_argument
+
     def path(value: str) -> str:
         return str(Path(value).resolve())
 
@@ -220,6 +243,8 @@ def child_argv(args: argparse.Namespace) -> list[str]:
 
 
 def _detach(args: argparse.Namespace, plan: RunPlan) -> int:
+    from ..pipeline.launch import launch_detached
+
     record = launch_detached(plan, child_argv(args), wait=args.wait, check_only=args.check, tag=args.tag)
     if args.json:
         print(json.dumps(record.info, indent=2))
@@ -235,6 +260,15 @@ def _detach(args: argparse.Namespace, plan: RunPlan) -> int:
 # -- running here ------------------------------------------------------------------------------
 
 def _execute(args: argparse.Namespace, plan: RunPlan, pipeline: PipelineRun) -> int:
+    from ..pipeline.runner import RunError
+    from ..pipeline.runs import (
+        RunRecorder,
+        discard_orphan_staging,
+        record_info,
+        runs_root,
+    )
+    from ..pipeline.wait import WaitMode, WaitSettings
+
     options = pipeline.options
     recorder = None
     if not options.dry:

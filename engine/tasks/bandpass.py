@@ -338,13 +338,15 @@ def run_pass(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, dict]
 
     noise, spec = ctx.family.per_band.wanted(ctx.enabled)
     targets: dict[int, StackTarget] = {}
+    finals: dict[int, Path] = {}  # ccd -> its product (staging), whose float32 stack the pass fills
     shape = _first_shape(frames_by_ccd) if spec is not None else None
     if spec is not None:
         if shape is not None:
             from astropy.io import fits
 
-            raws = {ccd: raw_path(ctx.staging_path(stack_file_name(ctx, ccd, spec.kind)))
-                    for ccd, frames in frames_by_ccd.items() if frames}
+            finals = {ccd: ctx.staging_path(stack_file_name(ctx, ccd, spec.kind))
+                      for ccd, frames in frames_by_ccd.items() if frames}
+            raws = {ccd: raw_path(final) for ccd, final in finals.items()}
             try:
                 if raws:
                     needed = sum(fits_size(fits.Header(), spec.extnames, shape) for _ in raws)
@@ -366,8 +368,10 @@ def run_pass(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, dict]
             keys.append((ccd, q))
             calls.append(((ccd, q), [frame_call(f) for f in frames], noise, targets.get(ccd), shape,
                           spec.hot_threshold_adu if spec else None))
-    results = ctx.map_units(quadrant_pass_unit, calls)
-    passes = dict(zip(keys, results))
+    if targets and ctx.executor is not None:
+        passes = _stack_and_compress(ctx, calls, keys, frames_by_ccd, targets, finals, spec)
+    else:
+        passes = dict(zip(keys, ctx.map_units(quadrant_pass_unit, calls)))
     by_frame: dict[tuple[int, int], Any] = {}
     for ccd, frames in frames_by_ccd.items():
         mine = [passes.get((ccd, q)) for q in QUADRANTS]
@@ -389,6 +393,33 @@ def run_pass(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, dict]
             reason = unusable_reason(stats)
             by_frame[(f.obsid, ccd)] = PoorFrame(f"{f.path.name}: {reason}") if reason else stats
     return by_frame, passes
+
+
+def _stack_and_compress(ctx: Any, calls: list[tuple], keys: list[tuple[int, str]], frames_by_ccd: dict[int, list[Any]],
+                        targets: dict[int, StackTarget], finals: dict[int, Path],
+                        spec: Any) -> dict[tuple[int, str], QuadrantPass | str]:
+    """The pass's units on the run's executor; as soon as the four of a CCD have stacked it, the
+    compression of its product starts (stacking.start_compression), queued behind the pass, so
+    that it runs while the check, the figures and the other sub-tasks go on in this process."""
+    from ..formats.geometry import QUADRANTS
+    from .stacking import read_noise_adu, start_compression
+
+    underway = ctx.executor.start(quadrant_pass_unit, calls)
+    passes = {}
+    for ccd, frames in frames_by_ccd.items():
+        mine = {q: underway.result(keys.index((ccd, q))) for q in QUADRANTS if (ccd, q) in keys}
+        passes.update({(ccd, q): result for q, result in mine.items()})
+        target = targets.get(ccd)
+        if (target is None or len(mine) != len(QUADRANTS)
+                or any(not isinstance(p, QuadrantPass) or p.stack is None or p.target != target.path
+                       for p in mine.values())):
+            continue
+        stds = []  # per quadrant, the prescan noise of the frames stacked (stacking.frames_read_noise)
+        for p in mine.values():
+            used = set(p.used)
+            stds.append([m.prescan.std for f, m in zip(frames, p.measures) if f.path in used and not isinstance(m, str)])
+        start_compression(ctx, finals[ccd], target.path, read_noise_adu(stds), spec.extnames)
+    return passes
 
 
 def quadrant_pass_unit(*call: Any) -> QuadrantPass | str:

@@ -6,6 +6,8 @@ units, the same code, hence the same numbers, whatever the executor.
 
     executor = open_executor(parse_executor("dask://lab-srv:8786"))   # ExecutorUnavailable
     results = executor.map(noise_unit, calls)                        # in call order
+    underway = executor.start(compress_plane, calls)                 # the same, without waiting:
+    first = underway.result(0)                                       # each result as it is wanted
     executor.close()
 
 - `LocalExecutor(workers)`: a process pool of `workers` processes (default: the machine's cores)
@@ -40,7 +42,7 @@ from ..campaign.executor_spec import ExecutorSpec, parse_executor
 from ..process import process_start_ticks
 
 __all__ = ["CONNECT_TIMEOUT_S", "ClusterFacts", "DaskExecutor", "Executor", "ExecutorUnavailable", "LocalExecutor",
-           "check_cluster", "default_workers", "open_executor", "parse_executor", "start_worker_server"]
+           "Underway", "check_cluster", "default_workers", "open_executor", "parse_executor", "start_worker_server"]
 
 CONNECT_TIMEOUT_S = 5.0  # seconds to reach a scheduler before the run gives up (before anything starts)
 
@@ -54,6 +56,20 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+class Underway:
+    """Units started without waiting (Executor.start): each one's result, or its exception, when
+    asked; `results()` all of them in call order."""
+
+    def __init__(self, calls: int, result: Callable[[int], Any]):
+        self.count, self._result = calls, result
+
+    def result(self, index: int) -> Any:
+        return self._result(index)
+
+    def results(self) -> list[Any]:
+        return [self.result(i) for i in range(self.count)]
+
+
 class Executor:
     """Runs `function(*call)` for each call; results in call order; a unit's exception is raised."""
 
@@ -61,6 +77,18 @@ class Executor:
 
     def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
         raise NotImplementedError
+
+    def start(self, function: Callable[..., Any], calls: Sequence[tuple]) -> Underway:
+        """`map` without waiting: the units are queued behind those already started and run
+        while the caller goes on (here: each when its result is first asked for)."""
+        done: dict[int, Any] = {}
+
+        def result(index: int) -> Any:
+            if index not in done:
+                done[index] = self.map(function, [calls[index]])[0]
+            return done[index]
+
+        return Underway(len(calls), result)
 
     def warm(self) -> threading.Event:
         """Start the workers now, without waiting: the first units then pay no start-up. The event
@@ -116,13 +144,25 @@ class LocalExecutor(Executor):
     def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
         if self.workers <= 1 or len(calls) <= 1:
             return [function(*call) for call in calls]
-        pool = self._started_pool()
+        return self.start(function, calls).results()
+
+    def start(self, function: Callable[..., Any], calls: Sequence[tuple]) -> Underway:
+        if self.workers <= 1:  # the units run in this process, each when its result is asked for
+            return super().start(function, calls)
         try:
-            futures = [pool.submit(function, *call) for call in calls]
-            return [future.result() for future in futures]
+            futures = [self._started_pool().submit(function, *call) for call in calls]
         except BrokenProcessPool:
             self.close()  # a worker died (killed, out of memory): the next map starts a new pool
             raise
+
+        def result(index: int) -> Any:
+            try:
+                return futures[index].result()
+            except BrokenProcessPool:
+                self.close()
+                raise
+
+        return Underway(len(calls), result)
 
     def _started_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -210,6 +250,15 @@ class DaskExecutor(Executor):
         except BaseException:  # a unit failed, or the run is stopping: the others are not wanted
             self.client.cancel(futures)
             raise
+
+    def start(self, function: Callable[..., Any], calls: Sequence[tuple]) -> Underway:
+        if not calls:
+            return Underway(0, lambda index: None)
+        name = getattr(function, "__name__", "unit")
+        batch = uuid.uuid4().hex[:12]
+        keys = [f"{name}-{batch}-{i}" for i in range(len(calls))]
+        futures = self.client.map(function, *zip(*calls), key=keys, pure=False)
+        return Underway(len(calls), lambda index: futures[index].result())
 
     def workers(self) -> dict[str, dict[str, Any]]:
         """The cluster's workers now (address -> their facts: nthreads, memory_limit, ...)."""

@@ -24,8 +24,8 @@ import math
 import os
 import re
 import shutil
-from contextlib import ExitStack
-from dataclasses import dataclass
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -38,6 +38,7 @@ from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .context import TaskContext
 from .dataset import obsid_ranges
+from .executor import Underway
 from .measures import region_columns
 from .offsets import FrameOffsets, PreparedData
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
@@ -216,9 +217,14 @@ def assemble_product(final: Path, primary: fits.Header, planes: Sequence[Path]) 
 def frames_read_noise(frames: list[FrameOffsets]) -> float:
     """The read noise (ADU) a CCD's products are quantised against: the smallest over quadrants of
     the median over frames of the prescan's robust std (the check's measurements)."""
+    return read_noise_adu([[f.stats[q].prescan.std for f in frames] for q in QUADRANTS])
+
+
+def read_noise_adu(prescan_stds: Sequence[Sequence[float]]) -> float:
+    """The smallest over quadrants of the median of a quadrant's prescan robust stds (one per
+    frame, in frame order; NaN left out): frames_read_noise."""
     values = []
-    for q in QUADRANTS:
-        stds = [f.stats[q].prescan.std for f in frames]
+    for stds in prescan_stds:
         stds = [v for v in stds if math.isfinite(v)]
         if stds:
             values.append(float(np.median(stds)))
@@ -439,6 +445,7 @@ def build_stacks(ctx: TaskContext, prepared: PreparedData, files: dict[int, Path
     if stacked is not None:  # the one pass over the frames stacked them already (bandpass.py)
         compress_all(ctx, prepared, files, raws, primaries, extnames)
         return stacked
+    drop_planes_underway(ctx)  # the pass's stacks are not the products: stacked again below, same files
     if files:  # all the products or none: a full disk is found before the first byte is written
         needed = sum(fits_size(primaries[ccd], extnames, geometry.shape) for ccd in files)
         check_free_space(next(iter(files.values())).parent, needed, f"the {kind} products ({len(files)} files)")
@@ -481,25 +488,76 @@ def raw_path(final: Path) -> Path:
     return final.with_name(f".{final.stem}.float32.fits")
 
 
+def plane_calls(final: Path, raw: Path, ron: float, extnames: tuple[str, str]) -> list[tuple]:
+    """The compress_plane calls of a product's planes (median, spread) from its float32 stack."""
+    steps = {extnames[0]: quantisation_step(ron, "median"), extnames[1]: quantisation_step(ron, "spread")}
+    return [(raw, name, steps[name], ron if math.isfinite(ron) else 1.0, final.with_name(f".{final.stem}.{name}.fits"))
+            for name in extnames]  # one unit per plane: 6 planes share 2 workers better than 3 CCDs
+
+
+@dataclass
+class PlanesUnderway:
+    """Planes whose compression started before `meta` asked for them: as soon as the one pass
+    over the frames had stacked a CCD (bandpass.run_pass), so that they are written while the
+    check, the figures and the other CCDs go on. Call (plane_calls) -> (its units, its index)."""
+
+    started: dict[tuple, tuple[Underway, int]] = field(default_factory=dict)
+
+
+def start_compression(ctx: TaskContext, final: Path, raw: Path, ron: float, extnames: tuple[str, str]) -> None:
+    """Start compressing the planes of `final` from its complete float32 stack `raw` on the run's
+    executor (not waited for): compress_all takes them if its calls are the same."""
+    if ctx.executor is None:
+        return  # no run's executor to queue them on: compress_all does it
+    calls = plane_calls(final, raw, ron, extnames)
+    units = ctx.executor.start(compress_plane, calls)
+    underway = ctx.have(PlanesUnderway)
+    if underway is None:
+        underway = PlanesUnderway()
+        ctx.keep(underway)
+    underway.started.update({call: (units, i) for i, call in enumerate(calls)})
+
+
+def compressed_planes(ctx: TaskContext, calls: list[tuple]) -> list[Path]:
+    """compress_plane of each call: the result of the same call started early (PlanesUnderway),
+    else computed now. Those started early with other arguments (`meta` quantises against
+    another read noise: its frames differ from the pass's) are dropped first (they share names)."""
+    started = drop_planes_underway(ctx, keep=calls)
+    fresh = [call for call in calls if call not in started]
+    done = dict(zip(fresh, ctx.map_units(compress_plane, fresh)))
+    return [started[call][0].result(started[call][1]) if call in started else done[call] for call in calls]
+
+
+def drop_planes_underway(ctx: TaskContext, keep: Sequence[tuple] = ()) -> dict[tuple, tuple[Underway, int]]:
+    """Wait for the planes started early but not wanted (their calls not in `keep`: a failure
+    too), remove their files; the wanted ones are returned (call -> (units, index))."""
+    underway = ctx.results.pop(PlanesUnderway, None)
+    started = underway.started if underway is not None else {}
+    for call, (units, index) in started.items():
+        if call not in keep:
+            with suppress(Exception):
+                units.result(index)
+            Path(call[4]).unlink(missing_ok=True)
+    return {call: started[call] for call in keep if call in started}
+
+
 def compress_all(ctx: TaskContext, prepared: PreparedData, files: dict[int, Path], raws: dict[int, Path],
                  primaries: dict[int, fits.Header], extnames: tuple[str, str]) -> None:
-    """Each CCD's float32 stack written to its product with tile compression: one unit per plane,
-    then the planes put after the product's primary header."""
+    """Each CCD's float32 stack written to its product with tile compression: one unit per plane
+    (or the planes started early, PlanesUnderway), then the planes put after the product's
+    primary header."""
     calls: list[tuple] = []
     primaries_done: dict[int, fits.Header] = {}
     for ccd, path in files.items():
         ron = frames_read_noise(prepared.frames[ccd])
-        steps = {extnames[0]: quantisation_step(ron, "median"), extnames[1]: quantisation_step(ron, "spread")}
         primary = primaries[ccd].copy()
         primary["QRON"] = (round(ron, 4) if math.isfinite(ron) else 1.0,
                            "read noise (ADU): prescan robust std")
         primary.add_comment("Planes tile-compressed, quantised: each extension's QSTEP (ADU) and QMAXERR "
                             "(largest error of a pixel, ADU) state its precision.")
         primaries_done[ccd] = primary
-        for name in extnames:  # one unit per plane: 6 planes share 2 workers better than 3 CCDs
-            calls.append((raws[ccd], name, steps[name], ron if math.isfinite(ron) else 1.0,
-                          path.with_name(f".{path.stem}.{name}.fits")))
-    planes = ctx.map_units(compress_plane, calls)
+        calls += plane_calls(path, raws[ccd], ron, extnames)
+    planes = compressed_planes(ctx, calls)
     for ccd, path in files.items():
         assemble_product(path, primaries_done[ccd], [p for p, call in zip(planes, calls) if call[0] == raws[ccd]])
         raws[ccd].unlink(missing_ok=True)
