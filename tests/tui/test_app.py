@@ -156,7 +156,7 @@ def test_engine_never_imports_textual() -> None:
     import sys
 
     # build_parser() imports every command's module (the CLI imports only the one given)
-    code = ("import sys, engine.cli.main as cli, engine.campaign.scripts, engine.campaign.sessions; "
+    code = ("import sys, engine.campaign.scripts, engine.campaign.sessions; "
             "import engine.tasks.registry, engine.monitor.monitor, engine.pipeline.runner; "
-            "cli.build_parser(); sys.exit('textual' in sys.modules)")
+            "from engine.cli.main import build_parser; build_parser(); sys.exit('textual' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2]).returncode == 0
