@@ -196,7 +196,7 @@ class LE1StackWriter:
                                        "hot threshold used (ADU above background)"),
                               ("NHOT", mask_hot if mask_hot is not None else -1, "hot pixels in this quadrant")])
         if math.isfinite(offset):
-            cards.append(("OFFSET", round(offset, 4), "mean offset subtracted: prescan clipped mean (ADU)"))
+            cards.append(("OFFSET", round(offset, 4), "mean prescan clipped mean subtracted (ADU)"))
         for plane, path in (("median", target.median_plane), ("spread", target.spread_plane)):
             compress_plane(target.staging(path), target.extname, steps[plane], ron, path, cards)
             target.staging(path).unlink(missing_ok=True)
