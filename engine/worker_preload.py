@@ -5,6 +5,11 @@ Outside engine/tasks, whose every module the registry imports: the run's own pro
 load the kernels unless it runs units itself."""
 
 from .tasks import registry  # noqa: F401
+from .tasks.compiled import bf_kernels, flat_kernels, ptc_kernels, tp_kernels
 from .tasks.compiled.kernels import warm
 
 warm()
+flat_kernels.warm()
+ptc_kernels.warm()
+bf_kernels.warm()
+tp_kernels.warm()

@@ -5,11 +5,15 @@ No acquisition of their own (the catalogue's `surrogate`): the data set is the s
 - `check`: the generic checks (saturation is expected: the PTC's top columns saturate).
 - `prep`: offsets and the flat pairs, as PTC's (ptc.pair_frames): pairs of unequal fluences are
   left out with the reason (POORQUALDATA).
-- `extract_COV` (ptc_lib.pair_covariance_unit): per pair and quadrant, the fluence-scaled
+- `extract_COV` (ptc_lib.pair_covariance): per pair and quadrant, the fluence-scaled
   difference of the two frames (PRNU cancels), a smooth 2-D surface removed, pixels beyond 4
   robust sigmas (and ADC-saturated ones) masked; covariances for lags 0..4 in rows and columns,
   each over the pixel pairs both kept, divided by the clipping's analytic bias (ptc_lib) and
-  halved (one frame's). Averaged per fluence column over its pairs.
+  halved (one frame's). Averaged per fluence column over its pairs. Computed as the check reads
+  the frames (Family.per_quadrant: ptc_lib.PairCovariances keeps a pair's first quadrant until
+  the second comes; compiled sweeps, compiled/bf_kernels.py, ~40 ms of CPU a full-size quadrant),
+  so the frames are read once; a pair the check's read did not make is read again
+  (ptc_lib.pair_covariance_unit, the same numbers).
 - `extract_BF`: per column the correlation coefficients C_ij / C_00; the nearest neighbours'
   (serial: same row, next column; parallel: next row) fitted against the mean as a straight line
   and given at BF_REFERENCE_ADU. The kernel is the first-order "a matrix" (Astier et al. 2019):
@@ -40,12 +44,20 @@ from astropy.io import fits
 from ..campaign.limits import GenericLimits, limit
 from ..formats.geometry import QUADRANTS
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
+from .measures import FrameMeasures
 from .offsets import PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from .ptc import NEAR_SATURATION_ADU, PairedFrames, PTCTask
-from .ptc_lib import CLIP_SIGMA, PairCovariance, pair_covariance_unit, proportional_fit
+from .ptc import NEAR_SATURATION_ADU, PairedFrames, PTCTask, plan_pairs, read_tiles
+from .ptc_lib import (
+    CLIP_SIGMA,
+    CovariancePlan,
+    PairCovariance,
+    PairCovariances,
+    pair_covariance_unit,
+    proportional_fit,
+)
 from .stacking import product_names, provenance_header
 
 MAX_LAG = 4  # vison's Npix 5: lags 0..4
@@ -125,9 +137,25 @@ class BFTask(PTCTask):
     """prep as PTC's (offsets, pairs); its own covariance and kernel sub-tasks."""
 
     def extract_COV(self, ctx: TaskContext, paired: PairedFrames) -> Covariances:
-        geometry = paired.prepared.geometry
-        calls = [(p.path1, p.path2, p.offsets1, p.offsets2, geometry, MAX_LAG) for p in paired.pairs]
-        results = ctx.map_units(pair_covariance_unit, calls)
+        """Each pair's covariances as the check's read computed them (PairCovariances), when that
+        read paired the same two frames with the same offsets in every quadrant; the other pairs
+        (a frame left out re-paired its column, the consumer failed, the check measured without
+        it) are read again, one unit per pair (pair_covariance_unit)."""
+        readouts = ctx.need(FrameMeasures).readouts
+        # read_tiles looks up any result kept per pair of frame indices: here the covariances
+        results: list[dict[str, PairCovariance] | None] = [read_tiles(readouts, pair) for pair in paired.pairs]
+        again = [i for i, found in enumerate(results) if found is None]
+        if again:
+            why = sorted({r.error for r in readouts.values() if r.error}) or ["not paired so when the check read them"]
+            ctx.log.info(f"{len(paired.pairs) - len(again)} pairs' covariances from the check's read; {len(again)} "
+                         f"read again ({'; '.join(why)})")
+            geometry = paired.prepared.geometry
+            calls = [(p.path1, p.path2, p.offsets1, p.offsets2, geometry, MAX_LAG)
+                     for p in (paired.pairs[i] for i in again)]
+            for i, computed in zip(again, ctx.map_units(pair_covariance_unit, calls)):
+                results[i] = computed
+        else:
+            ctx.log.info(f"the {len(paired.pairs)} pairs' covariances from the check's read")
         grouped: dict[tuple[int, str, int], list[PairCovariance]] = defaultdict(list)
         for pair, per_quadrant in zip(paired.pairs, results):
             for q, value in per_quadrant.items():
@@ -153,6 +181,12 @@ class BFTask(PTCTask):
 
     def meta(self, ctx: TaskContext, covariances: Covariances, kernels: BFKernels) -> BFProducts:
         return bf_products(ctx, covariances, kernels)
+
+
+def plan_covariances(ctx: TaskContext, ccd: int, frames: list) -> CovariancePlan | None:
+    """QuadrantConsumers.plan: PTC's pairs (ptc.plan_pairs) and the lags measured."""
+    pairs = plan_pairs(ctx, ccd, frames)
+    return CovariancePlan(pairs, MAX_LAG) if pairs else None
 
 
 def read_noise_squared(ctx: TaskContext, prepared: PreparedData) -> dict[tuple[int, str], float]:
@@ -341,5 +375,6 @@ FAMILY = Family(
     saturation_expected=True,
     needs=("gain",),
     required=("gain",),
+    per_quadrant=QuadrantConsumers(plan=plan_covariances, start=PairCovariances, subtasks=("extract_COV",)),
 )
 TASK = BFTask

@@ -16,7 +16,10 @@ The PTC's tiles are computed as the check reads each quadrant (PairTiles, fed by
 a worker holds the first frame's quadrant of a pair until the second comes) by two compiled
 sweeps of each tile (pair_quadrant, compiled/ptc_kernels.py); a pair read again on its own
 (pair_tiles_unit) is read per quadrant in row bands, one band of tiles at a time, by numpy: the
-same numbers (tests/test_ptc_pass.py). A worker holds two quadrants or two bands, never whole
+same numbers (tests/test_ptc_pass.py). BF's covariances are made the same way (PairCovariances,
+pair_covariance: compiled/bf_kernels.py), and a pair read again on its own goes through the
+same compiled code; quadrant_covariance_numpy states them in numpy (tests/test_bf_pass.py). A
+worker holds two quadrants or two bands (and BF a quadrant's float32 difference), never whole
 frames, whatever the frame count.
 """
 
@@ -467,38 +470,168 @@ def remove_smooth_surface(diff: np.ndarray, keep: np.ndarray, block: int = 16, d
     return diff - surface
 
 
+def one_frame_covariance(covariance: np.ndarray) -> np.ndarray:
+    """A pair difference's clipped covariances -> one frame's: halved, the clipping's bias divided
+    out (the variance: / factor; a small covariance: / factor^2, first order in the correlation)."""
+    factor = truncation_factor(CLIP_SIGMA)
+    scale = np.full_like(covariance, 0.5 / factor ** 2)
+    scale[0, 0] = 0.5 / factor
+    return covariance * scale
+
+
+def quadrant_covariance_numpy(counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float,
+                              max_lag: int) -> PairCovariance:
+    """The numpy statement of a pair's covariances in one quadrant, from the two canonical image
+    areas' counts (uint16): what the compiled pair_covariance computes (tests/test_bf_pass.py
+    compares them). Slow at full size (0.6-0.7 s a quadrant: the Python loop over the surface's
+    16 000 blocks, 25 whole-image lags and their weights)."""
+    saturated = (counts1 >= ADC_SATURATED) | (counts2 >= ADC_SATURATED)
+    a = np.subtract(counts1, np.float32(offset1), dtype=np.float32)
+    b = np.subtract(counts2, np.float32(offset2), dtype=np.float32)
+    diff, m1, m2 = scaled_difference(a, b)
+    del a, b
+    keep, _ = clip_mask(diff)
+    keep &= ~saturated
+    if keep.sum() < MIN_PIXELS:  # saturated throughout: nothing to correlate
+        nothing = np.full((max_lag + 1, max_lag + 1), np.nan)
+        return PairCovariance(m1, m2, 0.5 * (m1 + m2), nothing, int(keep.sum()))
+    diff = remove_smooth_surface(diff, keep)
+    keep = clip_mask(diff, within=keep)[0]
+    covariance = lag_covariances(diff, keep, max_lag)
+    return PairCovariance(m1, m2, 0.5 * (m1 + m2), one_frame_covariance(covariance), int(keep.sum()))
+
+
+SURFACE_BLOCK, SURFACE_DEGREE = 16, 2  # remove_smooth_surface's defaults
+
+
+def _clip_window(sample: np.ndarray, k: float = CLIP_SIGMA) -> tuple[np.float32, np.float32]:
+    """clip_mask's window (centre, half width, float32) from its sample of the values."""
+    q16, median, q84 = percentiles(sample, SIGMA_PERCENTILES)
+    sigma = max(0.5 * (q84 - q16), 1e-6)
+    return np.float32(median), np.float32(k * sigma)
+
+
+def _surface_coefficients(block_sums: np.ndarray, block_kept: np.ndarray, rows: int, cols: int,
+                          terms: list[tuple[int, int]]) -> np.ndarray | None:
+    """remove_smooth_surface's fit from the blocks' sums and kept counts (None: too few blocks)."""
+    nr, nc = block_sums.shape
+    row_edges = np.arange(nr + 1) * rows // nr
+    col_edges = np.arange(nc + 1) * cols // nc
+    sizes = np.diff(row_edges)[:, None] * np.diff(col_edges)[None, :]
+    usable = block_kept > 0.5 * sizes
+    if np.count_nonzero(usable) <= len(terms):
+        return None
+    centres_y = 0.5 * (row_edges[:-1] + row_edges[1:]) / rows - 0.5
+    centres_x = 0.5 * (col_edges[:-1] + col_edges[1:]) / cols - 0.5
+    i, j = np.nonzero(usable)
+    ys, xs, zs = centres_y[i], centres_x[j], block_sums[i, j] / block_kept[i, j]
+    design = np.vstack([ys ** p * xs ** q for p, q in terms]).T
+    # the normal equations (6 x 6): lstsq's solution to 1e-14 without its ~5 ms (a LAPACK call
+    # on 16 000 rows), unless the blocks left (a saturated area) make them ill-conditioned
+    normal = design.T @ design
+    if np.linalg.cond(normal) > 1e8:
+        return np.linalg.lstsq(design, zs, rcond=None)[0]
+    return np.linalg.solve(normal, design.T @ zs)
+
+
+def pair_covariance(counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float,
+                    geometry: CCDGeometry, quadrant: str, max_lag: int) -> PairCovariance:
+    """quadrant_covariance_numpy's numbers for one quadrant of a pair, from the two quadrants'
+    counts as read (uint16, frame orientation, geometry.quadrant_slices): six compiled sweeps
+    (compiled/bf_kernels.py), two sorts of 20 000 values and a 6 x 6 solve. The same fluences,
+    clipped pixels and pair counts, the covariances to float rounding (tests/test_bf_pass.py);
+    36-45 ms of CPU a full-size quadrant against numpy's 600-700 ms."""
+    from .compiled import bf_kernels as kernels  # numba loaded only where units run
+
+    rows, cols = geometry.image_rows, geometry.image_cols
+    flip_rows, flip_cols = geometry.flips(quadrant)
+    first_col = geometry.canonical_region("image")[1].start
+    one, two = np.ascontiguousarray(counts1), np.ascontiguousarray(counts2)
+    off1, off2 = np.float32(offset1), np.float32(offset2)
+    sum1, sum2 = kernels.quadrant_sums(one, two, off1, off2, flip_rows, flip_cols, first_col, rows, cols)
+    m1, m2 = sum1 / (rows * cols), sum2 / (rows * cols)
+    mean = 0.5 * (m1 + m2)
+    scale1, scale2 = (np.float32(m2 / mean), np.float32(m1 / mean)) if mean != 0 else (np.float32(1),) * 2
+    diff = np.empty((rows, cols), np.float32)
+    mask = np.empty((rows, cols), np.uint8)  # 1: kept
+    kernels.scaled_difference(one, two, off1, off2, flip_rows, flip_cols, first_col, scale1, scale2, diff, mask)
+    values = diff.ravel()
+    centre, half_width = _clip_window(values[:: max(1, values.size // SAMPLE_SIZE)])
+    nr, nc = max(1, rows // SURFACE_BLOCK), max(1, cols // SURFACE_BLOCK)
+    row_block = np.repeat(np.arange(nr), np.diff(np.arange(nr + 1) * rows // nr))
+    col_edges = np.arange(nc + 1) * cols // nc
+    block_sums, block_kept = np.zeros((nr, nc)), np.zeros((nr, nc), np.int64)
+    kept = kernels.clip_blocks(diff, mask, centre, half_width, row_block, col_edges, block_sums, block_kept)
+    if kept < MIN_PIXELS:  # saturated throughout: nothing to correlate
+        return PairCovariance(m1, m2, mean, np.full((max_lag + 1, max_lag + 1), np.nan), int(kept))
+    terms = [(p, q) for p in range(SURFACE_DEGREE + 1) for q in range(SURFACE_DEGREE + 1 - p)]
+    coefficients = _surface_coefficients(block_sums, block_kept, rows, cols, terms)
+    if coefficients is None:  # too few blocks: the kept pixels' mean only
+        terms, coefficients = [(0, 0)], np.array([block_sums.sum() / kept])
+    y = (np.arange(rows) + 0.5) / rows - 0.5
+    x = (np.arange(cols) + 0.5) / cols - 0.5
+    row_terms = np.array([y ** p for p, _ in terms])
+    col_terms = np.array([x ** q for _, q in terms])
+    step = max(1, kept // SAMPLE_SIZE)
+    sample = np.empty(-(-kept // step), np.float32)
+    kernels.subtract_surface(diff, mask, row_terms, col_terms, coefficients.astype(np.float32), step, sample)
+    centre, half_width = _clip_window(sample)
+    total, kept = kernels.clip_sum(diff, mask, centre, half_width)
+    sums = np.zeros((max_lag + 1, max_lag + 1))
+    kernels.lag_sums(diff, mask, np.float32(total / kept if kept else 0.0), max_lag, sums)
+    pairs = np.zeros((max_lag + 1, max_lag + 1), np.int64)
+    kernels.pair_counts(mask, max_lag, pairs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        covariance = np.where(pairs > 1, sums / pairs, np.nan)
+    return PairCovariance(m1, m2, mean, one_frame_covariance(covariance), int(kept))
+
+
 def pair_covariance_unit(path1: Path, path2: Path, offsets1: dict[str, float], offsets2: dict[str, float],
                          geometry: CCDGeometry, max_lag: int) -> dict[str, PairCovariance]:
-    """Worker: per quadrant the covariances of one pair's scaled difference (frames opened once).
-
-    A quadrant's image area of both frames is held at once (2 x 17 MB at full size): the
-    polynomial and the lags need the whole difference."""
+    """Worker: per quadrant the covariances of one pair's scaled difference (pair_covariance; each
+    frame opened once, a quadrant of both held at a time: 2 x 9 MB at full size)."""
     result = {}
     with read_frame(path1) as one, read_frame(path2) as two:
         for q in QUADRANTS:
-            counts1 = image_counts(one, geometry, q, 0, geometry.image_rows)
-            counts2 = image_counts(two, geometry, q, 0, geometry.image_rows)
-            saturated = (counts1 >= ADC_SATURATED) | (counts2 >= ADC_SATURATED)
-            a = np.subtract(counts1, np.float32(offsets1[q]), dtype=np.float32)
-            b = np.subtract(counts2, np.float32(offsets2[q]), dtype=np.float32)
-            del counts1, counts2
-            diff, m1, m2 = scaled_difference(a, b)
-            del a, b
-            keep, _ = clip_mask(diff)
-            keep &= ~saturated
-            if keep.sum() < MIN_PIXELS:  # saturated throughout: nothing to correlate
-                nothing = np.full((max_lag + 1, max_lag + 1), np.nan)
-                result[q] = PairCovariance(m1, m2, 0.5 * (m1 + m2), nothing, int(keep.sum()))
-                continue
-            diff = remove_smooth_surface(diff, keep)
-            keep = clip_mask(diff, within=keep)[0]
-            covariance = lag_covariances(diff, keep, max_lag)
-            factor = truncation_factor(CLIP_SIGMA)
-            # variance: / factor; a small covariance: / factor^2 (first order in the correlation)
-            scale = np.full_like(covariance, 0.5 / factor ** 2)
-            scale[0, 0] = 0.5 / factor
-            result[q] = PairCovariance(m1, m2, 0.5 * (m1 + m2), covariance * scale, int(keep.sum()))
+            section = geometry.quadrant_slices(q)
+            result[q] = pair_covariance(one.section(*section), two.section(*section), offsets1[q], offsets2[q],
+                                        geometry, q, max_lag)
     return result
+
+
+@dataclass(frozen=True)
+class CovariancePlan:
+    """PairCovariances' plan: the pairs (indices of the CCD's frames) and the largest lag."""
+
+    pairs: tuple[tuple[int, int], ...]
+    max_lag: int
+
+
+class PairCovariances:
+    """BF's consumer of the check's read (Family.per_quadrant, quadrant_pass.py), as PairTiles:
+    in one (CCD, quadrant) it keeps a pair's first frame until the second arrives, then computes
+    the pair's covariances (pair_covariance). Memory: the first frames waiting for their partner."""
+
+    def __init__(self, quadrant: str, geometry: CCDGeometry, plan: CovariancePlan):
+        self.quadrant, self.geometry, self.max_lag = quadrant, geometry, plan.max_lag
+        self.second_of = {first: second for first, second in plan.pairs}
+        self.first_of = {second: first for first, second in plan.pairs}
+        self.waiting: dict[int, tuple[np.ndarray, float]] = {}
+        self.covariances: dict[tuple[int, int], PairCovariance] = {}
+
+    def add(self, index: int, counts: np.ndarray, stats) -> None:
+        offset = stats.prescan.clipped_mean
+        if index in self.second_of:
+            self.waiting[index] = (counts, offset)  # the pass reads each frame into a fresh array: no copy
+        elif index in self.first_of and self.first_of[index] in self.waiting:  # a first not fed: no pair
+            first = self.first_of[index]
+            counts1, offset1 = self.waiting.pop(first)
+            self.covariances[(first, index)] = pair_covariance(counts1, counts, offset1, offset, self.geometry,
+                                                               self.quadrant, self.max_lag)
+
+    def result(self) -> dict[tuple[int, int], PairCovariance]:
+        """(index of the first frame, of the second) -> the pair's covariances in this quadrant."""
+        return self.covariances
 
 
 def proportional_fit(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> tuple[float, float, float, float]:
