@@ -39,8 +39,8 @@ def flat(geometry: CCDGeometry, level: float, seed: int, saturate: str | None = 
         counts = OFFSETS[q] + rng.normal(0, 4.5, (geometry.quad_height, geometry.quad_width))
         image = counts[: geometry.image_rows, geometry.prescan: geometry.prescan + geometry.image_cols]
         image += rng.poisson(level * rows * response) / 3.3
-        hits = rng.integers(0, image.size, image.size // 2000)
-        image.ravel()[hits] += 20_000
+        hits = rng.integers(0, image.size, image.size // 2000)  # cosmic rays (image is a view: index it 2-D)
+        image[np.unravel_index(hits, image.shape)] += 20_000
         if q == saturate:
             image[geometry.image_rows // 3: geometry.image_rows // 2, : geometry.image_cols // 5] = 65535
         geometry.put_quadrant(frame, q, np.clip(np.rint(counts), 0, 65535).astype(np.uint16))
