@@ -7,10 +7,13 @@ Sub-tasks (after the generic `init`; the science is in chinj_lib.py):
   evaluated over IG1 +- `injection_margin_v`, widened by `injection_tolerance`): FLUENCE_OOL and
   FLUENCEGRAD_OOL with the value, the limit, the OBSID and how many frames are out.
 - `prep` (offsets.py): per frame and quadrant the offset (clipped prescan mean).
-- `extract`: each frame opened once (one worker unit per frame), each quadrant's image area
-  offset-subtracted and folded over the on/off cycle: statistics of the injected pixels
-  (mean, std, min, max, percentiles), non-uniformity, spill-over, profiles along rows and
-  columns. The check and this sub-task share the one extraction.
+- `extract`: each quadrant's image area offset-subtracted and folded over the on/off cycle:
+  statistics of the injected pixels (mean, std, min, max, percentiles), non-uniformity,
+  spill-over, profiles along rows and columns. Made in the check's read of the frames
+  (Family.per_quadrant: LinesConsumer, one per CCD and quadrant, fed each frame's quadrant as the
+  check measures it); a frame that read did not see with the same offsets and on/off cycle (check
+  switched off, consumer failed) is read again (extract_unit, one unit per frame: the same
+  function, the same numbers), said in the log. The check and this sub-task share the one extraction.
 - `basic`: the extraction table and profiles (CSV), per quadrant the median non-uniformity and
   spill-over of the injected frames, the profiles figure.
 - `meta`: per quadrant the fit of the median injection against the swept voltage (CHINJ01: IG1,
@@ -34,18 +37,21 @@ from .check import RawStats
 from .chinj_lib import (
     CurveFit,
     InjectedLines,
-    extract_lines,
+    cycle,
     fit_idl_curve,
     fit_ig1_curve,
+    folded_lines,
     idl_model,
     ig1_model,
     injected_half,
     injection_window,
 )
 from .chinj_lib import logged_number as _number
+from .compiled.chinj_kernels import fold_rows
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
+from .measures import FrameMeasures
 from .offsets import OffsetSubtractingTask, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, SubTaskResult
 
@@ -109,35 +115,104 @@ class InjectionSetting:
 
 
 # ---------------------------------------------------------------------------------------------
-# extract: one worker unit per frame
+# extract: from the check's read (one consumer per CCD and quadrant), else one unit per frame
 # ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """What the extraction of one frame needs of its EXP_LOG row: the on/off cycle and the
+    readout window."""
+
+    on: int
+    off: int
+    vstart: int
+    vend: int | None
+
+    @classmethod
+    def of(cls, setting: InjectionSetting) -> FoldPlan:
+        return cls(setting.on, setting.off, setting.vstart, setting.vend)
+
+
+def quadrant_lines(canonical: np.ndarray, geometry: CCDGeometry, offset: float, fold: FoldPlan) -> InjectedLines:
+    """The injected lines of one quadrant (counts in canonical orientation) of one frame: its
+    image area minus the offset from canonical row 0 (the pattern's origin) to the last row read,
+    the rows below the readout window left out (they carry no charge), folded over the cycle in
+    one compiled sweep; chinj_lib.extract_lines on that area gives the same numbers."""
+    stop = geometry.quad_height if fold.vend is None else min(fold.vend, geometry.quad_height)
+    rows = slice(max(0, fold.vstart), min(stop, geometry.image_rows))
+    on, period = cycle(fold.on, fold.off, rows.stop)
+    sums, counts, line_sums = np.zeros((period, geometry.image_cols)), np.zeros(period, np.int64), np.empty(rows.stop)
+    fold_rows(canonical, geometry.prescan, geometry.image_cols, np.float32(offset), min(rows.start, rows.stop),
+              rows.stop, sums, counts, line_sums)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cube = sums / counts[:, None]
+    return folded_lines(cube, line_sums / geometry.image_cols, on, fold.off)
+
 
 def extract_unit(path: Path, offsets: dict[str, float], on: int, off: int, vstart: int,
                  vend: int | None) -> dict[str, InjectedLines] | str:
     """Worker: the injected lines of each quadrant of one frame (opened once), or why not."""
+    fold = FoldPlan(on, off, vstart, vend)
     try:
         with read_frame(path) as frame:
             geometry = frame.geometry
-            stop = geometry.quad_height if vend is None else min(vend, geometry.quad_height)
-            rows = slice(max(0, vstart), min(stop, geometry.image_rows))
-            image_cols = slice(geometry.prescan, geometry.prescan + geometry.image_cols)
-            found = {}
-            for q in QUADRANTS:
-                # Rows from canonical row 0 (the pattern's origin) up to the last row read.
-                area = frame.quadrant(q, geometry=geometry)[: rows.stop, image_cols].astype(np.float32)
-                area -= np.float32(offsets[q])
-                found[q] = extract_lines(area[rows.start:] if rows.start == 0 else _blank_below(area, rows.start),
-                                         on, off)
-            return found
+            return {q: quadrant_lines(frame.quadrant(q, geometry=geometry), geometry, offsets[q], fold)
+                    for q in QUADRANTS}
     except FrameError as exc:
         return f"unreadable frame: {exc}"
 
 
-def _blank_below(area: np.ndarray, start: int) -> np.ndarray:
-    """Rows below the readout window carry no charge: NaN keeps them out of the fold."""
-    area = area.copy()
-    area[:start] = np.nan
-    return area
+def plan_folds(ctx: TaskContext, ccd: int, frames: list[Any]) -> tuple[FoldPlan, ...] | None:
+    """QuadrantConsumers.plan: each frame's fold, from its EXP_LOG row as `InjectionLines` reads it."""
+    return tuple(FoldPlan.of(InjectionSetting.from_row(f.row, ccd)) for f in frames) or None
+
+
+class LinesConsumer:
+    """The check's read feeding the extraction: each frame's quadrant folded as it comes (the
+    consumer keeps a few numbers and two profiles per frame, no counts)."""
+
+    def __init__(self, quadrant: str, geometry: CCDGeometry, plan: tuple[FoldPlan, ...]):
+        self.quadrant, self.geometry, self.plan = quadrant, geometry, plan
+        self.found: dict[int, tuple[FoldPlan, InjectedLines]] = {}
+
+    def add(self, index: int, counts: np.ndarray, stats: Any) -> None:
+        fold = self.plan[index]
+        canonical = self.geometry.to_canonical(counts, self.quadrant)
+        self.found[index] = fold, quadrant_lines(canonical, self.geometry, stats.prescan.clipped_mean, fold)
+
+    def result(self) -> dict[int, tuple[FoldPlan, InjectedLines]]:
+        return self.found
+
+
+def start_lines(quadrant: str, geometry: CCDGeometry, plan: tuple[FoldPlan, ...]) -> LinesConsumer:
+    return LinesConsumer(quadrant, geometry, plan)
+
+
+class ReadLines:
+    """The consumers' results of the check's read, per frame: taken when every quadrant's was made
+    from this frame with its offsets and its fold; else None and why is kept."""
+
+    def __init__(self, readouts: dict[tuple[int, str], Any]):
+        self.readouts = readouts
+        self.index = {key: dict(zip(r.paths, r.fed)) for key, r in readouts.items()}
+        self.why: dict[str, int] = {}  # reason -> frames
+
+    def lines(self, ccd: int, frame: Any, fold: FoldPlan) -> dict[str, InjectedLines] | None:
+        found = {}
+        for q in QUADRANTS:
+            readout = self.readouts.get((ccd, q))
+            why = ("the check's read made no extraction (check switched off or its sub-tasks not run)"
+                   if readout is None or (readout.result is None and not readout.error)
+                   else f"its extraction failed ({readout.error})" if readout.error else "")
+            entry = None if why else readout.result.get(self.index[(ccd, q)].get(Path(frame.path)))
+            if not why and (entry is None or entry[0] != fold
+                            or not readout.matches([frame.path], [frame.offsets[q]])):
+                why = "the frame, its offsets or its on/off cycle differ from those the check's read saw"
+            if why:
+                self.why[why] = self.why.get(why, 0) + 1
+                return None
+            found[q] = entry[1]
+        return found
 
 
 @dataclass(frozen=True)
@@ -158,15 +233,26 @@ class InjectionLines:
 
     @classmethod
     def produce(cls, ctx: TaskContext) -> "InjectionLines":
+        """From the check's read where it saw the frame with its offsets (LinesConsumer); the
+        other frames are read again, one unit per frame (extract_unit: the same numbers)."""
         prepared = ctx.need(PreparedData)
-        units, calls = [], []
+        read = ReadLines(ctx.need(FrameMeasures).readouts)
+        units, found, calls = [], [], []
         for ccd in ctx.ccds:
             rows = {f.obsid: f.row for f in ctx.dataset.frames(ccd)}
             for frame in prepared.frames[ccd]:
                 setting = InjectionSetting.from_row(rows[frame.obsid], ccd)
                 units.append((frame.obsid, ccd, setting))
-                calls.append((frame.path, frame.offsets, setting.on, setting.off, setting.vstart, setting.vend))
-        results = ctx.map_units(extract_unit, calls)
+                found.append(read.lines(ccd, frame, FoldPlan.of(setting)))
+                if found[-1] is None:
+                    calls.append((frame.path, frame.offsets, setting.on, setting.off, setting.vstart, setting.vend))
+        again = iter(ctx.map_units(extract_unit, calls))
+        results = [lines if lines is not None else next(again) for lines in found]
+        if calls:
+            ctx.log.info(f"injected lines of {len(found) - len(calls)} frames from the check's read; {len(calls)} read "
+                         f"again ({'; '.join(f'{n}: {why}' for why, n in read.why.items())})")
+        elif found:
+            ctx.log.info(f"injected lines of the {len(found)} frames from the check's read")
         frames, skipped = [], list(prepared.skipped)
         for (obsid, ccd, setting), result in zip(units, results):
             if isinstance(result, str):
@@ -372,6 +458,7 @@ FAMILY = Family(
         ValueSpec("fit_rms_adu", "ADU", 2, "rms residual of the fit"),
     ),
     checks=(check_injection,),
+    per_quadrant=QuadrantConsumers(plan=plan_folds, start=start_lines, subtasks=("check", "extract", "basic", "meta")),
 )
 TASK = InjectionTask
 
@@ -475,7 +562,7 @@ def profiles_figure(test: str, lines: InjectionLines):
 
 
 def curves_figure(test: str, swept: str, points, fits: dict[tuple[int, str], CurveFit]):
-    ccds = sorted({ccd for ccd, _ in points})
+    ccds = sorted({ccd for (ccd, _), (volts, _) in points.items() if volts})  # a CCD without frames: no panel
     if not ccds:
         return None
     figure = new_figure(4.0 * len(ccds), 3.8)

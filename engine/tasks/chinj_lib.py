@@ -127,10 +127,9 @@ def pattern_phase(line_means: np.ndarray, on: int, off: int) -> int:
     if off <= 0 or on <= 0 or line_means.size < period:
         return 0
     folded = fold(line_means[:, None], period)[:, 0]
-    window = np.zeros(period)
-    window[:on] = 1.0
-    contrast = np.array([folded @ np.roll(window, s) / on - folded @ (1 - np.roll(window, s)) / off
-                         for s in range(period)])
+    # row s: the on-window shifted by s (np.roll of [1] * on + [0] * off), built at once
+    windows = (((np.arange(period)[None, :] - np.arange(period)[:, None]) % period) < on).astype(np.float64)
+    contrast = np.array([folded @ window / on - folded @ (1 - window) / off for window in windows])
     best = int(np.argmax(contrast))
     if best != 0 and contrast[best] > 1.1 * contrast[0] + NOISE_ALLOWANCE_ADU:
         return best
@@ -156,6 +155,12 @@ def fold(image: np.ndarray, period: int) -> np.ndarray:
         return sums / counts[:, None]
 
 
+def cycle(on: int, off: int, rows: int) -> tuple[int, int]:
+    """(injected lines, period) of the on/off cycle over an image of `rows` rows."""
+    on = max(0, min(on, rows))
+    return on, on + max(off, 0) if off > 0 else max(on, 1)
+
+
 def extract_lines(image: np.ndarray, on: int, off: int) -> InjectedLines:
     """Injected lines of an offset-subtracted canonical image area (rows from canonical row 0).
 
@@ -163,22 +168,27 @@ def extract_lines(image: np.ndarray, on: int, off: int) -> InjectedLines:
     the pattern's phase; statistics are over those injected pixels, the along-row profile is
     their mean per column, the along-column profile the mean over columns of each cycle line.
     Spill-over compares the first empty line with the median of the empty lines after the
-    first five (charge-transfer trails are gone there).
+    first five (charge-transfer trails are gone there). The numpy definition: the analyses fold
+    the counts compiled (compiled/chinj_kernels.py) and call `folded_lines`, to the same numbers.
     """
     image = np.asarray(image, dtype=np.float32)
-    on = max(0, min(on, image.shape[0]))
-    period = on + max(off, 0) if off > 0 else max(on, 1)
-    line_means = image.mean(axis=1, dtype=np.float64)
+    on, period = cycle(on, off, image.shape[0])
+    return folded_lines(fold(image, period), image.mean(axis=1, dtype=np.float64), on, off)
+
+
+def folded_lines(cube: np.ndarray, line_means: np.ndarray, on: int, off: int) -> InjectedLines:
+    """The injected lines from the folded image (period x columns, `fold`) and the image's row
+    means (NaN for rows outside the readout window); `on` as `cycle` gives it."""
+    period = cube.shape[0]
     phase = pattern_phase(line_means, on, off) if off > 0 else 0
-    cube = fold(image, period)
     lines = (phase + np.arange(on)) % period
-    injected = cube[lines] if on else np.zeros((0, image.shape[1]))
+    injected = cube[lines] if on else np.zeros((0, cube.shape[1]))
     values = injected[np.isfinite(injected)]
     column_profile = np.roll(cube.mean(axis=1), -phase)
     if values.size == 0:
         nan = math.nan
         return InjectedLines(nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, nan, phase,
-                             np.full(image.shape[1], np.nan), column_profile)
+                             np.full(cube.shape[1], np.nan), column_profile)
     p5, p25, p50, p75, p95 = (float(v) for v in np.percentile(values, PERCENTILES))
     nonuniformity = (p95 - p5) / p50 if p50 > 0 else math.nan
     spillover = math.nan

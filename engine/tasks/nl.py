@@ -6,7 +6,10 @@ Sub-tasks (after the generic `init` and `check`):
   `flat_fluence_tolerance` of their median (FLUENCE_OOL: the lamp moved). The frames at 100-110 %
   of full well saturate by design (no SATURATION flag).
 - `prep` (offsets.py): per frame and quadrant the offset (clipped prescan mean).
-- `extract`: one work unit per (CCD, quadrant), each frame read once: the image area is cut
+- `extract`: made in the check's read of the frames (Family.per_quadrant: TilesConsumer, one
+  per CCD and quadrant, fed each frame's quadrant as the check measures it; where that read did
+  not see these frames with these offsets, one unit per (CCD, quadrant) reads them again:
+  tile_unit, the same function of each frame, the same numbers, said in the log): the image area is cut
   into tiles (about 256 px a side, 2-8 a side) and each tile's 10 % trimmed mean (by rank) minus
   the offset is kept, with whether the tile holds an ADC-saturated pixel. Ranks, not a clip window
   in ADU: a window that moves with the fluence would keep a cold pixel at one fluence and drop it
@@ -56,13 +59,14 @@ import numpy as np
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .check import RawStats, quadrant_frames
+from .compiled.nl_kernels import band_trimmed_means
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
 from .flat_lib import FlatLimitsBase, FrameInfo, frame_infos
+from .measures import FrameMeasures
 from .offsets import OffsetSubtractingTask, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, SubTaskResult
-from .stats import ADC_SATURATED
 
 SCALE_ADU = 65536.0
 NL_FIT_RANGE_ADU = (250.0, SCALE_ADU - 1e4)  # vison's NL02 range: below, the offset dominates; above, the full well
@@ -109,13 +113,33 @@ class TileLevels:
     saturated: np.ndarray  # (frames, tiles) bool: an ADC-saturated pixel in the tile
 
 
+def band_tiles(band: np.ndarray, c_edges: np.ndarray, offset: float, fluence: np.ndarray,
+               saturated: np.ndarray) -> None:
+    """One band of tile rows (canonical image rows x image columns): each tile's trimmed mean
+    minus the offset and whether it holds an ADC-saturated pixel, into `fluence`, `saturated`."""
+    band_trimmed_means(band, c_edges, TRIM_FRACTION, fluence, saturated)  # trimmed_mean of each tile, compiled
+    fluence -= offset
+
+
+def frame_tiles(canonical: np.ndarray, geometry: CCDGeometry, offset: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fluence, saturated) per tile of one quadrant (counts in canonical orientation) of one frame."""
+    r_edges, c_edges = tile_edges(geometry.image_rows), tile_edges(geometry.image_cols)
+    per_row = c_edges.size - 1
+    fluence, saturated = np.full((r_edges.size - 1) * per_row, np.nan), np.zeros((r_edges.size - 1) * per_row, bool)
+    image_cols = slice(geometry.prescan, geometry.prescan + geometry.image_cols)
+    for a in range(r_edges.size - 1):
+        band = canonical[int(r_edges[a]): int(r_edges[a + 1]), image_cols]
+        band_tiles(band, c_edges, offset, fluence[a * per_row: (a + 1) * per_row], saturated[a * per_row: (a + 1) * per_row])
+    return fluence, saturated
+
+
 def tile_unit(unit: tuple[int, str], paths: list[Path], offsets: list[float], geometry: CCDGeometry) -> TileLevels:
     """Worker: tile levels of one quadrant of every frame, a tile row at a time."""
     _, quadrant = unit
     r_edges, c_edges = tile_edges(geometry.image_rows), tile_edges(geometry.image_cols)
-    tiles = (r_edges.size - 1) * (c_edges.size - 1)
-    fluence = np.full((len(paths), tiles), np.nan)
-    saturated = np.zeros((len(paths), tiles), bool)
+    per_row = c_edges.size - 1
+    fluence = np.full((len(paths), (r_edges.size - 1) * per_row), np.nan)
+    saturated = np.zeros(fluence.shape, bool)
     q_rows, q_cols = geometry.quadrant_slices(quadrant)
     flip_rows, _ = geometry.flips(quadrant)
     height = geometry.quad_height
@@ -126,14 +150,52 @@ def tile_unit(unit: tuple[int, str], paths: list[Path], offsets: list[float], ge
             for a in range(r_edges.size - 1):
                 start, stop = int(r_edges[a]), int(r_edges[a + 1])
                 rows = slice(height - stop, height - start) if flip_rows else slice(start, stop)
-                block = geometry.to_canonical(frame.section(slice(q_rows.start + rows.start, q_rows.start + rows.stop),
-                                                            q_cols), quadrant)[:, image_cols]
-                for b in range(c_edges.size - 1):
-                    tile = block[:, c_edges[b]: c_edges[b + 1]]
-                    index = a * (c_edges.size - 1) + b
-                    fluence[i, index] = trimmed_mean(tile) - offsets[i]
-                    saturated[i, index] = bool((tile == ADC_SATURATED).any())
+                band = geometry.to_canonical(frame.section(slice(q_rows.start + rows.start, q_rows.start + rows.stop),
+                                                           q_cols), quadrant)[:, image_cols]
+                band_tiles(band, c_edges, offsets[i], fluence[i, a * per_row: (a + 1) * per_row],
+                           saturated[i, a * per_row: (a + 1) * per_row])
     return TileLevels(fluence, saturated)
+
+
+# The same from the check's read (Family.per_quadrant, quadrant_pass.py): a frame's tiles depend
+# on that frame and its offset only, so each is measured as the check reads it.
+
+def plan_tiles(ctx: TaskContext, ccd: int, frames: list) -> bool | None:
+    """QuadrantConsumers.plan: every frame is tiled alike; nothing to plan but whether there are frames."""
+    return True if frames else None
+
+
+class TilesConsumer:
+    """Each frame's tile levels of one quadrant as the check reads it (a few numbers per frame)."""
+
+    def __init__(self, quadrant: str, geometry: CCDGeometry, plan: bool):
+        self.quadrant, self.geometry = quadrant, geometry
+        self.found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def add(self, index: int, counts: np.ndarray, stats) -> None:
+        canonical = self.geometry.to_canonical(counts, self.quadrant)
+        self.found[index] = frame_tiles(canonical, self.geometry, stats.prescan.clipped_mean)
+
+    def result(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        return self.found
+
+
+def start_tiles(quadrant: str, geometry: CCDGeometry, plan: bool) -> TilesConsumer:
+    return TilesConsumer(quadrant, geometry, plan)
+
+
+def read_tiles(readout, paths: list[Path], offsets: list[float]) -> tuple[TileLevels | None, str]:
+    """The tile levels of these frames with these offsets from the check's read
+    (quadrant_pass.QuadrantReadout holding TilesConsumer's result), else None and why not."""
+    if readout is None or (readout.result is None and not readout.error):
+        return None, "the check's read made no extraction (check switched off or its sub-tasks not run)"
+    if readout.error:
+        return None, f"its extraction failed ({readout.error})"
+    index = dict(zip(readout.paths, readout.fed))
+    if not readout.matches(paths, offsets) or any(index.get(Path(p)) not in readout.result for p in paths):
+        return None, "the frames or their offsets differ from those the check's read saw"
+    rows = [readout.result[index[Path(p)]] for p in paths]
+    return TileLevels(np.array([f for f, _ in rows]), np.array([s for _, s in rows])), ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,10 +378,24 @@ class NonLinearityProducts(SubTaskResult):
 
 class NonLinearityTask(OffsetSubtractingTask):
     def extract(self, ctx: TaskContext, prepared: PreparedData) -> NonLinearityTiles:
-        units = [(ccd, q) for ccd in ctx.ccds for q in QUADRANTS if prepared.frames[ccd]]
-        calls = [((ccd, q), [f.path for f in prepared.frames[ccd]], [f.offsets[q] for f in prepared.frames[ccd]],
-                  prepared.geometry) for ccd, q in units]
-        tiles = dict(zip(units, ctx.map_units(tile_unit, calls)))
+        readouts = ctx.need(FrameMeasures).readouts
+        tiles, units, calls, why_again = {}, [], [], {}
+        for ccd in ctx.ccds:
+            if not prepared.frames[ccd]:
+                continue
+            paths = [f.path for f in prepared.frames[ccd]]
+            for q in QUADRANTS:
+                offsets = [f.offsets[q] for f in prepared.frames[ccd]]
+                tiles[(ccd, q)], why = read_tiles(readouts.get((ccd, q)), paths, offsets)
+                if tiles[(ccd, q)] is None:
+                    why_again.setdefault(why, []).append(f"CCD{ccd}{q}")
+                    units.append((ccd, q))
+                    calls.append(((ccd, q), paths, offsets, prepared.geometry))
+        tiles.update(zip(units, ctx.map_units(tile_unit, calls)))
+        if tiles and not units:
+            ctx.log.info("tile levels of every quadrant from the check's read")
+        for why, quadrants in why_again.items():
+            ctx.log.warning(f"extract: {', '.join(quadrants)}: frames read again for the tile levels: {why}")
         obsids = {ccd: [f.obsid for f in prepared.frames[ccd]] for ccd in ctx.ccds}
         geometry = prepared.geometry
         pixels = (geometry.image_rows * geometry.image_cols) // ((tile_edges(geometry.image_rows).size - 1)
@@ -463,5 +539,6 @@ FAMILY = Family(
     ),
     checks=(check_stability_frames,),
     saturation_expected=True,
+    per_quadrant=QuadrantConsumers(plan=plan_tiles, start=start_tiles, subtasks=("extract",)),
 )
 TASK = NonLinearityTask
