@@ -5,7 +5,15 @@ Outside engine/tasks, whose every module the registry imports: the run's own pro
 load the kernels unless it runs units itself."""
 
 from .tasks import registry  # noqa: F401
-from .tasks.compiled import bf_kernels, flat_kernels, ptc_kernels, tp_kernels
+from .tasks.compiled import (
+    bf_kernels,
+    chinj_kernels,
+    flat_kernels,
+    median_kernels,
+    nl_kernels,
+    ptc_kernels,
+    tp_kernels,
+)
 from .tasks.compiled.kernels import warm
 
 warm()
@@ -13,3 +21,6 @@ flat_kernels.warm()
 ptc_kernels.warm()
 bf_kernels.warm()
 tp_kernels.warm()
+median_kernels.warm()
+chinj_kernels.warm()
+nl_kernels.warm()

@@ -2,9 +2,11 @@
 
 Sub-tasks (after the generic `init` and `check`):
 
-- `masks`: per CCD and quadrant (12 worker units), the per-pixel median of the offset-subtracted
-  bias frames (exptime 0) and of the flats (exptime > 0), each built band by band (every frame
-  opened once). The dark map is the bias median minus a smooth background, the flat map the flat
+- `masks`: per CCD and quadrant, the per-pixel median of the offset-subtracted bias frames
+  (exptime 0) and of the flats (exptime > 0), made in the check's read of the frames
+  (Family.per_quadrant: DefectsConsumer keeps each frame's image area and builds the medians and
+  the defect map at the end); where that read did not see the very frames and offsets `prep`
+  keeps, a unit per quadrant reads them again (cosmetics_unit, the same numbers), saying why. The dark map is the bias median minus a smooth background, the flat map the flat
   median divided by its smooth background (block medians, bilinearly interpolated: a defect or a
   bad column does not move a block median; an illumination gradient is followed). Hot pixels:
   dark map above `hot_pixel_threshold_adu` (and 10 robust sigma of the map); dead pixels: flat
@@ -21,9 +23,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -32,9 +36,11 @@ from ..campaign.limits import GenericLimits, limit
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .base import AnalysisTask
+from .compiled.median_kernels import median_of_stack
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
+from .measures import FrameMeasures
 from .offsets import FrameOffsets, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
 from .stacking import band_rows_for, ccd_serial, provenance_header, quadrant_bands
@@ -220,6 +226,92 @@ def cosmetics_unit(unit: tuple[int, str], bias: tuple[list[Path], list[float]], 
 
 
 # ---------------------------------------------------------------------------------------------
+# The same from the check's read (Family.per_quadrant, quadrant_pass.py)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DefectsPlan:
+    """Per CCD, for the check's read: which frames (by index in the unit's list) are bias frames."""
+
+    dark: tuple[bool, ...]
+    thresholds: Thresholds
+
+
+def defects_plan(ctx: TaskContext, ccd: int, frames: list[Any]) -> DefectsPlan:
+    return DefectsPlan(tuple(is_dark_frame(f.row) for f in frames), Thresholds.of(ctx.limits))
+
+
+@dataclass(frozen=True)
+class ReadDefects:
+    """The consumer's result: the defect map and the frames (by index) of each median."""
+
+    bias: tuple[int, ...]
+    flat: tuple[int, ...]
+    defects: QuadrantDefects
+
+
+class DefectsConsumer:
+    """The defect map of one quadrant from the frames as the check reads them.
+
+    A median needs every frame of its stack at once: each frame's canonical image area is kept
+    in its stack (uint16, 8.5 MB a frame at full size: COSMETICS00's 5 bias frames and 5 flats
+    keep 85 MB per unit, as the banded read of the unit it replaces held ~100 MB of float32
+    bands) and the medians are made in result() (compiled: median_kernels.py)."""
+
+    def __init__(self, quadrant: str, geometry: CCDGeometry, plan: DefectsPlan):
+        self.quadrant, self.geometry, self.plan = quadrant, geometry, plan
+        self.window = geometry.canonical_region("image")
+        self.stacks: dict[bool, np.ndarray] = {}  # bias (True) or flat -> (planned frames, rows, cols) uint16
+        self.fed: dict[bool, list[int]] = {True: [], False: []}
+        self.offsets: dict[bool, list[float]] = {True: [], False: []}
+
+    def add(self, index: int, counts: np.ndarray, stats: Any) -> None:
+        dark = self.plan.dark[index]
+        if dark not in self.stacks:
+            self.stacks[dark] = np.empty((sum(d == dark for d in self.plan.dark), self.geometry.image_rows,
+                                          self.geometry.image_cols), np.uint16)
+        rows, cols = self.window
+        self.stacks[dark][len(self.fed[dark])] = self.geometry.to_canonical(counts, self.quadrant)[rows, cols]
+        self.fed[dark].append(index)
+        self.offsets[dark].append(stats.prescan.clipped_mean)  # the frame's offset, as `prep` takes it
+
+    def median(self, dark: bool) -> np.ndarray | None:
+        if not self.fed[dark]:
+            return None
+        return median_of_stack(self.stacks[dark], len(self.fed[dark]), np.asarray(self.offsets[dark], np.float32))
+
+    def result(self) -> ReadDefects:
+        bias_median, flat_median = self.median(True), self.median(False)
+        self.stacks.clear()
+        if bias_median is None and flat_median is None:
+            found = QuadrantDefects(np.zeros((self.geometry.image_rows, self.geometry.image_cols), np.uint8), {})
+        else:
+            found = QuadrantDefects(*defect_map(bias_median, flat_median, self.plan.thresholds))
+        return ReadDefects(tuple(self.fed[True]), tuple(self.fed[False]), found)
+
+
+def start_defects(quadrant: str, geometry: CCDGeometry, plan: DefectsPlan) -> DefectsConsumer:
+    return DefectsConsumer(quadrant, geometry, plan)
+
+
+def defects_from_read(readout: Any, darks: list[FrameOffsets], flats: list[FrameOffsets],
+                      quadrant: str) -> tuple[QuadrantDefects | None, str]:
+    """The consumer's defect map if it was made from these very frames and offsets, else (None, why)."""
+    if readout is None:
+        return None, "the check's read made no defect map (check switched off or `masks` run alone)"
+    if readout.error or readout.result is None:
+        return None, f"its defect map failed ({readout.error or 'no frame fed'})"
+    paths = dict(zip(readout.fed, readout.paths))
+    made = readout.result
+    frames = darks + flats
+    if [paths.get(i) for i in made.bias] != [f.path for f in darks] or \
+            [paths.get(i) for i in made.flat] != [f.path for f in flats] or \
+            not readout.matches([f.path for f in frames], [f.offsets[quadrant] for f in frames]):
+        return None, "the frames it stacked or their offsets differ from those `prep` keeps"
+    return made.defects, ""
+
+
+# ---------------------------------------------------------------------------------------------
 # The task
 # ---------------------------------------------------------------------------------------------
 
@@ -253,6 +345,8 @@ def is_dark_frame(row) -> bool:
 class CosmeticsTask(AnalysisTask):
     def masks(self, ctx: TaskContext, prepared: PreparedData) -> CosmeticsMaps:
         thresholds = Thresholds.of(ctx.limits)
+        readouts = ctx.need(FrameMeasures).readouts
+        defects, used, not_used = {}, [], defaultdict(list)
         units, calls = [], []
         for ccd in ctx.ccds:
             rows = {f.obsid: f.row for f in ctx.dataset.frames(ccd)}
@@ -265,10 +359,20 @@ class CosmeticsTask(AnalysisTask):
                 ctx.log.warning(f"CCD{ccd}: {len(darks)} bias and {len(flats)} flat frames: "
                                 f"{'no dark mask' if not darks else 'no flat mask'}")
             for q in QUADRANTS:
+                found, why = defects_from_read(readouts.get((ccd, q)), darks, flats, q)
+                if found is not None:
+                    defects[(ccd, q)] = found
+                    used.append(f"CCD{ccd}{q}")
+                    continue
+                not_used[why].append(f"CCD{ccd}{q}")
                 units.append((ccd, q))
                 calls.append(((ccd, q), ([f.path for f in darks], [f.offsets[q] for f in darks]),
                               ([f.path for f in flats], [f.offsets[q] for f in flats]), prepared.geometry, thresholds))
-        defects = dict(zip(units, ctx.map_units(cosmetics_unit, calls)))
+        defects.update(zip(units, ctx.map_units(cosmetics_unit, calls)))
+        if used:
+            ctx.log.info(f"masks: {', '.join(used)} from the check's read of the frames")
+        for why, quadrants in not_used.items():
+            ctx.log.warning(f"masks: {', '.join(quadrants)}: bias and flat frames read again: {why}")
         out = Outputs()
         pixels = prepared.geometry.image_pixels
         rows_out = []
@@ -332,6 +436,7 @@ FAMILY = Family(
     subtasks=("init", "check", "masks", "meta", "report"),
     task=CosmeticsTask,
     limits=CosmeticsLimits,
+    per_quadrant=QuadrantConsumers(plan=defects_plan, start=start_defects, subtasks=("masks",)),
     values=(
         ValueSpec("hot_pixels", "", None, "image pixels of the median bias above the hot threshold", key=True),
         ValueSpec("dead_pixels", "", None, "image pixels with a flat response below dead_response_max", key=True),

@@ -16,6 +16,10 @@ Sub-tasks (after the generic `init` and `check`):
   - `bits`: over the bias, RAMP and FLAT frames, each ADC bit is set in half the image pixels
     where the pixel values spread wide enough to toggle it (`bit_fraction_tolerance`); a
     quadrant whose images do not spread at all fails.
+  The spreads, bit fractions and injected lines are measured in the check's read of the frames
+  (Family.per_quadrant: LookConsumer, the judged frames' quadrants as they are read); where that
+  read did not see a judged frame with its offsets, look_unit reads it again (the same
+  functions, the same numbers), saying why.
   Failures raise POORQUALDATA (offsets, bits), RON_OOL, FLUENCE_OOL (injection, flat), and
   DEADQUAD for a quadrant that responds neither to light nor to injection.
 """
@@ -23,6 +27,7 @@ Sub-tasks (after the generic `init` and `check`):
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,10 +40,10 @@ from ..formats.geometry import HALF_OF_QUADRANT, QUADRANTS
 from .base import AnalysisTask
 from .chinj_lib import InjectedLines, extract_lines, injected_half, injection_window
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table
 from .flat_lib import FULL_WELL_ADU
-from .measures import FrameStats, measure_frames
+from .measures import FrameMeasures, FrameStats, measure_frames
 from .outputs import CsvTable, Outputs, Section, SubTaskResult
 
 CHECKS = ("offset", "ron", "injection", "flat", "bits")
@@ -107,25 +112,99 @@ def testable_bits(sigma_adu: float) -> list[int]:
     return [b for b in range(ADC_BITS) if 2 ** (b + 1) * BIT_SPREAD_FACTOR <= sigma_adu]
 
 
+def quadrant_look(image: np.ndarray, kind: str, offset: float, on: int, off: int) -> QuadrantLook:
+    """Spread and bit fractions of a quadrant's canonical image area (uint16), and for an
+    injection frame its injected lines."""
+    q25, q75 = np.percentile(image, [25, 75])
+    sigma = float((q75 - q25) / 1.349)
+    injection = None
+    if kind == "CHINJ":
+        injection = extract_lines(image.astype(np.float32) - np.float32(offset), on, off)
+    return QuadrantLook(sigma, bit_fractions(image), injection)
+
+
 def look_unit(path: Path, kind: str, offsets: dict[str, float], on: int, off: int) -> dict[str, QuadrantLook] | str:
-    """Worker: one frame opened once; per quadrant the spread and bit fractions of the image
-    area, and for an injection frame its injected lines."""
+    """Worker: one frame opened once; per quadrant its quadrant_look."""
     try:
         with read_frame(path) as frame:
             geometry = frame.geometry
             cols = slice(geometry.prescan, geometry.prescan + geometry.image_cols)
-            found = {}
-            for q in QUADRANTS:
-                image = frame.quadrant(q, geometry=geometry)[: geometry.image_rows, cols]
-                q25, q75 = np.percentile(image, [25, 75])
-                sigma = float((q75 - q25) / 1.349)
-                injection = None
-                if kind == "CHINJ":
-                    injection = extract_lines(image.astype(np.float32) - np.float32(offsets[q]), on, off)
-                found[q] = QuadrantLook(sigma, bit_fractions(image), injection)
-            return found
+            return {q: quadrant_look(frame.quadrant(q, geometry=geometry)[: geometry.image_rows, cols], kind,
+                                     offsets[q], on, off) for q in QUADRANTS}
     except FrameError as exc:
         return f"unreadable frame: {exc}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The same from the check's read (Family.per_quadrant, quadrant_pass.py)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Judged:
+    """A frame judged by `basic`: its kind and injection pattern (lines on, off)."""
+
+    kind: str
+    on: int
+    off: int
+
+
+def judged_frames(ctx: TaskContext, ccd: int) -> dict[int, Judged]:
+    """OBSID -> the frames `basic` judges: the first of each kind in the data set."""
+    judged: dict[int, Judged] = {}
+    seen = set()
+    for ref in ctx.dataset.frames(ccd):
+        kind = frame_kind(ref.row)
+        if kind in seen or kind in ("POINT", "OTHER"):
+            continue
+        seen.add(kind)
+        judged[ref.obsid] = Judged(kind, int(_num(ref.row, "chinj_on")), int(_num(ref.row, "chinj_of")))
+    return judged
+
+
+def look_plan(ctx: TaskContext, ccd: int, frames: list[Any]) -> tuple[Judged | None, ...]:
+    judged = judged_frames(ctx, ccd)
+    return tuple(judged.get(f.obsid) for f in frames)
+
+
+class LookConsumer:
+    """The looks of one quadrant of the judged frames (a few numbers and the injected lines'
+    statistics each) as the check reads them; nothing of a frame is kept."""
+
+    def __init__(self, quadrant: str, geometry: Any, plan: tuple[Judged | None, ...]):
+        self.quadrant, self.geometry, self.plan = quadrant, geometry, plan
+        self.cols = slice(geometry.prescan, geometry.prescan + geometry.image_cols)
+        self.looks: dict[int, QuadrantLook] = {}
+
+    def add(self, index: int, counts: np.ndarray, stats: Any) -> None:
+        judged = self.plan[index]
+        if judged is None:
+            return
+        image = self.geometry.to_canonical(counts, self.quadrant)[: self.geometry.image_rows, self.cols]
+        self.looks[index] = quadrant_look(image, judged.kind, stats.prescan.clipped_mean, judged.on, judged.off)
+
+    def result(self) -> dict[int, QuadrantLook]:
+        return self.looks
+
+
+def start_look(quadrant: str, geometry: Any, plan: tuple[Judged | None, ...]) -> LookConsumer:
+    return LookConsumer(quadrant, geometry, plan)
+
+
+def look_from_read(readouts: dict, ccd: int, path: Path, offsets: dict[str, float]) -> tuple[dict[str, QuadrantLook] | None, str]:
+    """The frame's looks from the check's read if every quadrant's consumer measured it with
+    these offsets, else (None, why)."""
+    found = {}
+    for q in QUADRANTS:
+        readout = readouts.get((ccd, q))
+        if readout is None:
+            return None, "the check's read made no looks (check switched off or `basic` run alone)"
+        if readout.error or readout.result is None:
+            return None, f"its looks failed ({readout.error or 'no frame fed'})"
+        index = next((i for i, p in zip(readout.fed, readout.paths) if p == path), None)
+        if index not in readout.result or not readout.matches([path], [offsets[q]]):
+            return None, "it did not measure the frame with these offsets"
+        found[q] = readout.result[index]
+    return found, ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,8 +369,9 @@ class WarmChecks(SubTaskResult):
 class WarmTask(AnalysisTask):
     def basic(self, ctx: TaskContext) -> WarmChecks:
         measured = measure_frames(ctx)
+        readouts = ctx.need(FrameMeasures).readouts
         frames: dict[int, dict[str, WarmFrame]] = {}
-        calls, keys = [], []
+        calls, keys, used, not_used = [], [], [], defaultdict(list)
         for ccd in ctx.ccds:
             frames[ccd] = {}
             for ref in ctx.dataset.frames(ccd):
@@ -303,9 +383,19 @@ class WarmTask(AnalysisTask):
                 frames[ccd][kind] = WarmFrame(ref.obsid, kind, ref.row, stats)
                 if stats is not None:
                     offsets = {q: stats[q].prescan.clipped_mean for q in QUADRANTS}
+                    look, why = look_from_read(readouts, ccd, ref.path, offsets)
+                    if look is not None:
+                        frames[ccd][kind].look = look
+                        used.append(f"CCD{ccd} {kind}")
+                        continue
+                    not_used[why].append(f"CCD{ccd} {kind}")
                     calls.append((ref.path, kind, offsets, int(_num(ref.row, "chinj_on")),
                                   int(_num(ref.row, "chinj_of"))))
                     keys.append((ccd, kind))
+        if used:
+            ctx.log.info(f"basic: {', '.join(used)} from the check's read of the frames")
+        for why, which in not_used.items():
+            ctx.log.warning(f"basic: {', '.join(which)}: read again: {why}")
         for (ccd, kind), look in zip(keys, ctx.map_units(look_unit, calls)):
             if isinstance(look, str):
                 ctx.log.warning(f"CCD{ccd} {kind}: {look}")
@@ -365,6 +455,7 @@ FAMILY = Family(
     subtasks=("init", "check", "basic", "report"),
     task=WarmTask,
     limits=WarmLimits,
+    per_quadrant=QuadrantConsumers(plan=look_plan, start=start_look, subtasks=("basic",)),
     values=(
         *(ValueSpec(f"{check}_status", "", None, f"{check} check: pass, fail or n/a", key=check != "bits")
           for check in CHECKS),

@@ -12,6 +12,12 @@ role comes from the column of the test's structure it belongs to, as vison read 
   did not saturate enough.
 - `basic`: per REFER and LATENT frame and quadrant, the clipped mean inside the footprint and
   outside it (the frame's dark level).
+
+`satur_masks` and `basic` are made in the check's read of the frames (Family.per_quadrant:
+PersistConsumer, one per CCD and quadrant: the footprint when the EXPOSE frame comes, the levels
+of each dark as it comes); where that read did not see the very frames and offsets `prep` keeps,
+units read them again (footprint_unit, levels_unit: the same functions, the same numbers),
+saying why.
 - `meta`: persistence = (inside - outside) of each LATENT frame minus the same averaged over the
   REFER frames, in ADU and electrons; its decay over the LATENT frames and a release time.
 """
@@ -19,6 +25,7 @@ role comes from the column of the test's structure it belongs to, as vison read 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,8 +41,9 @@ from ..formats.names import parse_date_token
 from .base import AnalysisTask
 from .check import RawStats
 from .context import TaskContext
-from .family import Family, ValueSpec
+from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table
+from .measures import FrameMeasures
 from .offsets import FrameOffsets, PreparedData, measure_offsets
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
 from .stacking import product_names, provenance_header
@@ -160,11 +168,16 @@ class Footprint:
     pixels: int
 
 
+def footprint_of(counts: np.ndarray, offset: float, floor_adu: float) -> Footprint:
+    """The footprint of a quadrant's canonical image area (uint16 counts)."""
+    mask, plateau = saturated_footprint(counts, offset, floor_adu)
+    return Footprint(np.packbits(mask), plateau, int(mask.sum()))
+
+
 def footprint_unit(path: Path, quadrant: str, geometry: CCDGeometry, offset: float, floor_adu: float) -> Footprint:
     with read_frame(path) as frame:
         counts = np.array(frame.region(quadrant, "image", geometry))
-    mask, plateau = saturated_footprint(counts, offset, floor_adu)
-    return Footprint(np.packbits(mask), plateau, int(mask.sum()))
+    return footprint_of(counts, offset, floor_adu)
 
 
 @dataclass(frozen=True)
@@ -186,19 +199,141 @@ class DarkLevels:
 def levels_unit(quadrant: str, geometry: CCDGeometry, packed: np.ndarray,
                 frames: list[tuple[int, str, Path, float]]) -> list[DarkLevels]:
     """Worker: clipped means inside and outside the footprint of each dark frame's quadrant."""
-    shape = (geometry.image_rows, geometry.image_cols)
-    mask = np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+    mask = unpacked(packed, geometry)
     found = []
     for obsid, role, path, offset in frames:
         with read_frame(path) as frame:
-            image = frame.region(quadrant, "image", geometry).astype(np.float32)
-        image -= np.float32(offset)
-        inside = clipped_stats(image[mask]) if mask.any() else None
-        outside = clipped_stats(image[~mask]) if (~mask).sum() >= MIN_OUTSIDE_PIXELS else None
-        found.append(DarkLevels(obsid, role, inside.mean if inside else math.nan, inside.std if inside else math.nan,
-                                inside.count if inside else 0, outside.mean if outside else math.nan,
-                                outside.count if outside else 0))
+            found.append(dark_levels(obsid, role, frame.region(quadrant, "image", geometry), offset, mask))
     return found
+
+
+def unpacked(packed: np.ndarray, geometry: CCDGeometry) -> np.ndarray:
+    shape = (geometry.image_rows, geometry.image_cols)
+    return np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+
+
+def dark_levels(obsid: int, role: str, counts: np.ndarray, offset: float, mask: np.ndarray) -> DarkLevels:
+    """Clipped means inside and outside the footprint of a dark's canonical image area (uint16)."""
+    image = counts.astype(np.float32)
+    image -= np.float32(offset)
+    inside = clipped_stats(image[mask]) if mask.any() else None
+    outside = clipped_stats(image[~mask]) if (~mask).sum() >= MIN_OUTSIDE_PIXELS else None
+    return DarkLevels(obsid, role, inside.mean if inside else math.nan, inside.std if inside else math.nan,
+                      inside.count if inside else 0, outside.mean if outside else math.nan,
+                      outside.count if outside else 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# The same from the check's read (Family.per_quadrant, quadrant_pass.py)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Per CCD, for the check's read: each frame's role and OBSID (by index in the unit's list),
+    the index of the EXPOSE frame, and per quadrant the lowest credible full well in ADU."""
+
+    roles: tuple[str, ...]  # "" for a frame of no role
+    obsids: tuple[int, ...]
+    expose: int
+    floors_adu: dict[str, float]
+
+
+def read_plan(ctx: TaskContext, ccd: int, frames: list[Any]) -> ReadPlan | None:
+    roles = frame_roles(ctx)
+    found = tuple(roles.get(f.obsid, "") for f in frames)
+    if "EXPOSE" not in found:
+        return None  # `prep` says why there is nothing to measure
+    floors = {q: float(ctx.limits.full_well_floor_e) / ctx.gain(ccd, q)[0] for q in QUADRANTS}
+    return ReadPlan(found, tuple(f.obsid for f in frames), found.index("EXPOSE"), floors)
+
+
+@dataclass(frozen=True)
+class ReadPersistence:
+    """The consumer's result: the EXPOSE frame's footprint and each dark's levels, by index."""
+
+    expose: int | None
+    footprint: Footprint | None
+    levels: dict[int, DarkLevels]
+
+
+class PersistConsumer:
+    """Footprint and dark levels of one quadrant from the frames as the check reads them.
+
+    The REFER darks come before the EXPOSE frame: their canonical image areas are kept until
+    the footprint is known (uint16, 8.5 MB a frame at full size: 3 REFER frames, 25 MB), then
+    measured and dropped; the LATENT darks are measured as they come."""
+
+    def __init__(self, quadrant: str, geometry: CCDGeometry, plan: ReadPlan):
+        self.quadrant, self.geometry, self.plan = quadrant, geometry, plan
+        self.window = geometry.canonical_region("image")
+        self.footprint: Footprint | None = None
+        self.mask: np.ndarray | None = None
+        self.waiting: dict[int, tuple[np.ndarray, float]] = {}
+        self.levels: dict[int, DarkLevels] = {}
+
+    def add(self, index: int, counts: np.ndarray, stats: Any) -> None:
+        role = self.plan.roles[index]
+        if role not in ("EXPOSE", "REFER", "LATENT"):
+            return
+        rows, cols = self.window
+        image = self.geometry.to_canonical(counts, self.quadrant)[rows, cols]
+        offset = stats.prescan.clipped_mean  # the frame's offset, as `prep` takes it
+        if index == self.plan.expose:
+            self.footprint = footprint_of(np.array(image), offset, self.plan.floors_adu[self.quadrant])
+            self.mask = unpacked(self.footprint.packed, self.geometry)
+            for i, (waiting, waiting_offset) in sorted(self.waiting.items()):
+                self.levels[i] = self.measure(i, waiting, waiting_offset)
+            self.waiting.clear()
+        elif role != "EXPOSE":
+            if self.mask is None:
+                self.waiting[index] = np.array(image), offset
+            else:
+                self.levels[index] = self.measure(index, image, offset)
+
+    def measure(self, index: int, image: np.ndarray, offset: float) -> DarkLevels:
+        return dark_levels(self.plan.obsids[index], self.plan.roles[index], image, offset, self.mask)
+
+    def result(self) -> ReadPersistence:
+        expose = self.plan.expose if self.footprint is not None else None
+        return ReadPersistence(expose, self.footprint, self.levels)
+
+
+def start_persist(quadrant: str, geometry: CCDGeometry, plan: ReadPlan) -> PersistConsumer:
+    return PersistConsumer(quadrant, geometry, plan)
+
+
+class CheckReadouts:
+    """The consumers' results where they were made from the very frames and offsets `prep`
+    keeps; elsewhere the sub-task reads the frames again and says why."""
+
+    def __init__(self, ctx: TaskContext):
+        self.readouts = ctx.need(FrameMeasures).readouts
+        self.log = ctx.log
+        self.used: list[str] = []
+        self.not_used: dict[str, list[str]] = defaultdict(list)
+
+    def result(self, ccd: int, q: str, frames: list[RoleFrame]) -> ReadPersistence | None:
+        readout = self.readouts.get((ccd, q))
+        why = ("the check's read made no footprint (check switched off or its sub-tasks run alone)" if readout is None
+               else f"its extraction failed ({readout.error})" if readout.error
+               else "its extraction was not fed" if readout.result is None
+               else "it saw no EXPOSE frame" if readout.result.footprint is None
+               else "" if readout.matches([f.frame.path for f in frames], [f.frame.offsets[q] for f in frames])
+               else "the frames it measured or their offsets differ from those `prep` keeps")
+        if why:
+            self.not_used[why].append(f"CCD{ccd}{q}")
+            return None
+        return readout.result
+
+    def index_of(self, ccd: int, q: str, path: Path) -> int | None:
+        readout = self.readouts[(ccd, q)]
+        return next((i for i, p in zip(readout.fed, readout.paths) if p == path), None)
+
+    def say(self, subtask: str, what: str) -> None:
+        if self.used:
+            self.log.info(f"{subtask}: {', '.join(self.used)} from the check's read of the frames")
+        for why, quadrants in self.not_used.items():
+            self.log.warning(f"{subtask}: {', '.join(quadrants)}: {what} read again: {why}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,7 +366,8 @@ class PersistenceTask(AnalysisTask):
     def satur_masks(self, ctx: TaskContext, plan: PersistPlan) -> SaturationMasks:
         geometry = plan.geometry
         low, high = ctx.limits.saturated_fraction
-        calls, keys, expose = [], [], {}
+        readouts = CheckReadouts(ctx)
+        calls, keys, expose, footprints = [], [], {}, {}
         for ccd in ctx.ccds:
             exposed = plan.of_role(ccd, "EXPOSE")
             if not exposed:
@@ -239,9 +375,17 @@ class PersistenceTask(AnalysisTask):
             expose[ccd] = exposed[0]
             for q in QUADRANTS:
                 floor_adu = float(ctx.limits.full_well_floor_e) / ctx.gain(ccd, q)[0]
+                read = readouts.result(ccd, q, [exposed[0]])
+                if read is not None and readouts.index_of(ccd, q, exposed[0].frame.path) == read.expose:
+                    footprints[(ccd, q)] = read.footprint
+                    readouts.used.append(f"CCD{ccd}{q}")
+                    continue
+                if read is not None:
+                    readouts.not_used["its EXPOSE frame is not the one `prep` keeps"].append(f"CCD{ccd}{q}")
                 keys.append((ccd, q))
                 calls.append((exposed[0].frame.path, q, geometry, exposed[0].frame.offsets[q], floor_adu))
-        footprints = dict(zip(keys, ctx.map_units(footprint_unit, calls)))
+        footprints.update(zip(keys, ctx.map_units(footprint_unit, calls)))
+        readouts.say("satur_masks", "the EXPOSE frame")
         out = Outputs()
         pixels = geometry.image_pixels
         names = product_names(ctx, plan.prepared, "PERSIST01_SATMASK")
@@ -283,14 +427,24 @@ class PersistenceTask(AnalysisTask):
         return SaturationMasks(footprints, expose, outputs=out)
 
     def basic(self, ctx: TaskContext, plan: PersistPlan, masks: SaturationMasks) -> PersistLevels:
-        calls, keys = [], []
+        readouts = CheckReadouts(ctx)
+        calls, keys, levels = [], [], {}
         for (ccd, q), footprint in masks.footprints.items():
             darks = [f for f in plan.frames[ccd] if f.role in ("REFER", "LATENT")]
+            read = readouts.result(ccd, q, [masks.expose[ccd], *darks])
+            if read is not None:
+                indices = [readouts.index_of(ccd, q, f.frame.path) for f in darks]
+                if np.array_equal(read.footprint.packed, footprint.packed) and all(i in read.levels for i in indices):
+                    levels[(ccd, q)] = [read.levels[i] for i in indices]
+                    readouts.used.append(f"CCD{ccd}{q}")
+                    continue
+                readouts.not_used["its footprint or the darks it measured differ from the plan's"].append(f"CCD{ccd}{q}")
             keys.append((ccd, q))
             calls.append((q, plan.geometry, footprint.packed,
                           [(f.frame.obsid, f.role, f.frame.path, f.frame.offsets[q]) for f in darks]))
-        levels = dict(zip(keys, ctx.map_units(levels_unit, calls)))
-        return PersistLevels(levels)
+        levels.update(zip(keys, ctx.map_units(levels_unit, calls)))
+        readouts.say("basic", "the REFER and LATENT darks")
+        return PersistLevels({key: levels[key] for key in masks.footprints})
 
     def meta(self, ctx: TaskContext, plan: PersistPlan, masks: SaturationMasks, levels: PersistLevels) -> PersistenceResult:
         out = Outputs()
@@ -407,5 +561,6 @@ FAMILY = Family(
     ),
     checks=(check_backgrounds,),
     saturation_expected=True,  # the test saturates on purpose
+    per_quadrant=QuadrantConsumers(plan=read_plan, start=start_persist, subtasks=("satur_masks", "basic")),
     needs=("gain",),
 )
