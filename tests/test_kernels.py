@@ -118,3 +118,24 @@ def test_clipped_statistics_keep_what_numpy_keeps(dtype):
     stats = clipped_stats(values.reshape(400, 500))
     assert stats.mean == pytest.approx(0.5, abs=0.02) and stats.std == pytest.approx(2.0, rel=0.02)
     assert stats.count < values.size - 49
+
+
+def test_every_kernel_module_is_known_and_warmed_in_the_fork_server(tmp_path):
+    """A kernel module the fork server does not warm compiles in each worker at its first unit;
+    one missing from KERNEL_MODULES is not counted when the first run says it compiles."""
+    from pathlib import Path
+
+    import engine.tasks.compiled as compiled
+
+    folder = Path(compiled.__file__).parent
+    modules = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+    assert sorted(compiled.KERNEL_MODULES) == modules
+    preload = (folder.parents[1] / "worker_preload.py").read_text()
+    for name in modules:
+        assert name in preload and (f"{name}.warm()" in preload or name == "kernels")
+    # a fresh install (no numba index files) is said; once cached, nothing is
+    (tmp_path / "__pycache__").mkdir()
+    assert compiled.uncompiled_modules(tmp_path) == list(compiled.KERNEL_MODULES)
+    for name in compiled.KERNEL_MODULES:
+        (tmp_path / "__pycache__" / f"{name}.warm-12.py311.nbi").write_bytes(b"")
+    assert compiled.uncompiled_modules(tmp_path) == []

@@ -29,6 +29,7 @@ import concurrent.futures
 import multiprocessing
 import multiprocessing.context
 import os
+import sys
 import threading
 import time
 import uuid
@@ -117,7 +118,22 @@ def worker_context() -> multiprocessing.context.BaseContext:
     with the analysis modules loaded, so a worker costs a fork, not an import."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["engine.worker_preload"])  # analysis modules, compiled kernels
+    _say_first_compilation()
     return context
+
+
+_COMPILATION_SAID = False
+
+
+def _say_first_compilation() -> None:
+    """The first run after an install compiles the kernels in the fork server: say why it waits."""
+    global _COMPILATION_SAID
+    from .compiled import uncompiled_modules
+
+    if not _COMPILATION_SAID and uncompiled_modules():
+        _COMPILATION_SAID = True
+        print("vison: the first run after an install compiles the analysis kernels once (about 40 s of CPU on "
+              "2 cores; cached for every later run)", file=sys.stderr, flush=True)
 
 
 def start_worker_server() -> None:
