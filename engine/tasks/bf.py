@@ -46,10 +46,9 @@ from ..formats.geometry import QUADRANTS
 from .context import TaskContext
 from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
-from .measures import FrameMeasures
 from .offsets import PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from .ptc import NEAR_SATURATION_ADU, PairedFrames, PTCTask, plan_pairs, read_tiles
+from .ptc import NEAR_SATURATION_ADU, PairedFrames, PTCTask, pairs_from_read, plan_pairs
 from .ptc_lib import (
     CLIP_SIGMA,
     CovariancePlan,
@@ -137,25 +136,11 @@ class BFTask(PTCTask):
     """prep as PTC's (offsets, pairs); its own covariance and kernel sub-tasks."""
 
     def extract_COV(self, ctx: TaskContext, paired: PairedFrames) -> Covariances:
-        """Each pair's covariances as the check's read computed them (PairCovariances), when that
-        read paired the same two frames with the same offsets in every quadrant; the other pairs
-        (a frame left out re-paired its column, the consumer failed, the check measured without
-        it) are read again, one unit per pair (pair_covariance_unit)."""
-        readouts = ctx.need(FrameMeasures).readouts
-        # read_tiles looks up any result kept per pair of frame indices: here the covariances
-        results: list[dict[str, PairCovariance] | None] = [read_tiles(readouts, pair) for pair in paired.pairs]
-        again = [i for i, found in enumerate(results) if found is None]
-        if again:
-            why = sorted({r.error for r in readouts.values() if r.error}) or ["not paired so when the check read them"]
-            ctx.log.info(f"{len(paired.pairs) - len(again)} pairs' covariances from the check's read; {len(again)} "
-                         f"read again ({'; '.join(why)})")
-            geometry = paired.prepared.geometry
-            calls = [(p.path1, p.path2, p.offsets1, p.offsets2, geometry, MAX_LAG)
-                     for p in (paired.pairs[i] for i in again)]
-            for i, computed in zip(again, ctx.map_units(pair_covariance_unit, calls)):
-                results[i] = computed
-        else:
-            ctx.log.info(f"the {len(paired.pairs)} pairs' covariances from the check's read")
+        """Each pair's covariances as the check's read computed them (PairCovariances), the others
+        read again one unit per pair (pair_covariance_unit): ptc.pairs_from_read."""
+        geometry = paired.prepared.geometry
+        results = pairs_from_read(ctx, paired, "covariances", pair_covariance_unit,
+                                  lambda p: (p.path1, p.path2, p.offsets1, p.offsets2, geometry, MAX_LAG))
         grouped: dict[tuple[int, str, int], list[PairCovariance]] = defaultdict(list)
         for pair, per_quadrant in zip(paired.pairs, results):
             for q, value in per_quadrant.items():

@@ -41,6 +41,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -200,6 +201,25 @@ def read_tiles(readouts: dict, pair: FlatPair) -> dict[str, PairQuadrant] | None
     return found
 
 
+def pairs_from_read(ctx: TaskContext, paired: PairedFrames, what: str, unit, call) -> list[dict[str, Any]]:
+    """Per pair, quadrant -> what the check's read measured of it (a PairConsumer's result), when
+    that read paired the same two frames with the same offsets in every quadrant; the other pairs
+    (a frame left out re-paired its column, the consumer failed, the check measured without it)
+    are read again, one `unit(*call(pair))` each, and the log says how many and why."""
+    readouts = ctx.need(FrameMeasures).readouts
+    results: list[dict[str, Any] | None] = [read_tiles(readouts, pair) for pair in paired.pairs]
+    again = [i for i, found in enumerate(results) if found is None]
+    if again:
+        why = sorted({r.error for r in readouts.values() if r.error}) or ["not paired so when the check read them"]
+        ctx.log.info(f"{len(paired.pairs) - len(again)} pairs' {what} from the check's read; {len(again)} read "
+                     f"again ({'; '.join(why)})")
+        for i, computed in zip(again, ctx.map_units(unit, [call(paired.pairs[i]) for i in again])):
+            results[i] = computed
+    else:
+        ctx.log.info(f"the {len(paired.pairs)} pairs' {what} from the check's read")
+    return results
+
+
 @dataclass
 class PTCResults(SubTaskResult):
     """`meta`: the fit of each (CCD, quadrant)."""
@@ -216,23 +236,11 @@ class PTCTask(OffsetSubtractingTask):
         return paired
 
     def extract_PTC(self, ctx: TaskContext, paired: PairedFrames) -> PTCExtraction:
-        """Each pair's tiles as the check's read computed them (PairTiles), when that read paired
-        the same two frames with the same offsets in every quadrant; the other pairs (a frame left
-        out re-paired its column, the consumer failed, the check measured without it) are read
-        again, one unit per pair (pair_tiles_unit)."""
-        readouts = ctx.need(FrameMeasures).readouts
-        tiles: list[dict[str, PairQuadrant] | None] = [read_tiles(readouts, pair) for pair in paired.pairs]
-        again = [i for i, found in enumerate(tiles) if found is None]
-        if again:
-            why = sorted({r.error for r in readouts.values() if r.error}) or ["not paired so when the check read them"]
-            ctx.log.info(f"{len(paired.pairs) - len(again)} pairs' tiles from the check's read; {len(again)} read "
-                         f"again ({'; '.join(why)})")
-            geometry = paired.prepared.geometry
-            calls = [(p.path1, p.path2, p.offsets1, p.offsets2, geometry) for p in (paired.pairs[i] for i in again)]
-            for i, computed in zip(again, ctx.map_units(pair_tiles_unit, calls)):
-                tiles[i] = computed
-        else:
-            ctx.log.info(f"the {len(paired.pairs)} pairs' tiles from the check's read")
+        """Each pair's tiles as the check's read computed them (PairTiles), the others read again
+        one unit per pair (pair_tiles_unit): pairs_from_read."""
+        geometry = paired.prepared.geometry
+        tiles = pairs_from_read(ctx, paired, "tiles", pair_tiles_unit,
+                                lambda p: (p.path1, p.path2, p.offsets1, p.offsets2, geometry))
         return PTCExtraction(paired.pairs, tiles)
 
     def meta(self, ctx: TaskContext, paired: PairedFrames, extraction: PTCExtraction) -> PTCResults:

@@ -234,18 +234,18 @@ def pair_quadrant(counts1: np.ndarray, counts2: np.ndarray, offset1: float, offs
                         rows, cols)
 
 
-class PairTiles:
-    """The PTC's consumer of the check's read (Family.per_quadrant, quadrant_pass.py): in one
-    (CCD, quadrant) it keeps a pair's first frame (its quadrant's counts and offset) until the
-    second arrives, then computes the pair's tiles (pair_quadrant). Memory: the quadrants of the
-    first frames waiting for their partner (one at a time when pairs are consecutive, as PTC01's)."""
+class PairConsumer:
+    """A consumer of the check's read (Family.per_quadrant, quadrant_pass.py) for flat pairs: in
+    one (CCD, quadrant) it keeps a pair's first frame (its quadrant's counts and offset) until the
+    second arrives, then measures the pair (`measure`). Memory: the quadrants of the first frames
+    waiting for their partner (one at a time when pairs are consecutive, as PTC01's)."""
 
     def __init__(self, quadrant: str, geometry: CCDGeometry, pairs: tuple[tuple[int, int], ...]):
         self.quadrant, self.geometry = quadrant, geometry
         self.second_of = {first: second for first, second in pairs}
         self.first_of = {second: first for first, second in pairs}
         self.waiting: dict[int, tuple[np.ndarray, float]] = {}
-        self.tiles: dict[tuple[int, int], PairQuadrant] = {}
+        self.measured: dict[tuple[int, int], object] = {}
 
     def add(self, index: int, counts: np.ndarray, stats) -> None:
         offset = stats.prescan.clipped_mean
@@ -254,11 +254,21 @@ class PairTiles:
         elif index in self.first_of and self.first_of[index] in self.waiting:  # a first not fed: no pair
             first = self.first_of[index]
             counts1, offset1 = self.waiting.pop(first)
-            self.tiles[(first, index)] = pair_quadrant(counts1, counts, offset1, offset, self.geometry, self.quadrant)
+            self.measured[(first, index)] = self.measure(counts1, counts, offset1, offset)
 
-    def result(self) -> dict[tuple[int, int], PairQuadrant]:
-        """(index of the first frame, of the second) -> the pair's tiles in this quadrant."""
-        return self.tiles
+    def measure(self, counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float) -> object:
+        raise NotImplementedError
+
+    def result(self) -> dict[tuple[int, int], object]:
+        """(index of the first frame, of the second) -> what was measured of the pair in this quadrant."""
+        return self.measured
+
+
+class PairTiles(PairConsumer):
+    """The PTC's pair consumer: each pair's tiles (pair_quadrant)."""
+
+    def measure(self, counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float) -> PairQuadrant:
+        return pair_quadrant(counts1, counts2, offset1, offset2, self.geometry, self.quadrant)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -607,31 +617,15 @@ class CovariancePlan:
     max_lag: int
 
 
-class PairCovariances:
-    """BF's consumer of the check's read (Family.per_quadrant, quadrant_pass.py), as PairTiles:
-    in one (CCD, quadrant) it keeps a pair's first frame until the second arrives, then computes
-    the pair's covariances (pair_covariance). Memory: the first frames waiting for their partner."""
+class PairCovariances(PairConsumer):
+    """BF's pair consumer: each pair's covariances (pair_covariance)."""
 
     def __init__(self, quadrant: str, geometry: CCDGeometry, plan: CovariancePlan):
-        self.quadrant, self.geometry, self.max_lag = quadrant, geometry, plan.max_lag
-        self.second_of = {first: second for first, second in plan.pairs}
-        self.first_of = {second: first for first, second in plan.pairs}
-        self.waiting: dict[int, tuple[np.ndarray, float]] = {}
-        self.covariances: dict[tuple[int, int], PairCovariance] = {}
+        super().__init__(quadrant, geometry, plan.pairs)
+        self.max_lag = plan.max_lag
 
-    def add(self, index: int, counts: np.ndarray, stats) -> None:
-        offset = stats.prescan.clipped_mean
-        if index in self.second_of:
-            self.waiting[index] = (counts, offset)  # the pass reads each frame into a fresh array: no copy
-        elif index in self.first_of and self.first_of[index] in self.waiting:  # a first not fed: no pair
-            first = self.first_of[index]
-            counts1, offset1 = self.waiting.pop(first)
-            self.covariances[(first, index)] = pair_covariance(counts1, counts, offset1, offset, self.geometry,
-                                                               self.quadrant, self.max_lag)
-
-    def result(self) -> dict[tuple[int, int], PairCovariance]:
-        """(index of the first frame, of the second) -> the pair's covariances in this quadrant."""
-        return self.covariances
+    def measure(self, counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float) -> PairCovariance:
+        return pair_covariance(counts1, counts2, offset1, offset2, self.geometry, self.quadrant, self.max_lag)
 
 
 def proportional_fit(x: np.ndarray, y: np.ndarray, sigma: np.ndarray) -> tuple[float, float, float, float]:
