@@ -27,7 +27,7 @@ from astropy.io import fits
 
 from engine.cli.main import main as cli
 from engine.formats.explog import ExpLogError, write_explog
-from engine.formats.fits import read_frame, write_frame
+from engine.formats.fits import read_frame
 from engine.formats.fpa import LE1_EXTENSIONS, fpa_layout
 from engine.formats.geometry import QUADRANTS
 from engine.formats.le1 import (
@@ -46,6 +46,7 @@ from engine.sim.le1 import (
     write_le1_frame,
 )
 from engine.tasks.bias import noise_unit
+from fpa_frames import elvis_frames_of
 from engine.tasks.measures import REGIONS, quadrant_stats, region_columns
 
 FRAMES = 10
@@ -244,14 +245,7 @@ def test_the_fpa_numbers_are_the_block_analysis_numbers(fpa_bias, tmp_path):
     quadrant_stats, BIAS01's noise_unit) give the FPA's values to the last digit kept."""
     sim, _, record = fpa_bias
     geometry = LE1_SMALL
-    paths = []
-    for n, path in enumerate(sim.frames):
-        le1 = read_le1(path)
-        frame = np.zeros(geometry.shape, np.uint16)
-        for q in QUADRANTS:
-            with le1.open(le1.layout.quadrant("C_41", q).extname) as view:
-                geometry.put_quadrant(frame, q, view.canonical())
-        paths.append(write_frame(tmp_path / f"EUC_{n}_ROE1_CCD1.fits", frame))
+    paths = elvis_frames_of(sim.frames, "C_41", tmp_path, geometry)
     rows = slice(0, geometry.image_rows)
     for q in QUADRANTS:
         stats = []

@@ -29,11 +29,12 @@ import pytest
 from astropy.io import fits
 
 from engine.cli.main import main as cli
-from engine.formats.fits import read_frame, write_frame
+from engine.formats.fits import read_frame
 from engine.formats.geometry import QUADRANTS
 from engine.formats.le1 import LE1_SMALL, read_le1
 from engine.sim.le1 import DARK_EXPTIME_S, LE1_GAIN_E_PER_ADU
 from engine.tasks.dark import HOT_PIXEL_THRESHOLD_ADU
+from fpa_frames import elvis_frames_of
 from engine.tasks.measures import quadrant_stats, region_columns
 from engine.tasks.stacking import StackTarget, allocate_fits, stack_unit
 
@@ -93,14 +94,7 @@ def test_the_fpa_dark_numbers_are_the_block_dark_numbers(fpa_dark, tmp_path):
     (stacking.stack_unit, the dark's threshold) give the FPA's dark signal and hot-pixel count."""
     day, _, _, record = fpa_dark
     geometry = LE1_SMALL
-    paths = []
-    for n, path in enumerate(sorted(day.glob("*.fits"))):
-        le1 = read_le1(path)
-        frame = np.zeros(geometry.shape, np.uint16)
-        for q in QUADRANTS:
-            with le1.open(le1.layout.quadrant("C_41", q).extname) as view:
-                geometry.put_quadrant(frame, q, view.canonical())
-        paths.append(write_frame(tmp_path / f"EUC_{n}_ROE1_CCD1.fits", frame))
+    paths = elvis_frames_of(sorted(day.glob("*.fits")), "C_41", tmp_path, geometry)
     raw = tmp_path / "stack.fits"
     offsets_in_file = allocate_fits(raw, fits.Header(), ("DARK", "EDARK"), geometry.shape)
     target = StackTarget(raw, offsets_in_file, "DARK", "EDARK", "error")
