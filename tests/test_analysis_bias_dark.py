@@ -322,6 +322,26 @@ def test_a_crashing_subtask_does_not_stop_the_next_test(day, tmp_path, monkeypat
     assert dark["ccds"]["CCD1"]["E"]["dark_e_per_pix_per_hour"] > 0
 
 
+def test_a_failing_figure_is_flagged_and_costs_no_number(day, results, tmp_path, monkeypatch):
+    """Figures are drawn in the background while the next sub-task runs (TaskContext.draw_figure):
+    one whose drawing fails is a flagged error naming it, the other figure, the master and every
+    value are still there, and the report (which waits for the figures) lists what was drawn."""
+    data, _ = day
+
+    def broken(*args):
+        raise ValueError("no data to draw")
+
+    monkeypatch.setattr(bias_module, "ron_figure", broken)
+    record = run_session(data, tmp_path / "results", ("BIAS01",))["BIAS01"]
+    assert record["errors"] is True and "SUBTASKCRASH" in record["flags"]
+    assert record["error_messages"] == ["figure BIAS01_ron.png: ValueError: no data to draw"]
+    assert record["figures"] == ["figs/BIAS01_offsets.png"]
+    assert record["ccds"] == results[1]["BIAS01"]["ccds"] and record["products"] == results[1]["BIAS01"]["products"]
+    folder = tmp_path / "results" / "D11" / "BIAS01"
+    assert sorted(p.name for p in (folder / "figs").iterdir()) == ["BIAS01_offsets.png"]  # no half-written file
+    assert "BIAS01_offsets.png" in (folder / "report.md").read_text()
+
+
 def test_two_jobs_give_the_same_numbers(day, results, tmp_path):
     data, _ = day
     folder, serial = results

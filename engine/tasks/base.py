@@ -89,6 +89,7 @@ class AnalysisTask:
         try:
             return self._run(ctx, enabled)
         finally:  # a product no sub-task published (switched off, crashed) is not a result
+            ctx.finish_figures()  # nothing left drawing once the task is over
             shutil.rmtree(ctx.workdir / WORK_FOLDER, ignore_errors=True)
 
     def _run(self, ctx: TaskContext, enabled: set[str]) -> TaskOutcome:
@@ -108,6 +109,8 @@ class AnalysisTask:
                 outcome.statuses[name] = SKIPPED
                 outcome.reasons[name] = "an earlier sub-task failed"
                 continue
+            if name == "report":  # the report lists the figures: the ones being drawn are waited for
+                self._finish_figures(ctx, outcome)
             method = getattr(self, name)  # the contract test guarantees it exists
             if ctx.on_subtask:
                 ctx.on_subtask(name)
@@ -142,7 +145,19 @@ class AnalysisTask:
                 ctx.log.error(f"Sub-task {name} of {ctx.test.name} failed:\n{trace}")
             outcome.timings[name] = round(seconds, 3)
             ctx.log.info(f"{seconds / 60:.1f} minutes in running Sub-task: {name}")
+        self._finish_figures(ctx, outcome)
         return outcome
+
+    @staticmethod
+    def _finish_figures(ctx: TaskContext, outcome: TaskOutcome) -> None:
+        """The figures drawn in the background, waited for; one that failed is a flagged error of
+        the task (its numbers stand: the sub-tasks after it have run)."""
+        for name, exc in ctx.finish_figures():
+            outcome.errors = True
+            error = f"{type(exc).__name__}: {exc}"
+            outcome.error_messages.append(f"figure {name}: {error}")
+            ctx.flags.raise_flag("SUBTASKCRASH", f"figure {name}: {error}")
+            ctx.log.error(f"Figure {name} of {ctx.test.name} failed: {error}")
 
     @staticmethod
     def inputs(method: Callable[..., Any], ctx: TaskContext) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,9 @@ class TaskContext:
     on_subtask_end: Callable[[str, str, float | None, str | None], None] | None = None
     outcome: Any = None  # the TaskOutcome being built (base.py), for the report's sub-task list
     enabled: frozenset[str] | None = None  # the sub-tasks this run of the task will run (None: all)
+    # figures being drawn in the background (draw_figure): (name, future) in the order asked
+    pending_figures: list[tuple[str, Future]] = field(default_factory=list)
+    figure_thread: ThreadPoolExecutor | None = None
 
     # -- values -------------------------------------------------------------------------------
 
@@ -130,11 +134,30 @@ class TaskContext:
             yield tmp
         self.products.append(f"products/{name}")
 
-    @contextmanager
-    def figure(self, name: str) -> Iterator[Path]:
-        with _atomic(self.figures_dir / name) as tmp:
-            yield tmp
-        self.figures.append(f"figs/{name}")
+    def draw_figure(self, name: str, draw: Callable[[], Any]) -> None:
+        """figs/<name> drawn and saved in the background while the next sub-task runs (its work
+        units, a compression, are what the run waits for): one thread per task, so matplotlib
+        draws one figure at a time. `draw()` returns a Figure, or None for nothing to draw.
+        finish_figures lists them, in the order asked, once drawn."""
+        if self.figure_thread is None:
+            self.figure_thread = ThreadPoolExecutor(1, thread_name_prefix="vison-figures")
+        self.pending_figures.append((name, self.figure_thread.submit(_draw_and_save, self.figures_dir / name, draw)))
+
+    def finish_figures(self) -> list[tuple[str, BaseException]]:
+        """Wait for the figures drawn in the background: each saved one listed in `figures`, the
+        ones that failed returned with their error (the caller flags them)."""
+        failed = []
+        for name, drawing in self.pending_figures:
+            try:
+                if drawing.result():
+                    self.figures.append(f"figs/{name}")
+            except Exception as exc:  # noqa: BLE001 - a figure's bug: said by the caller, the numbers stand
+                failed.append((name, exc))
+        self.pending_figures.clear()
+        if self.figure_thread is not None:
+            self.figure_thread.shutdown()
+            self.figure_thread = None
+        return failed
 
     def staging_path(self, name: str) -> Path:
         """A private path for a product being built (a master streamed band by band); the recorder
@@ -160,6 +183,16 @@ class TaskContext:
             return self.executor.map(function, calls)
         with LocalExecutor(self.jobs) as executor:  # no run around this task: a pool for this call
             return executor.map(function, calls)
+
+
+def _draw_and_save(path: Path, draw: Callable[[], Any]) -> bool:
+    figure = draw()
+    if figure is None:
+        return False
+    figure.tight_layout()
+    with _atomic(path) as tmp:
+        figure.savefig(tmp)
+    return True
 
 
 @contextmanager

@@ -10,8 +10,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .context import TaskContext
-
 
 def new_figure(width: float, height: float):
     """A matplotlib figure on the Agg canvas: no pyplot state, no display needed."""
@@ -30,13 +28,6 @@ def quadrant_axes(keys: Sequence[tuple[int, str]]):
     x = np.arange(len(keys))
     axes.set_xticks(x, [f"CCD{c}\n{q}" for c, q in keys], fontsize=8)
     return figure, axes, x
-
-
-def save_figure(ctx: TaskContext, figure, name: str) -> None:
-    """Lay `figure` out and publish it as figs/<TEST>_<name>.png."""
-    figure.tight_layout()
-    with ctx.figure(f"{ctx.test.name}_{name}.png") as tmp:
-        figure.savefig(tmp)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
