@@ -76,3 +76,24 @@ def test_without_a_consumer_it_only_measures(frames):
     readout = quadrant_readout_unit((1, "H"), calls(frames[:2]), None, None)
     assert readout.fed == () and readout.result is None and not readout.error
     assert readout.measures[0] == frame_stats(frames[0])["H"]
+
+
+class Keeper(Recorder):
+    """A consumer keeping every frame's counts without copying, as PTC's and TP's do."""
+
+    def add(self, index, counts, stats):
+        self.seen.append(counts)
+
+    def result(self):
+        return [int(c.astype(np.int64).sum()) for c in self.seen]
+
+
+def test_the_counts_handed_over_may_be_kept(frames):
+    """The pass gives each frame a fresh array: one kept by the consumer is not overwritten by the
+    next frame's read (a reused buffer would silently turn every kept pair into the last frame)."""
+    readout = quadrant_readout_unit((1, "E"), calls(frames), Keeper, {})
+    expected = []
+    for path in frames:
+        with read_frame(path) as frame:
+            expected.append(int(frame.section(*frame.geometry.quadrant_slices("E")).astype(np.int64).sum()))
+    assert readout.result == expected and len(set(expected)) == len(expected)

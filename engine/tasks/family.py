@@ -120,7 +120,9 @@ class QuadrantConsumer(Protocol):
     def add(self, index: int, counts: np.ndarray, stats: "QuadrantStats") -> None:
         """Frame `index` of the unit's list: its quadrant's counts (uint16, as read: frame
         orientation, geometry.flips(quadrant) says how to view it canonically) and the check's
-        statistics of them (the prescan's clipped mean is the frame's offset)."""
+        statistics of them (the prescan's clipped mean is the frame's offset). The counts are a
+        fresh array for each frame, never reused by the pass: a consumer may keep them (a pair's
+        first frame, pumped frames replayed at the end) without copying."""
 
     def result(self) -> Any:
         """What the family's sub-tasks take (small and picklable: numbers, tables, paths)."""

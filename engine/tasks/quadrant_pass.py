@@ -64,6 +64,7 @@ def quadrant_readout_unit(unit: tuple[int, str], frames: list[tuple[Path, int, i
         try:
             with read_frame(path) as frame:
                 frame_geometry = frame.geometry
+                # a fresh array per frame (no buffer reused): consumers keep some (QuadrantConsumer.add)
                 counts = frame.section(*frame_geometry.quadrant_slices(quadrant))
         except (ValueError, OSError) as exc:  # FrameError is a ValueError
             measures[i] = _unreadable(path, exc)
