@@ -77,6 +77,23 @@ def test_the_contract_catches_a_misspelt_subtask_an_undocumented_value_and_a_uni
     assert "'basci' has code but is declared not implemented" in "\n".join(contract_problems(declared_off))
 
 
+def test_the_contract_holds_a_per_quadrant_consumer_to_what_workers_can_run():
+    """A consumer the workers cannot import by name (nested in a function) or fed for a sub-task
+    the family does not have is caught before any run."""
+    from engine.tasks.family import QuadrantConsumers
+
+    ptc = registry.families()["ptc"]
+
+    def nested(quadrant, geometry, plan):
+        return None
+
+    broken = dataclasses.replace(ptc, per_quadrant=QuadrantConsumers(ptc.per_quadrant.plan, nested, ("extract_PTX",)))
+    problems = contract_problems(broken)
+    assert any("not module-level" in p for p in problems)
+    assert any("'extract_PTX', not one of its sub-tasks" in p for p in problems)
+    assert contract_problems(ptc) == []
+
+
 def test_one_formatter_uses_the_declared_precision():
     spec = ValueSpec("offset_prescan_adu", "ADU", 3, "")
     assert spec.round(2772.54921) == 2772.549 and spec.format(2772.5) == "2772.500"

@@ -55,6 +55,7 @@ def contract_problems(family: Family) -> list[str]:
     for spec in family.values:
         if spec.scope not in ("quadrant", "ccd", "test"):
             problems.append(f"{where}: value {spec.name} has scope {spec.scope!r} (quadrant, ccd or test)")
+    problems += _consumer_problems(where, family)
     for check in family.checks:
         if len(inspect.signature(check).parameters) != 2:
             problems.append(f"{where}: check {getattr(check, '__name__', check)} must take (ctx, raw_stats)")
@@ -85,3 +86,20 @@ def undocumented_values(family: Family, results_doc: Path) -> list[str]:
     text = "\n".join(page.read_text() for page in pages if page.is_file())
     documented = set(re.findall(r"`([A-Za-z0-9_]+)`", text))
     return [name for name in family.value_specs() if name not in documented]
+
+
+def _consumer_problems(where: str, family: Family) -> list[str]:
+    """A family feeds on the check's read one way (per_band or per_quadrant), names sub-tasks it
+    has, and gives the workers a `start` they can import by name (local pool and Dask pickle it)."""
+    problems = []
+    if family.per_band is not None and family.per_quadrant is not None:
+        problems.append(f"{where}: declares both per_band and per_quadrant (the check reads the frames one way)")
+    spec = family.per_quadrant
+    if spec is None:
+        return problems
+    for name in set(spec.subtasks) - set(family.subtasks):
+        problems.append(f"{where}: per_quadrant names sub-task {name!r}, not one of its sub-tasks")
+    qualname = getattr(spec.start, "__qualname__", "")
+    if "." in qualname or "<" in qualname:  # a method or a nested function
+        problems.append(f"{where}: per_quadrant start {qualname!r} is not module-level: workers cannot import it")
+    return problems
