@@ -132,8 +132,8 @@ def _say_first_compilation() -> None:
 
     if not _COMPILATION_SAID and uncompiled_modules():
         _COMPILATION_SAID = True
-        print("vison: the first run after an install compiles the analysis kernels once (about 40 s of CPU on "
-              "2 cores; cached for every later run)", file=sys.stderr, flush=True)
+        print("vison: the first run after an install compiles the analysis kernels it uses (up to 40 s of CPU on "
+              "2 cores, once: cached for every later run)", file=sys.stderr, flush=True)
 
 
 def start_worker_server() -> None:
