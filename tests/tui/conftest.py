@@ -57,3 +57,15 @@ async def to_scripts_screen(pilot: Pilot) -> None:
     await settle(pilot)
     await pilot.press("escape", "2")
     await settle(pilot)
+
+
+async def to_monitor_screen(pilot: Pilot):
+    """From the campaign editor to the Monitor screen as a user would (escape, then 6): the screen."""
+    from vison_tui.screens.monitor import MonitorScreen
+
+    await settle(pilot)
+    await pilot.press("escape", "6")
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, MonitorScreen)
+    return screen

@@ -19,6 +19,21 @@ from engine.pipeline.runs import RunRecord, list_runs, run_status, stop_run
 WAIT_S = 90.0  # generous: a loaded 2-core machine starts Python processes slowly
 
 
+async def start_dialog_in_wait_mode(pilot: Pilot):
+    """On the Runs screen: n opens the start-run dialog, its mode list goes from aim to wait (by
+    keys, as a user does): the dialog."""
+    from vison_tui.dialogs.start_run import StartRunDialog
+
+    app = pilot.app
+    await pilot.press("n")
+    dialog = await wait_for(pilot, lambda: isinstance(app.screen, StartRunDialog) and app.screen, "the dialog")
+    await pilot.press("tab", "enter")  # the mode list
+    await pilot.pause()
+    await pilot.press("down", "enter")  # aim -> wait
+    assert dialog.query_one("#mode").value == "wait"
+    return dialog
+
+
 async def wait_for(pilot: Pilot, condition: Callable[[], object], what: str, timeout: float = WAIT_S) -> object:
     """Let the app run until `condition()` is true (returns its value); fail saying `what`."""
     deadline = time.monotonic() + timeout

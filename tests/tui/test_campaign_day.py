@@ -21,7 +21,6 @@ from engine.sim.demo import demo_request
 from engine.sim.elvis import StreamPacing, plan_for, simulate
 from vison_tui.app import VisonApp
 from vison_tui.dialogs.confirm import ConfirmDialog
-from vison_tui.dialogs.start_run import StartRunDialog
 from vison_tui.screens.campaign import CampaignScreen
 from vison_tui.screens.cleanup import CleanupScreen
 from vison_tui.screens.log import LogScreen
@@ -36,7 +35,7 @@ from vison_tui.widgets.message_panel import MessagePanel
 from vison_tui.widgets.run_tables import RunTestsTable
 
 from .conftest import settle, to_scripts_screen
-from .runs_fixtures import stop_leftover_runs, wait_for
+from .runs_fixtures import start_dialog_in_wait_mode, stop_leftover_runs, wait_for
 
 DAY = "12_Mar_19"  # the simulated day
 SESSION_LINE = 26  # `tests = ["BIAS01", "DARK01", "BIAS02"]` under [sessions.D11] in the demo campaign
@@ -135,12 +134,7 @@ async def test_a_whole_campaign_day_by_keys(day_setup: Path, size: tuple[int, in
             # 4. a wait run on the day folder the chamber is about to write, from the dialog
             await pilot.press("3")
             runs = await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen) and app.screen, "the Runs screen")
-            await pilot.press("n")
-            dialog = await wait_for(pilot, lambda: isinstance(app.screen, StartRunDialog) and app.screen, "the dialog")
-            await pilot.press("tab", "enter")  # the mode list
-            await pilot.pause()
-            await pilot.press("down", "enter")  # aim -> wait
-            assert dialog.query_one("#mode").value == "wait"
+            dialog = await start_dialog_in_wait_mode(pilot)
             await pilot.press("tab", "ctrl+u", *DAY)
             await pilot.pause()
             command = text_of(dialog.query_one("#command"))

@@ -11,7 +11,6 @@ from rich.text import Text
 
 from engine.monitor import ExposureSummary
 from vison_tui.app import VisonApp
-from vison_tui.screens.monitor import MonitorScreen
 from vison_tui.screens.runs import RunsScreen
 from vison_tui.screens.scripts import ScriptsScreen
 from vison_tui.widgets.explog_table import ExpLogTable
@@ -20,7 +19,7 @@ from vison_tui.widgets.list_table import sort_value
 from vison_tui.widgets.run_tables import RunList, RunTestsTable
 from vison_tui.widgets.test_checklist import TestChecklist
 
-from .conftest import settle, to_scripts_screen
+from .conftest import settle, to_monitor_screen, to_scripts_screen
 from .runs_fixtures import fixture_runs, wait_for
 
 
@@ -208,11 +207,7 @@ def exposure(obsid: int, test: str, hk: str = "ok") -> ExposureSummary:
 
 async def test_explog_filter_and_sort_hold_as_exposures_arrive(app) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
-        await settle(pilot)
-        await pilot.press("escape", "6")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, MonitorScreen)
+        screen = await to_monitor_screen(pilot)
         table = screen.query_one(ExpLogTable)
         day = [exposure(1000 + i, "BIAS01" if i < 4 else "DARK01", "critical" if i == 2 else "ok") for i in range(8)]
         table.update_exposures(day[:6])

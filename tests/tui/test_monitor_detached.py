@@ -12,10 +12,9 @@ import pytest
 from engine.monitor.detached import list_monitors, monitor_status, start_detached_monitor, stop_monitor
 from engine.sim.elvis import simulate
 from vison_tui.dialogs.confirm import ConfirmDialog
-from vison_tui.screens.monitor import MonitorScreen
 from vison_tui.widgets.alert_list import AlertList
 
-from .conftest import SIZE, settle
+from .conftest import SIZE, to_monitor_screen
 from .test_monitor_screen import MONITOR_TOML, TIMEOUT_S, bias_request, type_in_prompt, wait_for, words
 
 
@@ -47,11 +46,7 @@ async def test_the_app_reattaches_to_a_running_monitor_and_shows_its_alerts(app,
     wait_until(lambda: any(e.kind == "hk_out_of_limits" for e in record.read_history()),
                "the alert in the monitor's state")
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.press("escape", "6")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, MonitorScreen)
+        screen = await to_monitor_screen(pilot)
         assert screen.running and screen.detached is not None
         assert screen.detached.record.monitor_id == record.monitor_id
         assert screen.day_choice == day and screen.backup_choice == tmp_path / "backup"
@@ -85,10 +80,7 @@ async def test_the_app_reattaches_to_a_running_monitor_and_shows_its_alerts(app,
 async def test_started_from_the_app_it_runs_detached_and_stops_after_asking(app, demo_campaign: Path, day: Path,
                                                                             tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.press("escape", "6")
-        await settle(pilot)
-        screen = app.screen
+        screen = await to_monitor_screen(pilot)
         assert screen.detached is None  # nothing to re-attach to
         await pilot.press("b")
         await type_in_prompt(pilot, str(tmp_path / "backup"))

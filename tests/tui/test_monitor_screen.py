@@ -27,7 +27,7 @@ from vison_tui.widgets.backup_status import BackupStatus
 from vison_tui.widgets.explog_table import ExpLogTable, taken_at
 from vison_tui.widgets.hk_sparklines import HKSparklines
 
-from .conftest import SIZE, settle
+from .conftest import SIZE, settle, to_monitor_screen
 
 # quick settling and polling: files of the small geometry are whole at once
 MONITOR_TOML = '[monitor]\nsettle_seconds = 0.2\npolling = "polling"\npoll_seconds = 0.2\n'
@@ -87,11 +87,7 @@ async def test_streamed_session(app, demo_campaign: Path, monitored: Path) -> No
     app.bell = lambda: bells.append(True)
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
-            await pilot.press("escape", "6")
-            await settle(pilot)
-            screen = app.screen
-            assert isinstance(screen, MonitorScreen)
+            screen = await to_monitor_screen(pilot)
             await pilot.press("s")  # no day folder yet: refused, with the way out
             await pilot.pause()
             assert not screen.running
@@ -257,11 +253,7 @@ async def test_a_backup_target_that_cannot_be_written_is_one_line_about_the_targ
     """The engine reports a read-only, full or missing backup target as a failure named "(target)"
     (again on each pass while it lasts): one line about the target, not "could not copy 1 files"."""
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.press("escape", "6")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, MonitorScreen)
+        screen = await to_monitor_screen(pilot)
         unwritable = BackupFailed(target="/bk", name="(target)", reason="cannot write in /bk (Read-only file system)")
         screen.take_past_events([unwritable, dataclasses.replace(unwritable),
                                  BackupFailed(target="/bk", name="f1.fits", reason="No space left on device")])

@@ -25,7 +25,7 @@ from vison_tui.screens.runs import RunsScreen
 from vison_tui.widgets.run_tables import RunTestsTable
 
 from .conftest import SIZE
-from .runs_fixtures import fixture_runs, stop_leftover_runs, wait_for
+from .runs_fixtures import fixture_runs, start_dialog_in_wait_mode, stop_leftover_runs, wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -128,12 +128,7 @@ async def test_wait_run_on_a_streamed_session_reattach_and_stop(demo_campaign: P
     app = new_app(demo_campaign)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_runs(pilot)
-        await pilot.press("n")
-        dialog = await wait_for(pilot, lambda: isinstance(app.screen, StartRunDialog) and app.screen, "the dialog")
-        await pilot.press("tab", "enter")  # the mode list
-        await pilot.pause()
-        await pilot.press("down", "enter")  # aim -> wait
-        assert dialog.query_one("#mode").value == "wait"
+        await start_dialog_in_wait_mode(pilot)
         await pilot.press("tab", *"12_Mar_19", "ctrl+s")  # the day folder ELVIS is about to write
         await wait_for(pilot, lambda: app.screen is screen, "the run to start")
         await wait_for(pilot, lambda: screen.chosen and screen.chosen.live, "the wait run listed")
