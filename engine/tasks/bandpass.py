@@ -27,13 +27,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..formats.fits import Frame, FrameError, read_frame
+from ..formats.fits import Frame, read_frame
 from ..formats.geometry import CCDGeometry
 from .measures import (
     REGIONS,
     QuadrantStats,
     quadrant_stats,
     region_columns,
+    unreadable_reason,
     window_rows,
 )
 from .stacking import (
@@ -235,12 +236,6 @@ class QuadrantPass:
         return tuple(paths) == self.used and tuple(offsets) == self.offsets
 
 
-def _unreadable(path: Path, exc: Exception) -> str:
-    if isinstance(exc, FrameError):
-        return f"unreadable frame: {exc}"
-    return f"unusable frame {path.name}: {getattr(exc, 'strerror', None) or exc}"
-
-
 def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | None]], noise: bool,
                        target: StackTarget | None, target_shape: tuple[int, int] | None = None,
                        hot_threshold_adu: float | None = None) -> QuadrantPass:
@@ -268,7 +263,7 @@ def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | No
                     continue
                 prescan = prescan_stats(frame, quadrant, frame_geometry, rows)
             except (ValueError, OSError) as exc:  # FrameError is a ValueError
-                measures[i] = _unreadable(path, exc)
+                measures[i] = unreadable_reason(path, exc)
                 continue
             shapes[i] = frame_geometry.shape
             members.append((i, frame, MeasureAccumulator(frame_geometry, rows, prescan, quadrant)))
@@ -296,7 +291,7 @@ def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | No
                     try:
                         frame.section(band.frame_rows, band.cols, out=sections[k])
                     except (ValueError, OSError) as exc:
-                        raise PassFailed(_unreadable(frame.path, exc)) from exc
+                        raise PassFailed(unreadable_reason(frame.path, exc)) from exc
                 noise_rows = noise_acc.image_band_rows(band) if noise_acc is not None else (0, 0)
                 fuse_band(sections, np.asarray(in_use, np.int64),
                           measure_rows=[acc.band_rows(band) for _, _, acc in members],

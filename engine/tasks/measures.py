@@ -157,14 +157,20 @@ def unusable_reason(stats: FrameStats) -> str | None:
             "no offset can be measured; frame left out of the analysis")
 
 
+def unreadable_reason(path: Path, exc: Exception) -> str:
+    """Why a frame could not be read (FrameError: its file), or used (a shape no CCD273 has, a file
+    gone or denied meanwhile): what every measuring unit says of it."""
+    if isinstance(exc, FrameError):
+        return f"unreadable frame: {exc}"
+    return f"unusable frame {path.name}: {getattr(exc, 'strerror', None) or exc}"
+
+
 def frame_unit(path: Path, vstart: int, vend: int | None) -> FrameStats | str:
     """Worker: one frame's statistics, or why it cannot be read (str) or used (PoorFrame)."""
     try:
         stats = frame_stats(path, vstart, vend)
-    except FrameError as exc:
-        return f"unreadable frame: {exc}"
-    except (ValueError, OSError) as exc:  # a shape no CCD273 has, a file gone or denied meanwhile
-        return f"unusable frame {path.name}: {getattr(exc, 'strerror', None) or exc}"
+    except (ValueError, OSError) as exc:  # FrameError is a ValueError
+        return unreadable_reason(path, exc)
     reason = unusable_reason(stats)
     return PoorFrame(f"{path.name}: {reason}") if reason else stats
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..formats.fits import FrameError, read_frame
+from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
-from .measures import QuadrantStats, counts_stats, window_rows
+from .measures import QuadrantStats, counts_stats, unreadable_reason, window_rows
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,6 @@ class QuadrantReadout:
         return offsets is None or all(seen[Path(p)] == float(o) for p, o in zip(paths, offsets))
 
 
-def _unreadable(path: Path, exc: Exception) -> str:
-    if isinstance(exc, FrameError):
-        return f"unreadable frame: {exc}"
-    return f"unusable frame {path.name}: {getattr(exc, 'strerror', None) or exc}"
-
-
 def quadrant_readout_unit(unit: tuple[int, str], frames: list[tuple[Path, int, int | None]],
                           start: Callable[[str, CCDGeometry, Any], Any] | None, plan: Any) -> QuadrantReadout:
     """Worker: one quadrant of each frame of a CCD read once, measured, fed to the consumer."""
@@ -67,7 +61,7 @@ def quadrant_readout_unit(unit: tuple[int, str], frames: list[tuple[Path, int, i
                 # a fresh array per frame (no buffer reused): consumers keep some (QuadrantConsumer.add)
                 counts = frame.section(*frame_geometry.quadrant_slices(quadrant))
         except (ValueError, OSError) as exc:  # FrameError is a ValueError
-            measures[i] = _unreadable(path, exc)
+            measures[i] = unreadable_reason(path, exc)
             continue
         stats = counts_stats(counts, quadrant, frame_geometry, window_rows(frame_geometry, vstart, vend))
         measures[i], shapes[i] = stats, frame_geometry.shape
