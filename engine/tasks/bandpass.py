@@ -321,8 +321,8 @@ def run_pass(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, dict]
     """The pass over a test's frames for `ctx.family.per_band`: ((obsid, ccd) -> FrameStats or
     why not, (ccd, quadrant) -> QuadrantPass). A unit that fails (a frame gone half-way) leaves its
     CCD to the frame-by-frame measurement, which says why."""
-    from ..formats.geometry import QUADRANTS, geometry_for_shape
-    from .measures import FrameStats, PoorFrame, frame_call, frame_unit, unusable_reason
+    from ..formats.geometry import QUADRANTS
+    from .measures import frame_call, frame_unit, frames_from_quadrants
     from .stacking import (
         allocate_fits,
         check_free_space,
@@ -378,15 +378,7 @@ def run_pass(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, dict]
             results = ctx.map_units(frame_unit, [frame_call(f) for f in frames])
             by_frame.update({(f.obsid, ccd): r for f, r in zip(frames, results)})
             continue
-        for i, f in enumerate(frames):
-            reasons = [p.measures[i] for p in mine if isinstance(p.measures[i], str)]
-            if reasons:
-                by_frame[(f.obsid, ccd)] = reasons[0]
-                continue
-            stats = FrameStats(geometry_for_shape(mine[0].shapes[i]),
-                               {q: p.measures[i] for q, p in zip(QUADRANTS, mine)})
-            reason = unusable_reason(stats)
-            by_frame[(f.obsid, ccd)] = PoorFrame(f"{f.path.name}: {reason}") if reason else stats
+        by_frame.update(frames_from_quadrants(ccd, frames, mine))
     return by_frame, passes
 
 

@@ -175,6 +175,24 @@ def frame_unit(path: Path, vstart: int, vend: int | None) -> FrameStats | str:
     return PoorFrame(f"{path.name}: {reason}") if reason else stats
 
 
+def frames_from_quadrants(ccd: int, frames: list[Any], units: list[Any]) -> dict[tuple[int, int], FrameStats | str]:
+    """(obsid, ccd) -> each frame's statistics assembled from the four (CCD, quadrant) units that
+    measured it (`units` in QUADRANTS order, each with `measures` and `shapes` per frame), or why
+    it cannot be read (the first quadrant saying so) or used (PoorFrame)."""
+    from ..formats.geometry import geometry_for_shape
+
+    by_frame: dict[tuple[int, int], FrameStats | str] = {}
+    for i, f in enumerate(frames):
+        reasons = [u.measures[i] for u in units if isinstance(u.measures[i], str)]
+        if reasons:
+            by_frame[(f.obsid, ccd)] = reasons[0]
+            continue
+        stats = FrameStats(geometry_for_shape(units[0].shapes[i]), {q: u.measures[i] for q, u in zip(QUADRANTS, units)})
+        reason = unusable_reason(stats)
+        by_frame[(f.obsid, ccd)] = PoorFrame(f"{f.path.name}: {reason}") if reason else stats
+    return by_frame
+
+
 @dataclass(frozen=True)
 class FrameMeasures:
     """(obsid, ccd) -> statistics of every frame on disk, or why it is unreadable."""

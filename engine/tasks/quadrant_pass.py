@@ -92,8 +92,7 @@ def run_readout(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, di
     """The check's measurements of a `per_quadrant` family: ((obsid, ccd) -> FrameStats or why
     not, (ccd, quadrant) -> QuadrantReadout). The consumers are fed only if a sub-task using them
     will run."""
-    from ..formats.geometry import geometry_for_shape
-    from .measures import FrameStats, PoorFrame, frame_call, unusable_reason
+    from .measures import frame_call, frames_from_quadrants
 
     spec = ctx.family.per_quadrant
     feeding = spec.wanted(ctx.enabled)
@@ -111,15 +110,7 @@ def run_readout(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, di
     for ccd, frames in frames_by_ccd.items():
         if not frames:
             continue
-        mine = [readouts[(ccd, q)] for q in QUADRANTS]
-        for i, f in enumerate(frames):
-            reasons = [r.measures[i] for r in mine if isinstance(r.measures[i], str)]
-            if reasons:
-                by_frame[(f.obsid, ccd)] = reasons[0]
-                continue
-            stats = FrameStats(geometry_for_shape(mine[0].shapes[i]), {q: r.measures[i] for q, r in zip(QUADRANTS, mine)})
-            reason = unusable_reason(stats)
-            by_frame[(f.obsid, ccd)] = PoorFrame(f"{f.path.name}: {reason}") if reason else stats
+        by_frame.update(frames_from_quadrants(ccd, frames, [readouts[(ccd, q)] for q in QUADRANTS]))
     for (ccd, q), readout in readouts.items():
         if readout.error:
             ctx.log.warning(f"CCD{ccd}{q}: the extraction made with the check's read failed ({readout.error}): "
