@@ -4,23 +4,10 @@ starts ready: the analysis modules (the registry imports them all) and the compi
 Outside engine/tasks, whose every module the registry imports: the run's own process does not
 load the kernels unless it runs units itself."""
 
-from .tasks import registry  # noqa: F401
-from .tasks.compiled import (
-    bf_kernels,
-    chinj_kernels,
-    flat_kernels,
-    median_kernels,
-    nl_kernels,
-    ptc_kernels,
-    tp_kernels,
-)
-from .tasks.compiled.kernels import warm
+from importlib import import_module
 
-warm()
-flat_kernels.warm()
-ptc_kernels.warm()
-bf_kernels.warm()
-tp_kernels.warm()
-median_kernels.warm()
-chinj_kernels.warm()
-nl_kernels.warm()
+from .tasks import registry  # noqa: F401
+from .tasks.compiled import KERNEL_MODULES
+
+for name in KERNEL_MODULES:  # every kernel module has warm(): compile or load each signature once
+    import_module(f"{__package__}.tasks.compiled.{name}").warm()
