@@ -23,8 +23,8 @@ from engine.formats.geometry import QUADRANTS, SMALL
 from engine.pipeline.runner import PipelineRun, RunOptions
 from engine.sim import elvis
 from engine.tasks import cosmetics, motwarm, persist
-from engine.tasks.compiled.median_kernels import median_of_stack
 from engine.tasks.quadrant_pass import quadrant_readout_unit
+from engine.tasks.stacking import median_of_stack
 
 TESTS = ("COSMETICS00", "PERSIST01", "MOT_WARM")
 ALL_QUADRANTS = [f"CCD{ccd}{q}" for ccd in (1, 2, 3) for q in QUADRANTS]

@@ -36,14 +36,19 @@ from ..campaign.limits import GenericLimits, limit
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .base import AnalysisTask
-from .compiled.median_kernels import median_of_stack
 from .context import TaskContext
 from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
 from .measures import FrameMeasures
 from .offsets import FrameOffsets, PreparedData
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
-from .stacking import band_rows_for, ccd_serial, provenance_header, quadrant_bands
+from .stacking import (
+    band_rows_for,
+    ccd_serial,
+    median_of_stack,
+    provenance_header,
+    quadrant_bands,
+)
 
 # Bits of the DEFECTS extension.
 HOT, DEAD, LOW, HIGH, BAD_COLUMN = 1, 2, 4, 8, 16
@@ -256,7 +261,7 @@ class DefectsConsumer:
     A median needs every frame of its stack at once: each frame's canonical image area is kept
     in its stack (uint16, 8.5 MB a frame at full size: COSMETICS00's 5 bias frames and 5 flats
     keep 85 MB per unit, as the banded read of the unit it replaces held ~100 MB of float32
-    bands) and the medians are made in result() (compiled: median_kernels.py)."""
+    bands) and the medians are made in result() (stacking.median_of_stack: the stacks' compiled network)."""
 
     def __init__(self, quadrant: str, geometry: CCDGeometry, plan: DefectsPlan):
         self.quadrant, self.geometry, self.plan = quadrant, geometry, plan

@@ -355,6 +355,19 @@ def network_pairs(n: int) -> np.ndarray:
     return np.array(sorting_network(n) if n > 1 else [], np.int64).reshape(-1, 2)
 
 
+def median_of_stack(cube: np.ndarray, count: int, offsets: np.ndarray) -> np.ndarray:
+    """The per-pixel median of the first `count` frames of `cube` (uint16), each minus its offset
+    (float32): the stack's median of the one pass (kernels.sweep, its sorting network), bit for bit
+    `np.median(cube[:count].astype(float32) - offsets, axis=0)` without numpy's float32 copy of the cube."""
+    from .compiled.kernels import sweep  # compiled: numba loaded only where units run
+
+    median = np.empty(cube.shape[1:], np.float32)
+    spread = np.empty_like(median)  # the sweep makes the spread too: not used here
+    sweep(cube, used=np.arange(count), offsets=np.ascontiguousarray(offsets[:count], np.float32),
+          pairs=network_pairs(count), median=median, spread=spread)
+    return median
+
+
 def sorting_network(n: int) -> list[tuple[int, int]]:
     """Batcher's odd-even merge sort: compare-exchange pairs (low index gets the smaller value)."""
     pairs = []

@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 # every module of this package, each with warm(): the fork server warms them all (worker_preload)
-KERNEL_MODULES = ("kernels", "flat_kernels", "ptc_kernels", "bf_kernels", "tp_kernels", "median_kernels",
-                  "chinj_kernels", "nl_kernels")
+KERNEL_MODULES = ("kernels", "flat_kernels", "ptc_kernels", "bf_kernels", "tp_kernels", "chinj_kernels",
+                  "nl_kernels")
 
 
 def uncompiled_modules(here: Path | None = None) -> list[str]:
