@@ -6,8 +6,10 @@ load the kernels unless it runs units itself."""
 
 from importlib import import_module
 
-from .tasks import registry  # noqa: F401
+from .tasks import registry
 from .tasks.compiled import KERNEL_MODULES
+
+registry.families()  # imports every family's modules (the registry alone imports none)
 
 for name in KERNEL_MODULES:  # every kernel module has warm(): compile or load each signature once
     import_module(f"{__package__}.tasks.compiled.{name}").warm()

@@ -47,7 +47,6 @@ from .chinj_lib import (
     injection_window,
 )
 from .chinj_lib import logged_number as _number
-from .compiled.chinj_kernels import fold_rows
 from .context import TaskContext
 from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
@@ -140,6 +139,8 @@ def quadrant_lines(canonical: np.ndarray, geometry: CCDGeometry, offset: float, 
     one compiled sweep; chinj_lib.extract_lines on that area gives the same numbers."""
     stop = geometry.quad_height if fold.vend is None else min(fold.vend, geometry.quad_height)
     rows = slice(max(0, fold.vstart), min(stop, geometry.image_rows))
+    from .compiled.chinj_kernels import fold_rows  # numba loaded only where units run
+
     on, period = cycle(fold.on, fold.off, rows.stop)
     sums, counts, line_sums = np.zeros((period, geometry.image_cols)), np.zeros(period, np.int64), np.empty(rows.stop)
     fold_rows(canonical, geometry.prescan, geometry.image_cols, np.float32(offset), min(rows.start, rows.stop),

@@ -59,7 +59,6 @@ import numpy as np
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .check import RawStats, quadrant_frames
-from .compiled.nl_kernels import band_trimmed_means
 from .context import TaskContext
 from .family import Family, QuadrantConsumers, ValueSpec
 from .figures import markdown_table, new_figure
@@ -117,6 +116,8 @@ def band_tiles(band: np.ndarray, c_edges: np.ndarray, offset: float, fluence: np
                saturated: np.ndarray) -> None:
     """One band of tile rows (canonical image rows x image columns): each tile's trimmed mean
     minus the offset and whether it holds an ADC-saturated pixel, into `fluence`, `saturated`."""
+    from .compiled.nl_kernels import band_trimmed_means  # numba loaded only where units run
+
     band_trimmed_means(band, c_edges, TRIM_FRACTION, fluence, saturated)  # trimmed_mean of each tile, compiled
     fluence -= offset
 
