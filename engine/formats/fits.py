@@ -33,32 +33,57 @@ class Frame:
     Use as a context manager, or call close(), so the memory map is released.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, index: "FrameIndex | None" = None):
         self.path = Path(path)
+        self._hdul: fits.HDUList | None = None
+        self._header: fits.Header | None = None
+        self._primary_header: fits.Header | None = None
+        raw = index.map(self.path) if index is not None else None
+        if raw is not None:  # the pixels where the index says, headers parsed only if asked for
+            self._bzero = index.bzero
+        else:
+            raw = self._open()
+        self._raw = raw
+        self.shape: tuple[int, int] = tuple(raw.shape)  # type: ignore[assignment]
+
+    def _open(self) -> np.ndarray:
+        """The headers parsed by astropy, the image HDU's raw int16 memory map checked."""
         try:
             self._hdul = fits.open(self.path, memmap=True, do_not_scale_image_data=True, mode="readonly")
         except (OSError, ValueError) as exc:
             raise FrameError(f"{self.path}: not a readable FITS file ({exc})") from exc
         try:
-            self._hdu = self._hdul[-1]
-            self.header: fits.Header = self._hdu.header
-            self.primary_header: fits.Header = self._hdul[0].header
-            raw = self._hdu.data
+            hdu = self._hdul[-1]
+            self._header, self._primary_header = hdu.header, self._hdul[0].header
+            raw = hdu.data
         except Exception as exc:  # astropy raises many kinds on truncated files
             self._hdul.close()
             raise FrameError(f"{self.path}: broken FITS data ({exc})") from exc
         if raw is None or raw.ndim != 2:
             self._hdul.close()
             raise FrameError(f"{self.path}: the last HDU holds no 2-D image")
-        self._bzero = self.header.get("BZERO", 0)
+        self._bzero = self._header.get("BZERO", 0)
         if raw.dtype.kind != "i" or raw.dtype.itemsize != 2 or self._bzero not in (0, 32768):
             self._hdul.close()
             raise FrameError(
                 f"{self.path}: expected 16-bit data with BZERO 32768 (ELVIS), "
                 f"found {raw.dtype} with BZERO {self._bzero}"
             )
-        self._raw = raw
-        self.shape: tuple[int, int] = tuple(raw.shape)  # type: ignore[assignment]
+        return raw
+
+    @property
+    def header(self) -> fits.Header:
+        """The image extension's header (parsed now if the frame was mapped from its index)."""
+        if self._header is None:
+            self._header = read_header(self.path)
+        return self._header
+
+    @property
+    def primary_header(self) -> fits.Header:
+        if self._primary_header is None:
+            with fits.open(self.path, memmap=True, do_not_scale_image_data=True) as hdul:
+                self._primary_header = hdul[0].header.copy()
+        return self._primary_header
 
     # -- pixels ------------------------------------------------------------------------------
 
@@ -103,8 +128,8 @@ class Frame:
 
     def close(self) -> None:
         self._raw = None
-        self._hdu = None
-        self._hdul.close()
+        if self._hdul is not None:
+            self._hdul.close()
 
     def __enter__(self) -> "Frame":
         return self
@@ -113,9 +138,10 @@ class Frame:
         self.close()
 
 
-def read_frame(path: str | Path) -> Frame:
-    """Open an ELVIS frame lazily: `with read_frame(p) as f: f.region("E", "prescan")`."""
-    return Frame(path)
+def read_frame(path: str | Path, index: FrameIndex | None = None) -> Frame:
+    """Open an ELVIS frame lazily: `with read_frame(p) as f: f.region("E", "prescan")`; with its
+    `index` (index_frame), mapped without parsing its headers while the file is the one indexed."""
+    return Frame(path, index)
 
 
 def read_header(path: str | Path) -> fits.Header:
@@ -189,6 +215,9 @@ class FitsCheck:
     reason: str
     broken: bool = False  # will never become whole by being written further: a bad header, extra bytes
     shape: tuple[int, ...] | None = None  # numpy shape of the last image HDU (NAXISn ... NAXIS1), when whole
+    data_offset: int | None = None  # where that HDU's data start (bytes), when whole
+    bitpix: int | None = None  # ... its BITPIX
+    bzero: str | None = None  # ... its BZERO as written ("" if absent)
 
 
 def _header_value(card: bytes) -> str:
@@ -245,7 +274,7 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
     except OSError as exc:
         return FitsCheck(False, None, 0, f"{UNREADABLE}: {exc.strerror or exc}")
     with handle:
-        offset, has_image, shape = 0, False, None
+        offset, has_image, shape, image_at = 0, False, None, (None, None, None)
         for hdu in range(MAX_HDUS):
             if offset >= size:
                 break
@@ -278,6 +307,7 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
             has_image = has_image or image
             if image:  # header values checked by _data_bytes above
                 shape = tuple(int(cards[f"NAXIS{i}"]) for i in range(int(cards["NAXIS"]), 0, -1))
+                image_at = (header_end, int(cards["BITPIX"]), cards.get("BZERO", ""))
             offset = header_end + -(-data // FITS_BLOCK) * FITS_BLOCK  # > the last offset: the walk ends
         else:
             return FitsCheck(False, None, size, f"more than {MAX_HDUS} HDUs", broken=True)
@@ -285,7 +315,57 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
             return FitsCheck(False, offset, size, f"{size} of {offset} bytes written")
         if not has_image:
             return FitsCheck(False, offset, size, "no image yet (only the primary header)")
-        return FitsCheck(True, offset, size, "complete", shape=shape)
+        return FitsCheck(True, offset, size, "complete", shape=shape, data_offset=image_at[0], bitpix=image_at[1],
+                         bzero=image_at[2])
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Where an ELVIS frame's pixels lie, from one walk over its headers (index_frame): a work unit
+    given it maps the raw pixels at once instead of having astropy parse the headers (about 1 ms
+    a frame, paid by each of the four quadrant units that read it). It is used only while the
+    file is the one indexed (same size and modification time); otherwise the frame is opened the
+    usual way, and says what is wrong with it as usual."""
+
+    data_offset: int
+    shape: tuple[int, int]
+    bzero: int
+    size: int
+    mtime_ns: int
+
+    def map(self, path: Path) -> np.ndarray | None:
+        """The raw big-endian int16 pixels, or None when the file is not the one indexed."""
+        try:
+            status = path.stat()
+            if (status.st_size, status.st_mtime_ns) != (self.size, self.mtime_ns):
+                return None
+            return np.memmap(path, dtype=">i2", mode="r", offset=self.data_offset, shape=self.shape)
+        except (OSError, ValueError):
+            return None
+
+
+def index_frame(path: str | os.PathLike[str]) -> FrameIndex | None:
+    """The FrameIndex of a whole ELVIS frame (16-bit image in its last HDU, BZERO 0 or 32768),
+    else None (the unit then opens it with astropy, which says what is wrong)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    check = check_fits(path)
+    if not (check.complete and check.data_offset is not None and check.bitpix == 16 and check.shape
+            and len(check.shape) == 2):
+        return None
+    try:
+        bzero = float(check.bzero) if check.bzero else 0.0
+    except ValueError:
+        return None
+    if bzero not in (0.0, 32768.0):
+        return None
+    after = os.stat(path)
+    if (after.st_size, after.st_mtime_ns) != (status.st_size, status.st_mtime_ns):
+        return None  # written to while indexed
+    return FrameIndex(check.data_offset, (int(check.shape[0]), int(check.shape[1])), int(bzero), status.st_size,
+                      status.st_mtime_ns)
 
 
 # -- when is a frame file done with? -----------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..formats.fits import Frame, read_frame
+from ..formats.fits import Frame, FrameIndex, index_frame, read_frame
 from ..formats.geometry import CCDGeometry
 from .measures import (
     REGIONS,
@@ -238,12 +238,14 @@ class QuadrantPass:
 
 def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | None]], noise: bool,
                        target: StackTarget | None, target_shape: tuple[int, int] | None = None,
-                       hot_threshold_adu: float | None = None) -> QuadrantPass:
+                       hot_threshold_adu: float | None = None,
+                       indexes: Sequence[FrameIndex | None] | None = None) -> QuadrantPass:
     """Worker: one quadrant of every frame of a CCD read once, band by band (see the module doc).
 
     `frames`: (path, vstart, vend) of each frame on disk. Frames that cannot be read are said
     (as measures.frame_unit says them); frames of another shape than the first readable one, or
-    whose prescan has no offset, are measured but left out of the noise and the stack."""
+    whose prescan has no offset, are measured but left out of the noise and the stack; `indexes`:
+    each frame's fits.FrameIndex (mapped without astropy parsing its headers) or None."""
     _, quadrant = unit
     measures: list[QuadrantStats | str] = [""] * len(frames)
     shapes: list[tuple[int, int] | None] = [None] * len(frames)
@@ -252,7 +254,7 @@ def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | No
         geometry: CCDGeometry | None = None
         for i, (path, vstart, vend) in enumerate(frames):
             try:
-                frame = stack.enter_context(read_frame(path))
+                frame = stack.enter_context(read_frame(path, indexes[i] if indexes else None))
                 frame_geometry = frame.geometry
                 rows = window_rows(frame_geometry, vstart, vend)
                 if geometry is None:
@@ -359,10 +361,11 @@ def run_pass(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, dict]
     for ccd, frames in frames_by_ccd.items():
         if not frames:
             continue
+        indexes = [index_frame(f.path) for f in frames]  # each frame's headers parsed once, here
         for q in QUADRANTS:
             keys.append((ccd, q))
             calls.append(((ccd, q), [frame_call(f) for f in frames], noise, targets.get(ccd), shape,
-                          spec.hot_threshold_adu if spec else None))
+                          spec.hot_threshold_adu if spec else None, indexes))
     if targets and ctx.executor is not None:
         passes = _stack_and_compress(ctx, calls, keys, frames_by_ccd, targets, finals, spec)
     else:

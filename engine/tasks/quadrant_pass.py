@@ -1,7 +1,7 @@
 """The check's read of a test's frames feeding a family's own extraction (Family.per_quadrant).
 
 One work unit per (CCD, quadrant) reads that quadrant of each of the CCD's frames once, in OBSID
-order: the check's statistics come from it (measures.counts_stats, the same numbers as a unit
+order: the check's statistics come from it (measures.read_quadrant_stats, the same numbers as a unit
 per frame) and the family's consumer (family.QuadrantConsumers) gets the same counts, so an
 extraction that needs every pixel (PTC pairs, trap dipoles, normalised flats) costs no second
 read of the frames. A frame that cannot be read is said as measures.frame_unit says it; frames of
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..formats.fits import read_frame
+from ..formats.fits import FrameIndex, index_frame, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
-from .measures import QuadrantStats, counts_stats, unreadable_reason, window_rows
+from .measures import QuadrantStats, read_quadrant_stats, unreadable_reason, window_rows
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,10 @@ class QuadrantReadout:
 
 
 def quadrant_readout_unit(unit: tuple[int, str], frames: list[tuple[Path, int, int | None]],
-                          start: Callable[[str, CCDGeometry, Any], Any] | None, plan: Any) -> QuadrantReadout:
-    """Worker: one quadrant of each frame of a CCD read once, measured, fed to the consumer."""
+                          start: Callable[[str, CCDGeometry, Any], Any] | None, plan: Any,
+                          indexes: Sequence[FrameIndex | None] | None = None) -> QuadrantReadout:
+    """Worker: one quadrant of each frame of a CCD read once, measured, fed to the consumer;
+    `indexes`: each frame's fits.FrameIndex (mapped without astropy parsing its headers) or None."""
     _, quadrant = unit
     measures: list[QuadrantStats | str] = [""] * len(frames)
     shapes: list[tuple[int, int] | None] = [None] * len(frames)
@@ -56,14 +58,15 @@ def quadrant_readout_unit(unit: tuple[int, str], frames: list[tuple[Path, int, i
     consumer, error, geometry = None, "", None
     for i, (path, vstart, vend) in enumerate(frames):
         try:
-            with read_frame(path) as frame:
+            with read_frame(path, indexes[i] if indexes else None) as frame:
                 frame_geometry = frame.geometry
-                # a fresh array per frame (no buffer reused): consumers keep some (QuadrantConsumer.add)
-                counts = frame.section(*frame_geometry.quadrant_slices(quadrant))
+                # a fresh array per frame (no buffer reused): consumers keep some (QuadrantConsumer.add);
+                # measured as it is read (one sweep over the file's words)
+                counts, stats = read_quadrant_stats(frame, quadrant, frame_geometry,
+                                                    window_rows(frame_geometry, vstart, vend))
         except (ValueError, OSError) as exc:  # FrameError is a ValueError
             measures[i] = unreadable_reason(path, exc)
             continue
-        stats = counts_stats(counts, quadrant, frame_geometry, window_rows(frame_geometry, vstart, vend))
         measures[i], shapes[i] = stats, frame_geometry.shape
         geometry = geometry or frame_geometry
         offset = stats.prescan.clipped_mean
@@ -102,9 +105,10 @@ def run_readout(ctx: Any, frames_by_ccd: dict[int, list[Any]]) -> tuple[dict, di
             continue
         plan = spec.plan(ctx, ccd, frames) if feeding else None
         start = spec.start if plan is not None else None
+        indexes = [index_frame(f.path) for f in frames]  # each frame's headers parsed once, here
         for q in QUADRANTS:
             keys.append((ccd, q))
-            calls.append(((ccd, q), [frame_call(f) for f in frames], start, plan))
+            calls.append(((ccd, q), [frame_call(f) for f in frames], start, plan, indexes))
     readouts = dict(zip(keys, ctx.map_units(quadrant_readout_unit, calls)))
     by_frame: dict[tuple[int, int], Any] = {}
     for ccd, frames in frames_by_ccd.items():
