@@ -1,14 +1,15 @@
 """`vison-engine fpa`: the focal plane's LE1 frames, analysed per quadrant, results per CCD C_ji.
 
-    vison-engine fpa run --data DAYFOLDER --test BIAS01|BIAS02|DARK01 --results DIR [--session FPA]
+    vison-engine fpa run --data DAYFOLDER --test BIAS01|BIAS02|DARK01|PTC01 --results DIR [--session FPA]
                          [--obsids FIRST-LAST] [--design final|initial] [--map VALUE]... [--no-meta]
                          [-m JOBS | --executor dask://HOST:PORT] [--json]
-    vison-engine fpa simulate --out DIR [--frames 10] [--full] [--seed 1] [--test BIAS01|DARK01]
-                              [--exptime S] [--hot-pixels N]
+    vison-engine fpa simulate --out DIR [--frames N] [--full] [--seed 1] [--test BIAS01|DARK01|PTC01]
+                              [--exptime S] [--hot-pixels N] [--fluences K]
 
 `run` writes <DIR>/<session>/<TEST>/ (result.json, report.md, figs/<TEST>_fpa_<value>.png, and
 the family's products in the LE1 layout unless --no-meta: BIAS01/02 products/EUC_MASTERBIAS_FPA.fits
-+ _STD.fits, DARK01 EUC_MASTERDARK_FPA.fits + _ERR.fits, both EUC_MASK_FPA.fits); a test the FPA
++ _STD.fits, DARK01 EUC_MASTERDARK_FPA.fits + _ERR.fits, both EUC_MASK_FPA.fits; PTC01 the gain
+table PTC01_GAIN_TB.csv); a test the FPA
 mode does not analyse is refused in one line naming those it does (tasks/fpa_family.py);
 `simulate` writes LE1 frames, their FPA EXP_LOG and LE1_TRUTHS.json (docs/fpa.md).
 Exit status 0 done, 1 done with errors (a sub-task failed: the FPA products not written, said
@@ -25,8 +26,8 @@ from datetime import datetime
 from pathlib import Path
 
 NAME = "fpa"
-HELP = ("FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02, DARK01), FPA maps, FPA masters "
-        "and cosmetics mask; simulate LE1 frames")
+HELP = ("FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02, DARK01, PTC01), FPA maps, FPA "
+        "masters, cosmetics mask and gain table; simulate LE1 frames")
 EXIT_OK, EXIT_ERRORS, EXIT_INPUT = 0, 1, 2
 
 
@@ -35,11 +36,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run = actions.add_parser("run", help="analyse a test's LE1 frames over the FPA",
                              description="analyse a test's LE1 frames over the FPA: the block family's values "
                                          "of the 144 quadrants (BIAS01/02: offsets and read noise; DARK01: dark "
-                                         "current and hot pixels), results per CCD C_11..C_66, FPA maps, and the "
-                                         "FPA master and cosmetics mask in the LE1 layout (the meta sub-task). "
+                                         "current and hot pixels; PTC01: gain and blooming), results per CCD "
+                                         "C_11..C_66, FPA maps, and the FPA master and cosmetics mask in the LE1 "
+                                         "layout or the gain table (the meta sub-task). "
                                          "Other tests run per block (vison-engine run).")
     run.add_argument("--data", required=True, metavar="DAYFOLDER", help="folder of the LE1 frames and the FPA EXP_LOG")
-    run.add_argument("--test", required=True, help="BIAS01, BIAS02 or DARK01 (the tests the FPA mode analyses)")
+    run.add_argument("--test", required=True,
+                     help="BIAS01, BIAS02, DARK01 or PTC01 (the tests the FPA mode analyses)")
     run.add_argument("--results", required=True, metavar="DIR", help="results root: writes DIR/SESSION/TEST/")
     run.add_argument("--session", default="FPA", help="session folder name under DIR (default FPA)")
     run.add_argument("--obsids", metavar="FIRST-LAST", help="only these OBSIDs, e.g. 1000-1009")
@@ -47,22 +50,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
                      help="FPA layout: final (OWEN, EINSTEIN; default) or initial (SKLODOWSKA, MAX)")
     run.add_argument("--map", action="append", default=[], metavar="VALUE",
                      help="per-quadrant value to draw as an FPA map (repeatable; default: BIAS0x "
-                          "offset_prescan_adu and ron_image_adu, DARK01 dark_e_per_pix_per_hour and hot_pixels)")
+                          "offset_prescan_adu and ron_image_adu, DARK01 dark_e_per_pix_per_hour and hot_pixels, "
+                          "PTC01 gain_e_per_adu)")
     run.add_argument("--no-meta", dest="meta", action="store_false",
-                     help="switch off the meta sub-task: no FPA products (master, spread, mask)")
+                     help="switch off the meta sub-task: no FPA products (master, spread, mask; gain table)")
     where = run.add_mutually_exclusive_group()
     where.add_argument("-m", "--jobs", type=int, metavar="N", help="local worker processes (default: the cores)")
     where.add_argument("--executor", metavar="WHERE", help='"local" or "dask://HOST:PORT" (docs/scaling.md)')
     run.add_argument("--json", action="store_true", help="the outcome as JSON")
 
-    sim = actions.add_parser("simulate", help="write simulated LE1 bias or dark frames with their FPA EXP_LOG "
-                                              "and truths",
+    sim = actions.add_parser("simulate", help="write simulated LE1 bias, dark or flat (PTC01) frames with their "
+                                              "FPA EXP_LOG and truths",
                              description="write simulated LE1 frames (145 HDUs each), the FPA EXP_LOG and "
                                          "LE1_TRUTHS.json (injected offset and RON per quadrant; for darks, "
-                                         "dark current and hot pixels)")
+                                         "dark current and hot pixels; for PTC01, the gain, its flat pairs "
+                                         "following the catalogue's structure)")
     sim.add_argument("--out", required=True, metavar="DIR", help="gets the day folder DD_Mmm_YY/")
-    sim.add_argument("--frames", type=int, default=10, help="exposures (default 10)")
-    sim.add_argument("--test", default="BIAS01", help="test name logged (default BIAS01); DARK... gives darks")
+    sim.add_argument("--frames", type=int, help="exposures (default 10); PTC01: at most this many a fluence "
+                                                 "(default the structure's)")
+    sim.add_argument("--test", default="BIAS01", help="test name logged (default BIAS01); DARK... gives darks, "
+                                                      "PTC01 flat pairs")
+    sim.add_argument("--fluences", type=int, metavar="K",
+                     help="PTC01: only the first K fluences of its structure (default all 11)")
     sim.add_argument("--exptime", type=float, metavar="S",
                      help="exposure time (s): default 565 for a DARK test, 0 (biases) otherwise")
     sim.add_argument("--hot-pixels", type=int, metavar="N",
@@ -146,8 +155,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
     try:
         start = datetime.fromisoformat(args.start)
-        if args.frames < 1:
+        if args.frames is not None and args.frames < 1:
             raise ValueError(f"--frames {args.frames}: expected a number >= 1")
+        if args.fluences is not None and args.fluences < 1:
+            raise ValueError(f"--fluences {args.fluences}: expected a number >= 1")
         if args.exptime is not None and args.exptime < 0:
             raise ValueError(f"--exptime {args.exptime:g}: expected seconds >= 0")
         if args.hot_pixels is not None and args.hot_pixels < 0:
@@ -159,7 +170,7 @@ def _simulate(args: argparse.Namespace) -> int:
         sim = simulate_le1(args.out, test=args.test, frames=args.frames, seed=args.seed,
                            geometry=LE1_FULL if args.full else LE1_SMALL, design=args.design,
                            first_obsid=args.first_obsid, start=start, exptime=args.exptime,
-                           hot_pixels=args.hot_pixels)
+                           hot_pixels=args.hot_pixels, fluences=args.fluences)
     except FileExistsError as exc:
         return _error(args, str(exc))
     print(f"Wrote {len(sim.frames)} LE1 frames of {args.test} (OBSIDs {sim.obsids[0]}-{sim.obsids[-1]}) into "

@@ -3,21 +3,24 @@
     request = FPARequest(day=Path("data/02_Dec_19"), test="BIAS01", results=Path("results"))
     outcome = run_fpa(request, executor)        # FPAInputError: nothing to analyse, said in one line
 
-The test's FPA family (tasks/fpa_family.py: BIAS01/02 in fpa_bias.py, DARK01 in fpa_dark.py)
-says what the units compute and how their records become values, flags and products; this
-module is the same for all. Steps (the keys of `timings_s`): `index`, the day folder's FPA
+The test's FPA family (tasks/fpa_family.py: BIAS01/02 in fpa_bias.py, DARK01 in fpa_dark.py,
+PTC01 in fpa_ptc.py) says what the units compute and how their records become values, flags and
+products; this module is the same for all. Steps (the keys of `timings_s`): `index`, the day folder's FPA
 EXP_LOG(s) (5 columns) give the test's exposures and each LE1 frame is indexed from its headers
 (le1.LE1File: the 145 HDUs checked against the layout); `units`, one work unit per quadrant (144)
 on the executor (tasks/executor.py: local pool or Dask cluster; units get paths and byte
-offsets) measures the family's values (the `basic` sub-task) and, unless switched off, writes
-the quadrant's compressed planes of the family's products; `meta`, the planes put together into
-the LE1-layout products (fpa_products.py: master, spread, cosmetics mask); `figures`, the FPA maps. Everything is written into a staging
+offsets) measures the family's values (the `basic` sub-task; a family's per-quadrant consumer,
+PTC's pair tiles, fed as it reads) and, unless switched off, writes the quadrant's compressed
+planes of the family's products; `meta`, the planes put together into the LE1-layout products
+(fpa_products.py: master, spread, cosmetics mask) and the family's tables (PTC's gain table);
+`figures`, the FPA maps. Everything is written into a staging
 folder and moved into `<results>/<session>/<TEST>/` (docs/fpa.md), an earlier result kept beside
 it as `<TEST>.previous-<time>` as the block runs do.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import math
@@ -54,6 +57,7 @@ from ..tasks.fpa_products import (
     stack_targets,
     write_product,
 )
+from ..tasks.outputs import CsvTable
 from ..tasks.registry import family
 from ..tasks.stacking import QUANT_FRACTION
 from .results import (
@@ -77,7 +81,7 @@ class FPAInputError(ValueError):
 @dataclass(frozen=True)
 class FPARequest:
     day: Path  # day folder holding the LE1 frames and the FPA EXP_LOG
-    test: str  # a test an FPA family runs (fpa_family.fpa_families(): BIAS01, BIAS02, DARK01)
+    test: str  # a test an FPA family runs (fpa_family.fpa_families(): BIAS01, BIAS02, DARK01, PTC01)
     results: Path  # results root: the test's folder is <results>/<session>/<TEST>
     session: str = DEFAULT_SESSION
     obsids: tuple[int, int] | None = None  # first and last OBSID to analyse (inclusive)
@@ -182,8 +186,12 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
             targets = stack_targets(planes, [place.extname for place in layout.quadrants], fpa.spread,
                                     mask=fpa.mask and request.meta)
         work_asked = fpa.work(request.meta)
-        calls = [([(frame.path, frame.extensions[place.extname]) for _, frame in indexed], geometry, 0, None,
-                  targets.get(place.extname), work_asked) for place in layout.quadrants]
+        calls = []
+        for place in layout.quadrants:
+            extensions = [frame.extensions[place.extname] for _, frame in indexed]
+            feed = (fpa.consumer.start, fpa.consumer.plan(extensions)) if fpa.consumer is not None else None
+            calls.append(([(frame.path, extension) for (_, frame), extension in zip(indexed, extensions)], geometry,
+                          0, None, targets.get(place.extname), work_asked, feed))
         tick = time.monotonic()
         own_executor = executor is None
         executor = executor or LocalExecutor()
@@ -197,10 +205,15 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
                 executor.close()
         timings["units"] = round(time.monotonic() - tick, 3)
         by_extname = {r.extname: r for r in results}
+        error_messages: list[str] = []
         for result in results:
             for why in result.left_out:
                 flag_reasons.append({"flag": "MISSDATA", "reason": why,
                                      **_where(layout.by_extname(result.extname))})
+            if result.consumer_error:  # the family's values of that quadrant are not measured
+                flag_reasons.append({"flag": "SUBTASKCRASH", "reason": f"basic: {result.consumer_error}",
+                                     **_where(layout.by_extname(result.extname))})
+                error_messages.append(f"basic: {result.consumer_error}")
 
         declared = family(family_name)
         specs = declared.value_specs()
@@ -211,6 +224,10 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
             sources.add(source)
         ccds = fpa_values(fpa, by_extname, layout, gains, specs)
         limits = declared.limits()
+        for place in layout.quadrants:
+            if place.extname in by_extname:
+                flag_reasons += [{"flag": flag, "reason": reason, **_where(place)}
+                                 for flag, reason in fpa.quadrant_flags(by_extname[place.extname], limits)]
         flag_reasons += fpa.flags(ccds, limits)
         if fpa.stack == "always":  # the values come from the stack: a quadrant without one is said
             for result in results:
@@ -219,12 +236,14 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
                                          **_where(layout.by_extname(result.extname))})
 
         subtasks = {"basic": "done", "meta": "off"}
-        error_messages: list[str] = []
         products: list[str] = []
-        if request.meta and fpa.products:
+        tables = fpa.tables(test, ccds) if request.meta else []
+        if request.meta and (fpa.products or tables):
             tick = time.monotonic()
             try:
-                products = _products(fpa, work, results, layout, indexed, request, geometry, run_id, clock())
+                if fpa.products:
+                    products = _products(fpa, work, results, layout, indexed, request, geometry, run_id, clock())
+                products += _tables(work, tables)
                 subtasks["meta"] = "done"
                 say(f"{test}: FPA products {', '.join(products)}")
             except MasterNotMade as exc:
@@ -267,7 +286,8 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
             "timings_s": timings, "subtasks": subtasks,
             "subtasks_skipped": [name for name, state in subtasks.items() if state != "done"],
             "notes": notes,
-            "values": {"gain_source": "; ".join(sorted(sources)), **fpa.test_values(results)},
+            "values": {**({"gain_source": "; ".join(sorted(sources))} if _uses_gain(ccds) else {}),
+                       **fpa.test_values(results)},
             "ccds": ccds,
             "fpa_positions": {c.ccdid: {"block": c.block, "ccd": c.block_ccd, "serial": c.serial}
                               for c in layout.ccds.values()},
@@ -330,6 +350,29 @@ def _products(fpa: FPAFamily, work: Path, results: list[FPAQuadrantResult], layo
     return [f"products/{path.name}" for path in written]
 
 
+def _tables(work: Path, tables: list[CsvTable]) -> list[str]:
+    """The family's CSV products (the staging folder makes them appear whole, with the result)."""
+    folder = work / "products"
+    written = []
+    try:
+        folder.mkdir(exist_ok=True)
+        for table in tables:
+            with open(folder / table.name, "w", newline="") as out:
+                writer = csv.writer(out, lineterminator="\n")
+                writer.writerow(table.header)
+                writer.writerows(table.rows)
+            written.append(f"products/{table.name}")
+    except OSError as exc:
+        raise MasterNotMade(f"{getattr(exc, 'strerror', None) or exc} ({getattr(exc, 'filename', None) or folder})") \
+            from exc
+    return written
+
+
+def _uses_gain(ccds: dict[str, dict[str, dict[str, Any]]]) -> bool:
+    """Whether the family's values convert ADU with a gain it takes (the LE1 header's); PTC measures it."""
+    return any("gain_e_per_adu_used" in values for quads in ccds.values() for values in quads.values())
+
+
 def specs_in(ccds: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     return list(dict.fromkeys(name for quads in ccds.values() for values in quads.values() for name in values))
 
@@ -353,7 +396,8 @@ def _report(record: dict[str, Any], fpa: FPAFamily) -> str:
              (f"{record['exposures']} LE1 frames (OBSIDs {record['obsids'][0]}-{record['obsids'][1]}) from "
               f"`{record['day_folder']}`, {record['geometry']} quadrants, {record['fpa_design']} FPA design; "
               f"work units on {record['executor']}."), "",
-             f"{fpa.report_method} Gain: {record['values']['gain_source']}.", ""]
+             fpa.report_method + (f" Gain: {record['values']['gain_source']}." if "gain_source" in record["values"]
+                                  else ""), ""]
     if record["flag_reasons"]:
         lines += ["## Flags", ""]
         for reason in record["flag_reasons"]:
@@ -374,7 +418,9 @@ def _report(record: dict[str, Any], fpa: FPAFamily) -> str:
                          + " | ".join(number(v.get(name), digits) for _, name, digits in columns) + " |")
     lines += ["", "## FPA products (meta)", ""]
     state = record["subtasks"]["meta"]
-    if state == "done":
+    if state == "done" and not fpa.products:
+        lines += [f"- `{name}`" for name in record["products"]]
+    elif state == "done":
         master = fpa.products[0]
         lines += [(f"Per quadrant, the per-pixel median of the offset-subtracted frames (offset: each frame's "
                    f"prescan clipped mean): `{master.file}`; in a second file their per-pixel "

@@ -9,7 +9,10 @@ offsets, medians, noise of prescan, image and overscan), then walks the frames i
 (stacking.quadrant_bands) through the block's compiled pass (bandpass.fuse_band), feeding what the
 family asks for: the read-noise histograms (bandpass.NoiseAccumulator, the bias family's) and/or
 the per-pixel median and spread of the offset-subtracted frames (fpa_products.LE1StackWriter),
-from which the master, its image statistics and the cosmetics mask come. The family's
+from which the master, its image statistics and the cosmetics mask come. A family may also
+declare a per-quadrant consumer (`FPAConsumer`: its block family's `per_quadrant.start`, e.g.
+PTC's ptc_lib.PairTiles): the unit feeds it each frame's quadrant counts and check statistics
+as the block's quadrant pass does (quadrant_pass.py) and returns its result. The family's
 `quadrant_values` turns the unit's record into its block family's values (same names, units,
 precision as docs/results.md); `flags` applies its checks; the run (pipeline/fpa_run.py) does the
 rest: the index, the executor, result.json per CCD C_ji, the LE1-layout products, the FPA maps.
@@ -43,7 +46,8 @@ from .fpa_products import (
     QuadrantMaster,
     quadrant_read_noise,
 )
-from .measures import REGIONS, QuadrantStats, quadrant_stats
+from .measures import REGIONS, QuadrantStats, counts_stats
+from .outputs import CsvTable
 from .stacking import band_rows_for, quadrant_bands
 
 CcdValues = dict[str, dict[str, dict[str, Any]]]  # C_ji -> quadrant -> value name -> value
@@ -69,6 +73,10 @@ class FPAQuadrantResult:
     left_out: list[str] = field(default_factory=list)  # frames left out, each with why
     master: QuadrantMaster | None = None  # the stack's statistics (and planes, when written)
     master_error: str | None = None  # why the planes could not be written
+    used: tuple[int, ...] = ()  # per frame used: its index in the unit's frame list (OBSID order)
+    frame_names: tuple[str, ...] = ()  # per frame used: its file name
+    consumed: Any = None  # the family's consumer's result (FPAFamily.consumer), None without one
+    consumer_error: str | None = None  # why the consumer has no result
 
     @property
     def frames_used(self) -> int:
@@ -88,6 +96,18 @@ class FPAQuadrantResult:
 
 
 @dataclass(frozen=True)
+class FPAConsumer:
+    """A block family's per-quadrant consumer (family.QuadrantConsumers) fed by the FPA units: the
+    block's `start` (module-level: it travels to the workers by name), and the FPA's own `plan`,
+    made in the run's process per quadrant from its frames' LE1 extensions in OBSID order (the
+    FPA log has no test structure: e.g. the fluences from each extension's EXPTIME); the plan's
+    indices refer to that list, as the block's refer to a CCD's frames. None: nothing to consume."""
+
+    start: Callable[[str, CCDGeometry, Any], Any]
+    plan: Callable[[Sequence[LE1Extension]], Any]
+
+
+@dataclass(frozen=True)
 class FPAFamily:
     """A block family's tests run over the FPA: what the units compute, and how their records
     become the family's values, flags, products and report.
@@ -101,6 +121,9 @@ class FPAFamily:
     summary: str  # what it measures, for the CLI's help and the docs
     quadrant_values: Callable[[FPAQuadrantResult, float], dict[str, float]]  # (record, gain) -> values
     flags: Callable[[CcdValues, Any], list[dict[str, Any]]]  # (ccds, the family's limits) -> flag reasons
+    # checks on one quadrant's record, for what its values do not hold (a pair left out, a fluence
+    # off its exposure time): (record, the family's limits) -> [(flag, reason)]
+    quadrant_flags: Callable[[FPAQuadrantResult, Any], list[tuple[str, str]]] = lambda record, limits: []
     products: tuple[FPAProduct, ...] = ()  # the meta sub-task's LE1-layout products, in order
     noise: bool = False
     stack: str = "never"  # "always" | "meta" | "never"
@@ -114,6 +137,9 @@ class FPAFamily:
     report_columns: tuple[tuple[str, str, int], ...] = ()  # (header, value name, decimals)
     report_method: str = ""  # how the values are measured (a paragraph of report.md)
     product_cards: Callable[[Sequence[FPAQuadrantResult]], list[tuple[str, Any, str]]] = lambda results: []
+    consumer: FPAConsumer | None = None  # fed each frame's quadrant by the units (PTC: the pairs' tiles)
+    # the meta sub-task's CSV products (products/<name>): (test, the values per C_ji) -> tables
+    tables: Callable[[str, CcdValues], list[CsvTable]] = lambda test, ccds: []
 
     def work(self, meta: bool) -> UnitWork:
         return UnitWork(noise=self.noise, write_planes=meta, hot_threshold_adu=self.hot_threshold_adu)
@@ -189,25 +215,34 @@ def fpa_values(family: FPAFamily, results: Mapping[str, FPAQuadrantResult], layo
 
 def fpa_quadrant_unit(frames: Sequence[tuple[Path, LE1Extension]], geometry: CCDGeometry,
                       vstart: int = 0, vend: int | None = None, stack_target: LE1StackTarget | None = None,
-                      work: UnitWork = UnitWork()) -> FPAQuadrantResult:
+                      work: UnitWork = UnitWork(),
+                      feed: tuple[Callable[[str, CCDGeometry, Any], Any], Any] | None = None) -> FPAQuadrantResult:
     """Worker: one quadrant of every LE1 frame (path, the extension's index entry), read once for
-    the per-frame statistics and once, band by band, for what `work` asks (the read noise) and,
-    with `stack_target`, the median stack (its statistics, its planes, its mask). Planes that
-    cannot be written (a full disk) are said in `master_error`; the numbers are measured all the same."""
+    the per-frame statistics (and, with `feed` = (the consumer's start, its plan), handed with
+    them to the family's consumer) and once, band by band, for what `work` asks (the read noise)
+    and, with `stack_target`, the median stack (its statistics, its planes, its mask). Planes that
+    cannot be written (a full disk) are said in `master_error`, a consumer that fails in
+    `consumer_error`; the other numbers are measured all the same."""
     extname = frames[0][1].name
     letter = frames[0][1].place.quadrant
     rows = window_rows(geometry, vstart, vend)
+    quadrant_rows, quadrant_cols = geometry.quadrant_slices(letter)
     master_result: QuadrantMaster | None = None
     master_error: str | None = None
+    consumer, consumed, consumer_error = None, None, None
     with ExitStack() as stack:
         views: list[LE1Quadrant] = []
         stats: list[QuadrantStats] = []
         exptimes: list[float | None] = []
         left_out: list[str] = []
-        for path, extension in frames:
+        used: list[int] = []
+        for index, (path, extension) in enumerate(frames):
             try:
                 view = stack.enter_context(LE1Quadrant(path, extension, geometry))
-                measured = quadrant_stats(view, letter, geometry, rows)
+                # quadrant Q as it lies in a CCD frame (frame orientation; a fresh array a frame):
+                # what measures.quadrant_stats reads, and what the block's quadrant pass feeds
+                counts = view.section(quadrant_rows, quadrant_cols)
+                measured = counts_stats(counts, letter, geometry, rows)
             except (ValueError, OSError) as exc:  # LE1Error is a ValueError
                 left_out.append(f"{Path(path).name}: {getattr(exc, 'strerror', None) or exc}")
                 continue
@@ -217,6 +252,19 @@ def fpa_quadrant_unit(frames: Sequence[tuple[Path, LE1Extension]], geometry: CCD
             views.append(view)
             stats.append(measured)
             exptimes.append(extension.exptime)
+            used.append(index)
+            if feed is not None and feed[1] is not None and consumer_error is None:
+                try:
+                    if consumer is None:
+                        consumer = feed[0](letter, geometry, feed[1])
+                    consumer.add(index, counts, measured)
+                except Exception as exc:  # noqa: BLE001 - said in the record; the other values stand
+                    consumer_error = f"{extname}: {type(exc).__name__}: {exc} (frame {Path(path).name})"
+        if consumer is not None and consumer_error is None:
+            try:
+                consumed = consumer.result()
+            except Exception as exc:  # noqa: BLE001 - as above
+                consumer_error = f"{extname}: {type(exc).__name__}: {exc}"
         n = len(views)
         offsets = [s.prescan.clipped_mean for s in stats]
         noise = NoiseAccumulator(n, offsets, geometry, letter) if work.noise and n >= 2 else None
@@ -247,7 +295,9 @@ def fpa_quadrant_unit(frames: Sequence[tuple[Path, LE1Extension]], geometry: CCD
             raise
         ron = dict(noise.result().ron) if noise is not None else {r: math.nan for r in REGIONS}
     return FPAQuadrantResult(extname=extname, frame_stats=stats, exptimes=exptimes, ron=ron, left_out=left_out,
-                             master=master_result, master_error=master_error)
+                             master=master_result, master_error=master_error, used=tuple(used),
+                             frame_names=tuple(Path(frames[i][0]).name for i in used), consumed=consumed,
+                             consumer_error=consumer_error)
 
 
 def _banded_pass(views: Sequence[LE1Quadrant], geometry: CCDGeometry, letter: str,
@@ -278,3 +328,13 @@ def _banded_pass(views: Sequence[LE1Quadrant], geometry: CCDGeometry, letter: st
 def median_or_nan(values: Sequence[float]) -> float:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return float(np.median(finite)) if finite else math.nan
+
+
+def check_values(result: FPAQuadrantResult) -> dict[str, float]:
+    """The generic check's per-quadrant values (family.GENERIC_VALUES): offsets and noise of the
+    prescan and overscan, medians over frames of each frame's median and robust std."""
+    values: dict[str, float] = {}
+    for region in ("prescan", "overscan"):
+        values[f"offset_{region}_adu"] = median_or_nan([getattr(s, region).median for s in result.frame_stats])
+        values[f"ron_{region}_adu"] = median_or_nan([getattr(s, region).std for s in result.frame_stats])
+    return values

@@ -95,8 +95,13 @@ class FlatPair:
 
     @property
     def mismatch(self) -> float:
-        mean = 0.5 * (self.fluence1_adu + self.fluence2_adu)
-        return abs(self.fluence1_adu - self.fluence2_adu) / mean if mean > 0 else 0.0
+        return fluence_mismatch(self.fluence1_adu, self.fluence2_adu)
+
+
+def fluence_mismatch(fluence1_adu: float, fluence2_adu: float) -> float:
+    """|f1 - f2| / mean of a pair's two fluences (held to `pair_fluence_tolerance`)."""
+    mean = 0.5 * (fluence1_adu + fluence2_adu)
+    return abs(fluence1_adu - fluence2_adu) / mean if mean > 0 else 0.0
 
 
 @dataclass
@@ -273,39 +278,81 @@ def check_column_fluences(ctx: TaskContext, stats: RawStats) -> None:
             levels[column].append(float(np.median([s[q].image.median - s[q].prescan.clipped_mean for q in QUADRANTS])))
             times[column] = exptime
         fluence = {c: float(np.median(v)) for c, v in levels.items()}
-        rates = [fluence[c] / times[c] for c in fluence if times[c] > 0 and 0 < fluence[c] < NEAR_SATURATION_ADU]
-        if len(rates) < 2:
+        for reason in fluence_outliers(fluence, times, tolerance):
+            ctx.flags.raise_flag("FLUENCE_OOL", reason, ccd=ccd)
+
+
+def fluence_outliers(fluence: dict[int, float], times: dict[int, float], tolerance: float) -> list[str]:
+    """Why each column's fluence (ADU, by 0-based column) is off its exposure time (s) x the flux
+    of the unsaturated columns by more than `tolerance` (check_column_fluences; the FPA mode too)."""
+    rates = [fluence[c] / times[c] for c in fluence if times[c] > 0 and 0 < fluence[c] < NEAR_SATURATION_ADU]
+    if len(rates) < 2:
+        return []
+    flux = float(np.median(rates))
+    reasons = []
+    for column in sorted(fluence):
+        expected = flux * times[column]
+        if times[column] <= 0 or expected >= NEAR_SATURATION_ADU:
             continue
-        flux = float(np.median(rates))
-        for column in sorted(fluence):
-            expected = flux * times[column]
-            if times[column] <= 0 or expected >= NEAR_SATURATION_ADU:
-                continue
-            if abs(fluence[column] / expected - 1.0) > tolerance:
-                ctx.flags.raise_flag("FLUENCE_OOL", f"column {column + 1} (exptime {times[column]:g} s): fluence "
-                                     f"{fluence[column]:.0f} ADU, expected {expected:.0f} ADU from the test's flux "
-                                     f"{flux:.1f} ADU/s (tolerance {100 * tolerance:g} %)", ccd=ccd)
+        if abs(fluence[column] / expected - 1.0) > tolerance:
+            reasons.append(f"column {column + 1} (exptime {times[column]:g} s): fluence {fluence[column]:.0f} ADU, "
+                           f"expected {expected:.0f} ADU from the test's flux {flux:.1f} ADU/s "
+                           f"(tolerance {100 * tolerance:g} %)")
+    return reasons
 
 
 def check_gains(ctx: TaskContext, fits: dict[tuple[int, str], PTCFit]) -> None:
     """The gain against `gain_e_per_adu` (REQNOTMET when outside by more than 2 sigma: a gain whose
     error bar reaches into the range cannot be said out of it); a bad fit raises BADFIT."""
-    low, high = ctx.limits.gain_e_per_adu
     for (ccd, q), fit in sorted(fits.items()):
-        if fit.quality:
-            ctx.flags.raise_flag("BADFIT", f"PTC fit {fit.quality_text}: gain {fit.gain:.4f} +- {fit.gain_err:.4f} "
-                                 f"e-/ADU (largest relative error {ctx.limits.gain_rel_err_max:g})", ccd=ccd, quadrant=q)
-        if not math.isfinite(fit.gain):
-            continue
-        distance = max(low - fit.gain, fit.gain - high, 0.0)
-        if distance > 2.0 * (fit.gain_err if math.isfinite(fit.gain_err) else 0.0):
-            ctx.flags.raise_flag("REQNOTMET", f"gain {fit.gain:.4f} +- {fit.gain_err:.4f} e-/ADU outside "
-                                 f"[{low:g}, {high:g}] e-/ADU", ccd=ccd, quadrant=q)
+        for flag, reason in gain_problems(fit.gain, fit.gain_err, fit.quality_text, ctx.limits):
+            ctx.flags.raise_flag(flag, reason, ccd=ccd, quadrant=q)
+
+
+def gain_problems(gain: float, gain_err: float, quality: str, limits: PTCLimits) -> list[tuple[str, str]]:
+    """(flag, reason) of one quadrant's fit: BADFIT for a fit quality other than OK, REQNOTMET
+    for a gain outside `gain_e_per_adu` by more than 2 sigma (check_gains; the FPA mode too)."""
+    low, high = limits.gain_e_per_adu
+    problems = []
+    if quality != "OK":
+        problems.append(("BADFIT", (f"PTC fit {quality}: gain {gain:.4f} +- {gain_err:.4f} "
+                                    f"e-/ADU (largest relative error {limits.gain_rel_err_max:g})")))
+    if math.isfinite(gain):
+        distance = max(low - gain, gain - high, 0.0)
+        if distance > 2.0 * (gain_err if math.isfinite(gain_err) else 0.0):
+            problems.append(("REQNOTMET", (f"gain {gain:.4f} +- {gain_err:.4f} e-/ADU outside "
+                                           f"[{low:g}, {high:g}] e-/ADU")))
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------
 # Outputs
 # ---------------------------------------------------------------------------------------------
+
+GAIN_TABLE_COLUMNS = ("ccd", "quadrant", "gain_e_per_adu", "gain_err_e_per_adu", "quad_term_per_adu",
+                      "intercept_adu2", "bloom_adu", "bloom_e", "bloom_lower_limit", "fit_quality")
+
+
+def fit_values(fit: PTCFit) -> dict[str, Any]:
+    """One quadrant's values (result.json names) from its PTC fit (ptc_outputs; the FPA mode too)."""
+    bloom_e = fit.bloom_adu * fit.gain if math.isfinite(fit.gain) else math.nan
+    return {"gain_e_per_adu": fit.gain, "gain_err_e_per_adu": fit.gain_err, "quad_term_per_adu": fit.quadratic,
+            "ptc_intercept_adu2": fit.intercept, "bloom_adu": fit.bloom_adu, "bloom_e": bloom_e,
+            "bloom_lower_limit": fit.bloom_lower_limit, "fit_quality": fit.quality_text,
+            "fit_chi2_reduced": fit.chi2_reduced, "ptc_points_fitted": fit.points_fitted}
+
+
+def gain_table_row(ccd: str, quadrant: str, values: dict[str, Any]) -> list[str]:
+    """One row of the gain table (GAIN_TABLE_COLUMNS) from a quadrant's fit_values."""
+    return [ccd, quadrant, _num(values["gain_e_per_adu"], 5), _num(values["gain_err_e_per_adu"], 5),
+            _num(values["quad_term_per_adu"], 4, "e"), _num(values["ptc_intercept_adu2"], 3),
+            _num(values["bloom_adu"], 1), _num(values["bloom_e"], 0), str(values["bloom_lower_limit"]).lower(),
+            values["fit_quality"]]
+
+
+PTC_METHOD = ("tiles of ~300 px: mean of the pair, half the 4-sigma clipped variance of the fluence-scaled "
+              "difference; weighted robust quadratic fit; gain = 1/linear term")
+
 
 def ptc_outputs(ctx: TaskContext, paired: PairedFrames, extraction: PTCExtraction,
                 fits: dict[tuple[int, str], PTCFit]) -> Outputs:
@@ -313,16 +360,11 @@ def ptc_outputs(ctx: TaskContext, paired: PairedFrames, extraction: PTCExtractio
     test = ctx.test.name
     gain_rows, table_rows, point_rows = [], [], []
     for (ccd, q), fit in sorted(fits.items()):
-        bloom_e = fit.bloom_adu * fit.gain if math.isfinite(fit.gain) else math.nan
-        for name, value in (("gain_e_per_adu", fit.gain), ("gain_err_e_per_adu", fit.gain_err),
-                            ("quad_term_per_adu", fit.quadratic), ("ptc_intercept_adu2", fit.intercept),
-                            ("bloom_adu", fit.bloom_adu), ("bloom_e", bloom_e),
-                            ("bloom_lower_limit", fit.bloom_lower_limit), ("fit_quality", fit.quality_text),
-                            ("fit_chi2_reduced", fit.chi2_reduced), ("ptc_points_fitted", fit.points_fitted)):
+        values = fit_values(fit)
+        bloom_e = values["bloom_e"]
+        for name, value in values.items():
             out.value(name, value, ccd, q)
-        gain_rows.append([f"CCD{ccd}", q, _num(fit.gain, 5), _num(fit.gain_err, 5), _num(fit.quadratic, 4, "e"),
-                          _num(fit.intercept, 3), _num(fit.bloom_adu, 1), _num(bloom_e, 0),
-                          str(fit.bloom_lower_limit).lower(), fit.quality_text])
+        gain_rows.append(gain_table_row(f"CCD{ccd}", q, values))
         table_rows.append([f"CCD{ccd}", q, _num(fit.gain, 4), _num(fit.gain_err, 4), _num(fit.quadratic, 3, "e"),
                            ("> " if fit.bloom_lower_limit else "") + _num(fit.bloom_adu, 0),
                            ("> " if fit.bloom_lower_limit else "") + _num(bloom_e, 0), fit.quality_text])
@@ -339,9 +381,7 @@ def ptc_outputs(ctx: TaskContext, paired: PairedFrames, extraction: PTCExtractio
                 point_rows.append([f"CCD{pair.ccd}", q, pair.column + 1, pair.obsid1, pair.obsid2, int(t.tile_rows[i]),
                                    int(t.tile_cols[i]), _num(t.means[i], 2), _num(t.variances[i], 3),
                                    int(t.pixels[i]), int(t.saturated[i]), int(used)])
-    out.tables.append(CsvTable(f"{test}_GAIN_TB.csv", ("ccd", "quadrant", "gain_e_per_adu", "gain_err_e_per_adu",
-                                                         "quad_term_per_adu", "intercept_adu2", "bloom_adu", "bloom_e",
-                                                         "bloom_lower_limit", "fit_quality"), gain_rows))
+    out.tables.append(CsvTable(f"{test}_GAIN_TB.csv", GAIN_TABLE_COLUMNS, gain_rows))
     out.tables.append(CsvTable(f"{test}_PTC_curves.csv", ("ccd", "quadrant", "column", "obsid1", "obsid2", "tile_row",
                                                             "tile_col", "mean_adu", "var_adu2", "pixels", "saturated",
                                                             "fitted"), point_rows))
@@ -352,8 +392,7 @@ def ptc_outputs(ctx: TaskContext, paired: PairedFrames, extraction: PTCExtractio
     out.value("pairs_used", len(paired.pairs))
     out.value("pairs_rejected", paired.rejected)
     out.value("ptc_fit_range_adu", [low, high])
-    out.value("ptc_method", "tiles of ~300 px: mean of the pair, half the 4-sigma clipped variance of the "
-                            "fluence-scaled difference; weighted robust quadratic fit; gain = 1/linear term")
+    out.value("ptc_method", PTC_METHOD)
     dropped = defaultdict(int)
     for fit in fits.values():
         for reason, count in fit.dropped.items():
