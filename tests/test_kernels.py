@@ -139,3 +139,51 @@ def test_every_kernel_module_is_known_and_warmed_in_the_fork_server(tmp_path):
     for name in compiled.KERNEL_MODULES:
         (tmp_path / "__pycache__" / f"{name}.warm-12.py311.nbi").write_bytes(b"")
     assert compiled.uncompiled_modules(tmp_path) == []
+
+
+def _column_runs(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of columns as a quadrant's regions lie, with a run of another block between two of one
+    block and runs one column wide: (starts, stops, blocks)."""
+    edges = [0, 3, 4, 11, 12, 30, width]
+    blocks = [3, 0, 3, 1, 3, 2]
+    return np.array(edges[:-1], np.int64), np.array(edges[1:], np.int64), np.array(blocks, np.int64)
+
+
+def _runs_bincount(counts: np.ndarray, rows: slice, runs) -> np.ndarray:
+    expected = np.zeros((4, ADU_BINS), np.int64)
+    for start, stop, block in zip(*runs):
+        expected[block] += np.bincount(counts[rows, start:stop].ravel(), minlength=ADU_BINS)
+    return expected
+
+
+def test_region_histograms_count_each_run_of_columns_into_its_block_over_the_rows_asked():
+    from engine.tasks.compiled.kernels import region_histograms
+
+    counts = _band(1, rows=23, width=37)[0]
+    counts[0, 0], counts[5, 36], counts[9, 11] = 0, 65535, 65535  # the ends of the range in edge columns
+    runs = _column_runs(37)
+    for first, stop in ((0, 23), (4, 19), (22, 23), (7, 7)):
+        histograms = np.zeros((4, ADU_BINS), np.int64)
+        region_histograms(counts, first, stop, *runs, histograms)
+        assert np.array_equal(histograms, _runs_bincount(counts, slice(first, stop), runs)), (first, stop)
+
+
+@pytest.mark.parametrize("bzero", [32768, 0])
+def test_read_region_histograms_give_the_counts_section_gives_and_their_histograms(bzero):
+    """The stored words of a FITS frame (big-endian int16, BZERO 32768 or 0) converted as
+    fits.Frame.section converts them, for a section off the frame's corner, histogrammed by run."""
+    from engine.tasks.compiled.kernels import read_region_histograms
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(0, 65536, (30, 50)).astype(np.uint16)  # every bit pattern, both bytes
+    counts[0, :4] = [0, 1, 32767, 65535]
+    stored = ((counts ^ np.uint16(0x8000)) if bzero else counts).view(np.int16).astype(">i2")
+    rows, cols = slice(3, 26), slice(9, 46)
+    runs = _column_runs(37)
+    for words, swap in ((stored, True), (stored.astype(np.int16), False)):  # as a file stores them, and native
+        section = np.empty((23, 37), np.uint16)
+        histograms = np.zeros((4, ADU_BINS), np.int64)
+        read_region_histograms(words.view(np.uint16), rows.start, cols.start, swap, np.uint16(0x8000 if bzero else 0),
+                               section, 2, 21, *runs, histograms)
+        assert np.array_equal(section, counts[rows, cols])
+        assert np.array_equal(histograms, _runs_bincount(section, slice(2, 21), runs))

@@ -101,6 +101,11 @@ class Frame:
             counts ^= np.uint16(0x8000)
         return counts
 
+    def stored(self) -> tuple[np.ndarray, int]:
+        """The pixels as the file stores them (the raw 16-bit memory map, no copy) and their BZERO,
+        for a compiled reader converting them as section() does while it sweeps them."""
+        return self._raw, self._bzero
+
     @property
     def data(self) -> np.ndarray:
         """The whole frame as uint16 (reads it all: prefer section() or geometry views)."""

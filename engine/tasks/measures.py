@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -85,35 +86,77 @@ def region_columns(geometry: CCDGeometry, region: str, trim: bool = True) -> sli
 
 
 def quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: slice) -> QuadrantStats:
-    """Offsets, noise and pixel-value extremes of one quadrant over canonical image rows `rows`,
-    the quadrant read once, as it lies in the frame (no flipped copy), and swept once by the
-    compiled loop (kernels.sweep): one histogram per region, from which every statistic comes."""
+    """Offsets, noise and pixel-value extremes of one quadrant over canonical image rows `rows`:
+    one histogram per region, from which every statistic comes (read_quadrant_stats)."""
+    return read_quadrant_stats(frame, quadrant, geometry, rows)[1]
+
+
+def read_quadrant_stats(frame: Frame, quadrant: str, geometry: CCDGeometry,
+                        rows: slice) -> tuple[np.ndarray, QuadrantStats]:
+    """One quadrant's counts (a fresh uint16 array, as read: what frame.section gives) and their
+    quadrant_stats, in one compiled sweep over the frame's stored words: each row converted and
+    histogrammed while it sits in the CPU cache (kernels.read_region_histograms), instead of a
+    numpy copy and then a sweep reading the copy back from memory."""
+    from .compiled.kernels import read_region_histograms  # compiled: numba loaded only where units run
+
+    stored, bzero = frame.stored()
     q_rows, q_cols = geometry.quadrant_slices(quadrant)
-    return counts_stats(frame.section(q_rows, q_cols), quadrant, geometry, rows)
+    row0, row_stop, row_step = q_rows.indices(stored.shape[0])
+    col0, col_stop, col_step = q_cols.indices(stored.shape[1])
+    if row_step != 1 or col_step != 1 or not stored.flags.c_contiguous:  # not a plain section of a map
+        counts = frame.section(q_rows, q_cols)
+        return counts, counts_stats(counts, quadrant, geometry, rows)
+    counts = np.empty((max(row_stop - row0, 0), max(col_stop - col0, 0)), np.uint16)
+    first, stop = _measured_rows(geometry, quadrant, rows, counts.shape[0])
+    histograms = np.zeros((len(REGIONS) + 1, ADU_BINS), np.int64)
+    read_region_histograms(np.asarray(stored).view(np.uint16), row0, col0, not stored.dtype.isnative,
+                           np.uint16(0x8000 if bzero == 32768 else 0), counts, first, stop,
+                           *_column_runs(geometry, quadrant, counts.shape[1]), histograms)
+    return counts, _stats_of_histograms(histograms)
 
 
 def counts_stats(quadrant_counts: np.ndarray, quadrant: str, geometry: CCDGeometry, rows: slice) -> QuadrantStats:
     """quadrant_stats of a quadrant's counts already read (uint16, frame orientation, as read)."""
-    from .compiled.kernels import sweep  # compiled: numba loaded only where units run
+    from .compiled.kernels import region_histograms  # compiled: numba loaded only where units run
 
-    counts = quadrant_counts[None]  # (1, rows, columns) as read
-    height, width = counts.shape[1:]
-    flip_rows, flip_cols = geometry.flips(quadrant)
+    counts = np.ascontiguousarray(quadrant_counts)
+    first, stop = _measured_rows(geometry, quadrant, rows, counts.shape[0])
+    histograms = np.zeros((len(REGIONS) + 1, ADU_BINS), np.int64)
+    region_histograms(counts, first, stop, *_column_runs(geometry, quadrant, counts.shape[1]), histograms)
+    return _stats_of_histograms(histograms)
+
+
+def _measured_rows(geometry: CCDGeometry, quadrant: str, rows: slice, height: int) -> tuple[int, int]:
+    """The quadrant's rows as read (first, stop) that hold canonical image rows `rows`; maybe empty."""
     first, stop = max(0, rows.start or 0), min(height, height if rows.stop is None else rows.stop)
-    if flip_rows:  # canonical row j is row height - 1 - j as read
+    if geometry.flips(quadrant)[0]:  # canonical row j is row height - 1 - j as read
         first, stop = height - stop, height - first
-    labels = np.full(width, len(REGIONS), np.int64)  # columns of no region (trimmed edges): a last block
+    return first, max(first, stop)
+
+
+@lru_cache(maxsize=64)
+def _column_runs(geometry: CCDGeometry, quadrant: str, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(starts, stops, blocks): the runs of the quadrant's columns as read, each with the histogram
+    it counts into: REGIONS' index, or a last block for the trimmed edges (lost and saturated
+    pixels are counted there too). Cached: the kernels only read them."""
+    labels = np.full(width, len(REGIONS), np.int64)
     for index, name in enumerate(REGIONS):
         labels[region_columns(geometry, name)] = index
-    if flip_cols:
-        labels = labels[::-1].copy()
-    histograms = np.zeros((1, (len(REGIONS) + 1) * ADU_BINS), np.int64)
-    sweep(counts, measure_rows=[(first, max(first, stop))], measure_shift=labels * ADU_BINS, measure_counts=histograms)
-    blocks = histograms.reshape(len(REGIONS) + 1, ADU_BINS)
-    regions = {name: histogram_region_stats(blocks[index]) for index, name in enumerate(REGIONS)}
+    if geometry.flips(quadrant)[1]:
+        labels = labels[::-1]
+    starts = np.flatnonzero(np.diff(labels, prepend=-1))  # where each run begins
+    stops = np.append(starts[1:], width)[: starts.size]
+    return starts.astype(np.int64), stops.astype(np.int64), labels[starts]
+
+
+def _stats_of_histograms(histograms: np.ndarray) -> QuadrantStats:
+    """QuadrantStats from the per-region histograms (REGIONS, then the other columns); the lost
+    and saturated bins are emptied in place once counted (histogram_region_stats leaves them out)."""
+    saturated, lost = int(histograms[:, ADC_SATURATED].sum()), int(histograms[:, LOST_PIXEL].sum())
+    histograms[:, ADC_SATURATED] = histograms[:, LOST_PIXEL] = 0
+    regions = {name: histogram_region_stats(histograms[index]) for index, name in enumerate(REGIONS)}
     return QuadrantStats(
-        prescan=regions["prescan"], image=regions["image"], overscan=regions["overscan"],
-        saturated=int(blocks[:, ADC_SATURATED].sum()), lost=int(blocks[:, LOST_PIXEL].sum()),
+        prescan=regions["prescan"], image=regions["image"], overscan=regions["overscan"], saturated=saturated, lost=lost,
     )
 
 

@@ -9,6 +9,7 @@ Lost (0 ADU) and saturated (65535 ADU) pixels are left out of every statistic.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,26 +55,67 @@ def region_stats(values: np.ndarray) -> RegionStats:
 
 def histogram_region_stats(counts: np.ndarray) -> RegionStats:
     """region_stats of a region given as its counts per ADU value (lost and saturated left out)."""
-    counts = counts.copy()
-    counts[LOST_PIXEL] = counts[ADC_SATURATED] = 0
-    median, std, mean = robust_stats(counts)
-    return RegionStats(median, std, mean, histogram_stats(counts).mean)
+    if counts[LOST_PIXEL] or counts[ADC_SATURATED]:  # left out of a copy (no copy when already 0)
+        counts = counts.copy()
+        counts[LOST_PIXEL] = counts[ADC_SATURATED] = 0
+    occupied = OccupiedCounts.of(counts)
+    median, std, mean = _robust_stats(occupied)
+    return RegionStats(median, std, mean, _histogram_stats(occupied, 0.0, CLIP_SIGMA).mean)
+
+
+@dataclass(frozen=True)
+class OccupiedCounts:
+    """Integer counts per value and their running sum over the occupied bins only, [first, stop)
+    (from the first to the last non-zero bin): the order statistics need no pass over the empty
+    bins of a 65536-bin histogram (a region's pixels fill ten to a few thousand bins, and a few
+    cosmic rays stretch the span up to the ADC ceiling at most)."""
+
+    counts: np.ndarray  # every bin
+    first: int
+    cumulative: np.ndarray  # int64 running sum of counts[first:stop]; empty when every bin is 0
+
+    @classmethod
+    def of(cls, counts: np.ndarray) -> OccupiedCounts:
+        first, stop = occupied_bins(counts)
+        return cls(counts, first, np.cumsum(counts[first:stop], dtype=np.int64))
+
+    @property
+    def total(self) -> int:
+        return int(self.cumulative[-1]) if self.cumulative.size else 0
+
+
+def occupied_bins(counts: np.ndarray) -> tuple[int, int]:
+    """(first, stop): from the first to past the last non-zero bin; (0, 0) when every bin is 0."""
+    nonzero = counts != 0
+    # the blocks of 1024 bins holding any count first (a 65536-bin histogram's are 64), then the
+    # bins in the first and last of them: no strided scan back from the end of the histogram
+    block = 1024 if nonzero.size % 1024 == 0 else 1
+    blocks = np.flatnonzero(nonzero.reshape(-1, block).any(axis=1))
+    if blocks.size == 0:
+        return 0, 0
+    head, tail = int(blocks[0]) * block, int(blocks[-1]) * block
+    return (head + int(nonzero[head: head + block].argmax()),
+            tail + block - int(nonzero[tail: tail + block][::-1].argmax()))
 
 
 def robust_stats(counts: np.ndarray) -> tuple[float, float, float]:
-    """(median, std, mean) of values given as counts per value (from 0).
+    """(median, std, mean) of values given as integer counts per value (from 0).
 
     The median and quartiles interpolate as np.percentile does. Counts are integers: the
     interquartile range only seeds the clip window, at least 1 ADU wide, and the std (ddof 0)
     and mean are those of the values inside it.
     """
-    n = int(counts.sum())
+    return _robust_stats(OccupiedCounts.of(counts))
+
+
+def _robust_stats(occupied: OccupiedCounts) -> tuple[float, float, float]:
+    n = occupied.total
     if n == 0:
         return math.nan, math.nan, math.nan
-    cumulative = np.cumsum(counts)
+    counts, cumulative = occupied.counts, occupied.cumulative
 
-    def ordered(k: int) -> float:  # the k-th smallest value (0-based)
-        return float(np.searchsorted(cumulative, k, side="right"))
+    def ordered(k: int) -> float:  # the k-th smallest value (0-based): no bin before `first` counts
+        return float(occupied.first + np.searchsorted(cumulative, k, side="right"))
 
     def percentile(p: float) -> float:  # numpy's default (linear) interpolation
         h = (n - 1) * p / 100.0
@@ -92,35 +134,45 @@ def robust_stats(counts: np.ndarray) -> tuple[float, float, float]:
 
 
 def histogram_stats(counts: np.ndarray, first_value: float = 0.0, nsigma: float = CLIP_SIGMA) -> ClippedStats:
-    """Sigma-clipped mean and std of integer values given as counts per value.
+    """Sigma-clipped mean and std of integer values given as integer counts per value.
 
     The window starts at nsigma x the interquartile sigma (at least one bin: the values are
     quantised) around the median, then follows the std of the kept values until it settles.
     """
-    nonzero = np.flatnonzero(counts)
-    if nonzero.size == 0:
+    return _histogram_stats(OccupiedCounts.of(counts), first_value, nsigma)
+
+
+def _histogram_stats(occupied: OccupiedCounts, first_value: float, nsigma: float) -> ClippedStats:
+    total = occupied.total
+    if total == 0:
         return NAN_STATS
-    lo, hi = int(nonzero[0]), int(nonzero[-1]) + 1
-    c = counts[lo:hi].astype(np.float64)
-    v = first_value + np.arange(lo, hi, dtype=np.float64)
-    cumulative = np.cumsum(c)
-    total = cumulative[-1]
+    counts, first, cumulative = occupied.counts, occupied.first, occupied.cumulative
+    size = cumulative.size
 
-    def quantile(p: float) -> float:
-        return float(v[min(int(np.searchsorted(cumulative, p * total)), v.size - 1)])
+    def value(i: int) -> float:  # the value of occupied bin i, as first_value + np.arange(...) makes it
+        return first_value + float(first + i)
 
-    median = quantile(0.5)
-    sigma = max((quantile(0.75) - quantile(0.25)) / 1.349, 1.0)
+    def quantile_index(p: float) -> int:  # the first bin whose running sum reaches p x total
+        reach = math.ceil(p * float(total))  # running sums are integers: >= x is >= ceil(x)
+        return min(int(np.searchsorted(cumulative, reach)), size - 1)
+
+    middle = quantile_index(0.5)
+    median = value(middle)
+    sigma = max((value(quantile_index(0.75)) - value(quantile_index(0.25))) / 1.349, 1.0)
     kept_before = None
     mean = std = math.nan
     kept = 0
     for _ in range(20):
-        keep = np.abs(v - median) <= nsigma * sigma
-        signature = (int(np.argmax(keep)), int(keep.sum()))
+        run = _bins_within(value, median, nsigma * sigma, middle, size)
+        if run is None:  # a negative (or NaN) window keeps nothing
+            return NAN_STATS
+        a, b = run
+        signature = (a, b - a)
         if signature == kept_before:
             break
         kept_before = signature
-        ck, vk = c[keep], v[keep]
+        ck = counts[first + a: first + b].astype(np.float64)
+        vk = first_value + np.arange(first + a, first + b, dtype=np.float64)
         kept = int(ck.sum())
         if kept == 0:
             return NAN_STATS
@@ -129,6 +181,31 @@ def histogram_stats(counts: np.ndarray, first_value: float = 0.0, nsigma: float 
         std = math.sqrt(variance)
         sigma = max(std, 0.5)
     return ClippedStats(mean, std, median, kept)
+
+
+def _bins_within(value: Callable[[int], float], median: float, limit: float, middle: int,
+                 size: int) -> tuple[int, int] | None:
+    """The run of bins [a, b) whose values v satisfy |v - median| <= limit, the median's bin
+    `middle` among them (None if not even that one). The values increase with the bin, so the
+    bins within are one run: its ends are found by testing bins next to a first guess with the
+    very float operations numpy's |v - median| <= limit applies to every bin."""
+
+    def within(i: int) -> bool:
+        return abs(value(i) - median) <= limit
+
+    if not within(middle):
+        return None
+    half = int(limit) if limit < size else size  # the half-width in bins, if the values step by 1
+    a, b = max(middle - half, 0), min(middle + half + 1, size)
+    while a > 0 and within(a - 1):
+        a -= 1
+    while not within(a):
+        a += 1
+    while b < size and within(b):
+        b += 1
+    while not within(b - 1):
+        b -= 1
+    return a, b
 
 
 def clipped_stats(values: np.ndarray, nsigma: float = CLIP_SIGMA) -> ClippedStats:

@@ -1,7 +1,9 @@
 """The compiled inner loops of the analyses (numba): what numpy would do in many whole-array passes.
 
 `band_pass`: the per-pixel work of the one pass over a quadrant band, fused in one loop; `sweep`
-calls it for the consumers a caller has.
+calls it for the consumers a caller has. `read_region_histograms`: a quadrant of one frame read
+from the file's memory map and histogrammed per region in the same sweep (the check's read of
+the per-quadrant families, measures.read_quadrant_stats); `region_histograms` for counts read.
 
 For each row of a band of n frames (uint16, as read), in one sweep over the row's pixels while
 they sit in the CPU cache:
@@ -117,6 +119,50 @@ def band_pass(cube, measure_first, measure_stop, measure_shift, measure_counts,
                 median[r, c] = (lanes[n // 2 - 1, c] + lanes[n // 2, c]) * half
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _count_row(row, starts, stops, blocks, histograms):  # pragma: no cover - compiled
+    """Each run of columns [starts[k], stops[k]) of a row of counts into histograms[blocks[k]]."""
+    for k in range(starts.shape[0]):
+        histogram = histograms[blocks[k]]
+        for c in range(starts[k], stops[k]):
+            histogram[row[c]] += 1
+
+
+@njit(cache=True, nogil=True)
+def region_histograms(counts, first, stop, starts, stops, blocks, histograms):  # pragma: no cover - compiled
+    """Rows [first, stop) of a quadrant's counts (uint16, as read) into one histogram per region:
+    the columns of run k, [starts[k], stops[k]), into histograms[blocks[k]] (int64, 65536 bins).
+    The same counting as read_region_histograms, for counts read already."""
+    for r in range(first, stop):
+        _count_row(counts[r], starts, stops, blocks, histograms)
+
+
+@njit(cache=True, nogil=True)
+def read_region_histograms(stored, row0, col0, swap, flip, counts, first, stop, starts, stops, blocks,
+                           histograms):  # pragma: no cover - compiled
+    """region_histograms of a section read from a frame's stored 16-bit words in the same sweep.
+
+    stored: the whole frame's words (uint16 view of the file's memory map, C order); the section
+    starts at (row0, col0) and fills `counts` (uint16, a fresh array the caller keeps): each word
+    byte-swapped if `swap` (FITS is big-endian), then XOR `flip` (0x8000: BZERO 32768, the sign bit
+    of int16 + 32768), as fits.Frame.section converts it. Each row is histogrammed while it is in
+    the CPU cache: the counts are not read back from memory for it."""
+    rows, width = counts.shape
+    eight = np.uint16(8)
+    for r in range(rows):
+        words = stored[row0 + r, col0: col0 + width]
+        row = counts[r]
+        if swap:
+            for c in range(width):
+                word = words[c]
+                row[c] = ((word >> eight) | (word << eight)) ^ flip
+        else:
+            for c in range(width):
+                row[c] = words[c] ^ flip
+        if first <= r < stop:
+            _count_row(row, starts, stops, blocks, histograms)
+
+
 @njit(cache=True, nogil=True, fastmath={"reassoc", "nsz", "contract"})
 def window_moments(values, centre, half_width):  # pragma: no cover - compiled
     """(count, mean, std ddof 1) of the float values within half_width of centre (|v - c| <= w, in
@@ -180,3 +226,10 @@ def warm() -> None:
           offsets=np.zeros(2, np.float32), pairs=network_pairs(2), median=planes[0], spread=planes[1])
     for dtype in (np.float32, np.float64):
         window_moments(np.zeros(4, dtype), dtype(0), dtype(1))
+    runs = np.zeros(1, np.int64), np.full(1, 4, np.int64), np.zeros(1, np.int64)
+    region_histograms(cube[0], 0, 2, *runs, np.zeros((1, 65536), np.int64))
+    stored = cube[0].copy()
+    for writeable in (True, False):  # astropy's memory map is writeable, a read-only np.memmap is not
+        stored.flags.writeable = writeable
+        read_region_histograms(stored, 0, 0, True, np.uint16(0x8000), np.empty((2, 4), np.uint16), 0, 2, *runs,
+                               np.zeros((1, 65536), np.int64))
