@@ -6,7 +6,9 @@ pixel counts must be equal (the offset-subtracted sums are exact in float64 what
 and the clip window comes from the same sample by the same percentile rule, so the same pixels are
 kept); the variances differ by the order of their float64 sums only: 1e-12 relative is allowed,
 1e-15 is seen. A wrong sample (a flipped or transposed tile, another stride), a wrong offset or
-scale, or a pixel off the tile's edge changes kept counts or variances far more than that.
+scale, or a pixel off the tile's edge changes kept counts or variances far more than that. The
+samples' percentiles (sorted in place in reused buffers, rows of several sizes) are numpy's bit
+for bit: a value left over from a previous pair would move them.
 """
 
 from __future__ import annotations
@@ -20,11 +22,22 @@ import pytest
 from engine.formats.fits import read_frame, write_frame
 from engine.formats.geometry import QUADRANTS, SMALL_OBLONG, CCDGeometry
 from engine.tasks.ptc import FlatPair, PairedFrames, PTCTask, plan_pairs, read_tiles
-from engine.tasks.ptc_lib import PairTiles, pair_quadrant, pair_tiles_unit
+from engine.tasks.ptc_lib import (
+    SIGMA_PERCENTILES,
+    PairTiles,
+    SampleBuffers,
+    pair_quadrant,
+    pair_tiles_unit,
+    percentiles,
+    row_percentiles,
+)
 from engine.tasks.quadrant_pass import quadrant_readout_unit
 
 # tiles of 253 x 250 pixels: the clip window's sample takes every 3rd pixel (SAMPLE_SIZE 20 000)
 WIDE = CCDGeometry(prescan=10, image_cols=1000, overscan=6, image_rows=1010, parallel_overscan=5, name="wide-tiles")
+# tiles of 295-296 x 290-291 pixels, as full-size ones: every 4th pixel, samples of four sizes
+FULL_STRIDE = CCDGeometry(prescan=10, image_cols=1162, overscan=6, image_rows=1183, parallel_overscan=5,
+                          name="full-size-tiles")
 OFFSETS = {"E": 1012.3, "F": 987.6, "G": 1503.1, "H": 1200.8}
 
 
@@ -82,16 +95,36 @@ def test_the_consumer_fed_by_the_check_read_gives_the_numpy_loop_tiles(small_fra
     assert saturated_pair.saturated.sum() > 0 and np.isfinite(saturated_pair.variances).all()
 
 
-def test_tiles_whose_clip_sample_is_strided_match_in_every_quadrant_orientation(tmp_path):
-    paths = write_pairs(tmp_path, WIDE, [30000, 30500])
+@pytest.mark.parametrize("geometry, stride", [(WIDE, 3), (FULL_STRIDE, 4)])
+def test_tiles_whose_clip_sample_is_strided_match_in_every_quadrant_orientation(tmp_path, geometry, stride):
+    paths = write_pairs(tmp_path, geometry, [30000, 30500])
     offsets = [{q: OFFSETS[q] + 0.25 * k for q in QUADRANTS} for k in range(2)]
-    numpy_loop = pair_tiles_unit(paths[0], paths[1], *offsets, WIDE)
+    numpy_loop = pair_tiles_unit(paths[0], paths[1], *offsets, geometry)
+    buffers = SampleBuffers()  # reused by the four quadrants, as PairTiles reuses them from pair to pair
     with read_frame(paths[0]) as one, read_frame(paths[1]) as two:
         for q in QUADRANTS:
-            counts = [frame.section(*WIDE.quadrant_slices(q)) for frame in (one, two)]
-            mine = pair_quadrant(*counts, offsets[0][q], offsets[1][q], WIDE, q)
-            assert mine.means.size == 16 and mine.pixels.max() > 40_000  # stride 3 in clip_mask's sample
+            counts = [frame.section(*geometry.quadrant_slices(q)) for frame in (one, two)]
+            buffers.samples[...] = -np.inf  # what a previous pair left must not count
+            mine = pair_quadrant(*counts, offsets[0][q], offsets[1][q], geometry, q, buffers)
+            assert mine.means.size == 16 and mine.pixels.max() // 20_000 == stride  # clip_mask's sample stride
             assert_same_tiles(mine, numpy_loop[q])
+
+
+def test_row_percentiles_are_numpys_for_rows_of_different_sizes_whatever_lies_past_them():
+    rng = np.random.default_rng(5)
+    sizes = np.array([1, 2, 3, 7, 400, 997, 1000, 1000])
+    samples = rng.normal(0, 30, (sizes.size, 1000)).astype(np.float32)
+    samples[4] = np.round(samples[4] / 10)  # many ties
+    samples[6, :500] = -0.0  # signed zeros among the values
+    samples[6, 500:] = 0.0
+    values = [samples[i, :n].copy() for i, n in enumerate(sizes)]
+    for i, n in enumerate(sizes):  # past each row's size: what pair_quadrant's buffers held before
+        samples[i, n:] = [np.nan, -np.inf, np.inf][i % 3]
+    got = row_percentiles(samples, sizes, SIGMA_PERCENTILES)
+    for i, v in enumerate(values):
+        expected = np.percentile(v, SIGMA_PERCENTILES)
+        assert np.array_equal(got[i], expected), (i, got[i], expected)
+        assert np.array_equal(percentiles(v, SIGMA_PERCENTILES), expected)
 
 
 def test_pairs_are_planned_per_column_and_taken_only_when_frames_and_offsets_match(small_frames):

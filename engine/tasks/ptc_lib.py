@@ -14,7 +14,7 @@ rather than from simulated noise).
 
 The PTC's tiles are computed as the check reads each quadrant (PairTiles, fed by quadrant_pass:
 a worker holds the first frame's quadrant of a pair until the second comes) by two compiled
-sweeps of each tile (pair_quadrant, compiled/ptc_kernels.py); a pair read again on its own
+sweeps of the quadrant (pair_quadrant, compiled/ptc_kernels.py); a pair read again on its own
 (pair_tiles_unit) is read per quadrant in row bands, one band of tiles at a time, by numpy: the
 same numbers (tests/test_ptc_pass.py). BF's covariances are made the same way (PairCovariances,
 pair_covariance: compiled/bf_kernels.py), and a pair read again on its own goes through the
@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.special import erf
 
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
@@ -51,7 +50,7 @@ BLOOM_RUN = 5  # ... and so are the next BLOOM_RUN - 1 points in fluence order
 
 def truncation_factor(k: float) -> float:
     """Fraction of a Gaussian's variance kept when it is clipped at +-k sigma."""
-    inside = erf(k / math.sqrt(2.0))
+    inside = math.erf(k / math.sqrt(2.0))  # math, not scipy.special: 0.3 s of import in every run
     density = math.exp(-0.5 * k * k) / math.sqrt(2.0 * math.pi)
     return 1.0 - 2.0 * k * density / inside
 
@@ -93,11 +92,25 @@ def percentiles(values: np.ndarray, q: np.ndarray) -> np.ndarray:
     selection for several percentiles (it also selects the ends) takes 5x longer than sorting a
     float32 sample. No NaNs in `values`."""
     ordered = np.sort(values, axis=None)
-    virtual = (ordered.size - 1) * (np.asarray(q, np.float64) / 100)
+    return _sorted_percentiles(ordered[None, :], np.array([ordered.size]), q)[0]
+
+
+def row_percentiles(samples: np.ndarray, sizes: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """percentiles(samples[i, :sizes[i]], q) of each row i, bit for bit: [row, percentile]. No NaNs;
+    sorts the rows in place, their ends past sizes[i] overwritten with +inf (which sorts last)."""
+    for row in np.flatnonzero(sizes < samples.shape[1]):
+        samples[row, sizes[row]:] = np.inf
+    samples.sort(axis=1)
+    return _sorted_percentiles(samples, sizes, q)
+
+
+def _sorted_percentiles(ordered: np.ndarray, sizes: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """np.percentile's linear interpolation in each sorted row's first sizes[i] values."""
+    virtual = (sizes[:, None] - 1) * (np.asarray(q, np.float64)[None, :] / 100)
     below = np.floor(virtual).astype(np.intp)
-    above = np.minimum(below + 1, ordered.size - 1)
+    above = np.minimum(below + 1, sizes[:, None] - 1)
     gamma = virtual - below
-    low, high = ordered[below], ordered[above]
+    low, high = np.take_along_axis(ordered, below, 1), np.take_along_axis(ordered, above, 1)
     step = high - low  # in the values' dtype, then the weights in float64, as numpy's _lerp
     return np.where(gamma >= 0.5, high - step * (1 - gamma), low + step * gamma)
 
@@ -178,41 +191,69 @@ def pair_tiles_unit(path1: Path, path2: Path, offsets1: dict[str, float], offset
 SAMPLE_SIZE = 20_000  # clip_mask's sample: every (pixels // SAMPLE_SIZE)-th value
 
 
+@dataclass(frozen=True)
+class TileLayout:
+    """pair_quadrant's tiles of a geometry (row band i, column band j: tile i * columns + j):
+    edges, pixels, and the stride and size of each tile's clip sample (clip_mask's)."""
+
+    row_edges: np.ndarray
+    col_edges: np.ndarray
+    pixels: np.ndarray
+    steps: np.ndarray
+    sizes: np.ndarray  # len(values[::step])
+
+    @classmethod
+    def of(cls, geometry: CCDGeometry) -> TileLayout:
+        row_edges = tile_edges(geometry.image_rows).astype(np.int64)
+        col_edges = tile_edges(geometry.image_cols).astype(np.int64)
+        pixels = (np.diff(row_edges)[:, None] * np.diff(col_edges)[None, :]).ravel()
+        steps = np.maximum(1, pixels // SAMPLE_SIZE)
+        return cls(row_edges, col_edges, pixels, steps, -(-pixels // steps))
+
+
+class SampleBuffers:
+    """Room for pair_quadrant's clip samples (float32, tiles x the largest sample, ~4 MB at full
+    size, and a band's sampled values of both frames), kept from pair to pair by a consumer:
+    fresh arrays for each pair cost ~0.8 ms more (page faults, with a quadrant pass's reads
+    allocating between pairs), 7 % of the pair."""
+
+    def __init__(self) -> None:
+        self.samples = self.band = np.empty((0, 0), np.float32)
+
+    def take(self, layout: TileLayout) -> tuple[np.ndarray, np.ndarray]:
+        shape = (layout.pixels.size, int(layout.sizes.max()))
+        if self.samples.shape != shape:
+            self.samples = np.empty(shape, np.float32)
+            self.band = np.empty((layout.col_edges.size - 1, 2 * shape[1]), np.float32)
+        return self.samples, self.band
+
+
 def pair_quadrant(counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float,
-                  geometry: CCDGeometry, quadrant: str) -> PairQuadrant:
+                  geometry: CCDGeometry, quadrant: str, buffers: SampleBuffers | None = None) -> PairQuadrant:
     """pair_tiles_unit's numbers for one quadrant of a pair, from the two quadrants' counts as read
-    (uint16, frame orientation, geometry.quadrant_slices): two compiled sweeps of each tile
-    (compiled/ptc_kernels.py) and one sort of the clip windows' samples. The same tiles, means,
-    kept pixels and saturated counts as the numpy loop, the variances to float64 rounding
-    (tests/test_ptc_pass.py); 13-23 ms of CPU a full-size quadrant against numpy's ~32 ms."""
+    (uint16, frame orientation, geometry.quadrant_slices): two compiled sweeps of the quadrant
+    (compiled/ptc_kernels.py) and one sort of the clip windows' samples (in `buffers`, if given).
+    The same tiles, means, kept pixels and saturated counts as the numpy loop, the variances to
+    float64 rounding (tests/test_ptc_pass.py). CPU a full-size quadrant, in the check's read on a
+    loaded machine: 11 ms (first sweep ~4, sort ~3, second sweep ~3), 22-25 ms when the sweeps
+    went a tile at a time."""
     # numba loaded only where units run
     from .compiled.ptc_kernels import clipped_sums, tile_sums
 
-    row_edges = tile_edges(geometry.image_rows).astype(np.int64)
-    col_edges = tile_edges(geometry.image_cols).astype(np.int64)
+    layout = TileLayout.of(geometry)
+    row_edges, col_edges, pixels = layout.row_edges, layout.col_edges, layout.pixels
     flip_rows, flip_cols = geometry.flips(quadrant)
     first_col = geometry.canonical_region("image")[1].start
-    heights, widths = np.diff(row_edges), np.diff(col_edges)
-    pixels = (heights[:, None] * widths[None, :]).ravel()
-    steps = np.maximum(1, pixels // SAMPLE_SIZE)
-    sizes = -(-pixels // steps)  # len(values[::step])
     tiles = pixels.size
     sum1, sum2 = np.zeros(tiles), np.zeros(tiles)
     saturated = np.zeros(tiles, np.int64)
-    samples = np.full((tiles, int(sizes.max())), np.inf, np.float32)  # padding sorts last
+    samples, band = (buffers or SampleBuffers()).take(layout)
     one, two = np.ascontiguousarray(counts1), np.ascontiguousarray(counts2)
     off1, off2 = np.float32(offset1), np.float32(offset2)
     tile_sums(one, two, off1, off2, flip_rows, flip_cols, first_col, row_edges, col_edges, sum1, sum2, saturated,
-              steps, samples, sizes)
+              layout.steps, samples, layout.sizes, band)
     # clip_mask's window from each sample's percentiles, computed as percentiles() does
-    ordered = np.sort(samples, axis=1)
-    virtual = (sizes[:, None] - 1) * (SIGMA_PERCENTILES[None, :] / 100)
-    below = np.floor(virtual).astype(np.intp)
-    above = np.minimum(below + 1, sizes[:, None] - 1)
-    gamma = virtual - below
-    low, high = np.take_along_axis(ordered, below, 1), np.take_along_axis(ordered, above, 1)
-    step = high - low
-    q16, median, q84 = np.where(gamma >= 0.5, high - step * (1 - gamma), low + step * gamma).T
+    q16, median, q84 = row_percentiles(samples, layout.sizes, SIGMA_PERCENTILES).T
     sigma = np.maximum(0.5 * (q84 - q16), 1e-6)
     m1, m2 = sum1 / pixels, sum2 / pixels
     mean = 0.5 * (m1 + m2)
@@ -228,8 +269,8 @@ def pair_quadrant(counts1: np.ndarray, counts2: np.ndarray, offset1: float, offs
         variance = (squares - total * total / kept) / (kept - 1)
     variance = np.where(kept >= 3, variance / truncation_factor(CLIP_SIGMA), np.nan)
     npix = geometry.image_rows * geometry.image_cols
-    rows = np.repeat(row_edges[:-1], widths.size)
-    cols = np.tile(col_edges[:-1], heights.size)
+    rows = np.repeat(row_edges[:-1], col_edges.size - 1)
+    cols = np.tile(col_edges[:-1], row_edges.size - 1)
     return PairQuadrant(float(sum1.sum()) / npix, float(sum2.sum()) / npix, mean, 0.5 * variance, kept, saturated,
                         rows, cols)
 
@@ -265,10 +306,14 @@ class PairConsumer:
 
 
 class PairTiles(PairConsumer):
-    """The PTC's pair consumer: each pair's tiles (pair_quadrant)."""
+    """The PTC's pair consumer: each pair's tiles (pair_quadrant), in sample buffers it keeps."""
+
+    def __init__(self, quadrant: str, geometry: CCDGeometry, pairs: tuple[tuple[int, int], ...]):
+        super().__init__(quadrant, geometry, pairs)
+        self.buffers = SampleBuffers()
 
     def measure(self, counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float) -> PairQuadrant:
-        return pair_quadrant(counts1, counts2, offset1, offset2, self.geometry, self.quadrant)
+        return pair_quadrant(counts1, counts2, offset1, offset2, self.geometry, self.quadrant, self.buffers)
 
 
 # ---------------------------------------------------------------------------------------------
