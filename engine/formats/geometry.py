@@ -5,7 +5,8 @@ Quadrants: H bottom-left, G bottom-right, E top-left, F top-right. Each quadrant
 its outer corner, so its *canonical* orientation (output node at [0, 0], prescan first) is:
 H as is, G flipped left-right, E flipped top-bottom, F flipped both ways.
 
-Canonical columns: [0, prescan) prescan, then image columns, then serial overscan.
+Canonical columns: [0, prescan) prescan, then image columns, then serial overscan (then, only in
+ground data put into LE1 quadrants, `fill_cols` columns of fill: no region).
 Canonical rows: [0, image_rows) image, then parallel overscan.
 """
 
@@ -36,10 +37,11 @@ class CCDGeometry:
     image_rows: int = 2066
     parallel_overscan: int = 20
     name: str = "full"
+    fill_cols: int = 0  # after the serial overscan: ground data padded to LE1's 2128 columns (fill value 0)
 
     @property
     def quad_width(self) -> int:
-        return self.prescan + self.image_cols + self.overscan
+        return self.prescan + self.image_cols + self.overscan + self.fill_cols
 
     @property
     def quad_height(self) -> int:
@@ -114,7 +116,7 @@ class CCDGeometry:
         if region == "image":
             return image_rows, image_cols
         if region == "overscan":
-            return image_rows, slice(self.prescan + self.image_cols, self.quad_width)
+            return image_rows, slice(self.prescan + self.image_cols, self.prescan + self.image_cols + self.overscan)
         if region == "parallel_overscan":
             return slice(self.image_rows, self.quad_height), image_cols
         raise ValueError(f"unknown region {region!r}; expected one of {', '.join(REGIONS)}")

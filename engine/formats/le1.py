@@ -21,6 +21,7 @@ date, program, test; a frame is `<File_name>.fits` in the log's folder.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -67,11 +68,18 @@ class OddExtension(LE1Error):
 
 def le1_geometry(shape: tuple[int, int], prescan: int | None = None, overscan: int | None = None) -> CCDGeometry:
     """The LE1 quadrant geometry of this (rows, cols) extension shape; PRESCANX/OVRSCANX, when
-    the header gives them, must agree. ValueError otherwise."""
+    the header gives them, must agree. A smaller OVRSCANX is ground data put into LE1 (20
+    overscan columns padded to LE1's width with the fill value, 0): the columns after its overscan
+    are fill, in no region, left out of every statistic (CCDGeometry.fill_cols). ValueError
+    otherwise."""
     for geometry in LE1_GEOMETRIES.values():
-        if (geometry.quad_height, geometry.quad_width) == tuple(shape) and (
-                prescan in (None, geometry.prescan) and overscan in (None, geometry.overscan)):
+        if (geometry.quad_height, geometry.quad_width) != tuple(shape) or prescan not in (None, geometry.prescan):
+            continue
+        if overscan in (None, geometry.overscan):
             return geometry
+        if 0 < overscan < geometry.overscan:
+            return dataclasses.replace(geometry, overscan=overscan, fill_cols=geometry.overscan - overscan,
+                                       name=f"{geometry.name}-padded-ovs{overscan}")
     known = ", ".join(f"{g.name} {g.quad_height} x {g.quad_width} (prescan {g.prescan}, overscan {g.overscan})"
                       for g in LE1_GEOMETRIES.values())
     raise ValueError(f"quadrant shape {tuple(shape)} (PRESCANX {prescan}, OVRSCANX {overscan}) is no LE1 "

@@ -138,15 +138,21 @@ def _measured_rows(geometry: CCDGeometry, quadrant: str, rows: slice, height: in
 def _column_runs(geometry: CCDGeometry, quadrant: str, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, stops, blocks): the runs of the quadrant's columns as read, each with the histogram
     it counts into: REGIONS' index, or a last block for the trimmed edges (lost and saturated
-    pixels are counted there too). Cached: the kernels only read them."""
+    pixels are counted there too). The fill columns of ground data put into LE1
+    (geometry.fill_cols) are in no run: not pixels, not lost. Cached: the kernels only read them."""
+    fill = -1
     labels = np.full(width, len(REGIONS), np.int64)
     for index, name in enumerate(REGIONS):
         labels[region_columns(geometry, name)] = index
+    if geometry.fill_cols:
+        labels[geometry.quad_width - geometry.fill_cols:] = fill
     if geometry.flips(quadrant)[1]:
         labels = labels[::-1]
-    starts = np.flatnonzero(np.diff(labels, prepend=-1))  # where each run begins
+    starts = np.flatnonzero(np.diff(labels, prepend=-2))  # where each run begins
     stops = np.append(starts[1:], width)[: starts.size]
-    return starts.astype(np.int64), stops.astype(np.int64), labels[starts]
+    blocks = labels[starts]
+    counted = blocks != fill
+    return starts[counted].astype(np.int64), stops[counted].astype(np.int64), blocks[counted]
 
 
 def _stats_of_histograms(histograms: np.ndarray) -> QuadrantStats:
