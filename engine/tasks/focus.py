@@ -143,40 +143,51 @@ def focus_section(ctx: TaskContext, per_ccd: dict[int, FocusEstimate], block: Fo
     return "\n\n".join(text)
 
 
+CCD_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:pink")
+
+
 def focus_figure(test: str, points: dict[SpotKey, list[tuple[float, float]]], curves: dict[SpotKey, FocusCurve],
                  per_ccd: dict[int, FocusEstimate], block: FocusEstimate, scan: tuple[float, float]):
+    """One panel, a colour per CCD: every spot's FWHM per mirror position, its curve, the CCD's best
+    focus (solid) and the block's (dotted). The run waits for this figure before its report: one
+    panel (and one artist per kind) takes 0.09 s of CPU, three panels 0.22 s (their tick labels
+    and layout are most of it)."""
     ccds = sorted(per_ccd)
     if not ccds:
         return None
     from matplotlib.collections import LineCollection
 
-    figure = new_figure(4.0 * len(ccds), 3.6)
+    figure = new_figure(6.4, 3.8)
+    axes = figure.add_subplot(1, 1, 1)
     grid = np.linspace(scan[0], scan[1], 100)
-    for index, ccd in enumerate(ccds, start=1):
-        axes = figure.add_subplot(1, len(ccds), index)
+    verticals = []  # (mirror mm, colour, line style)
+    for index, ccd in enumerate(ccds):
+        colour = CCD_COLOURS[index % len(CCD_COLOURS)]
         keys = [k for k in points if k[0] == ccd]
-        # One artist for every spot's points and one for every curve (each curve still blended on
-        # its own) instead of 40 lines per panel: 10-25 % of the figure's time (the axes' text is
-        # most of the rest).
         if keys:
             z, w = np.array([zw for key in keys for zw in points[key]]).T
-            axes.plot(z, w, ".", color="0.6", markersize=3)
+            axes.plot(z, w, ".", color=colour, markersize=3, alpha=0.6)
         fitted = [np.column_stack([grid, curves[key].fwhm_at(grid)]) for key in keys if curves[key].ok]
         if fitted:
-            axes.add_collection(LineCollection(fitted, colors="tab:blue", alpha=0.25, linewidths=0.8))
-            axes.autoscale_view()
+            axes.add_collection(LineCollection(fitted, colors=colour, alpha=0.25, linewidths=0.8))
         estimate = per_ccd[ccd]
         if estimate.ok:
-            axes.axvline(estimate.focus_mm, color="tab:red", linewidth=1)
-            axes.set_title(f"CCD{ccd}: {estimate.focus_mm:.3f} mm, {estimate.fwhm_best_px:.2f} px", fontsize=9)
+            verticals.append((estimate.focus_mm, colour, "solid"))
+            label = f"CCD{ccd}: {estimate.focus_mm:.3f} mm, {estimate.fwhm_best_px:.2f} px"
         else:
-            axes.set_title(f"CCD{ccd}: no focus", fontsize=9)
-        if block.ok:
-            axes.axvline(block.focus_mm, color="k", linestyle=":", linewidth=1)
-        axes.set_xlabel("mirror position (mm)")
-        if index == 1:
-            axes.set_ylabel("spot FWHM (px)")
-    figure.suptitle(f"{test}: spot FWHM vs mirror (grey), curves (blue), best focus (red; block dotted)", fontsize=9)
+            label = f"CCD{ccd}: no focus"
+        axes.text(0.97, 0.96 - 0.07 * index, label, color=colour, fontsize=8, ha="right", va="top",
+                  transform=axes.transAxes)
+    if block.ok:
+        verticals.append((block.focus_mm, "k", "dotted"))
+    axes.autoscale_view()
+    if verticals:  # one artist for every vertical line, spanning the panel's height
+        foci, colours, styles = zip(*verticals)
+        axes.vlines(foci, 0, 1, colors=colours, linestyles=styles, linewidth=1, transform=axes.get_xaxis_transform())
+    axes.set_xlabel("mirror position (mm)")
+    axes.set_ylabel("spot FWHM (px)")
+    summary = f"block {block.focus_mm:.3f} mm, {block.fwhm_best_px:.2f} px (dotted)" if block.ok else "no block focus"
+    axes.set_title(f"{test}: spot FWHM vs mirror, curves, best focus per CCD;\n{summary}", fontsize=9)
     return figure
 
 
