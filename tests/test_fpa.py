@@ -281,9 +281,9 @@ def test_fpa_run_says_what_is_missing(tmp_path, capsys):
     (tmp_path / "day").mkdir()
     code = cli(["fpa", "run", "--data", str(tmp_path / "day"), "--test", "BIAS01", "--results", str(tmp_path / "r")])
     assert code == 2 and "no FPA EXP_LOG in" in capsys.readouterr().err
-    code = cli(["fpa", "run", "--data", str(tmp_path / "day"), "--test", "FLAT01", "--results", str(tmp_path / "r")])
+    code = cli(["fpa", "run", "--data", str(tmp_path / "day"), "--test", "NL01", "--results", str(tmp_path / "r")])
     assert code == 2
-    assert ("FLAT01 is not available in FPA mode (family flat: it runs per block, vison-engine run); the FPA mode "
-            "analyses BIAS01, BIAS02, DARK01, PTC01, PTC02_590") in capsys.readouterr().err
+    assert ("NL01 is not available in FPA mode (family nl: it runs per block, vison-engine run); the FPA mode "
+            "analyses BIAS01, BIAS02, DARK01, FLAT01, FLAT02_590") in capsys.readouterr().err
     code = cli(["fpa", "run", "--data", str(tmp_path / "day"), "--test", "BIAS99", "--results", str(tmp_path / "r")])
     assert code == 2 and "unknown test 'BIAS99'" in capsys.readouterr().err

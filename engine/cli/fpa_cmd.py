@@ -1,15 +1,16 @@
 """`vison-engine fpa`: the focal plane's LE1 frames, analysed per quadrant, results per CCD C_ji.
 
-    vison-engine fpa run --data DAYFOLDER --test BIAS01|BIAS02|DARK01|PTC01 --results DIR [--session FPA]
+    vison-engine fpa run --data DAYFOLDER --test BIAS01|BIAS02|DARK01|PTC01|FLAT01 --results DIR [--session FPA]
                          [--obsids FIRST-LAST] [--design final|initial] [--map VALUE]... [--no-meta]
                          [-m JOBS | --executor dask://HOST:PORT] [--json]
-    vison-engine fpa simulate --out DIR [--frames N] [--full] [--seed 1] [--test BIAS01|DARK01|PTC01]
-                              [--exptime S] [--hot-pixels N] [--fluences K]
+    vison-engine fpa simulate --out DIR [--frames N] [--full] [--seed 1] [--test BIAS01|DARK01|PTC01|FLAT01]
+                              [--exptime S] [--hot-pixels N] [--fluences K] [--dead-pixels N]
 
 `run` writes <DIR>/<session>/<TEST>/ (result.json, report.md, figs/<TEST>_fpa_<value>.png, and
 the family's products in the LE1 layout unless --no-meta: BIAS01/02 products/EUC_MASTERBIAS_FPA.fits
 + _STD.fits, DARK01 EUC_MASTERDARK_FPA.fits + _ERR.fits, both EUC_MASK_FPA.fits; PTC01 the gain
-table PTC01_GAIN_TB.csv); a test the FPA
+table PTC01_GAIN_TB.csv; FLAT01 EUC_FF_800nm_col<NNN>_FPA.fits + _ERR.fits per column and
+EUC_MASK_FPA.fits of its flat defects); a test the FPA
 mode does not analyse is refused in one line naming those it does (tasks/fpa_family.py);
 `simulate` writes LE1 frames, their FPA EXP_LOG and LE1_TRUTHS.json (docs/fpa.md).
 Exit status 0 done, 1 done with errors (a sub-task failed: the FPA products not written, said
@@ -26,8 +27,8 @@ from datetime import datetime
 from pathlib import Path
 
 NAME = "fpa"
-HELP = ("FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02, DARK01, PTC01), FPA maps, FPA "
-        "masters, cosmetics mask and gain table; simulate LE1 frames")
+HELP = ("FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02, DARK01, PTC01, FLAT01), FPA maps, "
+        "FPA masters, cosmetics mask and gain table; simulate LE1 frames")
 EXIT_OK, EXIT_ERRORS, EXIT_INPUT = 0, 1, 2
 
 
@@ -36,13 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run = actions.add_parser("run", help="analyse a test's LE1 frames over the FPA",
                              description="analyse a test's LE1 frames over the FPA: the block family's values "
                                          "of the 144 quadrants (BIAS01/02: offsets and read noise; DARK01: dark "
-                                         "current and hot pixels; PTC01: gain and blooming), results per CCD "
-                                         "C_11..C_66, FPA maps, and the FPA master and cosmetics mask in the LE1 "
-                                         "layout or the gain table (the meta sub-task). "
+                                         "current and hot pixels; PTC01: gain and blooming; FLAT01: PRNU per "
+                                         "fluence column), results per CCD C_11..C_66, FPA maps, and the FPA "
+                                         "masters and cosmetics mask in the LE1 layout or the gain table (the meta "
+                                         "sub-task). "
                                          "Other tests run per block (vison-engine run).")
     run.add_argument("--data", required=True, metavar="DAYFOLDER", help="folder of the LE1 frames and the FPA EXP_LOG")
     run.add_argument("--test", required=True,
-                     help="BIAS01, BIAS02, DARK01 or PTC01 (the tests the FPA mode analyses)")
+                     help="BIAS01, BIAS02, DARK01, PTC01 or FLAT01 (the tests the FPA mode analyses; also the "
+                          "PTC02 and FLAT02 instances, FLAT_STB)")
     run.add_argument("--results", required=True, metavar="DIR", help="results root: writes DIR/SESSION/TEST/")
     run.add_argument("--session", default="FPA", help="session folder name under DIR (default FPA)")
     run.add_argument("--obsids", metavar="FIRST-LAST", help="only these OBSIDs, e.g. 1000-1009")
@@ -51,27 +54,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--map", action="append", default=[], metavar="VALUE",
                      help="per-quadrant value to draw as an FPA map (repeatable; default: BIAS0x "
                           "offset_prescan_adu and ron_image_adu, DARK01 dark_e_per_pix_per_hour and hot_pixels, "
-                          "PTC01 gain_e_per_adu)")
+                          "PTC01 gain_e_per_adu, FLAT01 prnu_pct: a per-column value maps its first column)")
     run.add_argument("--no-meta", dest="meta", action="store_false",
-                     help="switch off the meta sub-task: no FPA products (master, spread, mask; gain table)")
+                     help="switch off the meta sub-task: no FPA products (master, spread, mask; gain table; "
+                          "master flats)")
     where = run.add_mutually_exclusive_group()
     where.add_argument("-m", "--jobs", type=int, metavar="N", help="local worker processes (default: the cores)")
     where.add_argument("--executor", metavar="WHERE", help='"local" or "dask://HOST:PORT" (docs/scaling.md)')
     run.add_argument("--json", action="store_true", help="the outcome as JSON")
 
-    sim = actions.add_parser("simulate", help="write simulated LE1 bias, dark or flat (PTC01) frames with their "
-                                              "FPA EXP_LOG and truths",
+    sim = actions.add_parser("simulate", help="write simulated LE1 bias, dark or flat (PTC01, FLAT01) frames with "
+                                              "their FPA EXP_LOG and truths",
                              description="write simulated LE1 frames (145 HDUs each), the FPA EXP_LOG and "
                                          "LE1_TRUTHS.json (injected offset and RON per quadrant; for darks, "
-                                         "dark current and hot pixels; for PTC01, the gain, its flat pairs "
-                                         "following the catalogue's structure)")
+                                         "dark current and hot pixels; for flats (PTC01, FLAT01), the gain, "
+                                         "the PRNU, dead and low-response pixels, the frames following the "
+                                         "catalogue's structure)")
     sim.add_argument("--out", required=True, metavar="DIR", help="gets the day folder DD_Mmm_YY/")
-    sim.add_argument("--frames", type=int, help="exposures (default 10); PTC01: at most this many a fluence "
-                                                 "(default the structure's)")
+    sim.add_argument("--frames", type=int, help="exposures (default 10); flats (PTC01, FLAT01): at most this many "
+                                                 "a fluence (default the structure's)")
     sim.add_argument("--test", default="BIAS01", help="test name logged (default BIAS01); DARK... gives darks, "
-                                                      "PTC01 flat pairs")
+                                                      "PTC01 and FLAT01 flats")
     sim.add_argument("--fluences", type=int, metavar="K",
-                     help="PTC01: only the first K fluences of its structure (default all 11)")
+                     help="flats: only the first K fluences of the structure (default all: PTC01 11, FLAT01 3)")
+    sim.add_argument("--dead-pixels", type=int, metavar="N",
+                     help="flats: dead pixels per quadrant, and as many low-response ones (default 3 in FLAT01, "
+                          "FLAT02, FLAT_STB; 0 otherwise)")
     sim.add_argument("--exptime", type=float, metavar="S",
                      help="exposure time (s): default 565 for a DARK test, 0 (biases) otherwise")
     sim.add_argument("--hot-pixels", type=int, metavar="N",
@@ -100,7 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..tasks.fpa_family import NotInFPAMode, fpa_family_for
 
     try:
-        fpa_family_for(args.test)  # before anything is opened: a test the FPA mode does not analyse
+        fpa = fpa_family_for(args.test)  # before anything is opened: a test the FPA mode does not analyse
     except NotInFPAMode as exc:
         return _error(args, str(exc))
     try:
@@ -117,7 +125,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if spec is not None and not spec.is_local:  # a scheduler, workers, this vison, the data seen
             writes = []
-            if request.meta:  # the units write their master planes under the results folder
+            # the units write their master planes (a flat's consumer its staged planes) under the results folder
+            if request.meta or (fpa.consumer is not None and fpa.consumer.writes):
                 request.results.mkdir(parents=True, exist_ok=True)
                 writes.append(request.results)
             check_cluster(spec, read=[request.day], write=writes)
@@ -163,6 +172,8 @@ def _simulate(args: argparse.Namespace) -> int:
             raise ValueError(f"--exptime {args.exptime:g}: expected seconds >= 0")
         if args.hot_pixels is not None and args.hot_pixels < 0:
             raise ValueError(f"--hot-pixels {args.hot_pixels}: expected a number >= 0")
+        if args.dead_pixels is not None and args.dead_pixels < 0:
+            raise ValueError(f"--dead-pixels {args.dead_pixels}: expected a number >= 0")
     except ValueError as exc:
         return _error(args, str(exc))
     Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -170,7 +181,7 @@ def _simulate(args: argparse.Namespace) -> int:
         sim = simulate_le1(args.out, test=args.test, frames=args.frames, seed=args.seed,
                            geometry=LE1_FULL if args.full else LE1_SMALL, design=args.design,
                            first_obsid=args.first_obsid, start=start, exptime=args.exptime,
-                           hot_pixels=args.hot_pixels, fluences=args.fluences)
+                           hot_pixels=args.hot_pixels, fluences=args.fluences, dead_pixels=args.dead_pixels)
     except FileExistsError as exc:
         return _error(args, str(exc))
     print(f"Wrote {len(sim.frames)} LE1 frames of {args.test} (OBSIDs {sim.obsids[0]}-{sim.obsids[-1]}) into "

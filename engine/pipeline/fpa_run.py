@@ -4,15 +4,15 @@
     outcome = run_fpa(request, executor)        # FPAInputError: nothing to analyse, said in one line
 
 The test's FPA family (tasks/fpa_family.py: BIAS01/02 in fpa_bias.py, DARK01 in fpa_dark.py,
-PTC01 in fpa_ptc.py) says what the units compute and how their records become values, flags and
+PTC01 in fpa_ptc.py, FLAT01 in fpa_flat.py) says what the units compute and how their records become values, flags and
 products; this module is the same for all. Steps (the keys of `timings_s`): `index`, the day folder's FPA
 EXP_LOG(s) (5 columns) give the test's exposures and each LE1 frame is indexed from its headers
 (le1.LE1File: the 145 HDUs checked against the layout); `units`, one work unit per quadrant (144)
 on the executor (tasks/executor.py: local pool or Dask cluster; units get paths and byte
 offsets) measures the family's values (the `basic` sub-task; a family's per-quadrant consumer,
-PTC's pair tiles, fed as it reads) and, unless switched off, writes the quadrant's compressed
+PTC's pair tiles, a flat's column sums, fed as it reads) and, unless switched off, writes the quadrant's compressed
 planes of the family's products; `meta`, the planes put together into the LE1-layout products
-(fpa_products.py: master, spread, cosmetics mask) and the family's tables (PTC's gain table);
+(fpa_products.py: master, spread, cosmetics mask; the planes a flat's consumer wrote) and the family's tables (PTC's gain table);
 `figures`, the FPA maps. Everything is written into a staging
 folder and moved into `<results>/<session>/<TEST>/` (docs/fpa.md), an earlier result kept beside
 it as `<TEST>.previous-<time>` as the block runs do.
@@ -81,7 +81,7 @@ class FPAInputError(ValueError):
 @dataclass(frozen=True)
 class FPARequest:
     day: Path  # day folder holding the LE1 frames and the FPA EXP_LOG
-    test: str  # a test an FPA family runs (fpa_family.fpa_families(): BIAS01, BIAS02, DARK01, PTC01)
+    test: str  # a test an FPA family runs (fpa_family.fpa_families(): BIAS01, BIAS02, DARK01, PTC01, FLAT01...)
     results: Path  # results root: the test's folder is <results>/<session>/<TEST>
     session: str = DEFAULT_SESSION
     obsids: tuple[int, int] | None = None  # first and last OBSID to analyse (inclusive)
@@ -181,15 +181,20 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
     try:
         planes = work / PLANES_FOLDER  # the units' master planes, put together by the meta step
         targets = {}
-        if fpa.stacks(request.meta):
+        if fpa.stacks(request.meta) or (fpa.consumer is not None and fpa.consumer.writes):
             planes.mkdir()
+        if fpa.stacks(request.meta):
             targets = stack_targets(planes, [place.extname for place in layout.quadrants], fpa.spread,
                                     mask=fpa.mask and request.meta)
         work_asked = fpa.work(request.meta)
         calls = []
         for place in layout.quadrants:
             extensions = [frame.extensions[place.extname] for _, frame in indexed]
-            feed = (fpa.consumer.start, fpa.consumer.plan(extensions)) if fpa.consumer is not None else None
+            feed = None
+            if fpa.consumer is not None:
+                plan = (fpa.consumer.plan(extensions, planes, request.meta, test) if fpa.consumer.writes
+                        else fpa.consumer.plan(extensions))
+                feed = (fpa.consumer.start, plan)
             calls.append(([(frame.path, extension) for (_, frame), extension in zip(indexed, extensions)], geometry,
                           0, None, targets.get(place.extname), work_asked, feed))
         tick = time.monotonic()
@@ -238,10 +243,10 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
         subtasks = {"basic": "done", "meta": "off"}
         products: list[str] = []
         tables = fpa.tables(test, ccds) if request.meta else []
-        if request.meta and (fpa.products or tables):
+        if request.meta and (fpa.products or tables or fpa.consumer_products is not None):
             tick = time.monotonic()
             try:
-                if fpa.products:
+                if fpa.products or fpa.consumer_products is not None:
                     products = _products(fpa, work, results, layout, indexed, request, geometry, run_id, clock())
                 products += _tables(work, tables)
                 subtasks["meta"] = "done"
@@ -258,14 +263,16 @@ def run_fpa(request: FPARequest, executor: Executor | None = None, *, clock: Cal
         figures = []
         for value in request.maps or fpa.maps:
             named = {(ccdid, q): values.get(value) for ccdid, quads in ccds.items() for q, values in quads.items()}
+            listed = any(isinstance(v, list) for v in named.values())  # per column (flats): the first column's
+            named = {k: (v[0] if v else None) if isinstance(v, list) else v for k, v in named.items()}
             numbers = {k: float(v) for k, v in named.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
             if not numbers:
                 notes.append(f"no value {value} to map (values: {', '.join(specs_in(ccds))})")
                 continue
             unit = specs[value].unit if value in specs else ""
             name = f"figs/{test}_fpa_{value}.png"
-            save_fpa_map(work / name, numbers, title=f"{test} {value} over the FPA", unit=unit,
-                         limits=fpa.map_limits(value, limits), design=request.design)
+            save_fpa_map(work / name, numbers, title=f"{test} {value}{' (first column)' if listed else ''} over the FPA",
+                         unit=unit, limits=fpa.map_limits(value, limits), design=request.design)
             figures.append(name)
         timings["figures"] = round(time.monotonic() - tick, 3)
         finished = clock()
@@ -317,18 +324,27 @@ def _products(fpa: FPAFamily, work: Path, results: list[FPAQuadrantResult], layo
               indexed: list[tuple[FPAExposure, LE1File]], request: FPARequest, geometry: CCDGeometry,
               run_id: str, when: datetime) -> list[str]:
     """The meta step: the units' planes in LE1 order after a provenance header, one product per
-    plane (fpa_products.write_product: temporary name, then renamed); all of them or none."""
+    plane (fpa_products.write_product: temporary name, then renamed); all of them or none. The
+    planes are the stack's (`fpa.products`) and those the family's consumer wrote
+    (`fpa.consumer_products`: a flat's masters per column and its mask)."""
     by_extname = {r.extname: r for r in results}
     missing = []
-    for place in layout.quadrants:
-        result = by_extname.get(place.extname)
-        if result is None or result.master is None or result.master.median_plane is None:
-            missing.append(result.master_error if result is not None and result.master_error
-                           else f"{place.extname}: no master planes")
+    if fpa.products:
+        for place in layout.quadrants:
+            result = by_extname.get(place.extname)
+            if result is None or result.master is None or result.master.median_plane is None:
+                missing.append(result.master_error if result is not None and result.master_error
+                               else f"{place.extname}: no master planes")
+    consumed = (fpa.consumer_products([(place.extname, by_extname.get(place.extname)) for place in layout.quadrants])
+                if fpa.consumer_products is not None else [])
+    for made in consumed:
+        missing += [f"{made.product.file}: {why}" for why in made.missing]
     if missing:
         more = f" (and {len(missing) - 1} more quadrant{'s' if len(missing) > 2 else ''})" if len(missing) > 1 else ""
         raise MasterNotMade(missing[0] + more)
-    masters = [by_extname[place.extname].master for place in layout.quadrants]
+    if not consumed and not fpa.products:
+        raise MasterNotMade("no product planes made (no usable frame)")
+    masters = [by_extname[place.extname].master for place in layout.quadrants] if fpa.products else []
     partial = [f"{r.extname}: {r.frames_used} of {len(indexed)} frames combined" for r in results
                if r.frames_used != len(indexed)]
     folder = work / "products"
@@ -342,6 +358,13 @@ def _products(fpa: FPAFamily, work: Path, results: list[FPAQuadrantResult], layo
                                        partial=partial, extra=cards)
             paths = [getattr(m, f"{product.plane}_plane") for m in masters]
             written.append(write_product(folder, product.file, header, paths))
+        for made in consumed:
+            chosen = [indexed[i] for i in made.frames]
+            header = provenance_header(made.product, test=request.test, session=request.session,
+                                       obsids=[e.obsid for e, _ in chosen], frames=[f.path.name for _, f in chosen],
+                                       design=request.design, geometry=geometry, when=when, run_id=run_id,
+                                       partial=made.partial, extra=[*cards, *made.cards])
+            written.append(write_product(folder, made.product.file, header, [p for p in made.planes if p]))
     except OSError as exc:
         for path in written:
             path.unlink(missing_ok=True)
@@ -390,6 +413,8 @@ def _fingerprint(day: Path, frames: list[LE1File]) -> str:
 def _report(record: dict[str, Any], fpa: FPAFamily) -> str:
     """report.md: what was read, flags, and per CCD the family's values of its quadrants."""
     def number(value: Any, digits: int) -> str:
+        if isinstance(value, list):  # per column (flats): the first column's, as the maps
+            value = value[0] if value else None
         return "–" if not isinstance(value, (int, float)) or math.isnan(value) else f"{value:.{digits}f}"
 
     lines = [f"# {record['test']} over the FPA (session {record['session']})", "",
@@ -418,7 +443,9 @@ def _report(record: dict[str, Any], fpa: FPAFamily) -> str:
                          + " | ".join(number(v.get(name), digits) for _, name, digits in columns) + " |")
     lines += ["", "## FPA products (meta)", ""]
     state = record["subtasks"]["meta"]
-    if state == "done" and not fpa.products:
+    if state == "done" and fpa.report_products:
+        lines += [fpa.report_products, ""] + [f"- `{name}`" for name in record["products"]]
+    elif state == "done" and not fpa.products:
         lines += [f"- `{name}`" for name in record["products"]]
     elif state == "done":
         master = fpa.products[0]

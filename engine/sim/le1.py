@@ -11,14 +11,16 @@ by the LE1 gain (the block simulator's recipe, render.py); those truths are draw
 random stream, so a seed gives the same offsets and RON whatever the test. `marks` adds fixed patterns (hot pixels) at canonical
 pixels of chosen extensions, the same in every frame: what a master bias must keep in place.
 
-A test whose catalogue structure is flats (PTC01) gets flat frames: its columns (fluences and
+A test whose catalogue structure is flats (PTC01, FLAT01) gets flat frames: its columns (fluences and
 frames per column) come from the catalogue's test definition (campaign/catalogue.py, with the
 default chamber's exposure times), optionally its first `fluences` columns and at most `frames`
 frames each. Each CCD of each frame is drawn by the block simulator's renderer (render.render_frame:
 flat lamp x PRNU, shot noise, brighter-fatter, full well, non-linearity, gain, cosmic rays, CTI)
 from the block simulator's truths of that seed, with each quadrant's offset, RON, dark current
 and gain replaced by the LE1 truths (gains 3.2-3.4 e-/ADU from their own stream, or given) and no
-cosmetics but the LE1 truths' hot pixels; then cut into its four canonical quadrants. A CCD is
+cosmetics but the LE1 truths' hot, dead and low-response pixels (dead ones by default only in
+flat-family tests); the PRNU map is the block simulator's for the seed (its rms written in the
+truths, or given); then cut into its four canonical quadrants. A CCD is
 drawn afresh for each frame, so no persistence carries from one frame to the next.
 
 Frames are written extension by extension (header, then the quadrant's bytes), never the whole
@@ -62,6 +64,8 @@ DARK_RANGE_E_PER_PIX_PER_HOUR = (1.0, 10.0)
 HOT_RATE_RANGE_E_PER_S = (1.0, 50.0)  # log-uniform, as the block simulator's hot pixels
 HOT_PIXELS_PER_QUADRANT = 4  # in a dark, by default
 GAIN_RANGE_E_PER_ADU = (3.2, 3.4)  # inside the PTC gain limits (3.1-3.5) with room for the measurement error
+DEAD_PIXELS_PER_QUADRANT = 3  # in a flat test (FLAT01...), by default; as many low-response pixels
+LOW_RESPONSE_RANGE = (0.3, 0.6)  # relative response of a low-response pixel: well inside COSMETICS00's (0.1, 0.75)
 BIAS_FRAMES = 10  # frames of a bias or dark when not said
 
 # C_ji -> quadrant -> {"offset_adu", "ron_adu", "dark_e_per_pix_per_hour", "hot_pixels": [[row, col, e-/s]]}
@@ -104,6 +108,24 @@ def draw_gain_truths(seed: int, design: str = DEFAULT_DESIGN) -> QuadrantTruths:
     rng = np.random.default_rng([seed, 0x1E4])
     return {ccdid: {q: {"gain_e_per_adu": round(float(rng.uniform(*GAIN_RANGE_E_PER_ADU)), 4)} for q in quads}
             for ccdid, quads in _places_by_ccd(design).items()}
+
+
+def draw_defect_truths(seed: int, geometry: CCDGeometry = LE1_SMALL, design: str = DEFAULT_DESIGN,
+                       dead_pixels: int = DEAD_PIXELS_PER_QUADRANT) -> QuadrantTruths:
+    """`dead_pixels` dead pixels (canonical row, column of the image area) and as many low-response
+    pixels (row, column, relative response) of each quadrant, all distinct, reproducible from
+    `seed` (a stream of their own)."""
+    rng = np.random.default_rng([seed, 0x1E5])
+    image = geometry.image_rows * geometry.image_cols
+    truths: QuadrantTruths = {}
+    for place in fpa_layout(design).quadrants:
+        where = rng.choice(image, size=min(2 * dead_pixels, image), replace=False)
+        pixels = [[int(k // geometry.image_cols), int(k % geometry.image_cols) + geometry.prescan] for k in where]
+        responses = rng.uniform(*LOW_RESPONSE_RANGE, len(pixels[dead_pixels:]))
+        truths.setdefault(place.ccd.ccdid, {})[place.quadrant] = {
+            "dead_pixels": sorted(pixels[:dead_pixels]),
+            "low_response_pixels": sorted([*pixel, round(float(r), 3)] for pixel, r in zip(pixels[dead_pixels:], responses))}
+    return truths
 
 
 def _places_by_ccd(design: str) -> dict[str, list[str]]:
@@ -162,11 +184,18 @@ class FlatRenderer:
                 quadrant.offset_adu, quadrant.ron_adu = truth["offset_adu"], truth["ron_adu"]
                 quadrant.gain_e_per_adu = truth["gain_e_per_adu"]
                 quadrant.dark_e_per_pix_per_hour = truth.get("dark_e_per_pix_per_hour", 0.0)
+                quadrant.prnu_rms = truth.get("prnu_rms", quadrant.prnu_rms)
                 ccd.hot_pixels[q] = [tuple(h) for h in truth.get("hot_pixels", ())]
-                ccd.dead_pixels[q], ccd.cold_pixels[q], ccd.bad_columns[q] = [], [], []
+                ccd.dead_pixels[q] = [tuple(p) for p in truth.get("dead_pixels", ())]
+                ccd.cold_pixels[q] = [tuple(p) for p in truth.get("low_response_pixels", ())]
+                ccd.bad_columns[q] = []
         self.block: Truths = block
         self.seed, self.geometry = seed, geometry
         self.drawn: tuple[tuple[int, str], np.ndarray] | None = None
+
+    def prnu_rms(self, ccdid: str, quadrant: str) -> float:
+        """The PRNU (rms of the response map, relative) the renderer gives a quadrant."""
+        return self.block.ccds[self.numbers[ccdid]].quadrants[quadrant].prnu_rms
 
     def quadrant(self, place: FPAQuadrant, obsid: int, exposure: FlatExposure) -> np.ndarray:
         key = (obsid, place.ccd.ccdid)
@@ -261,14 +290,18 @@ def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: i
                  geometry: CCDGeometry = LE1_SMALL, design: str = DEFAULT_DESIGN, first_obsid: int = 1000,
                  start: datetime = datetime(2019, 12, 2, 9, 0, 0), truths: Mapping | None = None,
                  program: str = "FPACAMP", marks: Marks | None = None, exptime: float | None = None,
-                 hot_pixels: int | None = None, fluences: int | None = None) -> LE1Simulation:
+                 hot_pixels: int | None = None, fluences: int | None = None,
+                 dead_pixels: int | None = None) -> LE1Simulation:
     """Write LE1 frames of `test` into a day folder under `out`, their FPA EXP_LOG and the
     truths; refuses to overwrite an existing log or frame. Biases and darks: `frames` frames
     (default BIAS_FRAMES); `exptime` (s): None gives DARK01's 565 s to a DARK test, 0 (biases)
     otherwise; with an exposure time the frames are darks, with `hot_pixels` hot pixels per
     quadrant (default HOT_PIXELS_PER_QUADRANT; biases 0 by default). A flat test (PTC01): its
     catalogue structure, the first `fluences` columns, at most `frames` frames a column, gains
-    per quadrant from the seed (or `truths`' gain_e_per_adu), no hot pixels unless asked.
+    per quadrant from the seed (or `truths`' gain_e_per_adu), no hot pixels unless asked; the PRNU
+    of each quadrant is the block simulator's for the seed (or `truths`' prnu_rms), written in the
+    truths. A flat-family test (FLAT01) also gets `dead_pixels` dead and as many low-response pixels
+    a quadrant (default DEAD_PIXELS_PER_QUADRANT; other tests 0).
     `marks`: ADU added at canonical (row, column) of the named extensions in every frame
     (clipped to the ADC range)."""
     structure = flat_structure(test)
@@ -277,6 +310,8 @@ def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: i
         exptime = None
         frames = len(flats)
         hot_pixels = hot_pixels or 0
+        if dead_pixels is None:
+            dead_pixels = DEAD_PIXELS_PER_QUADRANT if structure.family == "flat" else 0
     else:
         flats = []
         frames = BIAS_FRAMES if frames is None else frames
@@ -295,10 +330,16 @@ def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: i
     quadrant_truths: QuadrantTruths = dict(truths) if truths is not None else draw_quadrant_truths(seed, design)
     dark_truths = draw_dark_truths(seed, geometry, design, hot_pixels)
     gain_truths = draw_gain_truths(seed, design) if flats else {}
-    quadrant_truths = {ccdid: {q: {**dark_truths[ccdid][q], **gain_truths.get(ccdid, {}).get(q, {}), **truth}
+    defect_truths = draw_defect_truths(seed, geometry, design, dead_pixels) if flats and dead_pixels else {}
+    quadrant_truths = {ccdid: {q: {**dark_truths[ccdid][q], **gain_truths.get(ccdid, {}).get(q, {}),
+                                   **defect_truths.get(ccdid, {}).get(q, {}), **truth}
                                for q, truth in quads.items()} for ccdid, quads in quadrant_truths.items()}
     exposed = not flats and (exptime > 0 or hot_pixels > 0)
     renderer = FlatRenderer(seed, geometry, design, quadrant_truths) if flats else None
+    if renderer is not None:  # the PRNU each quadrant is drawn with
+        for ccdid, quads in quadrant_truths.items():
+            for q, truth in quads.items():
+                truth["prnu_rms"] = round(renderer.prnu_rms(ccdid, q), 6)
     day = Path(out) / day_folder_name(start)
     day.mkdir(parents=True, exist_ok=True)
     explog = day / f"EXP_LOG_{start:%d%m%y}.txt"
@@ -337,7 +378,9 @@ def simulate_le1(out: str | os.PathLike[str], *, test: str = "BIAS01", frames: i
                                        **({"flats": fluence_columns} if flats else {}),
                                        "units": "ADU (offset, RON), e-/pix/h (dark current), canonical row, "
                                                 "column and e-/s (hot pixels), e-/ADU (a quadrant's "
-                                                "gain_e_per_adu, flats)", "ccds": quadrant_truths,
+                                                "gain_e_per_adu, flats), relative rms (prnu_rms, flats), "
+                                                "canonical row, column (dead_pixels) and relative response "
+                                                "(low_response_pixels)", "ccds": quadrant_truths,
                                        "marks": {name: [list(spot) for spot in spots] for name, spots in marks.items()}},
                                       indent=1) + "\n")
     write_fpa_explog(explog, exposures)

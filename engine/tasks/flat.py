@@ -187,6 +187,25 @@ class ColumnFlat:
     dropped: int = 0  # pixel values the clip left out (cosmic rays)
 
 
+PRNU_METHOD = (f"{CLIP_SIGMA:g}-sigma clipped std of the master flat's image pixels, its noise (median EFLAT) "
+               "removed in quadrature, percent")
+
+
+def column_values(columns: Sequence[ColumnFlat], ordered: Sequence[str]) -> dict[str, Any]:
+    """A quadrant's master-flat values from its column flats: lists in the test's column order
+    (`ordered` labels; a column the quadrant lacks is NaN, 0 frames), the worst stability."""
+    by_label = {c.label: c for c in columns}
+    listed = [by_label.get(label) for label in ordered]
+    return {
+        "prnu_pct": [c.prnu_pct if c else math.nan for c in listed],
+        "flat_fluence_adu": [c.fluence_adu if c else math.nan for c in listed],
+        "flat_noise_pct": [c.noise_pct if c else math.nan for c in listed],
+        "illumination_rms_pct": [c.illumination_rms_pct if c else math.nan for c in listed],
+        "illumination_stability_pct": max((c.illumination_stability_pct for c in columns), default=math.nan),
+        "frames_combined": [c.frames if c else 0 for c in listed],
+    }
+
+
 def image_area(geometry: CCDGeometry, quadrant: str) -> tuple[slice, slice]:
     """(rows, cols) of the image area in a quadrant as read (frame orientation)."""
     rows, cols = geometry.canonical_region("image")
@@ -584,19 +603,11 @@ class FlatTask(OffsetSubtractingTask):
         combined_values = sum(c.frames for columns in flats.values() for c in columns) * geometry.image_pixels
         ctx.log.info(f"master flats: {dropped} pixel values of {combined_values} dropped by the clip (cosmic rays)")
         for (ccd, q), columns in sorted(flats.items()):
-            by_label = {c.label: c for c in columns}
-            listed = [by_label.get(label) for label in ordered]
-            out.value("prnu_pct", [c.prnu_pct if c else math.nan for c in listed], ccd, q)
-            out.value("flat_fluence_adu", [c.fluence_adu if c else math.nan for c in listed], ccd, q)
-            out.value("flat_noise_pct", [c.noise_pct if c else math.nan for c in listed], ccd, q)
-            out.value("illumination_rms_pct", [c.illumination_rms_pct if c else math.nan for c in listed], ccd, q)
-            out.value("illumination_stability_pct",
-                      max((c.illumination_stability_pct for c in columns), default=math.nan), ccd, q)
-            out.value("frames_combined", [c.frames if c else 0 for c in listed], ccd, q)
+            for name, value in column_values(columns, ordered).items():
+                out.value(name, value, ccd, q)
         out.value("flat_columns", ordered)
         out.value("wavelength_nm", wavelength)
-        out.value("prnu_method", f"{CLIP_SIGMA:g}-sigma clipped std of the master flat's image pixels, its noise "
-                                 "(median EFLAT) removed in quadrature, percent")
+        out.value("prnu_method", PRNU_METHOD)
         table = [(f"CCD{ccd}", q, c.label, wavelength, f"{c.fluence_adu:.1f}", c.frames, f"{c.prnu_pct:.4f}",
                   f"{c.noise_pct:.4f}", f"{c.illumination_rms_pct:.3f}", f"{c.illumination_stability_pct:.4f}")
                  for (ccd, q), columns in sorted(flats.items()) for c in columns]

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -203,6 +204,52 @@ def quadrant_fluences(infos: dict[int, FrameInfo], frames: Iterable[tuple[int, o
     return QuadrantFluence(columns, flux, measured)
 
 
+def fluence_flux_values(result: QuadrantFluence) -> dict[str, Any]:
+    """A quadrant's check values: per-column fluences and expectations (lists in column order),
+    the flux and time to full well of its first wavelength with a measured flux."""
+    values: dict[str, Any] = {"fluence_adu": [c.fluence for c in result.columns],
+                              "fluence_expected_adu": [c.expected for c in result.columns]}
+    nm_flux = [(nm, fx) for nm, fx in result.flux.items() if math.isfinite(fx.adu_per_s)]
+    if nm_flux:
+        values["flux_adu_per_s"] = nm_flux[0][1].adu_per_s
+        values["tfwc_measured_s"] = result.tfwc_measured[nm_flux[0][0]]
+    return values
+
+
+def fluence_flux_problems(result: QuadrantFluence, tfwc: dict[int, float], full_well: float, tolerance: float,
+                          tfwc_tol: float, frame: Callable[[int], str] = lambda obsid: f"OBSID {obsid}",
+                          ) -> list[tuple[str, str]]:
+    """(flag, reason) of one quadrant: FLUENCE_OOL per column whose median fluence is off its
+    expectation by more than `tolerance`, FLUX_OOL per wavelength whose measured time to full well
+    is off the chamber's tFWC_flat by more than `tfwc_tol`. `frame` names a frame by its key."""
+    raised = []
+    for column in result.columns:
+        if not math.isfinite(column.expected):
+            continue
+        low, high = column.expected * (1 - tolerance), column.expected * (1 + tolerance)
+        if not low <= column.fluence <= high:
+            raised.append(("FLUENCE_OOL", (
+                f"column {column.label}: fluence {column.fluence:.0f} ADU (median of {column.frames} frames; "
+                f"most extreme {column.worst_fluence:.0f} at {frame(column.worst_obsid)}) "
+                f"{100 * (column.fluence / column.expected - 1):+.1f} % from the expected {column.expected:.0f} ADU "
+                f"(exptime {column.exptime:g} s / tFWC_flat({column.nm}) {tfwc.get(column.nm):g} s x "
+                f"{full_well:g} ADU); limit [{low:.0f}, {high:.0f}] ADU (+-{100 * tolerance:g} %)")))
+    for nm, fx in result.flux.items():
+        if not math.isfinite(fx.adu_per_s):
+            continue
+        measured, nominal = result.tfwc_measured[nm], tfwc.get(nm)
+        if not nominal or not math.isfinite(measured):
+            continue
+        low, high = nominal * (1 - tfwc_tol), nominal * (1 + tfwc_tol)
+        if not low <= measured <= high:
+            raised.append(("FLUX_OOL", (
+                f"{nm} nm: flux {fx.adu_per_s:.0f} ADU/s ({fx.method} over {fx.frames} frames) gives a time to "
+                f"full well ({full_well:g} ADU) of {measured:.3g} s, {100 * (measured / nominal - 1):+.1f} % from "
+                f"the chamber profile's tFWC_flat {nominal:g} s; limit [{low:.3g}, {high:.3g}] s "
+                f"(+-{100 * tfwc_tol:g} %)")))
+    return raised
+
+
 def check_flat_fluence_and_flux(ctx: TaskContext, stats: RawStats) -> dict[tuple[int, str], QuadrantFluence]:
     """FLUENCE_OOL per CCD, quadrant and column; FLUX_OOL per CCD, quadrant and wavelength; each
     with the measured value, the expectation and the limit. Values: per-column fluences (lists in
@@ -219,35 +266,10 @@ def check_flat_fluence_and_flux(ctx: TaskContext, stats: RawStats) -> dict[tuple
         if not result.columns:
             continue
         results[(ccd, q)] = result
-        ctx.set_value(ccd, q, "fluence_adu", [c.fluence for c in result.columns])
-        ctx.set_value(ccd, q, "fluence_expected_adu", [c.expected for c in result.columns])
-        for column in result.columns:
-            if not math.isfinite(column.expected):
-                continue
-            low, high = column.expected * (1 - tolerance), column.expected * (1 + tolerance)
-            if not low <= column.fluence <= high:
-                ctx.flags.raise_flag("FLUENCE_OOL", (
-                    f"column {column.label}: fluence {column.fluence:.0f} ADU (median of {column.frames} frames; "
-                    f"most extreme {column.worst_fluence:.0f} at OBSID {column.worst_obsid}) "
-                    f"{100 * (column.fluence / column.expected - 1):+.1f} % from the expected {column.expected:.0f} ADU "
-                    f"(exptime {column.exptime:g} s / tFWC_flat({column.nm}) {tfwc.get(column.nm):g} s x "
-                    f"{full_well:g} ADU); limit [{low:.0f}, {high:.0f}] ADU (+-{100 * tolerance:g} %)"),
-                    ccd=ccd, quadrant=q)
-        nm_flux = [(nm, fx) for nm, fx in result.flux.items() if math.isfinite(fx.adu_per_s)]
-        if nm_flux:
-            ctx.set_value(ccd, q, "flux_adu_per_s", nm_flux[0][1].adu_per_s)
-            ctx.set_value(ccd, q, "tfwc_measured_s", result.tfwc_measured[nm_flux[0][0]])
-        for nm, fx in nm_flux:
-            measured, nominal = result.tfwc_measured[nm], tfwc.get(nm)
-            if not nominal or not math.isfinite(measured):
-                continue
-            low, high = nominal * (1 - tfwc_tol), nominal * (1 + tfwc_tol)
-            if not low <= measured <= high:
-                ctx.flags.raise_flag("FLUX_OOL", (
-                    f"{nm} nm: flux {fx.adu_per_s:.0f} ADU/s ({fx.method} over {fx.frames} frames) gives a time to "
-                    f"full well ({full_well:g} ADU) of {measured:.3g} s, {100 * (measured / nominal - 1):+.1f} % from "
-                    f"the chamber profile's tFWC_flat {nominal:g} s; limit [{low:.3g}, {high:.3g}] s "
-                    f"(+-{100 * tfwc_tol:g} %)"), ccd=ccd, quadrant=q)
+        for name, value in fluence_flux_values(result).items():
+            ctx.set_value(ccd, q, name, value)
+        for flag, reason in fluence_flux_problems(result, tfwc, full_well, tolerance, tfwc_tol):
+            ctx.flags.raise_flag(flag, reason, ccd=ccd, quadrant=q)
     return results
 
 

@@ -11,8 +11,10 @@ family asks for: the read-noise histograms (bandpass.NoiseAccumulator, the bias 
 the per-pixel median and spread of the offset-subtracted frames (fpa_products.LE1StackWriter),
 from which the master, its image statistics and the cosmetics mask come. A family may also
 declare a per-quadrant consumer (`FPAConsumer`: its block family's `per_quadrant.start`, e.g.
-PTC's ptc_lib.PairTiles): the unit feeds it each frame's quadrant counts and check statistics
-as the block's quadrant pass does (quadrant_pass.py) and returns its result. The family's
+PTC's ptc_lib.PairTiles, a flat's column sums): the unit feeds it each frame's quadrant counts
+and check statistics as the block's quadrant pass does (quadrant_pass.py) and returns its result;
+a consumer that `writes` (fpa_flat.py) also writes its quadrant's LE1 planes in the run's staging
+folder, which the family's `consumer_products` names for the meta step. The family's
 `quadrant_values` turns the unit's record into its block family's values (same names, units,
 precision as docs/results.md); `flags` applies its checks; the run (pipeline/fpa_run.py) does the
 rest: the index, the executor, result.json per CCD C_ji, the LE1-layout products, the FPA maps.
@@ -98,13 +100,30 @@ class FPAQuadrantResult:
 @dataclass(frozen=True)
 class FPAConsumer:
     """A block family's per-quadrant consumer (family.QuadrantConsumers) fed by the FPA units: the
-    block's `start` (module-level: it travels to the workers by name), and the FPA's own `plan`,
+    block's `start` (module-level: it travels to the workers by name; or a module-level wrapper of
+    it that also writes the quadrant's LE1 planes, as fpa_flat.py's), and the FPA's own `plan`,
     made in the run's process per quadrant from its frames' LE1 extensions in OBSID order (the
     FPA log has no test structure: e.g. the fluences from each extension's EXPTIME); the plan's
     indices refer to that list, as the block's refer to a CCD's frames. None: nothing to consume."""
 
     start: Callable[[str, CCDGeometry, Any], Any]
-    plan: Callable[[Sequence[LE1Extension]], Any]
+    plan: Callable[..., Any]  # (extensions) -> plan; with `writes`, (extensions, folder, products) -> plan
+    # the consumer writes files (a flat's staged planes, its LE1 planes): the plan is then also given a
+    # folder of the run's staging area the workers can write into, and whether the products are made
+    writes: bool = False
+
+
+@dataclass(frozen=True)
+class PlanesProduct:
+    """An LE1-layout product whose planes a family's consumer wrote in the units (a master flat of
+    one fluence column): one plane file per quadrant (an empty primary, the extension `j-i.Q`)."""
+
+    product: FPAProduct
+    planes: tuple[Path | None, ...]  # per quadrant in LE1 order; None: not written
+    frames: tuple[int, ...]  # the run's frames combined (indices in OBSID order), for the provenance
+    cards: tuple[tuple[str, Any, str], ...] = ()  # extra primary-header cards
+    partial: tuple[str, ...] = ()  # a COMMENT each: quadrants that combined fewer frames
+    missing: tuple[str, ...] = ()  # per quadrant without a plane: why
 
 
 @dataclass(frozen=True)
@@ -140,6 +159,10 @@ class FPAFamily:
     consumer: FPAConsumer | None = None  # fed each frame's quadrant by the units (PTC: the pairs' tiles)
     # the meta sub-task's CSV products (products/<name>): (test, the values per C_ji) -> tables
     tables: Callable[[str, CcdValues], list[CsvTable]] = lambda test, ccds: []
+    # the meta sub-task's LE1-layout products whose planes the consumer wrote: ((extname, the unit's
+    # record or None) in LE1 order) -> products (fpa_flat.py: the master flats, the mask)
+    consumer_products: Callable[[Sequence[tuple[str, FPAQuadrantResult | None]]], list[PlanesProduct]] | None = None
+    report_products: str = ""  # report.md's paragraph on the consumer's products
 
     def work(self, meta: bool) -> UnitWork:
         return UnitWork(noise=self.noise, write_planes=meta, hot_threshold_adu=self.hot_threshold_adu)

@@ -6,6 +6,9 @@
     EUC_MASTERDARK_FPA.fits      (DARK01) the same, of the dark frames; _ERR: std / sqrt(NCOMB)
     EUC_MASK_FPA.fits            the same layout, uint8: the cosmetics DEFECTS bits of each image
                                  pixel (cosmetics.py: 1 = hot), 0 = good; prescan and overscans 0
+    EUC_FF_<nm>nm_col<NNN>_FPA.fits  (FLAT01, fpa_flat.py) a column's master flat (relative response),
+                                 _ERR its error; the mask then holds the flat defects (2 dead, 4 low,
+                                 8 high response, 16 bad column): write_ratio_plane, FLAT_MASK_PRODUCT
 
 Each extension holds its quadrant as the LE1 input extension of that name holds it (the canonical
 quadrant flipped by its LE1 position): opened beside a raw LE1 frame in ds9, a pixel of the master
@@ -38,13 +41,25 @@ import numpy as np
 from astropy.io import fits
 
 from .. import __version__
+from ..formats.fpa import FPAQuadrant
 from ..formats.geometry import CCDGeometry
 from ..formats.le1 import LE1Quadrant
-from .cosmetics import HOT, HOT_SIGNIFICANCE, CosmeticsLimits, dark_defects
+from .cosmetics import (
+    BAD_COLUMN,
+    DEAD,
+    HIGH,
+    HOT,
+    HOT_SIGNIFICANCE,
+    LOW,
+    CosmeticsLimits,
+    dark_defects,
+)
 from .dataset import obsid_ranges
 from .measures import region_columns
 from .stacking import (
+    DITHER_SEED,
     QUANT_FRACTION,
+    TILE_ROWS,
     Band,
     allocate_fits,
     assemble_product,
@@ -78,6 +93,11 @@ def master_products(kind: str, spread: str = "std") -> tuple[FPAProduct, FPAProd
 
 MASK_PRODUCT = FPAProduct("mask", "EUC_MASK_FPA.fits", "MASK",
                           "hot pixels of the median stack above its smooth background (COSMETICS00 dark defects)")
+# a flat family's mask (fpa_flat.py): the same file name and DEFECTS bits, of the flat defects
+FLAT_MASK_PRODUCT = FPAProduct("flat_mask", "EUC_MASK_FPA.fits", "MASK",
+                               "dead, low- and high-response pixels, bad columns of the master flat "
+                               "(COSMETICS00 flat defects)")
+FLAT_PLANES = {"flat": "median", "flat_error": "spread"}  # a flat plane -> the QUANT_FRACTION it is quantised with
 BIAS_PRODUCTS = (*master_products("MASTERBIAS"), MASK_PRODUCT)
 MASTER_FILE, SPREAD_FILE = BIAS_PRODUCTS[0].file, BIAS_PRODUCTS[1].file
 QRON_METHOD = "median over frames of the quadrant's trimmed prescan robust std"
@@ -120,6 +140,14 @@ class QuadrantMaster:
     mask_plane: Path | None = None
     mask_hot: int | None = None  # hot pixels of the cosmetics mask
     mask_threshold_adu: float = math.nan  # the mask's hot threshold used (the limit, or 10 robust sigma)
+
+
+def place_cards(place: FPAQuadrant) -> list[tuple[str, Any, str]]:
+    """The extension cards saying where a quadrant lies (every FPA product's planes carry them)."""
+    return [("CCDID", f"{place.ccd.slice}-{place.ccd.column}", "FPA CCD j-i, as the LE1 input"),
+            ("QUADID", place.quadrant, "quadrant"),
+            ("FPACCD", place.ccd.ccdid, "FPA CCD"),
+            ("BLOCK", place.ccd.block, "flight block"), ("BLOCKCCD", place.ccd.block_ccd, "CCD of the block")]
 
 
 class LE1StackWriter:
@@ -179,10 +207,7 @@ class LE1StackWriter:
             self.discard()
             return QuadrantMaster(target.extname, None, None, len(self.offsets32), ron, steps, level, hot_count)
         offset = float(np.mean(self.offsets32)) if self.offsets32.size else math.nan
-        cards = [("CCDID", f"{place.ccd.slice}-{place.ccd.column}", "FPA CCD j-i, as the LE1 input"),
-                 ("QUADID", place.quadrant, "quadrant"),
-                 ("FPACCD", place.ccd.ccdid, "FPA CCD"),
-                 ("BLOCK", place.ccd.block, "flight block"), ("BLOCKCCD", place.ccd.block_ccd, "CCD of the block")]
+        cards = place_cards(place)
         mask_hot, mask_threshold = None, math.nan
         if target.mask_plane is not None:
             bits = np.zeros(canonical.shape, np.uint8)
@@ -213,16 +238,46 @@ class LE1StackWriter:
             self.target.mask_plane.unlink(missing_ok=True)
 
 
-def write_mask_plane(path: Path, extname: str, stored_bits: np.ndarray, cards: Sequence[tuple[str, Any, str]]) -> Path:
+HOT_BITS = (("BIT0", "hot", HOT),)
+FLAT_BITS = (("BIT1", "dead", DEAD), ("BIT2", "low response", LOW), ("BIT3", "high response", HIGH),
+             ("BIT4", "bad column", BAD_COLUMN))
+
+
+def write_mask_plane(path: Path, extname: str, stored_bits: np.ndarray, cards: Sequence[tuple[str, Any, str]],
+                     bits: Sequence[tuple[str, str, int]] = HOT_BITS) -> Path:
     """One quadrant's mask (uint8 DEFECTS bits, stored orientation) as a FITS with an empty primary
-    and the tile-compressed extension `extname` (RICE_1 on integers: lossless)."""
+    and the tile-compressed extension `extname` (RICE_1 on integers: lossless); `bits` names the
+    bits it may hold (keyword, name, value)."""
     header = fits.Header([("BUNIT", "")])
     for keyword, value, comment in cards:
         header[keyword] = (value, comment)
-    header["BIT0"] = ("hot", "DEFECTS bit 1 (cosmetics.py bits)")
+    for keyword, name, value in bits:
+        header[keyword] = (name, f"DEFECTS bit {value} (cosmetics.py bits)")
     header.add_comment("0 = good pixel; prescan and overscans 0 (not judged)")
     plane = fits.CompImageHDU(np.ascontiguousarray(stored_bits, np.uint8), header=header, name=extname,
                               compression_type="RICE_1")
+    fits.HDUList([fits.PrimaryHDU(), plane]).writeto(path, overwrite=True)
+    return path
+
+
+def write_ratio_plane(path: Path, extname: str, stored: np.ndarray, step: float, noise: float,
+                      cards: Sequence[tuple[str, Any, str]]) -> Path:
+    """One quadrant's plane of relative response (a master flat, or its error; float32, stored
+    orientation) as a FITS with an empty primary and the tile-compressed extension `extname`,
+    quantised with `step` (a fraction of the plane's own noise `noise`, as stacking.compress_plane
+    quantises a master against the read noise), its precision in its header."""
+    header = fits.Header([("BUNIT", "")])
+    for keyword, value, comment in cards:
+        header[keyword] = (value, comment)
+    header["QSTEP"] = (step, "quantisation step (relative response)")
+    header["QMAXERR"] = (step / 2, "largest |stored - computed| of a pixel")
+    header["QNOISE"] = (noise, "noise of the master (median EFLAT)")
+    header.add_comment(f"Tile-compressed (RICE_1), quantised with step {step:.5g} "
+                       f"({step / noise if noise > 0 else math.nan:.4g} of QNOISE), SUBTRACTIVE_DITHER_1: "
+                       "a pixel is within QMAXERR of the float32 value.")
+    plane = fits.CompImageHDU(np.ascontiguousarray(stored, np.float32), header=header, name=extname,
+                              compression_type="RICE_1", tile_shape=(TILE_ROWS, stored.shape[1]),
+                              quantize_level=-step, quantize_method=1, dither_seed=DITHER_SEED)
     fits.HDUList([fits.PrimaryHDU(), plane]).writeto(path, overwrite=True)
     return path
 
@@ -265,6 +320,27 @@ def provenance_header(product: FPAProduct, *, test: str, session: str, obsids: S
         header.add_comment("Each extension: uint8 DEFECTS bits of its quadrant, oriented as the LE1 input "
                            "(tile-compressed, lossless); HOTTHR (threshold used) and NHOT per extension. "
                            "Prescan and overscans are 0 (not judged).")
+    elif product.plane == "flat_mask":
+        limits = CosmeticsLimits()
+        header["BUNIT"] = ("", "masks carry no unit")
+        header["DEADMAX"] = (float(limits.dead_response_max), "dead pixel: relative flat response below")
+        header["FLATLOW"] = (float(limits.flat_response_range[0]), "low response: relative flat response below")
+        header["FLATHIGH"] = (float(limits.flat_response_range[1]), "high response: relative flat response above")
+        header["COLFRAC"] = (float(limits.bad_column_fraction), "bad column: fraction of its pixels flagged")
+        for keyword, name, value in FLAT_BITS:
+            header[keyword] = (name, f"DEFECTS bit {value} (cosmetics.py bits); 0 = good")
+        header.add_comment("Each extension: uint8 DEFECTS bits of its quadrant, oriented as the LE1 input "
+                           "(tile-compressed, lossless), from the master flat (all columns) over its smooth "
+                           "background; NDEAD, NLOW, NHIGH, NBADCOL per extension. Prescan and overscans are 0.")
+    elif product.plane in FLAT_PLANES:
+        fraction = QUANT_FRACTION[FLAT_PLANES[product.plane]]
+        header["QFRAC"] = (fraction, "quantisation step / flat noise (QSTEP/QNOISE)")
+        header["BUNIT"] = ("", "relative response" if product.plane == "flat" else "error of the relative response")
+        header.add_comment(f"Each extension is tile-compressed (RICE_1) and quantised with a step of {fraction:g} "
+                           "of its quadrant's master-flat noise (QNOISE: median EFLAT); QSTEP and QMAXERR "
+                           "(largest error of a pixel) per extension. Outside the image area FLAT is 1, EFLAT 0.")
+        header.add_comment("Frames offset-subtracted (prescan clipped mean) and divided by their level before "
+                           "the per-pixel clipped mean; the stack divided by its smooth illumination model.")
     else:
         header["QFRAC"] = (QUANT_FRACTION[product.plane], "quantisation step / read noise (QSTEP/QRON)")
         header["BUNIT"] = ("ADU", "offset-subtracted counts")
