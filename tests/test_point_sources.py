@@ -246,7 +246,7 @@ def _pixel_integrated_gaussian(shape, x, y, sigma_x, sigma_y, flux):
 
 def _synthetic_quadrant(rng, faint_offset_px=30.0):
     """A 300 x 280 image at 1000 ADU with 1.5 ADU of noise: 20 spots of 2-6 px FWHM and 300-40000
-    ADU peaks on a jittered grid (some across the 4 x 4 pooling blocks' edges and at the image's
+    ADU peaks on a jittered grid (some across the 16 x 16 pooling blocks' edges and at the image's
     edges), faint sources (peaks 25-60 ADU), a one-pixel and a two-pixel cosmic ray."""
     shape = (300, 280)
     image = 1000.0 + rng.normal(0.0, 1.5, shape)
@@ -265,9 +265,9 @@ def _synthetic_quadrant(rng, faint_offset_px=30.0):
 
 @pytest.mark.parametrize("floor", [0.0, 200.0])
 def test_detection_on_the_pooled_image_finds_what_sep_finds_over_the_whole_image(floor):
-    """detect_sources (sep on the 4 x 4 max-pooled image, then on full-resolution windows) against
-    sep.extract over the whole image with the same settings: the same sources, positions (1e-9 px:
-    the same pixels summed), peaks and fluxes."""
+    """detect_sources (sep on the image max-pooled 16 x 16, DETECT_BIN, then on full-resolution
+    windows) against sep.extract over the whole image with the same settings: the same sources,
+    positions (1e-9 px: the same pixels summed), peaks and fluxes."""
     import sep
 
     counts, level, threshold = _synthetic_quadrant(np.random.default_rng(5))

@@ -14,7 +14,10 @@ Sub-tasks:
   per spot and column.
 - `meta`: FWHM against peak per quadrant (straight line: the brighter-fatter slope), figure.
 - `xtalk_sex`: (S, V) pixel pairs of every source/victim channel pair from the exposures of the
-  bright columns (psf_lib.py), the three CCDs of an exposure read together.
+  bright columns (psf_lib.py), made in the lock's read: there the three CCD frames of a bright
+  exposure are read together by one unit (psf_lib.xtalk_lock_unit) doing their lock work and the
+  samples; an exposure whose frames are not those the lock read together (a frame unreadable,
+  the lock switched off) has them read again (xtalk_exposure_unit), the log says why.
 - `xtalk_build`: the 12 x 12 coupling matrix with signs and errors.
 - `xtalk_meta`: the matrix as FITS and CSV products, and its figure.
 """
@@ -25,13 +28,14 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
 from .. import __version__
-from ..formats.geometry import QUADRANTS
+from ..formats.geometry import QUADRANTS, CCDGeometry
 from .check import RawStats
 from .context import TaskContext
 from .dataset import obsid_ranges
@@ -40,23 +44,27 @@ from .figures import markdown_table, new_figure
 from .outputs import CsvTable, Outputs, Plot, Section, StagedFile, SubTaskResult
 from .psf_lib import (
     CHANNELS,
-    XTALK_MIN_FLUENCE_FRACTION,
     XTALK_SOURCE_MIN_ADU,
     Coupling,
+    ExposureXtalk,
     XtalkSamples,
+    bright_columns,
     channel_name,
     coupling_matrix,
     linear_slope,
     xtalk_exposure_unit,
+    xtalk_lock_unit,
 )
 from .spots import (
-    EFFECTIVE_SATURATION_ADU,
     LOCK_VALUES,
     PointSourceLimits,
     PointSourceTask,
+    ReadTogether,
     SpotLock,
     SpotShape,
     check_point_sources,
+    lock_outputs,
+    lock_spots,
     to_canonical_xy,
 )
 
@@ -96,6 +104,7 @@ class PSFShapes(SubTaskResult):
 class XtalkExtraction(SubTaskResult):
     samples: list[XtalkSamples]
     obsids: list[int]
+    read_again: list[int]  # exposures whose frames were read again (not from the lock's read)
 
 
 @dataclass
@@ -186,15 +195,19 @@ class PSFTask(PointSourceTask):
                                     "fill.\n\n" + markdown_table(["CCD", "Q", "FWHM x slope", "FWHM y slope"], rows)))
         return SubTaskResult(outputs=out)
 
+    def lock(self, ctx: TaskContext) -> SpotLock:
+        """The lock's pass reads the bright exposures' frames together (psf_lib.xtalk_lock_unit):
+        their cross-talk samples come from that read."""
+        result = lock_spots(ctx, ReadTogether(xtalk_lock_unit, bright_columns))
+        result.outputs = lock_outputs(result, ctx.test.name)
+        return result
+
     def xtalk_sex(self, ctx: TaskContext, lock: SpotLock) -> XtalkExtraction:
         geometry = next(iter(lock.frames.values())).stats.geometry if lock.frames else None
         if geometry is None:
             raise RuntimeError("no frame measured: no cross-talk")
-        bright = [c for c in lock.columns()
-                  if lock.expected_peak_adu(lock.column_exptime(c)) >= XTALK_MIN_FLUENCE_FRACTION * EFFECTIVE_SATURATION_ADU]
-        if not bright:  # no exposure time to full well known: the brightest column
-            bright = [max(lock.columns(), key=lock.column_exptime)] if lock.columns() else []
-        calls, obsids = [], []
+        bright = bright_columns(lock)
+        calls, obsids, made = [], [], []
         for exposure in ctx.dataset.exposures:
             if exposure.column not in bright:
                 continue
@@ -209,9 +222,20 @@ class PSFTask(PointSourceTask):
                     own[(ccd, q)] = [to_canonical_xy(geometry, q, s.x, s.y) for s in measured.spots]
             calls.append((paths, levels, own, geometry))
             obsids.append(exposure.obsid)
-        samples = ctx.map_units(xtalk_exposure_unit, calls)
+            made.append(lock.read_together.get(exposure.obsid))
+        samples = [m.samples if isinstance(m, ExposureXtalk) and m.matches(call[0], geometry) else None
+                   for m, call in zip(made, calls)]
+        again = [i for i, found in enumerate(samples) if found is None]
+        if again:
+            why = sorted({_not_from_lock(made[i], calls[i][0], geometry) for i in again})
+            ctx.log.info(f"cross-talk pixels of {len(calls) - len(again)} exposures from the lock's read; "
+                         f"{len(again)} read again ({'; '.join(why)})")
+            for i, computed in zip(again, ctx.map_units(xtalk_exposure_unit, [calls[i] for i in again])):
+                samples[i] = computed
+        else:
+            ctx.log.info(f"cross-talk pixels of the {len(calls)} exposures from the lock's read")
         ctx.log.info(f"cross-talk pixels from {len(samples)} exposures of columns {[c + 1 for c in bright]}")
-        return XtalkExtraction(samples, obsids)
+        return XtalkExtraction(samples, obsids, [obsids[i] for i in again])
 
     def xtalk_build(self, ctx: TaskContext, extraction: XtalkExtraction) -> XtalkMatrix:
         couplings = coupling_matrix(extraction.samples)
@@ -254,6 +278,17 @@ class PSFTask(PointSourceTask):
             f"{', '.join(channel_name(i) for i in range(n))}) and `products/{base}.csv`. The strongest:",
             markdown_table(["source", "victim", "coefficient", "error"], table)])))
         return SubTaskResult(outputs=out)
+
+
+def _not_from_lock(made: ExposureXtalk | None, paths: dict[int, Path], geometry: CCDGeometry) -> str:
+    """Why an exposure's cross-talk samples are not taken from the lock's read."""
+    if made is None:
+        return "the lock's read did not read its frames together (lock off, or its bright columns not these)"
+    if made.samples is None:
+        return f"the lock's read made no samples: {made.error}"
+    if made.geometry != geometry:
+        return "the lock's read saw another geometry"
+    return f"the lock's read had frames of CCDs {sorted(made.paths)}, now {sorted(paths)}"
 
 
 def _median(values: Any) -> float:

@@ -9,6 +9,10 @@ at the same canonical pixel, left out where the victim has a spot of its own (wi
 STAMP_HALF_PX). Per (source, victim) pair a straight line V = c S + b, fitted with 5-sigma
 clipping of the residuals (cosmic rays, hot pixels), gives the coupling coefficient c (signed:
 negative is an undershoot) and its error sigma_res / sqrt(sum (S - mean S)^2).
+
+The samples are made in the lock's read (xtalk_lock_unit: a bright exposure's three frames read
+together, each frame's lock work done on the same counts), or, for an exposure the lock did not
+read so, from its frames read again (xtalk_exposure_unit); the same numbers either way.
 """
 
 from __future__ import annotations
@@ -17,12 +21,22 @@ import math
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from ..formats.fits import read_frame
+from ..formats.fits import FrameError, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
+from .measures import QuadrantStats, window_rows
+from .spots import (
+    EFFECTIVE_SATURATION_ADU,
+    ExposureSpots,
+    FrameSpots,
+    SpotLock,
+    measure_frame_spots,
+    to_canonical_xy,
+)
 from .stats import ADC_SATURATED, LOST_PIXEL
 
 CHANNELS: tuple[tuple[int, str], ...] = tuple((ccd, q) for ccd in (1, 2, 3) for q in QUADRANTS)
@@ -40,26 +54,49 @@ class XtalkSamples:
     victim: dict[tuple[int, int], np.ndarray]
 
 
+def bright_columns(lock: SpotLock) -> list[int]:
+    """The columns whose exposures give the cross-talk: spots expected at XTALK_MIN_FLUENCE_FRACTION
+    of full well or more; without an exposure time to full well, the longest column."""
+    floor = XTALK_MIN_FLUENCE_FRACTION * EFFECTIVE_SATURATION_ADU
+    bright = [c for c in lock.columns() if lock.expected_peak_adu(lock.column_exptime(c)) >= floor]
+    if not bright and lock.columns():
+        bright = [max(lock.columns(), key=lock.column_exptime)]
+    return bright
+
+
+def channel_image(area: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """A channel's image area (uint16, canonical) less its level, float32, and its usable pixels
+    (not at the ADC ceiling, not lost)."""
+    return area.astype(np.float32) - np.float32(level), (area != ADC_SATURATED) & (area != LOST_PIXEL)
+
+
 def xtalk_exposure_unit(paths: dict[int, Path], levels: dict[tuple[int, str], float],
                         own_spots: dict[tuple[int, str], list[tuple[float, float]]],
                         geometry: CCDGeometry, source_min_adu: float = XTALK_SOURCE_MIN_ADU) -> XtalkSamples:
-    """Worker: the three frames of one exposure; every channel's image area in canonical orientation."""
+    """Worker: the three frames of one exposure read again after the lock (xtalk_lock_unit does
+    it in the lock's read); every channel's image area in canonical orientation."""
     rows, cols = geometry.canonical_region("image")
-    images: dict[int, np.ndarray] = {}
-    usable: dict[int, np.ndarray] = {}
+    images: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     with ExitStack() as stack:
         frames = {ccd: stack.enter_context(read_frame(path)) for ccd, path in paths.items()}
         for index, (ccd, q) in enumerate(CHANNELS):
             if ccd not in frames or (ccd, q) not in levels:
                 continue
-            raw = frames[ccd].quadrant(q, canonical=True, geometry=geometry)[rows, cols]
-            usable[index] = (raw != ADC_SATURATED) & (raw != LOST_PIXEL)
-            images[index] = raw.astype(np.float32) - np.float32(levels[(ccd, q)])
+            images[index] = channel_image(frames[ccd].quadrant(q, canonical=True, geometry=geometry)[rows, cols],
+                                          levels[(ccd, q)])
+    return xtalk_samples(images, own_spots, geometry, source_min_adu)
+
+
+def xtalk_samples(images: dict[int, tuple[np.ndarray, np.ndarray]],
+                  own_spots: dict[tuple[int, str], list[tuple[float, float]]], geometry: CCDGeometry,
+                  source_min_adu: float = XTALK_SOURCE_MIN_ADU) -> XtalkSamples:
+    """One exposure's (S, V) pairs from its channels' images (channel index -> channel_image, in
+    channel order), each victim's own spots (canonical (col, row)) masked."""
     height, width = geometry.image_rows, geometry.image_cols
     reach = int(math.ceil(VICTIM_EXCLUSION_PX))
     clear: dict[int, np.ndarray] = {}
-    for index in images:
-        mask = usable[index].copy()
+    for index, (_, usable) in images.items():
+        mask = usable.copy()
         for col, row in own_spots.get(CHANNELS[index], []):
             x = col - geometry.prescan
             r0, r1 = max(0, int(row) - reach), min(height, int(row) + reach + 2)
@@ -69,13 +106,71 @@ def xtalk_exposure_unit(paths: dict[int, Path], levels: dict[tuple[int, str], fl
                 mask[r0:r1, c0:c1] &= np.hypot(xx - x, yy - row) > VICTIM_EXCLUSION_PX
         clear[index] = mask
     sources, victims = {}, {}
-    for s, image in images.items():
-        where = np.nonzero((image > source_min_adu) & usable[s])
+    for s, (image, usable) in images.items():
+        where = np.nonzero((image > source_min_adu) & usable)
         sources[s] = image[where].astype(np.float32)
-        for v, victim in images.items():
+        for v, (victim, _) in images.items():
             if v != s:
                 victims[(s, v)] = np.where(clear[v][where], victim[where], np.nan).astype(np.float32)
     return XtalkSamples(sources, victims)
+
+
+@dataclass(frozen=True)
+class ExposureXtalk:
+    """One exposure's cross-talk samples made in the lock's read (xtalk_lock_unit), and what from:
+    the frames (CCD -> path) and the geometry; `samples` None with `error` saying why not."""
+
+    paths: dict[int, Path]
+    geometry: CCDGeometry | None
+    samples: XtalkSamples | None
+    error: str = ""
+
+    def matches(self, paths: dict[int, Path], geometry: CCDGeometry) -> bool:
+        """Made from these frames with this geometry (the levels and own spots are then the lock's)."""
+        return (self.samples is not None and self.geometry == geometry
+                and {ccd: Path(p) for ccd, p in self.paths.items()} == {ccd: Path(p) for ccd, p in paths.items()})
+
+
+def _keep_channel(images: dict[int, tuple[np.ndarray, np.ndarray]], ccd: int, geometry: CCDGeometry, q: str,
+                  counts: np.ndarray, stats: QuadrantStats) -> None:
+    """measure_frame_spots' each_quadrant: the quadrant's channel_image from its counts as read."""
+    rows, cols = geometry.canonical_region("image")
+    images[CHANNELS.index((ccd, q))] = channel_image(geometry.to_canonical(counts, q)[rows, cols], stats.image.median)
+
+
+def xtalk_lock_unit(frames: tuple[tuple[int, Path, int, int | None, float], ...],
+                    pattern: tuple[tuple[str, float, float], ...],
+                    source_min_adu: float = XTALK_SOURCE_MIN_ADU) -> ExposureSpots:
+    """Worker: a bright exposure's frames ((ccd, path, vstart, vend, floor_adu) each) read once:
+    each frame's lock work as spot_frame_unit does it (spots.measure_frame_spots), and from the
+    same counts the exposure's cross-talk samples as xtalk_exposure_unit makes them (image areas in
+    canonical orientation less their level, the spots just found masked). Holds the exposure's
+    channel images (12 quadrants' image areas), as xtalk_exposure_unit does."""
+    measured: dict[int, FrameSpots | str] = {}
+    images: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    geometries: dict[int, CCDGeometry] = {}
+    for ccd, path, vstart, vend, floor_adu in frames:
+        mine: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        try:
+            with read_frame(path) as frame:
+                geometry = frame.geometry
+                measured[ccd] = measure_frame_spots(frame, window_rows(geometry, vstart, vend), pattern, floor_adu,
+                                                    partial(_keep_channel, mine, ccd, geometry))
+        except FrameError as exc:
+            measured[ccd] = f"unreadable frame: {exc}"
+            continue
+        images.update(mine)
+        geometries[ccd] = geometry
+    paths = {ccd: path for ccd, path, *_ in frames if ccd in geometries}
+    if not geometries:
+        return ExposureSpots(measured, ExposureXtalk(paths, None, None, "no frame of the exposure readable"))
+    geometry = next(iter(geometries.values()))
+    if any(g != geometry for g in geometries.values()):
+        return ExposureSpots(measured, ExposureXtalk(paths, None, None, "the exposure's frames differ in geometry"))
+    own = {(ccd, q): [to_canonical_xy(geometry, q, s.x, s.y) for s in spots.spots]
+           for ccd, found in measured.items() if not isinstance(found, str) for q, spots in found.quadrants.items()}
+    samples = xtalk_samples(dict(sorted(images.items())), own, geometry, source_min_adu)
+    return ExposureSpots(measured, ExposureXtalk(paths, geometry, samples))
 
 
 @dataclass(frozen=True)

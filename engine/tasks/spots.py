@@ -2,7 +2,9 @@
 measured, and the raw-data checks of point-source frames.
 
 One pass over the frames (`lock`, also in check-only runs; one work unit per frame, each
-quadrant copied out of the frame once) gives per frame and quadrant:
+quadrant copied out of the frame once; a family may have some exposures' frames read together by
+one unit doing more with the same read, ReadTogether: PSF01's cross-talk) gives per frame and
+quadrant (measure_frame_spots):
 
 - the generic raw-frame statistics (measures.py), handed to the generic check so it does not
   read the frames again;
@@ -35,8 +37,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +46,20 @@ import numpy as np
 
 from ..campaign.chamber import ChamberError
 from ..campaign.limits import GenericLimits, Range, limit
-from ..formats.fits import FrameError, read_frame
+from ..formats.fits import Frame, FrameError, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .base import AnalysisTask
 from .check import RawStats
 from .context import TaskContext
 from .family import ValueSpec
 from .figures import markdown_table
-from .measures import FrameMeasures, FrameStats, read_quadrant_stats, window_rows
+from .measures import (
+    FrameMeasures,
+    FrameStats,
+    QuadrantStats,
+    read_quadrant_stats,
+    window_rows,
+)
 from .outputs import CsvTable, Measured, Outputs, Section, SubTaskResult
 from .stats import ADC_SATURATED
 
@@ -630,35 +638,65 @@ def find_spots(counts: np.ndarray, level: float, noise: float, pattern: Sequence
 
 def spot_frame_unit(path: Path, vstart: int, vend: int | None, pattern: tuple[tuple[str, float, float], ...],
                     floor_adu: float) -> FrameSpots | str:
-    """Worker: one frame read once (each quadrant copied out once): its generic statistics, and
-    per quadrant the locked spots, all the frame's spots fitted together."""
+    """Worker: one frame read once: measure_frame_spots, or why the frame is unreadable."""
     try:
         with read_frame(path) as frame:
-            geometry = frame.geometry
-            rows = window_rows(geometry, vstart, vend)
-            stats, found = {}, {}
-            stamps, origins = [], []
-            for q in QUADRANTS:
-                q_rows, q_cols = geometry.quadrant_slices(q)
-                # the generic check's statistics, as the check takes them, made as the quadrant is read
-                counts, stats[q] = read_quadrant_stats(frame, q, geometry, rows)
-                area = ImageArea.of(geometry, q)
-                image = counts[area.rows.start - q_rows.start:area.rows.stop - q_rows.start,
-                               area.cols.start - q_cols.start:area.cols.stop - q_cols.start]
-                level, noise = stats[q].image.median, stats[q].image.std
-                found[q] = find_spots(image, level, noise, pattern, area.centre, match_radius_px(area), floor_adu)
-                stamps += found[q][3]
-                origins += [(area.rows.start, area.cols.start)] * len(found[q][3])
-            shapes = iter(measure_spots(stamps, origins))
-            quadrants = {}
-            for q, (detections, brightest, lock, cuts) in found.items():
-                level = stats[q].image.median
-                measured = tuple(shape for shape in (next(shapes) for _ in cuts) if shape is not None)
-                quadrants[q] = QuadrantSpots(level - stats[q].prescan.clipped_mean, level, stats[q].image.std,
-                                             detections, brightest, lock, measured)
-            return FrameSpots(FrameStats(geometry, stats), quadrants)
+            return measure_frame_spots(frame, window_rows(frame.geometry, vstart, vend), pattern, floor_adu)
     except FrameError as exc:
         return f"unreadable frame: {exc}"
+
+
+def measure_frame_spots(frame: Frame, rows: slice, pattern: Sequence[tuple[str, float, float]], floor_adu: float,
+                        each_quadrant: Callable[[str, np.ndarray, QuadrantStats], None] | None = None) -> FrameSpots:
+    """The lock's work on one opened frame (each quadrant copied out once): its generic
+    statistics, and per quadrant the locked spots, all the frame's spots fitted together.
+    `each_quadrant(q, counts, stats)` gets each quadrant's counts as read (frame orientation) and
+    their statistics: a unit reading an exposure's frames together does more with the same read
+    (psf_lib.xtalk_lock_unit)."""
+    geometry = frame.geometry
+    stats, found = {}, {}
+    stamps, origins = [], []
+    for q in QUADRANTS:
+        q_rows, q_cols = geometry.quadrant_slices(q)
+        # the generic check's statistics, as the check takes them, made as the quadrant is read
+        counts, stats[q] = read_quadrant_stats(frame, q, geometry, rows)
+        if each_quadrant is not None:
+            each_quadrant(q, counts, stats[q])
+        area = ImageArea.of(geometry, q)
+        image = counts[area.rows.start - q_rows.start:area.rows.stop - q_rows.start,
+                       area.cols.start - q_cols.start:area.cols.stop - q_cols.start]
+        level, noise = stats[q].image.median, stats[q].image.std
+        found[q] = find_spots(image, level, noise, pattern, area.centre, match_radius_px(area), floor_adu)
+        stamps += found[q][3]
+        origins += [(area.rows.start, area.cols.start)] * len(found[q][3])
+    shapes = iter(measure_spots(stamps, origins))
+    quadrants = {}
+    for q, (detections, brightest, lock, cuts) in found.items():
+        level = stats[q].image.median
+        measured = tuple(shape for shape in (next(shapes) for _ in cuts) if shape is not None)
+        quadrants[q] = QuadrantSpots(level - stats[q].prescan.clipped_mean, level, stats[q].image.std,
+                                     detections, brightest, lock, measured)
+    return FrameSpots(FrameStats(geometry, stats), quadrants)
+
+
+@dataclass(frozen=True)
+class ExposureSpots:
+    """What a unit reading an exposure's frames together gives: each frame's spot_frame_unit
+    result, and what it made more from the same read."""
+
+    frames: dict[int, FrameSpots | str]  # ccd -> measurements, or why the frame is unreadable
+    extra: Any
+
+
+@dataclass(frozen=True)
+class ReadTogether:
+    """Exposures whose frames one unit reads together (PSF01's bright exposures and their
+    cross-talk): `columns(partial)` says which columns' exposures, from the partial SpotLock
+    (exposure times, expected peaks); `unit(frames, pattern)` is module-level, `frames` a tuple of
+    (ccd, path, vstart, vend, floor_adu), and gives an ExposureSpots."""
+
+    unit: Callable[..., ExposureSpots]
+    columns: Callable[[SpotLock], Iterable[int]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -703,6 +741,8 @@ class SpotLock(SubTaskResult):
     pattern: tuple[tuple[str, float, float], ...]
     wavelength_nm: int | None
     tfwc_point_s: float | None
+    # obsid -> what the unit reading that exposure's frames together made more (ReadTogether)
+    read_together: dict[int, Any] = field(default_factory=dict, kw_only=True)
 
     @classmethod
     def produce(cls, ctx: TaskContext) -> SpotLock:
@@ -753,8 +793,9 @@ def _float(value: Any, default: float = math.nan) -> float:
         return default
 
 
-def lock_spots(ctx: TaskContext) -> SpotLock:
-    """The pass over every frame (one unit per frame), then the lock per quadrant, flags raised."""
+def lock_spots(ctx: TaskContext, together: ReadTogether | None = None) -> SpotLock:
+    """The pass over every frame (one unit per frame; with `together`, one unit per exposure of
+    its columns, its frames read together), then the lock per quadrant, flags raised."""
     nm = test_wavelength(ctx)
     try:
         tfwc = ctx.chamber.tfwc_point[nm] if nm is not None else None
@@ -771,18 +812,25 @@ def lock_spots(ctx: TaskContext) -> SpotLock:
                                                     _float(ref.row.get("exptime")), _float(ref.row.get("mirr_pos")),
                                                     ref.path)
     partial = SpotLock({}, infos, {}, pattern, nm, tfwc)
-    calls = []
+    chosen = set(together.columns(partial)) if together is not None else set()
+    calls, single, grouped = [], [], defaultdict(list)
     for ref in refs:
         expected = partial.expected_peak_adu(infos[(ref.obsid, ref.ccd)].exptime_s)
         floor = MIN_PEAK_FRACTION * expected if math.isfinite(expected) else 0.0
         vend = ref.row.get("vend")
-        calls.append((ref.path, int(_float(ref.row.get("vstart"), 0)), int(_float(vend)) if vend not in (None, "") else None,
-                      pattern, floor))
-    results = ctx.map_units(spot_frame_unit, calls)
+        vstart, vend = int(_float(ref.row.get("vstart"), 0)), int(_float(vend)) if vend not in (None, "") else None
+        if infos[(ref.obsid, ref.ccd)].column in chosen:
+            grouped[ref.obsid].append((ref.ccd, ref.path, vstart, vend, floor))
+        else:
+            single.append(ref)
+            calls.append((ref.path, vstart, vend, pattern, floor))
+    results = _lock_units(ctx, [(ref.obsid, ref.ccd) for ref in single], calls, together, grouped, pattern,
+                          partial.read_together)
     by_frame: dict[tuple[int, int], Any] = {}
     frames: dict[tuple[int, int], FrameSpots] = {}
-    for ref, result in zip(refs, results):
+    for ref in refs:
         key = (ref.obsid, ref.ccd)
+        result = results[key]
         if isinstance(result, str):
             by_frame[key] = result
             infos.pop(key, None)
@@ -794,6 +842,28 @@ def lock_spots(ctx: TaskContext) -> SpotLock:
     partial.locks = quadrant_locks(frames, infos, pattern)
     raise_lock_flags(ctx, partial)
     return partial
+
+
+def _lock_units(ctx: TaskContext, keys: list[tuple[int, int]], calls: list[tuple], together: ReadTogether | None,
+                grouped: dict[int, list[tuple]], pattern: tuple[tuple[str, float, float], ...],
+                extras: dict[int, Any]) -> dict[tuple[int, int], FrameSpots | str]:
+    """(obsid, ccd) -> the frame's measurements: spot_frame_unit on the frames `calls` (`keys`),
+    and `together.unit` on the exposures `grouped` (obsid -> its frames), queued first on the
+    run's executor (the longer units); their extras into `extras` by obsid."""
+    if not grouped or together is None:
+        return dict(zip(keys, ctx.map_units(spot_frame_unit, calls)))
+    exposure_calls = [(tuple(frames), pattern) for frames in grouped.values()]
+    if ctx.executor is not None:
+        underway = ctx.executor.start(together.unit, exposure_calls)
+        results = dict(zip(keys, ctx.map_units(spot_frame_unit, calls)))
+        exposures = underway.results()
+    else:
+        exposures = ctx.map_units(together.unit, exposure_calls)
+        results = dict(zip(keys, ctx.map_units(spot_frame_unit, calls)))
+    for obsid, exposure in zip(grouped, exposures):
+        results.update({(obsid, ccd): measured for ccd, measured in exposure.frames.items()})
+        extras[obsid] = exposure.extra
+    return results
 
 
 def quadrant_locks(frames: dict[tuple[int, int], FrameSpots], infos: dict[tuple[int, int], FrameInfo],
