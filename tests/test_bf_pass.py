@@ -9,6 +9,8 @@ Error budget:
   by its normal equations instead of lstsq, by 1e-14 relative): 1e-10 of the variance is allowed,
   1e-15 is seen. A flipped quadrant, a lag off by one, a wrong pair count or a mask applied to one
   end only changes them by 1e-3 or more.
+- the kernels' pair counts and the second clip's sample against numpy on a stored mask: none (exact
+  integers; the same float32 values in the same order).
 - the known correlation: a correlation coefficient from N pixel pairs has the error 1/sqrt(N)
   (0.0025 for 400 x 400 pixels); held to 4 of them. The variance to 4 x sqrt(2/N) (1.4 %) on top
   of the uint16 rounding (1/12 ADU^2 a frame: 3e-5 of it). Without the smooth surface removed,
@@ -27,6 +29,8 @@ import pytest
 from engine.formats.fits import write_frame
 from engine.formats.geometry import QUADRANTS, SMALL_OBLONG, CCDGeometry
 from engine.tasks.bf import MAX_LAG, BFTask, plan_covariances
+from engine.tasks.compiled import bf_kernels
+from engine.tasks.compiled.bf_kernels import SPARSE_LIMIT
 from engine.tasks.ptc import FlatPair, PairedFrames
 from engine.tasks.ptc_lib import (
     CovariancePlan,
@@ -121,6 +125,63 @@ def test_the_surface_s_edge_cases_and_a_saturated_quadrant_are_the_numpy_stateme
     full = np.full((SMALL_OBLONG.quad_height, SMALL_OBLONG.quad_width), 65535, np.uint16)
     mine = compare(SMALL_OBLONG, "G", full, full)
     assert mine.pixels == 0 and np.isnan(mine.covariance).all()
+
+
+WIDE = CCDGeometry(prescan=10, image_cols=200, overscan=6, image_rows=72, parallel_overscan=5, name="wide-bf")
+
+
+@pytest.mark.parametrize("q", QUADRANTS)
+def test_rows_mostly_masked_and_rows_barely_masked_are_the_numpy_statement(q):
+    # the compiled pair counts take a row's masked pixels one by one when it has a few (cosmic
+    # rays) and count its kept pairs directly when it has many (more than bf_kernels.SPARSE_LIMIT:
+    # here 150 saturated columns over 20 rows, ending at different columns in the two frames);
+    # the second clip's sample walks rows of 200 columns a chunk at a time. Every orientation
+    rng = np.random.default_rng(20 + QUADRANTS.index(q))
+    first = canonical_quadrant(WIDE, q, 9000.0, rng, tilt=0.03)
+    second = canonical_quadrant(WIDE, q, 9100.0, rng, tilt=-0.01)
+    image = slice(WIDE.prescan, WIDE.prescan + WIDE.image_cols)
+    first[30:50, image][:, 20:170] = 65535
+    second[30:50, image][:, 25:175] = 65535
+    mine = compare(WIDE, q, first, second, (OFFSETS[q], OFFSETS[q] - 0.7))
+    assert mine.pixels < WIDE.image_pixels - 20 * 150 and np.isfinite(mine.covariance).all()
+
+
+def stored_mask(rng, rows: int, cols: int) -> np.ndarray:
+    """A mask (1: kept) with rows fully kept, rows with a few masked pixels, rows with exactly
+    SPARSE_LIMIT and SPARSE_LIMIT + 1, rows mostly masked and a row fully masked."""
+    mask = np.ones((rows, cols), np.uint8)
+    for r in range(0, rows, 3):
+        mask[r, rng.integers(0, cols, rng.integers(1, 5))] = 0
+    for r, masked in ((5, SPARSE_LIMIT), (6, SPARSE_LIMIT + 1), (7, cols - 3), (8, cols), (20, 2 * SPARSE_LIMIT)):
+        mask[r] = 1
+        mask[r, rng.choice(cols, masked, replace=False)] = 0
+    return mask
+
+
+@pytest.mark.parametrize("flip_rows, flip_cols", [(False, False), (False, True), (True, False), (True, True)])
+def test_pair_counts_and_the_second_clip_sample_against_numpy(flip_rows, flip_cols):
+    # the kernels work on the image area as stored; canonical = the stored arrays flipped back
+    rng = np.random.default_rng(3 + 2 * flip_rows + flip_cols)
+    rows, cols = 30, 300
+    mask = stored_mask(rng, rows, cols)
+    canonical = mask[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1].astype(np.int64)
+    lags = range(MAX_LAG + 1)
+    expected = np.array([[np.sum(canonical[: rows - dr, : cols - dc] * canonical[dr:, dc:]) for dc in lags]
+                         for dr in lags])
+    counts = np.zeros((MAX_LAG + 1, MAX_LAG + 1), np.int64)
+    bf_kernels.pair_counts(mask, mask.sum(axis=1, dtype=np.int64), MAX_LAG, flip_rows != flip_cols, counts)
+    np.testing.assert_array_equal(counts, expected)
+    # the sample of the kept pixels in canonical order, every step-th (a surface of zero here)
+    diff = rng.normal(0, 1, (rows, cols)).astype(np.float32)
+    values = diff[:: -1 if flip_rows else 1, :: -1 if flip_cols else 1][canonical.astype(bool)]
+    surface = (np.zeros(cols, np.float32), np.zeros((0, rows)), np.zeros((0, cols)), np.zeros(0, np.bool_),
+               np.zeros(0, np.float32))
+    for step in (1, 7, 150):
+        sample = np.full(-(-values.size // step), np.nan, np.float32)
+        taken = bf_kernels.surface_sample(diff, mask, mask.sum(axis=1, dtype=np.int64), flip_rows, flip_cols, *surface,
+                                          step, sample)
+        assert taken == sample.size
+        np.testing.assert_array_equal(sample, values[::step])
 
 
 def test_a_known_correlation_is_recovered_through_different_illumination_slopes():

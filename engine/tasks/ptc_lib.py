@@ -578,64 +578,101 @@ def _surface_coefficients(block_sums: np.ndarray, block_kept: np.ndarray, rows: 
         return None
     centres_y = 0.5 * (row_edges[:-1] + row_edges[1:]) / rows - 0.5
     centres_x = 0.5 * (col_edges[:-1] + col_edges[1:]) / cols - 0.5
-    i, j = np.nonzero(usable)
-    ys, xs, zs = centres_y[i], centres_x[j], block_sums[i, j] / block_kept[i, j]
-    design = np.vstack([ys ** p * xs ** q for p, q in terms]).T
     # the normal equations (6 x 6): lstsq's solution to 1e-14 without its ~5 ms (a LAPACK call
-    # on 16 000 rows), unless the blocks left (a saturated area) make them ill-conditioned
-    normal = design.T @ design
+    # on 16 000 rows), unless the blocks left (a saturated area) make them ill-conditioned. The
+    # blocks lie on a grid, so their sums of y^a x^b (z) are products of small matrices: the
+    # design matrix (1 ms to build) is made only for lstsq
+    powers = np.arange(2 * max(p + q for p, q in terms) + 1)
+    along_y, along_x = centres_y[:, None] ** powers, centres_x[:, None] ** powers
+    means = np.divide(block_sums, block_kept, out=np.zeros_like(block_sums), where=usable)
+    moments = along_y.T @ usable.astype(np.float64) @ along_x  # [a, b]: sum over the blocks of y^a x^b
+    weighted = along_y.T @ means @ along_x  # ... of z y^a x^b
+    exponents = np.array(terms)
+    normal = moments[exponents[:, 0][:, None] + exponents[:, 0], exponents[:, 1][:, None] + exponents[:, 1]]
     if np.linalg.cond(normal) > 1e8:
-        return np.linalg.lstsq(design, zs, rcond=None)[0]
-    return np.linalg.solve(normal, design.T @ zs)
+        i, j = np.nonzero(usable)
+        design = np.vstack([centres_y[i] ** p * centres_x[j] ** q for p, q in terms]).T
+        return np.linalg.lstsq(design, means[i, j], rcond=None)[0]
+    return np.linalg.solve(normal, weighted[exponents[:, 0], exponents[:, 1]])
+
+
+def _stored_edges(length: int, blocks: int, flip: bool) -> np.ndarray:
+    """remove_smooth_surface's block edges along an axis of `length`, in stored order (the
+    canonical edges mirrored when the axis is flipped as read: block k is canonical block
+    blocks - 1 - k then)."""
+    edges = np.arange(blocks + 1) * length // blocks
+    return (length - edges[::-1]) if flip else edges
 
 
 def pair_covariance(counts1: np.ndarray, counts2: np.ndarray, offset1: float, offset2: float,
                     geometry: CCDGeometry, quadrant: str, max_lag: int) -> PairCovariance:
     """quadrant_covariance_numpy's numbers for one quadrant of a pair, from the two quadrants'
-    counts as read (uint16, frame orientation, geometry.quadrant_slices): six compiled sweeps
-    (compiled/bf_kernels.py), two sorts of 20 000 values and a 6 x 6 solve. The same fluences,
-    clipped pixels and pair counts, the covariances to float rounding (tests/test_bf_pass.py);
-    36-45 ms of CPU a full-size quadrant against numpy's 600-700 ms."""
+    counts as read (uint16, frame orientation, geometry.quadrant_slices): four compiled sweeps
+    (compiled/bf_kernels.py) over the image area as the frame holds it (memory order), two
+    sorts of 20 000 values and a 6 x 6 solve. The same fluences, clipped pixels and pair counts,
+    the covariances to float rounding (tests/test_bf_pass.py). CPU a full-size quadrant in the
+    check's read on a loaded machine: ~32 ms (lags 13, difference and first clip 6, sums 4,
+    surface and second clip 4), 46 ms in six sweeps in canonical orientation; numpy's 600-700 ms."""
     from .compiled import bf_kernels as kernels  # numba loaded only where units run
 
     rows, cols = geometry.image_rows, geometry.image_cols
     flip_rows, flip_cols = geometry.flips(quadrant)
+    height, width = counts1.shape
     first_col = geometry.canonical_region("image")[1].start
+    first_row = height - rows if flip_rows else 0  # the image area's first row and column as read
+    first_col = width - first_col - cols if flip_cols else first_col
     one, two = np.ascontiguousarray(counts1), np.ascontiguousarray(counts2)
     off1, off2 = np.float32(offset1), np.float32(offset2)
-    sum1, sum2 = kernels.quadrant_sums(one, two, off1, off2, flip_rows, flip_cols, first_col, rows, cols)
+    step = max(1, rows * cols // SAMPLE_SIZE)  # clip_mask's sample of the difference: its pixels' counts
+    sampled1, sampled2 = np.empty((2, -(-rows * cols // step)), np.uint16)
+    sum1, sum2 = kernels.quadrant_sums(one, two, first_row, first_col, rows, cols, flip_rows, flip_cols, off1, off2,
+                                       step, sampled1, sampled2)
     m1, m2 = sum1 / (rows * cols), sum2 / (rows * cols)
     mean = 0.5 * (m1 + m2)
     scale1, scale2 = (np.float32(m2 / mean), np.float32(m1 / mean)) if mean != 0 else (np.float32(1),) * 2
-    diff = np.empty((rows, cols), np.float32)
-    mask = np.empty((rows, cols), np.uint8)  # 1: kept
-    kernels.scaled_difference(one, two, off1, off2, flip_rows, flip_cols, first_col, scale1, scale2, diff, mask)
-    values = diff.ravel()
-    centre, half_width = _clip_window(values[:: max(1, values.size // SAMPLE_SIZE)])
+    sample = np.empty(sampled1.size, np.float32)
+    kernels.sample_difference(sampled1, sampled2, off1, off2, scale1, scale2, sample)
+    centre, half_width = _clip_window(sample)
     nr, nc = max(1, rows // SURFACE_BLOCK), max(1, cols // SURFACE_BLOCK)
-    row_block = np.repeat(np.arange(nr), np.diff(np.arange(nr + 1) * rows // nr))
-    col_edges = np.arange(nc + 1) * cols // nc
+    row_block = np.repeat(np.arange(nr), np.diff(_stored_edges(rows, nr, flip_rows)))
     block_sums, block_kept = np.zeros((nr, nc)), np.zeros((nr, nc), np.int64)
-    kept = kernels.clip_blocks(diff, mask, centre, half_width, row_block, col_edges, block_sums, block_kept)
+    diff = np.empty((rows, cols), np.float32)  # the image area as stored
+    mask = np.empty((rows, cols), np.uint8)  # 1: kept
+    row_kept = np.empty(rows, np.int64)
+    kept = kernels.difference_blocks(one, two, off1, off2, first_row, first_col, scale1, scale2, centre, half_width,
+                                     row_block, _stored_edges(cols, nc, flip_cols), diff, mask, block_sums,
+                                     block_kept, row_kept)
     if kept < MIN_PIXELS:  # saturated throughout: nothing to correlate
         return PairCovariance(m1, m2, mean, np.full((max_lag + 1, max_lag + 1), np.nan), int(kept))
+    canonical = (slice(None, None, -1 if flip_rows else 1), slice(None, None, -1 if flip_cols else 1))
     terms = [(p, q) for p in range(SURFACE_DEGREE + 1) for q in range(SURFACE_DEGREE + 1 - p)]
-    coefficients = _surface_coefficients(block_sums, block_kept, rows, cols, terms)
+    coefficients = _surface_coefficients(block_sums[canonical], block_kept[canonical], rows, cols, terms)
     if coefficients is None:  # too few blocks: the kept pixels' mean only
-        terms, coefficients = [(0, 0)], np.array([block_sums.sum() / kept])
-    y = (np.arange(rows) + 0.5) / rows - 0.5
-    x = (np.arange(cols) + 0.5) / cols - 0.5
-    row_terms = np.array([y ** p for p, _ in terms])
-    col_terms = np.array([x ** q for _, q in terms])
+        terms, coefficients = [(0, 0)], np.array([block_sums[canonical].sum() / kept])
+    # the surface's float32 terms as numpy makes them, in stored order: the leading terms constant
+    # along the columns (y ** 0) summed once, then each row's others
+    y = ((np.arange(rows) + 0.5) / rows - 0.5)[canonical[0]]
+    x = ((np.arange(cols) + 0.5) / cols - 0.5)[canonical[1]]
+    coefficients = coefficients.astype(np.float32)
+    leading = next((t for t, (p, _) in enumerate(terms) if p > 0), len(terms))
+    col_surface = np.zeros(cols, np.float32)
+    for (_, q), c in zip(terms[:leading], coefficients[:leading]):
+        col_surface += c * (x ** q).astype(np.float32)
+    rest = terms[leading:]
+    row_terms = np.array([y ** p for p, _ in rest]).reshape(len(rest), rows)
+    col_terms = np.array([x ** q for _, q in rest]).reshape(len(rest), cols)
+    row_only = np.array([q == 0 for _, q in rest], np.bool_)
+    surface = (col_surface, row_terms, col_terms, row_only, coefficients[leading:])
     step = max(1, kept // SAMPLE_SIZE)
     sample = np.empty(-(-kept // step), np.float32)
-    kernels.subtract_surface(diff, mask, row_terms, col_terms, coefficients.astype(np.float32), step, sample)
+    kernels.surface_sample(diff, mask, row_kept, flip_rows, flip_cols, *surface, step, sample)
     centre, half_width = _clip_window(sample)
-    total, kept = kernels.clip_sum(diff, mask, centre, half_width)
+    total, kept = kernels.subtract_surface_clip(diff, mask, *surface, centre, half_width, row_kept)
+    mirrored = flip_rows != flip_cols
     sums = np.zeros((max_lag + 1, max_lag + 1))
-    kernels.lag_sums(diff, mask, np.float32(total / kept if kept else 0.0), max_lag, sums)
+    kernels.lag_sums(diff, mask, np.float32(total / kept if kept else 0.0), max_lag, mirrored, sums)
     pairs = np.zeros((max_lag + 1, max_lag + 1), np.int64)
-    kernels.pair_counts(mask, max_lag, pairs)
+    kernels.pair_counts(mask, row_kept, max_lag, mirrored, pairs)
     with np.errstate(invalid="ignore", divide="ignore"):
         covariance = np.where(pairs > 1, sums / pairs, np.nan)
     return PairCovariance(m1, m2, mean, one_frame_covariance(covariance), int(kept))
