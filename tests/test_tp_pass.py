@@ -10,6 +10,7 @@ fit input must be equal, not close.
 from __future__ import annotations
 
 import functools
+import time
 from typing import ClassVar
 
 import numpy as np
@@ -69,6 +70,24 @@ def test_the_compiled_map_is_vertical_map_bit_for_bit_in_every_orientation(quadr
     expected = tp_lib.dipole_amplitudes(residual, traps)
     made.drop_map()
     assert np.array_equal(made.amplitudes(traps), expected)  # the traps' columns replayed from the counts
+    assert np.array_equal(made.dipoles().amplitude, dipoles.amplitude)  # the dropped map made again
+
+    # without the map, from a copy of the counts made in its first sweep: the same sigma, dipoles, amplitudes
+    kept = np.empty((window.rows, window.width), np.uint16)
+    mapless = tp_lib.CountsMap.of(as_read, window, offset, keep=kept, with_map=False)
+    assert np.array_equal(window.canonical(kept), window.image(as_read))
+    assert (mapless.pairs is None) == (nan_column is not None)  # a column without level: the map is made
+    assert np.array_equal(mapless.level, level) and mapless.sigma == sigma
+    found = mapless.dipoles()
+    for name in ("along", "across", "polarity", "amplitude"):
+        assert np.array_equal(getattr(found, name), getattr(dipoles, name)), name
+    as_read[:] = 0  # the frame's array is free again: the kept copy replays
+    assert np.array_equal(mapless.amplitudes(traps), expected)
+    assert np.array_equal(mapless.canonical_residual, residual)
+    # a threshold below the pairs' floor: the map is made again for it
+    low = tp_lib.find_dipoles(residual, sigma, threshold_sigma=2.0)
+    assert low.along.size > dipoles.along.size
+    assert np.array_equal(mapless.dipoles(threshold_sigma=2.0).amplitude, low.amplitude)
 
 
 @pytest.mark.parametrize("shape", [(5, 3), (4, 3)])
@@ -77,6 +96,19 @@ def test_the_median_from_the_histogram_is_numpys_for_odd_and_even_counts(shape):
     window = tp_lib.ImageWindow.of(counts.shape, (True, False), (1, 1 + shape[0]), (2, 2 + shape[1]))
     image = np.subtract(window.image(counts), np.float32(1000.3), dtype=np.float32)
     assert image.shape == shape and tp_lib.window_median(counts, window, 1000.3) == float(np.median(image))
+
+
+def test_a_pool_hands_back_its_arrays_and_lets_them_go_when_idle():
+    pool = tp.ArrayPool()
+    pool.IDLE_S = 0.05
+    first = pool.take((3, 4), np.uint16)
+    pool.give_back([first, pool.take((2,), np.float32)])
+    assert pool.take((3, 4), np.uint16) is first and pool.free_count() == 1  # by shape and type
+    pool.give_back([first])
+    deadline = time.monotonic() + 5
+    while pool.free_count() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pool.free_count() == 0
 
 
 @pytest.fixture(scope="module")
@@ -164,6 +196,36 @@ def test_the_check_read_gives_every_quadrant_the_numbers_of_the_units(runs, test
         assert mode.traps.sigma_e == other.traps.sigma_e
         traps += len(mode.traps.traps)
     assert traps > 12  # the simulator's traps were found (their recovery: test_analysis_tp_persist.py)
+
+
+def test_consumers_one_after_the_other_reuse_the_kept_arrays_to_the_same_numbers(runs):
+    """The arrays a consumer keeps go back to the pool with its result; the next takes them,
+    overwrites them, and measures the same as the sub-task's units."""
+    kept, _ = runs["TP01"]
+    plan = kept["plan"]
+    frames = kept["dataset"].frames(2)
+    readout_plan = tp.ReadoutPlan(plan.direction, tuple(tp.FramePumping.of(f.row) for f in frames))
+    tp.KEPT_ARRAYS.clear()
+    results = []
+    for quadrant in ("E", "F", "E"):
+        readout = quadrant_readout_unit((2, quadrant), [(f.path, 0, None) for f in frames], tp.start_consumer,
+                                        readout_plan)
+        results.append(readout.result)
+        pumped = sum(len(frames_of_mode) for frames_of_mode in plan.pumped(2, quadrant).values())
+        assert tp.KEPT_ARRAYS.free_count() == pumped  # given back, taken again by the next
+    first, again = results[0].modes, results[2].modes  # E, then E in the arrays F overwrote
+    assert first.keys() == again.keys() and first
+    for mode, (indices, measures) in first.items():
+        other = again[mode][1]
+        assert again[mode][0] == indices and other.traps == measures.traps
+        assert np.array_equal(other.amplitudes_adu, measures.amplitudes_adu)
+        assert np.array_equal(other.detected, measures.detected) and other.sigma_level_adu == measures.sigma_level_adu
+    for quadrant, result in zip(("E", "F"), results):
+        for mode, (_, measures) in result.modes.items():
+            expected = kept["extract_by_units"].modes[(2, quadrant, mode)].traps
+            assert measures.traps == expected.traps and np.array_equal(measures.detected, expected.detected)
+            gain = expected.amplitudes_e[0, 0] / measures.amplitudes_adu[0, 0] if measures.traps else 1.0
+            assert np.allclose(measures.amplitudes_adu * gain, expected.amplitudes_e, rtol=1e-12, atol=0)
 
 
 def test_a_reference_after_the_pumped_frames_gives_the_same_measures(runs):

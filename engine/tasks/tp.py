@@ -33,6 +33,7 @@ the hot-pixel table of DARK01 and the simulator's truths use.
 from __future__ import annotations
 
 import math
+import threading
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -224,7 +225,7 @@ class ReferenceMeasures:
 def measure_reference(counts: np.ndarray, window: tp_lib.ImageWindow, offset: float, serial: bool) -> ReferenceMeasures:
     """The unpumped frame's injection level, per-pixel noise and (serial) column profile."""
     level = tp_lib.window_median(counts, window, offset)  # np.median of the offset-subtracted image
-    sigma = tp_lib.CountsMap.of(counts, window, offset).sigma  # vertical_map's
+    sigma = tp_lib.CountsMap.of(counts, window, offset, with_map=False).sigma  # vertical_map's
     profile = tp_lib.column_profile(offset_subtracted(counts, window, offset)) if serial else None
     return ReferenceMeasures(level, sigma * level, profile)
 
@@ -254,15 +255,14 @@ class PumpedMap:
 
 
 def vertical_pumped(counts: np.ndarray, window: tp_lib.ImageWindow, offset: float,
-                    buffer: np.ndarray | None = None) -> tuple[PumpedMap, np.ndarray | None]:
-    """A vertically pumped frame's map and dipoles, and the map's array, free again (`buffer` for
-    the next frame's): the map is dropped, its counts replay the columns of the traps found in the
-    other frames of the mode (half the memory of the map)."""
-    counts_map = tp_lib.CountsMap.of(counts, window, offset, buffer)
+                    keep: np.ndarray | None = None) -> PumpedMap:
+    """A vertically pumped frame's dipoles, without keeping its map: its counts (copied into
+    `keep` if given, as CountsMap.of) replay the columns of the traps found in the other frames of
+    the mode (half the memory of the map)."""
+    counts_map = tp_lib.CountsMap.of(counts, window, offset, keep=keep, with_map=False)
     dipoles = counts_map.dipoles()
-    freed = counts_map.drop_map()
-    pumped = PumpedMap(dipoles, counts_map.sigma, np.asarray(counts_map.level, np.float64), 1, counts_map)
-    return pumped, freed if freed is not None else buffer
+    counts_map.drop_map()  # made only where some residuals were not finite
+    return PumpedMap(dipoles, counts_map.sigma, np.asarray(counts_map.level, np.float64), 1, counts_map)
 
 
 def serial_pumped(profile: np.ndarray, reference_profile: np.ndarray) -> PumpedMap:
@@ -326,7 +326,7 @@ def mode_unit(quadrant: str, geometry: CCDGeometry, frames: list[tuple[Path, flo
             maps.append(serial_pumped(tp_lib.column_profile(offset_subtracted(counts, window, offset)),
                                       reference_profile))
         else:
-            maps.append(vertical_pumped(counts, window, offset)[0])
+            maps.append(vertical_pumped(counts, window, offset))
     return mode_measures(maps)
 
 
@@ -361,6 +361,57 @@ class PumpingReadout:
     modes: dict[str, tuple[tuple[int, ...], ModeMeasures]]  # mode -> (its frames by phase time, measures)
 
 
+class ArrayPool:
+    """Arrays handed from one consumer to the next in a worker process. Made fresh for each unit,
+    the 24 quadrants of counts TP01 keeps per unit (200 MB at full size) had the kernel find and
+    zero 200 MB of pages per unit, often taking them back from the page cache: that cost the
+    check's read as much CPU as the maps themselves and stalled it. Free arrays are let go once no
+    consumer has taken one for IDLE_S seconds: a worker does not hold them into the next tests."""
+
+    IDLE_S = 5.0
+
+    def __init__(self) -> None:
+        self._free: dict[tuple[tuple[int, ...], str], list[np.ndarray]] = defaultdict(list)
+        self._lock = threading.Lock()  # Dask runs units in threads
+        self._timer: threading.Timer | None = None
+
+    def take(self, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+        """A C-ordered array of that shape and type, its contents left over (np.empty's)."""
+        key = (tuple(shape), np.dtype(dtype).str)
+        with self._lock:
+            self._stop_timer()
+            free = self._free.get(key)
+            if free:
+                return free.pop()
+        return np.empty(shape, dtype)
+
+    def give_back(self, arrays: list[np.ndarray]) -> None:
+        """Arrays from take() that nothing uses any more."""
+        with self._lock:
+            for array in arrays:
+                self._free[(array.shape, array.dtype.str)].append(array)
+            self._stop_timer()
+            self._timer = threading.Timer(self.IDLE_S, self.clear)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+    def free_count(self) -> int:
+        with self._lock:
+            return sum(len(arrays) for arrays in self._free.values())
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
+KEPT_ARRAYS = ArrayPool()  # per process: the counts the consumers keep
+
+
 class PumpingConsumer:
     """The injection and extraction of one quadrant from the frames as the check reads them.
 
@@ -368,9 +419,10 @@ class PumpingConsumer:
     all frames): a frame below INJECTED_MIN_ADU is never injected and is skipped at once; the
     others are measured as they come and sorted out in result(). An unpumped frame keeps its
     ReferenceMeasures (a few numbers and, serial, a profile). A vertically pumped frame keeps
-    its dipoles and its quadrant's counts (8.8 MB at full size), which replay the columns of the
-    traps found in the mode's later frames: TP01 keeps its 24 injected pumped frames per
-    quadrant, ~210 MB per unit at full size (the maps themselves, float32, would be twice that).
+    its dipoles and a copy of its image's counts (8.5 MB at full size, made in the map's first
+    sweep), which replay the columns of the traps found in the mode's later frames: TP01 keeps
+    its 24 injected pumped frames per quadrant, ~200 MB per unit at full size (the maps
+    themselves, float32, would be twice that), in arrays reused from unit to unit (ArrayPool).
     A serially pumped frame keeps its column profile: its map needs the reference, which may
     come later."""
 
@@ -380,7 +432,8 @@ class PumpingConsumer:
         self.levels: dict[int, float] = {}
         self.references: dict[int, ReferenceMeasures] = {}
         self.pumped: dict[int, PumpedMap | np.ndarray] = {}  # vertical maps; serial profiles
-        self.buffer: np.ndarray | None = None  # the map of the frame being measured, reused
+        self.kept: list[np.ndarray] = []  # the pumped frames' counts, from KEPT_ARRAYS: given back with the result
+        self.made: PumpingReadout | None = None
 
     def add(self, index: int, counts: np.ndarray, stats: Any) -> None:
         pumping = self.plan.frames[index]
@@ -394,10 +447,21 @@ class PumpingConsumer:
         elif self.serial:
             self.pumped[index] = tp_lib.column_profile(offset_subtracted(counts, window, offset))
         else:
-            # keeps `counts`: the check's read hands a fresh array per frame (Frame.section)
-            self.pumped[index], self.buffer = vertical_pumped(counts, window, offset, self.buffer)
+            self.kept.append(KEPT_ARRAYS.take((window.rows, window.width), np.uint16))
+            self.pumped[index] = vertical_pumped(counts, window, offset, self.kept[-1])
 
     def result(self) -> PumpingReadout:
+        """The consumer's measures (made once: the kept arrays go back to the pool with them)."""
+        if self.made is None:
+            try:
+                self.made = self._measured()
+            finally:
+                self.pumped.clear()  # their counts are the pool's again
+                kept, self.kept = self.kept, []
+                KEPT_ARRAYS.give_back(kept)
+        return self.made
+
+    def _measured(self) -> PumpingReadout:
         highest = max(self.levels.values(), default=0.0)
         injected = sorted(i for i, level in self.levels.items() if is_injected(level, highest))
         reference = next((i for i in injected if i in self.references), None)

@@ -18,6 +18,7 @@ fine log grid for all traps at once and refined by a parabola through the best t
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -33,6 +34,11 @@ MEMBER_THRESHOLD_SIGMA = 1.5  # each pixel of the pair must deviate by this much
 MEMBER_SHARE = 0.5  # and by half the dipole amplitude: a bright dipole's pixel beside a noise dip is no dipole
 SERIAL_PHASE_TIME_US = 4.75  # serial transfer phase time added to the serial dwell (vison's TP02)
 TAU_GRID_POINTS = 800
+# a map-less sweep keeps the residual pairs differing by more than the dipole limit of this share of the
+# relative map's noise: the residual map's noise, whose limit counts, is ~0.97 of it (a 21-row mean taken
+# out); a lower one (strong structure along the columns) has the map made again
+PAIR_FLOOR_SHARE = 0.8
+REPLAY_EVERY = 64  # rows between the running sums a map-less sweep keeps (to make any residual again)
 ONE_SIGMA_PERCENTILES = np.array([15.865, 84.135])
 
 
@@ -169,10 +175,11 @@ def window_median(counts: np.ndarray, window: ImageWindow, offset: float) -> flo
 @dataclass
 class CountsMap:
     """A vertically pumped frame's relative dipole map made from its counts as read: vertical_map
-    of the offset-subtracted canonical image, bit for bit, in three compiled sweeps
-    (compiled/tp_kernels.py) instead of numpy's dozen passes. The map itself may be dropped
-    (`drop_map`): what made it replays any of its columns (a trap's amplitude in a frame that did
-    not detect it) from the counts, half the memory of the map."""
+    of the offset-subtracted canonical image, bit for bit, in compiled sweeps
+    (compiled/tp_kernels.py) instead of numpy's dozen passes. The map itself need not be kept
+    (`with_map=False`, or `drop_map`): its dipoles come from the pairs of residuals the sweep kept
+    (tp_kernels.residual_pairs), and what made it replays any of its columns (a trap's amplitude in
+    a frame that did not detect it) or the whole map from the counts."""
 
     counts: np.ndarray  # the quadrant as read (uint16, C-ordered)
     window: ImageWindow
@@ -181,12 +188,19 @@ class CountsMap:
     sigma: float  # robust std of the residual map (NaN: no map, vertical_map's all-zero one)
     bound: np.float32  # clip of the relative map before its running mean
     residual: np.ndarray | None  # rows x columns, columns in read order (window.canonical views it)
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None  # residual_pairs' (without the map)
+    pair_floor: float = math.inf  # ... the difference they exceed (a float32)
+    running_at: tuple[np.ndarray, np.ndarray] | None = None  # ... and its running sums and counts every REPLAY_EVERY rows
 
     @classmethod
     def of(cls, counts: np.ndarray, window: ImageWindow, offset: float, buffer: np.ndarray | None = None,
-           ) -> CountsMap:
+           keep: np.ndarray | None = None, with_map: bool = True) -> CountsMap:
         """The map of `counts` (`buffer`: a float32 array of at least the map's size to hold it, the
-        previous frame's if its map was dropped: no fresh pages to fault in per frame)."""
+        previous frame's if its map was dropped: no fresh pages to fault in per frame). `keep`: a
+        uint16 array of the window's shape (rows, width) to copy the window's counts into, in the
+        same sweep; the map then holds it, not `counts` (a reused array instead of the frame's).
+        `with_map` False: no map (its dipoles from the pairs of residuals that may be dipoles),
+        unless some residuals are not finite (vertical_map zeroes them: the map is made)."""
         from .compiled import tp_kernels
 
         w = window
@@ -195,23 +209,35 @@ class CountsMap:
         step = sample_step(size)
         counts_sample = np.empty(len(range(0, size, step)), np.uint16)  # robust_sigma's subsample
         sums = tp_kernels.column_sums(counts, w.row0, w.row_step, w.rows, w.col0, w.width, offset32, w.flip_cols,
-                                      step, counts_sample)
+                                      step, counts_sample, keep)
+        if keep is not None:
+            counts, w = keep, ImageWindow(0, 1, w.rows, 0, w.width, w.flip_cols)
         level_read = (sums / w.rows).astype(F32)
         safe = np.where(level_read > 0, level_read, np.nan).astype(F32)
         # robust_sigma(relative) from its subsample only: no relative map
         level = np.ascontiguousarray(w.canonical(level_read))
         safe_canonical = np.where(level > 0, level, np.nan).astype(F32)
-        sample = np.subtract(counts_sample, offset32, dtype=F32) / safe_canonical[np.arange(0, size, step) % w.width]
+        sample = np.subtract(counts_sample, offset32, dtype=F32) / safe_canonical[_sample_columns(size, step, w.width)]
         sample -= F32(1.0)
         sigma = sample_sigma(sample)
         if not math.isfinite(sigma) or sigma <= 0:
             return cls(counts, w, offset32, level, math.nan, F32(0), None)
         bound = F32(CLIP_FOR_BACKGROUND * sigma)
+        residual_sample = np.empty(counts_sample.size, F32)
+        if not with_map:
+            floor = dipole_limit(PAIR_FLOOR_SHARE * sigma)
+            checkpoints = -(-w.rows // REPLAY_EVERY)
+            running_at = (np.empty((checkpoints, w.width), F32), np.empty(checkpoints, np.int64))
+            nonfinite, *pairs = tp_kernels.residual_pairs(counts, w.row0, w.row_step, w.rows, w.col0, offset32, safe,
+                                                          bound, LOCAL_WINDOW, w.flip_cols, step, residual_sample,
+                                                          floor, REPLAY_EVERY, *running_at)
+            if not nonfinite:
+                return cls(counts, w, offset32, level, sample_sigma(residual_sample), bound, None, tuple(pairs), floor,
+                           running_at)
         if buffer is not None and buffer.size >= w.rows * w.width:
             residual = buffer.reshape(-1)[: w.rows * w.width].reshape(w.rows, w.width)
         else:
             residual = np.empty((w.rows, w.width), F32)
-        residual_sample = np.empty(counts_sample.size, F32)
         nonfinite = tp_kernels.relative_residual(counts, w.row0, w.row_step, w.rows, w.col0, offset32, safe, bound,
                                                  LOCAL_WINDOW, None, residual, w.flip_cols, step, residual_sample)
         sigma = sample_sigma(residual_sample)  # before NaN columns are zeroed, as vertical_map
@@ -221,24 +247,51 @@ class CountsMap:
 
     @property
     def canonical_residual(self) -> np.ndarray:
-        """vertical_map's residual map (a view; zeros where it has none)."""
-        if self.residual is None:
+        """vertical_map's residual map (a view if kept, else made again; zeros where it has none)."""
+        if not math.isfinite(self.sigma) and self.residual is None:
             return np.zeros((self.window.rows, self.window.width), F32)
-        return self.window.canonical(self.residual)
+        return self.window.canonical(self._map())
+
+    def _map(self) -> np.ndarray:
+        """The residual map (columns in read order): the one kept, or made again from the counts."""
+        if self.residual is not None:
+            return self.residual
+        from .compiled import tp_kernels
+
+        w = self.window
+        residual = np.empty((w.rows, w.width), F32)
+        if tp_kernels.relative_residual(self.counts, w.row0, w.row_step, w.rows, w.col0, self.offset,
+                                        self._safe_level_read(), self.bound, LOCAL_WINDOW, None, residual, w.flip_cols,
+                                        1, np.zeros(0, F32)):
+            np.nan_to_num(residual, copy=False)
+        return residual
+
+    def _safe_level_read(self) -> np.ndarray:
+        """The level by column in read order, NaN where not positive (what the sweeps divide by)."""
+        level_read = self.window.canonical(self.level)
+        return np.where(level_read > 0, level_read, np.nan).astype(F32)
 
     def dipoles(self, threshold_sigma: float = DIPOLE_THRESHOLD_SIGMA,
                 member_sigma: float = MEMBER_THRESHOLD_SIGMA) -> Dipoles:
-        """find_dipoles of the map (the same dipoles in the same order), in one compiled sweep."""
+        """find_dipoles of the map (the same dipoles in the same order), in one compiled sweep of the
+        map or of the pairs of residuals kept without it."""
         from .compiled import tp_kernels
 
         empty = np.zeros(0, np.intp)
-        if self.residual is None or self.window.rows < 2:
+        if self.window.rows < 2 or not self.sigma > 0:  # find_dipoles' NaN or zero sigma; no map
             return Dipoles(empty, empty, empty, np.zeros(0))
-        residual = self.residual
-        limit = np.asarray(threshold_sigma * self.sigma, F32) * F32(2)
-        rows, cols, rising = tp_kernels.dipole_candidates(residual, limit, F32(member_sigma * self.sigma),
-                                                          F32(MEMBER_SHARE))
-        value = np.subtract(residual[rows + 1, cols], residual[rows, cols]) * F32(0.5)
+        limit = dipole_limit(self.sigma, threshold_sigma)
+        member_floor, share = F32(member_sigma * self.sigma), F32(MEMBER_SHARE)
+        if self.residual is None and self.pairs is not None and limit >= self.pair_floor:
+            pair_rows, pair_cols, lower, upper = self.pairs  # every pair beyond the limit
+            kind = tp_kernels.pair_candidates(lower, upper, limit, member_floor, share)
+            chosen = kind != 0
+            rows, cols, rising = pair_rows[chosen], pair_cols[chosen], kind[chosen] > 0
+            value = np.subtract(upper[chosen], lower[chosen]) * F32(0.5)
+        else:
+            residual = self._map()
+            rows, cols, rising = tp_kernels.dipole_candidates(residual, limit, member_floor, share)
+            value = np.subtract(residual[rows + 1, cols], residual[rows, cols]) * F32(0.5)
         cols = self.window.read_columns(cols)
         order = np.lexsort((cols, rows))  # find_dipoles' order: canonical row-major
         rows, cols, rising, value = rows[order], cols[order], rising[order], value[order]
@@ -255,7 +308,8 @@ class CountsMap:
         return dropped
 
     def amplitudes(self, traps: list[tuple[int, int, int]]) -> np.ndarray:
-        """dipole_amplitudes of the map, from the map or, once dropped, its traps' columns replayed."""
+        """dipole_amplitudes of the map, from the map or, without it, its traps' pixels made again (from
+        the running sums a map-less sweep kept, else their whole columns)."""
         if not traps:
             return np.zeros(0)
         if not math.isfinite(self.sigma):
@@ -266,15 +320,35 @@ class CountsMap:
 
         w = self.window
         across = np.array([t[1] for t in traps], np.intp)
+        if self.running_at is not None:  # each trap's two residuals from the running sum kept before them
+            along = np.array([t[0] for t in traps], np.intp)
+            neighbour = np.clip(along + np.array([t[2] for t in traps], np.intp), 0, w.rows - 1)
+            own, pumped_into = tp_kernels.replayed_pixels(
+                self.counts, w.row0, w.row_step, w.rows, w.col0, self.offset, self._safe_level_read(), self.bound,
+                LOCAL_WINDOW, REPLAY_EVERY, *self.running_at, w.read_columns(across), along, neighbour)
+            return (pumped_into.astype(np.float64) - own) / 2.0  # dipole_amplitudes'
         columns, slot = np.unique(across, return_inverse=True)
-        level_read = w.canonical(self.level)
-        safe = np.where(level_read > 0, level_read, np.nan).astype(F32)
         replayed = np.empty((w.rows, columns.size), F32)
-        if tp_kernels.relative_residual(self.counts, w.row0, w.row_step, w.rows, w.col0, self.offset, safe, self.bound,
-                                        LOCAL_WINDOW, w.read_columns(columns), replayed, w.flip_cols, 1,
-                                        np.zeros(0, F32)):
+        if tp_kernels.relative_residual(self.counts, w.row0, w.row_step, w.rows, w.col0, self.offset,
+                                        self._safe_level_read(), self.bound, LOCAL_WINDOW, w.read_columns(columns),
+                                        replayed, w.flip_cols, 1, np.zeros(0, F32)):
             np.nan_to_num(replayed, copy=False)
         return dipole_amplitudes(replayed, [(t[0], int(k), t[2]) for t, k in zip(traps, slot)])
+
+
+def dipole_limit(sigma: float, threshold_sigma: float = DIPOLE_THRESHOLD_SIGMA) -> np.float32:
+    """The bound on a pair's |difference| (float32) of a dipole at threshold_sigma x sigma: find_dipoles'
+    (|half difference| > t is |difference| > 2 t exactly: halving a float is exact)."""
+    return np.asarray(threshold_sigma * sigma, F32) * F32(2)
+
+
+@functools.lru_cache(maxsize=4)
+def _sample_columns(size: int, step: int, width: int) -> np.ndarray:
+    """The canonical column of each pixel of robust_sigma's subsample of a map of `width` columns
+    (the same for every frame of a quadrant: made once)."""
+    columns = np.arange(0, size, step) % width
+    columns.flags.writeable = False
+    return columns
 
 
 def column_profile(image_adu: np.ndarray, clip_sigma: float = 5.0) -> np.ndarray:
