@@ -224,17 +224,27 @@ def test_each_band_of_each_frame_is_read_once(day, results, tmp_path, monkeypatc
     whose clipped mean the stack subtracts, once more before the bands), and the numbers are
     those of the frame-by-frame path."""
     from engine.formats.fits import Frame
+    from engine.tasks import bandpass
 
     data, _ = day
     reads: dict[tuple, int] = {}
-    section = Frame.section
+    section, read_band = Frame.section, bandpass.read_band
+
+    def count(frame, rows, cols):
+        key = (frame.path.name, rows.start, rows.stop, cols.start, cols.stop)
+        reads[key] = reads.get(key, 0) + 1
 
     def counting(self, rows=slice(None), cols=slice(None), out=None):
-        key = (self.path.name, rows.start, rows.stop, cols.start, cols.stop)
-        reads[key] = reads.get(key, 0) + 1
+        count(self, rows, cols)
         return section(self, rows, cols, out)
 
+    def counting_band(frame, words, band, out):  # the pass's compiled read (frame.section when it cannot)
+        if words is not None:
+            count(frame, band.frame_rows, band.cols)
+        return read_band(frame, words, band, out)
+
     monkeypatch.setattr(Frame, "section", counting)
+    monkeypatch.setattr(bandpass, "read_band", counting_band)
     record = run_session(data, tmp_path / "results", ("BIAS01",))["BIAS01"]
     width = SMALL.quad_width
     bands = {key: count for key, count in reads.items() if key[4] - key[3] == width}

@@ -187,3 +187,87 @@ def test_read_region_histograms_give_the_counts_section_gives_and_their_histogra
                                section, 2, 21, *runs, histograms)
         assert np.array_equal(section, counts[rows, cols])
         assert np.array_equal(histograms, _runs_bincount(section, slice(2, 21), runs))
+
+
+# -- the pass's bands: wide rows, four frames at a time, the compiled read -----------------------
+
+@pytest.mark.parametrize(("frames", "width", "spread_error"), [(10, 600, False), (4, 513, True), (7, 256, False)])
+def test_the_stack_is_numpy_median_and_std_bit_for_bit_across_row_pieces(frames, width, spread_error):
+    """The stack works on each row in pieces of STACK_COLUMNS columns (its lanes in the L1 cache):
+    rows wider than one piece, with a last partial piece or none, give numpy's planes bit for bit."""
+    from engine.tasks.compiled.kernels import STACK_COLUMNS
+
+    assert width > STACK_COLUMNS or width % STACK_COLUMNS == 0
+    cube = _band(frames, rows=9, width=width, seed=frames)
+    *_, median, spread, offsets = _run(cube, range(frames), measure_rows=[(0, 0)] * frames, noise_rows=(0, 0),
+                                       reach=64, spread_error=spread_error)
+    floats = cube.astype(np.float32) - offsets[:, None, None]
+    std = floats.std(axis=0, ddof=1)
+    assert np.array_equal(median, np.median(floats, axis=0))
+    assert np.array_equal(spread, std / np.float32(np.sqrt(frames)) if spread_error else std)
+
+
+def test_measurement_histograms_of_frames_counted_four_at_a_time_go_to_their_own_frame():
+    """Rows are counted four frames at a time among the frames whose window holds the row: with
+    nine frames and windows that leave different frames out row by row, each histogram is still
+    its own frame's (a group mapped to the wrong frames, or a remainder skipped, shows)."""
+    cube = _band(9, rows=12, width=41, seed=4)
+    windows = [(0, 12), (0, 12), (3, 9), (0, 12), (1, 12), (0, 6), (0, 12), (6, 12), (0, 11)]
+    labels, counts, *_ = _run(cube, range(9), measure_rows=windows, noise_rows=(0, 0), reach=64)
+    for k, (first, stop) in enumerate(windows):
+        for region in range(3):
+            expected = np.bincount(cube[k, first:stop][:, labels == region].ravel(), minlength=ADU_BINS)
+            assert np.array_equal(counts[k, region * ADU_BINS: (region + 1) * ADU_BINS], expected), (k, region)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_window_count_leaves_out_nan_and_inf_and_clipping_ignores_them(dtype):
+    """kernels.window_count counts what numpy's |v - c| <= w keeps (NaN and inf never); clipped_stats
+    of values with NaN and inf is that of their finite values exactly (its sample is taken from
+    the finite values: a NaN moved the sample's pixels before the window was found)."""
+    from engine.tasks.compiled.kernels import window_count
+    from engine.tasks.stats import clipped_stats
+
+    rng = np.random.default_rng(8)
+    values = rng.normal(3.0, 1.5, 300_001).astype(dtype)
+    values[::997] = np.nan
+    values[5::1999] = np.inf
+    values[7::2003] = -np.inf
+    centre, width = dtype(3.25), dtype(4.0)
+    with np.errstate(invalid="ignore"):
+        assert window_count(values, centre, width) == np.count_nonzero(np.abs(values - centre) <= width)
+    finite = values[np.isfinite(values)]
+    assert clipped_stats(values.reshape(1, -1)) == clipped_stats(finite)
+    assert clipped_stats(np.full(10, np.nan, dtype)).count == 0
+
+
+@pytest.mark.parametrize("bzero", [32768, 0])
+def test_the_pass_reads_a_band_as_frame_section_does(tmp_path, bzero):
+    """bandpass.read_band converts the frame's stored words in one compiled sweep: the counts are
+    frame.section's, for a frame mapped from its index or opened by astropy, BZERO 32768 or 0, and
+    through frame.section itself when the map is not a plain array."""
+    from engine.formats.fits import frame_hdulist, index_frame, read_frame
+    from engine.tasks.bandpass import read_band, stored_words
+    from engine.tasks.stacking import Band
+
+    rng = np.random.default_rng(6)
+    counts = rng.integers(0, 65536, (40, 70)).astype(np.uint16)
+    path = tmp_path / "frame.fits"
+    hdul = frame_hdulist(counts)
+    if not bzero:  # the same counts stored as int16 bits with no BZERO
+        hdul[1].header["BZERO"] = 0
+        hdul[1].data = counts.view(np.int16)
+    hdul.writeto(path)
+    band = Band(slice(7, 31), slice(35, 70), slice(0, 24), 24)
+    for index in (index_frame(path), None):
+        with read_frame(path, index) as frame:
+            expected = frame.section(band.frame_rows, band.cols)
+            assert np.array_equal(expected, counts[7:31, 35:70])
+            out = np.empty((24, 35), np.uint16)
+            words = stored_words(frame)
+            assert words is not None
+            read_band(frame, words, band, out)
+            assert np.array_equal(out, expected)
+            out[:] = 0
+            read_band(frame, None, band, out)  # no plain map: frame.section
+            assert np.array_equal(out, expected)

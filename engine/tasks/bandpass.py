@@ -50,9 +50,9 @@ from .stats import (
     ADU_BINS,
     LOST_PIXEL,
     RegionStats,
+    histogram_region_stats,
     histogram_stats,
     region_stats,
-    robust_stats,
 )
 
 RESIDUAL_RANGE_ADU = 64  # residuals to the per-pixel mean beyond this are outliers (RON ~1-2 ADU)
@@ -92,6 +92,7 @@ class NoiseAccumulator:
         self.counts = np.zeros((n, (len(REGIONS) + 1) * self.bins), np.int64)  # per frame, region blocks
         self.row_sum = np.zeros(geometry.image_rows)
         self.col_sum = np.zeros(geometry.image_cols)
+        self.image_buffer = np.empty((0, 0), np.float64)
 
     def image_band_rows(self, band: Band) -> tuple[int, int]:
         """The band's image rows as read (frame orientation): (first, stop), empty without any."""
@@ -116,7 +117,13 @@ class NoiseAccumulator:
         if stop <= first:
             return
         rows = stop - first
-        image = total[first:stop, self.image_cols].astype(np.float64) - self.offset_sum
+        # float64(sum) - offsets into a buffer kept band after band (a fresh 6 MB array per band
+        # cost its page faults); C order, as numpy's `astype(float64) - offset_sum` made it: the same sums
+        width = self.image_cols.stop - self.image_cols.start
+        if self.image_buffer.shape[0] < rows:
+            self.image_buffer = np.empty((rows, width), np.float64)
+        image = self.image_buffer[:rows]
+        np.subtract(total[first:stop, self.image_cols], self.offset_sum, out=image, dtype=np.float64)
         row_sums, col_sums = image.sum(axis=1), image.sum(axis=0)
         self.row_sum[band.canonical_rows.start: band.canonical_rows.start + rows] += (
             row_sums[::-1] if self.flip_rows else row_sums)
@@ -200,13 +207,46 @@ class MeasureAccumulator:
     def result(self) -> QuadrantStats:
         blocks = self.counts.reshape(3, ADU_BINS)
         saturated, lost = int(blocks[:, ADC_SATURATED].sum()), int(blocks[:, LOST_PIXEL].sum())
-        regions = {"prescan": self.prescan}
-        for name, counts in (("image", blocks[0].copy()), ("overscan", blocks[1].copy())):
-            counts[LOST_PIXEL] = counts[ADC_SATURATED] = 0
-            median, std, mean = robust_stats(counts)
-            regions[name] = RegionStats(median, std, mean, histogram_stats(counts).mean)
-        return QuadrantStats(prescan=regions["prescan"], image=regions["image"], overscan=regions["overscan"],
-                             saturated=saturated, lost=lost)
+        # lost and saturated pixels left out (of a copy, only when there are any); the occupied
+        # bins found once for the robust and the clipped statistics
+        return QuadrantStats(prescan=self.prescan, image=histogram_region_stats(blocks[0]),
+                             overscan=histogram_region_stats(blocks[1]), saturated=saturated, lost=lost)
+
+
+StoredWords = tuple[np.ndarray, bool, np.uint16]  # a frame's stored words (uint16 view), byte-swap, BZERO flip
+
+
+def stored_words(frame: Frame) -> StoredWords | None:
+    """The frame's stored 16-bit words as kernels.read_region_histograms converts them, or None
+    when the map is not a plain C-order 2-D array (read_band then asks frame.section)."""
+    stored, bzero = frame.stored()
+    if stored.ndim != 2 or not stored.flags.c_contiguous:
+        return None
+    return np.asarray(stored).view(np.uint16), not stored.dtype.isnative, np.uint16(0x8000 if bzero == 32768 else 0)
+
+
+_NO_RUNS = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+_NO_HISTOGRAMS = np.zeros((0, ADU_BINS), np.int64)
+
+
+def read_band(frame: Frame, words: StoredWords | None, band: Band, out: np.ndarray) -> None:
+    """The band's counts (uint16, as read: frame.section's) into `out`, converted in one compiled
+    sweep of the stored words (read_region_histograms with no rows to count) instead of numpy's
+    swapping copy and then its XOR pass over the copy."""
+    # compiled: numba loaded only where units run
+    from .compiled.kernels import read_region_histograms
+
+    rows, cols = band.frame_rows, band.cols
+    if words is None or rows.step not in (None, 1) or cols.step not in (None, 1):
+        frame.section(rows, cols, out=out)
+        return
+    stored, swap, flip = words
+    row0, col0 = rows.start, cols.start
+    if not (0 <= row0 and row0 + out.shape[0] <= stored.shape[0] and 0 <= col0
+            and col0 + out.shape[1] <= stored.shape[1] and out.flags.c_contiguous):
+        frame.section(rows, cols, out=out)
+        return
+    read_region_histograms(stored, row0, col0, swap, flip, out, 0, 0, *_NO_RUNS, _NO_HISTOGRAMS)
 
 
 def prescan_stats(frame: Frame, quadrant: str, geometry: CCDGeometry, rows: slice) -> RegionStats:
@@ -281,17 +321,21 @@ def _quadrant_pass(unit: tuple[int, str], frames: list[tuple[Path, int, int | No
         measure_counts = np.zeros((len(members), 3 * ADU_BINS), np.int64)
         for k, (_, _, acc) in enumerate(members):
             acc.counts = measure_counts[k]
+        words = [stored_words(frame) for _, frame, _ in members]
         band_rows = band_rows_for(max(1, len(members)), geometry)
-        cube = np.empty((len(members), band_rows, geometry.quad_width), np.uint16)  # kept band after band
+        # one buffer kept band after band, each band's cube a C-order view of its start (the last,
+        # shorter band too: the compiled loop takes it without a contiguous copy)
+        buffer = np.empty(len(members) * band_rows * geometry.quad_width, np.uint16)
         total = np.empty((band_rows, geometry.quad_width), np.int64)
         planes = np.empty((2, band_rows, geometry.quad_width), np.float32) if writer is not None else None
         try:
             for band in quadrant_bands(geometry, quadrant, band_rows):
                 height = band.frame_rows.stop - band.frame_rows.start
-                sections = cube[:, :height]
+                sections = buffer[: len(members) * height * geometry.quad_width].reshape(
+                    len(members), height, geometry.quad_width)
                 for k, (_, frame, _) in enumerate(members):
                     try:
-                        frame.section(band.frame_rows, band.cols, out=sections[k])
+                        read_band(frame, words[k], band, sections[k])
                     except (ValueError, OSError) as exc:
                         raise PassFailed(unreadable_reason(frame.path, exc)) from exc
                 noise_rows = noise_acc.image_band_rows(band) if noise_acc is not None else (0, 0)

@@ -212,16 +212,21 @@ def clipped_stats(values: np.ndarray, nsigma: float = CLIP_SIGMA) -> ClippedStat
     """Sigma-clipped mean and std of float values (a stacked image), in a window around the median.
 
     The median and the first window width come from a regular subsample (1 pixel in 16 of a
-    large image: ample for a window); mean and std use every pixel inside the window (one
-    compiled sweep per iteration, kernels.window_moments: no copies of the kept pixels).
+    large image: ample for a window) of the finite values; mean and std use every pixel inside
+    the window (compiled sweeps, kernels.window_count then window_moments: no copies of the kept
+    pixels; NaN and inf fail the window's comparison). The window's count is taken first: the
+    last iteration, which finds the window settled, needs no moments.
     """
-    from .compiled.kernels import window_moments  # compiled: loaded by the processes that need it
+    # compiled: loaded by the processes that need it
+    from .compiled.kernels import window_count, window_moments
 
     values = np.ravel(values)
-    values = values[np.isfinite(values)]
     if values.dtype not in (np.float32, np.float64):
         values = values.astype(np.float64)
     values = np.ascontiguousarray(values)
+    finite = np.isfinite(values)
+    if not finite.all():  # the sample is of the finite values (copied only when some are not)
+        values = values[finite]
     as_values = values.dtype.type  # window compared in the values' own precision, as numpy would
     if values.size == 0:
         return NAN_STATS
@@ -234,10 +239,12 @@ def clipped_stats(values: np.ndarray, nsigma: float = CLIP_SIGMA) -> ClippedStat
     mean = std = math.nan
     count = 0
     for _ in range(20):
-        count, window_mean, window_std = window_moments(values, as_values(median), as_values(nsigma * sigma))
+        centre, half_width = as_values(median), as_values(nsigma * sigma)
+        count = int(window_count(values, centre, half_width))
         if count == kept_before or count < 2:
             break
         kept_before = count
+        _, window_mean, window_std = window_moments(values, centre, half_width)
         mean, std = float(window_mean), float(window_std)
         sigma = max(std, 1e-6)
     return ClippedStats(mean, std, float(median), count)
