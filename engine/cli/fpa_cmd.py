@@ -3,6 +3,7 @@
     vison-engine fpa run --data DAYFOLDER --test BIAS01|BIAS02|DARK01|PTC01|FLAT01 --results DIR [--session FPA]
                          [--obsids FIRST-LAST] [--design final|initial] [--map VALUE]... [--no-meta]
                          [-m JOBS | --executor dask://HOST:PORT] [--json]
+    vison-engine fpa masks RESULT_DIR_OR_MASK... --out FILE [--force] [--json]
     vison-engine fpa simulate --out DIR [--frames N] [--full] [--seed 1] [--test BIAS01|DARK01|PTC01|FLAT01]
                               [--exptime S] [--hot-pixels N] [--fluences K] [--dead-pixels N]
 
@@ -12,10 +13,13 @@ the family's products in the LE1 layout unless --no-meta: BIAS01/02 products/EUC
 table PTC01_GAIN_TB.csv; FLAT01 EUC_FF_800nm_col<NNN>_FPA.fits + _ERR.fits per column and
 EUC_MASK_FPA.fits of its flat defects); a test the FPA
 mode does not analyse is refused in one line naming those it does (tasks/fpa_family.py);
-`simulate` writes LE1 frames, their FPA EXP_LOG and LE1_TRUTHS.json (docs/fpa.md).
+`masks` merges the EUC_MASK_FPA.fits of several runs (result folders or the files) into one LE1-layout
+mask, the bitwise or of their DEFECTS bits (tasks/fpa_masks.py); `simulate` writes LE1 frames,
+their FPA EXP_LOG and LE1_TRUTHS.json (docs/fpa.md).
 Exit status 0 done, 1 done with errors (a sub-task failed: the FPA products not written, said
 in result.json), 2 bad input (no FPA log, no frame, a test not available in FPA mode,
-unreachable scheduler).
+unreachable scheduler; masks: a missing or unreadable mask, masks of different layouts, --out
+existing without --force).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 
 NAME = "fpa"
 HELP = ("FPA mode: analyse LE1 frames of the whole focal plane (BIAS01/02, DARK01, PTC01, FLAT01), FPA maps, "
-        "FPA masters, cosmetics mask and gain table; simulate LE1 frames")
+        "FPA masters, cosmetics mask and gain table; merge the masks of several runs; simulate LE1 frames")
 EXIT_OK, EXIT_ERRORS, EXIT_INPUT = 0, 1, 2
 
 
@@ -62,6 +66,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     where.add_argument("-m", "--jobs", type=int, metavar="N", help="local worker processes (default: the cores)")
     where.add_argument("--executor", metavar="WHERE", help='"local" or "dask://HOST:PORT" (docs/scaling.md)')
     run.add_argument("--json", action="store_true", help="the outcome as JSON")
+
+    masks = actions.add_parser("masks", help="merge the FPA masks of several runs (bias, dark, flat defects) into one",
+                               description="merge the EUC_MASK_FPA.fits of several fpa runs into one LE1-layout "
+                                           "mask: the bitwise or of their DEFECTS bits per pixel, with each source's "
+                                           "TEST, RUNID, OBSIDs and file in the primary header and the pixels of "
+                                           "each bit per extension (tasks/fpa_masks.py)")
+    masks.add_argument("sources", nargs="+", metavar="RESULT_DIR_OR_MASK",
+                       help="a result folder of fpa run (DIR/SESSION/TEST, holding products/EUC_MASK_FPA.fits) or "
+                            "the mask file itself")
+    masks.add_argument("--out", required=True, metavar="FILE", help="the merged mask to write")
+    masks.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
+    masks.add_argument("--json", action="store_true", help="the outcome as JSON")
 
     sim = actions.add_parser("simulate", help="write simulated LE1 bias, dark or flat (PTC01, FLAT01) frames with "
                                               "their FPA EXP_LOG and truths",
@@ -97,7 +113,10 @@ def run(args: argparse.Namespace) -> int:
         return _simulate(args)
     if args.fpa_action == "run":
         return _run(args)
-    print("error: give an action: vison-engine fpa run ... or vison-engine fpa simulate ... (--help)", file=sys.stderr)
+    if args.fpa_action == "masks":
+        return _masks(args)
+    print("error: give an action: vison-engine fpa run ..., fpa masks ... or fpa simulate ... (--help)",
+          file=sys.stderr)
     return EXIT_INPUT
 
 
@@ -156,6 +175,28 @@ def _run(args: argparse.Namespace) -> int:
     for message in record["error_messages"]:
         print(f"error: {message}", file=sys.stderr)
     return EXIT_ERRORS if record["errors"] else EXIT_OK
+
+
+def _masks(args: argparse.Namespace) -> int:
+    from ..tasks.fpa_masks import BIT_VALUES, MaskMergeError, merge_fpa_masks
+
+    try:
+        merged = merge_fpa_masks(args.sources, args.out, force=args.force)
+    except (MaskMergeError, FileExistsError) as exc:
+        return _error(args, str(exc))
+    except OSError as exc:  # writing the merge: a full disk, a folder not writable
+        return _error(args, f"cannot write {args.out}: {exc.strerror or exc}")
+    bits = {BIT_VALUES[keyword]: name for source in merged.sources for keyword, name in source.bits.items()}
+    totals = {name: merged.total(value) for value, name in sorted(bits.items())}
+    tests = [source.card("TEST", "?") for source in merged.sources]
+    if args.json:
+        print(json.dumps({"file": str(merged.path), "sources": [str(s.path) for s in merged.sources],
+                          "tests": tests, "pixels": {**totals, "any": merged.total(0)}}, indent=2))
+        return EXIT_OK
+    print(f"Wrote {merged.path}: {len(merged.sources)} masks merged ({', '.join(tests)}), "
+          f"{len(merged.counts)} quadrants; pixels flagged: "
+          + ", ".join(f"{name} {count}" for name, count in totals.items()) + f", any {merged.total(0)}")
+    return EXIT_OK
 
 
 def _simulate(args: argparse.Namespace) -> int:
