@@ -82,16 +82,16 @@ def readouts_of(paths, start, plan) -> dict:
 
 
 def test_the_lines_consumer_gives_extract_unit_lines_in_every_quadrant(frames):
-    readouts = readouts_of(frames, chinj.start_lines, FOLDS)
+    readouts = readouts_of(frames, chinj.start_lines, chinj.LinesPlan(FOLDS))
     for i, (path, fold) in enumerate(zip(frames, FOLDS)):
         offsets = {q: readouts[(1, q)].offsets[i] for q in QUADRANTS}
         unit = chinj.extract_unit(path, offsets, fold.on, fold.off, fold.vstart, fold.vend)
         for q in QUADRANTS:
             assert not readouts[(1, q)].error
-            seen_fold, mine = readouts[(1, q)].result[i]
+            seen_fold, mine = readouts[(1, q)].result.found[i]
             assert seen_fold == fold
             assert_same_lines(mine, unit[q])
-    assert readouts[(1, "E")].result[0][1].p50 == pytest.approx(LEVELS["E"], rel=0.02)  # the injection, not the offset
+    assert readouts[(1, "E")].result.found[0][1].p50 == pytest.approx(LEVELS["E"], rel=0.02)  # the injection, not the offset
 
 
 def numpy_lines(canonical: np.ndarray, offset: float, fold) -> InjectedLines:
@@ -116,7 +116,7 @@ def test_the_compiled_fold_gives_the_numpy_extraction_bit_for_bit(frames, quadra
 
 
 def test_the_injection_lines_take_the_check_read_and_read_again_only_what_it_did_not_see(frames):
-    readouts = readouts_of(frames, chinj.start_lines, FOLDS)
+    readouts = readouts_of(frames, chinj.start_lines, chinj.LinesPlan(FOLDS))
     offsets = [{q: readouts[(1, q)].offsets[i] for q in QUADRANTS} for i in range(4)]
     offsets[1] = {**offsets[1], "G": offsets[1]["G"] + 0.5}  # an offset the check's read did not use
     rows = [{"chinj_on": f.on, "chinj_of": f.off, "vstart": f.vstart, "vend": "" if f.vend is None else f.vend}
@@ -140,7 +140,7 @@ def test_the_injection_lines_take_the_check_read_and_read_again_only_what_it_did
         for q in QUADRANTS:
             assert_same_lines(found.quadrants[q], unit[q])
             if i in (0, 3):
-                assert found.quadrants[q] is readouts[(1, q)].result[i][1]
+                assert found.quadrants[q] is readouts[(1, q)].result.found[i][1]
 
 
 def test_the_tiles_consumer_gives_tile_unit_levels_and_is_taken_only_for_the_same_frames_and_offsets(frames):
@@ -200,8 +200,10 @@ def pipeline_runs(tmp_path_factory):
     missing = frozenset((e.obsid, ccd) for e in elvis.plan_for(request) for ccd in (2, 3))
     elvis.simulate(dataclasses.replace(request, missing_frames=missing))
     folder = tmp_path_factory.mktemp("results") / "results"
-    read_again, kept = [], []
+    read_again, kept, fitted = [], [], []
     with pytest.MonkeyPatch.context() as patch:
+        fit = chinj.fit_ig1_curve
+        patch.setattr(chinj, "fit_ig1_curve", lambda *a: fitted.append(fit(*a)) or fitted[-1])
         for module, name in ((chinj, "extract_unit"), (nl, "tile_unit")):
             unit = getattr(module, name)
             patch.setattr(module, name, lambda *a, _unit=unit, _name=name: read_again.append(_name) or _unit(*a))
@@ -212,12 +214,19 @@ def pipeline_runs(tmp_path_factory):
         }, base_dir=folder.parent)
         PipelineRun(campaign, RunOptions(session="D11", jobs=1)).run_aim()
     records = {t: json.loads((folder / "D11" / t / "result.json").read_text()) for t in ("CHINJ01", "NL01")}
-    return records, read_again, kept
+    return records, read_again, kept, fitted
 
 
 def test_a_pipeline_run_takes_the_check_read_and_reads_no_frame_again(pipeline_runs):
-    records, read_again, kept = pipeline_runs
+    records, read_again, kept, fitted = pipeline_runs
     assert read_again == []
+    # CCD1's four curves fitted once each, in the check's read (jobs 1: in this process); the other
+    # CCDs have no frames (no points: nothing to fit)
+    fitted = [f for f in fitted if f.points]
+    assert len(fitted) == 4
+    chinj01 = records["CHINJ01"]["ccds"]
+    assert sorted(q["ig1_threshold_v"] for q in chinj01["CCD1"].values()) == sorted(round(f.get("threshold"), 3)
+                                                                                  for f in fitted)
     for record in records.values():
         assert record["subtasks"]["extract"] == "done", record["subtasks"]
     lines, prepared = kept[0]
@@ -228,3 +237,30 @@ def test_a_pipeline_run_takes_the_check_read_and_reads_no_frame_again(pipeline_r
         unit = chinj.extract_unit(frame.path, frame.offsets, setting.on, setting.off, setting.vstart, setting.vend)
         for q in QUADRANTS:
             assert_same_lines(found.quadrants[q], unit[q])
+
+
+def test_the_consumers_fit_the_injection_curve_and_meta_takes_a_fit_only_of_the_same_points(frames):
+    """The fit of the frames the consumer saw is fit_ig1_curve's of their (IG1, p50) points; a
+    point that differs (another frame, another level) makes meta fit again."""
+    ig1 = (3.0, 4.0, 5.0, 6.0)
+    settings = tuple(chinj.InjectionSetting(1, f.on, f.off, 60.0, 50.0, 20.0, 8.0, {"T": v, "B": v},
+                                            {"T": 7.0, "B": 7.0}, f.vstart, f.vend)
+                     for f, v in zip(FOLDS, ig1))  # id_dly / toi_ch = 2.5: half B (quadrants E, F) injected
+    readouts = readouts_of(frames, chinj.start_lines, chinj.LinesPlan(FOLDS, settings, "IG1"))
+    for q in QUADRANTS:
+        curve = readouts[(1, q)].result.curve
+        levels = [readouts[(1, q)].result.found[i][1].p50 for i in range(4)] if q in "EF" else []
+        volts = list(ig1) if q in "EF" else []
+        assert curve.volts == tuple(volts) and curve.levels == tuple(levels)
+        assert curve.fit == chinj.fit_ig1_curve(volts, levels)
+        assert chinj.fitted_in_read(readouts[(1, q)], "IG1", volts, levels) is curve.fit
+        assert chinj.fitted_in_read(readouts[(1, q)], "IDL", volts, levels) is None
+        if volts:
+            assert curve.fit.ok and curve.fit.points == 4
+            assert chinj.fitted_in_read(readouts[(1, q)], "IG1", volts[:3], levels[:3]) is None
+            assert chinj.fitted_in_read(readouts[(1, q)], "IG1", volts, [levels[0] + 0.01, *levels[1:]]) is None
+        else:
+            assert not curve.fit.ok
+    assert chinj.fitted_in_read(None, "IG1", [], []) is None
+    no_meta = readouts_of(frames[:1], chinj.start_lines, chinj.LinesPlan(FOLDS[:1]))
+    assert no_meta[(1, "E")].result.curve is None and chinj.fitted_in_read(no_meta[(1, "E")], "IG1", [], []) is None

@@ -14,6 +14,9 @@ Sub-tasks (after the generic `init`; the science is in chinj_lib.py):
   check measures it); a frame that read did not see with the same offsets and on/off cycle (check
   switched off, consumer failed) is read again (extract_unit, one unit per frame: the same
   function, the same numbers), said in the log. The check and this sub-task share the one extraction.
+  The same consumers fit each quadrant's injection curve once its last frame is in (in the
+  workers, while other quadrants are read); `meta` takes a fit made of the very points it would
+  fit, else fits them itself.
 - `basic`: the extraction table and profiles (CSV), per quadrant the median non-uniformity and
   spill-over of the injected frames, the profiles figure.
 - `meta`: per quadrant the fit of the median injection against the swept voltage (CHINJ01: IG1,
@@ -142,11 +145,20 @@ def quadrant_lines(canonical: np.ndarray, geometry: CCDGeometry, offset: float, 
     from .compiled.chinj_kernels import fold_rows  # numba loaded only where units run
 
     on, period = cycle(fold.on, fold.off, rows.stop)
+    # swept in memory order (a flipped quadrant's flips undone; the sums' columns mirrored back
+    # after): contiguous rows are what lets the compiler vectorise the sweep
+    stored, col0 = canonical, geometry.prescan
+    mirrored = stored.strides[1] < 0
+    if mirrored:
+        stored, col0 = stored[:, ::-1], stored.shape[1] - col0 - geometry.image_cols
+    rows_reversed = stored.strides[0] < 0
+    if rows_reversed:
+        stored = stored[::-1]
     sums, counts, line_sums = np.zeros((period, geometry.image_cols)), np.zeros(period, np.int64), np.empty(rows.stop)
-    fold_rows(canonical, geometry.prescan, geometry.image_cols, np.float32(offset), min(rows.start, rows.stop),
+    fold_rows(stored, rows_reversed, col0, geometry.image_cols, np.float32(offset), min(rows.start, rows.stop),
               rows.stop, sums, counts, line_sums)
     with np.errstate(invalid="ignore", divide="ignore"):
-        cube = sums / counts[:, None]
+        cube = (sums[:, ::-1] if mirrored else sums) / counts[:, None]  # a new C-ordered array either way
     return folded_lines(cube, line_sums / geometry.image_cols, on, fold.off)
 
 
@@ -163,29 +175,77 @@ def extract_unit(path: Path, offsets: dict[str, float], on: int, off: int, vstar
         return f"unreadable frame: {exc}"
 
 
-def plan_folds(ctx: TaskContext, ccd: int, frames: list[Any]) -> tuple[FoldPlan, ...] | None:
-    """QuadrantConsumers.plan: each frame's fold, from its EXP_LOG row as `InjectionLines` reads it."""
-    return tuple(FoldPlan.of(InjectionSetting.from_row(f.row, ccd)) for f in frames) or None
+@dataclass(frozen=True)
+class LinesPlan:
+    """What the consumers of one CCD need: each frame's fold and, when `meta` will fit the
+    injection curves, each frame's setting and the swept voltage ("IG1" or "IDL")."""
+
+    folds: tuple[FoldPlan, ...]
+    settings: tuple[InjectionSetting, ...] | None = None
+    swept: str = "IG1"
+
+
+def plan_folds(ctx: TaskContext, ccd: int, frames: list[Any]) -> LinesPlan | None:
+    """QuadrantConsumers.plan: each frame's fold (and setting), from its EXP_LOG row as
+    `InjectionLines` reads it."""
+    settings = tuple(InjectionSetting.from_row(f.row, ccd) for f in frames)
+    if not settings:
+        return None
+    fitting = ctx.enabled is None or "meta" in ctx.enabled
+    return LinesPlan(tuple(FoldPlan.of(s) for s in settings), settings if fitting else None, swept_voltage(ctx))
+
+
+@dataclass(frozen=True)
+class FittedCurve:
+    """A quadrant's injection curve fitted where its points were measured: the points and the fit."""
+
+    swept: str
+    volts: tuple[float, ...]
+    levels: tuple[float, ...]
+    fit: CurveFit
+
+    def of(self, swept: str, volts: list[float], levels: list[float]) -> CurveFit | None:
+        """The fit if it was made of exactly these points (a pure function of them), else None."""
+        same = swept == self.swept and np.array_equal(np.array(volts, np.float64), np.array(self.volts, np.float64),
+                                                      equal_nan=True) \
+            and np.array_equal(np.array(levels, np.float64), np.array(self.levels, np.float64), equal_nan=True)
+        return self.fit if same else None
+
+
+@dataclass(frozen=True)
+class ConsumedLines:
+    """A LinesConsumer's result: index of each frame fed -> (its fold, its lines); the fitted
+    curve of the injected frames (None: `meta` not wanted)."""
+
+    found: dict[int, tuple[FoldPlan, InjectedLines]]
+    curve: FittedCurve | None
 
 
 class LinesConsumer:
     """The check's read feeding the extraction: each frame's quadrant folded as it comes (the
-    consumer keeps a few numbers and two profiles per frame, no counts)."""
+    consumer keeps a few numbers and two profiles per frame, no counts); at the end the quadrant's
+    injection curve fitted (`meta`'s fit, made here so the fits run in parallel with the read)."""
 
-    def __init__(self, quadrant: str, geometry: CCDGeometry, plan: tuple[FoldPlan, ...]):
+    def __init__(self, quadrant: str, geometry: CCDGeometry, plan: LinesPlan):
         self.quadrant, self.geometry, self.plan = quadrant, geometry, plan
         self.found: dict[int, tuple[FoldPlan, InjectedLines]] = {}
 
     def add(self, index: int, counts: np.ndarray, stats: Any) -> None:
-        fold = self.plan[index]
+        fold = self.plan.folds[index]
         canonical = self.geometry.to_canonical(counts, self.quadrant)
         self.found[index] = fold, quadrant_lines(canonical, self.geometry, stats.prescan.clipped_mean, fold)
 
-    def result(self) -> dict[int, tuple[FoldPlan, InjectedLines]]:
-        return self.found
+    def result(self) -> ConsumedLines:
+        settings, swept, q = self.plan.settings, self.plan.swept, self.quadrant
+        if settings is None:
+            return ConsumedLines(self.found, None)
+        injected = [i for i in sorted(self.found) if settings[i].injects(q)]
+        volts = tuple(setting_swept(settings[i], q, swept) for i in injected)
+        levels = tuple(self.found[i][1].p50 for i in injected)
+        return ConsumedLines(self.found, FittedCurve(swept, volts, levels, curve_fitter(swept)(volts, levels)))
 
 
-def start_lines(quadrant: str, geometry: CCDGeometry, plan: tuple[FoldPlan, ...]) -> LinesConsumer:
+def start_lines(quadrant: str, geometry: CCDGeometry, plan: LinesPlan) -> LinesConsumer:
     return LinesConsumer(quadrant, geometry, plan)
 
 
@@ -205,7 +265,7 @@ class ReadLines:
             why = ("the check's read made no extraction (check switched off or its sub-tasks not run)"
                    if readout is None or (readout.result is None and not readout.error)
                    else f"its extraction failed ({readout.error})" if readout.error else "")
-            entry = None if why else readout.result.get(self.index[(ccd, q)].get(Path(frame.path)))
+            entry = None if why else readout.result.found.get(self.index[(ccd, q)].get(Path(frame.path)))
             if not why and (entry is None or entry[0] != fold
                             or not readout.matches([frame.path], [frame.offsets[q]])):
                 why = "the frame, its offsets or its on/off cycle differ from those the check's read saw"
@@ -394,8 +454,9 @@ class InjectionTask(OffsetSubtractingTask):
     def meta(self, ctx: TaskContext, extraction: Extraction) -> InjectionCurves:
         lines = extraction.lines
         swept = swept_voltage(ctx)
-        fitter = fit_idl_curve if swept == "IDL" else fit_ig1_curve
-        fits, points = {}, {}
+        fitter = curve_fitter(swept)
+        readouts = ctx.need(FrameMeasures).readouts
+        fits, points, here = {}, {}, 0
         out = Outputs()
         for ccd in ctx.ccds:
             for q in QUADRANTS:
@@ -403,11 +464,16 @@ class InjectionTask(OffsetSubtractingTask):
                 volts = [frame_swept(f, q, swept) for f in frames]
                 levels = [f.quadrants[q].p50 for f in frames]
                 points[(ccd, q)] = (volts, levels)
-                fit = fitter(volts, levels)
+                fit = fitted_in_read(readouts.get((ccd, q)), swept, volts, levels)
+                if fit is None:
+                    fit, here = fitter(volts, levels), here + bool(volts)  # no points: nothing to fit
                 fits[(ccd, q)] = fit
                 if not fit.ok:
                     ctx.flags.raise_flag("BADFIT", f"injection vs {swept} not fitted: {fit.reason}", ccd=ccd, quadrant=q)
                 write_fit_values(out, swept, fit, ccd, q)
+        if here:
+            ctx.log.info(f"{here} injection curves fitted here, not in the check's read (their points differ from "
+                         "those the read saw, or it made no fit)")
         out.tables.append(fits_table(ctx.test.name, swept, fits))
         test = ctx.test.name
         out.plots.append(Plot("curves", lambda: curves_figure(test, swept, points, fits)))
@@ -415,9 +481,25 @@ class InjectionTask(OffsetSubtractingTask):
         return InjectionCurves(swept, fits, outputs=out)
 
 
-def frame_swept(frame: FrameInjection, quadrant: str, swept: str) -> float:
-    ig1, _, idl = frame.setting.voltages(quadrant)
+def setting_swept(setting: InjectionSetting, quadrant: str, swept: str) -> float:
+    ig1, _, idl = setting.voltages(quadrant)
     return idl if swept == "IDL" else ig1
+
+
+def frame_swept(frame: FrameInjection, quadrant: str, swept: str) -> float:
+    return setting_swept(frame.setting, quadrant, swept)
+
+
+def curve_fitter(swept: str):
+    return fit_idl_curve if swept == "IDL" else fit_ig1_curve
+
+
+def fitted_in_read(readout: Any, swept: str, volts: list[float], levels: list[float]) -> CurveFit | None:
+    """The fit the check's read made of these very points (ConsumedLines.curve), else None."""
+    result = None if readout is None or readout.error else readout.result
+    if not isinstance(result, ConsumedLines) or result.curve is None:
+        return None
+    return result.curve.of(swept, volts, levels)
 
 
 def write_fit_values(out: Outputs, swept: str, fit: CurveFit, ccd: int, q: str) -> None:
