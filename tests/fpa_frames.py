@@ -23,3 +23,16 @@ def elvis_frames_of(le1_paths, ccd: str, out: Path, geometry=LE1_SMALL) -> list[
                 geometry.put_quadrant(frame, q, view.canonical())
         paths.append(write_frame(out / f"EUC_{n}_ROE1_CCD1.fits", frame))
     return paths
+
+
+def run_fpa(day: Path, test: str, results: Path, *options: str) -> tuple[Path, dict]:
+    """`vison-engine fpa run` of `test` on the LE1 day folder `day` on a local pool of 2 workers
+    (more `options` after): its result folder and result.json, the run having exited 0."""
+    import json
+
+    from engine.cli.main import main as cli
+
+    code = cli(["fpa", "run", "--data", str(day), "--test", test, "--results", str(results), "-m", "2", *options])
+    assert code == 0, f"fpa run {test} exited {code}"
+    folder = results / "FPA" / test
+    return folder, json.loads((folder / "result.json").read_text())

@@ -29,9 +29,8 @@ import math
 import numpy as np
 import pytest
 from astropy.io import fits
-from fpa_frames import elvis_frames_of
+from fpa_frames import elvis_frames_of, run_fpa
 
-from engine.cli.main import main as cli
 from engine.formats.fits import read_frame
 from engine.formats.fpa import fpa_layout
 from engine.formats.geometry import QUADRANTS
@@ -58,11 +57,8 @@ def fpa_flat(tmp_path_factory):
     root = tmp_path_factory.mktemp("fpa_flat")
     sim = simulate_le1(root / "data", test="FLAT01", fluences=FLUENCES, frames=FRAMES, seed=SEED,
                        dead_pixels=DEAD_PIXELS)
-    code = cli(["fpa", "run", "--data", str(sim.day_folder), "--test", "FLAT01", "--results", str(root / "results"),
-                "-m", "2"])
-    assert code == 0
-    folder = root / "results" / "FPA" / "FLAT01"
-    return sim, json.loads(sim.truths_file.read_text()), folder, json.loads((folder / "result.json").read_text())
+    folder, record = run_fpa(sim.day_folder, "FLAT01", root / "results")
+    return sim, json.loads(sim.truths_file.read_text()), folder, record
 
 
 def test_the_simulated_flats_follow_the_catalogue_structure(fpa_flat):

@@ -11,12 +11,11 @@ pixels as the padded geometry counts them)."""
 
 from __future__ import annotations
 
-import json
 import math
 
 from astropy.io import fits
 
-from engine.cli.main import main as cli
+from fpa_frames import run_fpa
 from engine.formats.fpa import fpa_layout
 from engine.formats.le1 import LE1_SMALL, le1_geometry, read_le1
 from engine.sim.le1 import simulate_le1
@@ -54,10 +53,7 @@ def test_ground_frames_padded_into_le1_are_read_and_their_fill_left_out(tmp_path
             stats = counts_stats(counts, place.quadrant, geometry, slice(0, geometry.image_rows))
         assert stats.lost == 0, place.extname  # the fill is not lost pixels
 
-    code = cli(["fpa", "run", "--data", str(sim.day_folder), "--test", "BIAS01", "--results", str(tmp_path / "out"),
-                "-m", "2", "--no-meta"])
-    assert code == 0
-    record = json.loads((tmp_path / "out" / "FPA" / "BIAS01" / "result.json").read_text())
+    _, record = run_fpa(sim.day_folder, "BIAS01", tmp_path / "out", "--no-meta")
     assert record["flag_reasons"] == []  # no LOSTPIXELS for the fill, no RON_OOL from zeros
     for ccdid, quadrants in record["ccds"].items():
         for q, values in quadrants.items():

@@ -31,9 +31,8 @@ import shutil
 
 import numpy as np
 import pytest
-from fpa_frames import elvis_frames_of
+from fpa_frames import elvis_frames_of, run_fpa
 
-from engine.cli.main import main as cli
 from engine.formats.fits import read_frame
 from engine.formats.geometry import QUADRANTS
 from engine.formats.le1 import LE1_SMALL, LE1File
@@ -56,11 +55,8 @@ def fpa_ptc(tmp_path_factory):
     ccd, quadrant, gain = LOUD
     truths[ccd][quadrant]["gain_e_per_adu"] = gain
     sim = simulate_le1(root / "data", test="PTC01", fluences=FLUENCES, frames=FRAMES, seed=SEED, truths=truths)
-    code = cli(["fpa", "run", "--data", str(sim.day_folder), "--test", "PTC01", "--results", str(root / "results"),
-                "-m", "2"])
-    assert code == 0
-    folder = root / "results" / "FPA" / "PTC01"
-    return sim, json.loads(sim.truths_file.read_text()), folder, json.loads((folder / "result.json").read_text())
+    folder, record = run_fpa(sim.day_folder, "PTC01", root / "results")
+    return sim, json.loads(sim.truths_file.read_text()), folder, record
 
 
 def test_the_simulated_pairs_follow_the_catalogue_structure(fpa_ptc):

@@ -57,15 +57,14 @@ from .cosmetics import (
 from .dataset import obsid_ranges
 from .measures import region_columns
 from .stacking import (
-    DITHER_SEED,
     QUANT_FRACTION,
-    TILE_ROWS,
     Band,
     allocate_fits,
     assemble_product,
     compress_plane,
     network_pairs,
     quantisation_step,
+    quantised_plane,
 )
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
 
@@ -266,18 +265,8 @@ def write_ratio_plane(path: Path, extname: str, stored: np.ndarray, step: float,
     orientation) as a FITS with an empty primary and the tile-compressed extension `extname`,
     quantised with `step` (a fraction of the plane's own noise `noise`, as stacking.compress_plane
     quantises a master against the read noise), its precision in its header."""
-    header = fits.Header([("BUNIT", "")])
-    for keyword, value, comment in cards:
-        header[keyword] = (value, comment)
-    header["QSTEP"] = (step, "quantisation step (relative response)")
-    header["QMAXERR"] = (step / 2, "largest |stored - computed| of a pixel")
-    header["QNOISE"] = (noise, "noise of the master (median EFLAT)")
-    header.add_comment(f"Tile-compressed (RICE_1), quantised with step {step:.5g} "
-                       f"({step / noise if noise > 0 else math.nan:.4g} of QNOISE), SUBTRACTIVE_DITHER_1: "
-                       "a pixel is within QMAXERR of the float32 value.")
-    plane = fits.CompImageHDU(np.ascontiguousarray(stored, np.float32), header=header, name=extname,
-                              compression_type="RICE_1", tile_shape=(TILE_ROWS, stored.shape[1]),
-                              quantize_level=-step, quantize_method=1, dither_seed=DITHER_SEED)
+    plane = quantised_plane(np.ascontiguousarray(stored, np.float32), extname, step, "", cards,
+                            ("QNOISE", noise, "noise of the master (median EFLAT)"), "QNOISE")
     fits.HDUList([fits.PrimaryHDU(), plane]).writeto(path, overwrite=True)
     return path
 

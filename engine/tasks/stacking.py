@@ -180,20 +180,33 @@ def compress_plane(raw: Path, name: str, step: float, ron_adu: float, out: Path,
     it tile by tile): no native copy."""
     with fits.open(raw, memmap=True) as source:
         data = source[name].data
-        header = fits.Header([("BUNIT", source[name].header.get("BUNIT", "ADU"))])
-        for keyword, value, comment in cards:
-            header[keyword] = (value, comment)
-        header["QSTEP"] = (step, "quantisation step (ADU) of this plane")
-        header["QMAXERR"] = (step / 2, "largest |stored - computed| of a pixel (ADU)")
-        header["QRON"] = (ron_adu, "read noise (ADU) the step is a fraction of")
-        header.add_comment(f"Tile-compressed (RICE_1), quantised with step {step:.5g} ADU "
-                           f"({step / ron_adu if ron_adu > 0 else math.nan:.4g} of the read noise), "
-                           "SUBTRACTIVE_DITHER_1: a pixel is within QMAXERR of the float32 value.")
-        plane = fits.CompImageHDU(data, header=header, name=name, compression_type="RICE_1",
-                                  tile_shape=(TILE_ROWS, data.shape[1]), quantize_level=-step,
-                                  quantize_method=1, dither_seed=DITHER_SEED)
+        plane = quantised_plane(data, name, step, source[name].header.get("BUNIT", "ADU"), cards,
+                                ("QRON", ron_adu, "read noise (ADU) the step is a fraction of"), "the read noise")
         fits.HDUList([fits.PrimaryHDU(), plane]).writeto(out, overwrite=True)
     return out
+
+
+def quantised_plane(data: np.ndarray, name: str, step: float, unit: str, cards: Sequence[tuple[str, Any, str]],
+                    reference: tuple[str, float, str], reference_name: str) -> fits.CompImageHDU:
+    """A float32 plane as a tile-compressed extension (RICE_1, SUBTRACTIVE_DITHER_1, the fixed seed),
+    quantised with `step` (in `unit`), its precision in its header: QSTEP, QMAXERR, and the
+    `reference` card (keyword, value, comment: the noise the step is a fraction of, called
+    `reference_name` in the comment), after the extra `cards` (set here: a card added afterwards
+    makes astropy compress the plane again)."""
+    header = fits.Header([("BUNIT", unit)])
+    for keyword, value, comment in cards:
+        header[keyword] = (value, comment)
+    in_unit = f" ({unit})" if unit else ""
+    header["QSTEP"] = (step, f"quantisation step{in_unit} of this plane")
+    header["QMAXERR"] = (step / 2, f"largest |stored - computed| of a pixel{in_unit}")
+    keyword, noise, comment = reference
+    header[keyword] = (noise, comment)
+    header.add_comment(f"Tile-compressed (RICE_1), quantised with step {step:.5g}{' ' + unit if unit else ''} "
+                       f"({step / noise if noise > 0 else math.nan:.4g} of {reference_name}), "
+                       "SUBTRACTIVE_DITHER_1: a pixel is within QMAXERR of the float32 value.")
+    return fits.CompImageHDU(data, header=header, name=name, compression_type="RICE_1",
+                             tile_shape=(TILE_ROWS, data.shape[1]), quantize_level=-step, quantize_method=1,
+                             dither_seed=DITHER_SEED)
 
 
 def assemble_product(final: Path, primary: fits.Header, planes: Sequence[Path]) -> int:
