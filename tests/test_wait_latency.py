@@ -4,7 +4,7 @@ result lands.
 - On the virtual clock (acquisition_replay): the look that confirms the last frames is made
   `stable_s` after their last change, not at the next rescan, whatever the phase of the looks.
 - On the real clock: a small BIAS01 streamed one exposure a second into `vison-engine run -W`,
-  result.json against the last frame's mtime, median of 5 wait runs, against a budget measured in
+  result.json against the last frame's mtime, median of 3 wait runs, against a budget measured in
   the same test (see test_a_streamed_bias01_lands_within_stability_and_a_warm_analysis).
 - The local executor's warm(): the units of the first map run in workers started before it.
 """
@@ -132,7 +132,7 @@ def test_warm_with_one_worker_starts_nothing():
 # -- the real clock: a streamed small BIAS01 ---------------------------------------------------
 
 STREAMED = 5  # the last exposures, one a second (the first ones land at once)
-ROUNDS = 5
+ROUNDS = 3  # a median of 3 runs: one slow run (a load spike) does not decide it
 OVERHEAD_S = 0.5  # what wait mode may add to stability + analysis: detection, logs, scheduling
 LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"  # the pipeline log's timestamps (milliseconds)
 
@@ -253,7 +253,7 @@ def _warm_analyses(campaign_file: str) -> None:
 
 
 def test_a_streamed_bias01_lands_within_stability_and_a_warm_analysis(staged_bias01, tmp_path):
-    """result.json of a streamed small BIAS01 against its last frame's mtime, median of 5 wait runs,
+    """result.json of a streamed small BIAS01 against its last frame's mtime, median of 3 wait runs,
     each as a user starts it (a fresh `vison-engine run -W` process).
 
     The issue's figure is 2 s on a quiet machine: 1 s of stability, then the analysis. On the
