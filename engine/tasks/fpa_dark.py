@@ -31,7 +31,7 @@ from .dark import (
     frame_fluence_adu,
 )
 from .fpa_bias import gradient_flags, ron_flags
-from .fpa_family import FPAFamily, FPAQuadrantResult, median_or_nan
+from .fpa_family import FPAFamily, FPAQuadrantResult, check_values, median_or_nan
 from .fpa_products import MASK_PRODUCT, master_products
 from .stats import CLIP_SIGMA
 
@@ -46,12 +46,8 @@ def exposure_time_s(result: FPAQuadrantResult) -> float:
 
 def quadrant_values(result: FPAQuadrantResult, gain: float) -> dict[str, float]:
     """The dark family's per-quadrant values of one FPA quadrant (not yet rounded)."""
-    stats = result.frame_stats
-    values: dict[str, float] = {}
-    for region in ("prescan", "overscan"):  # the generic check's: medians over frames
-        values[f"offset_{region}_adu"] = median_or_nan([getattr(s, region).median for s in stats])
-        values[f"ron_{region}_adu"] = median_or_nan([getattr(s, region).std for s in stats])
-    values["fluence_adu"] = median_or_nan([frame_fluence_adu(s) for s in stats])
+    values = check_values(result)  # the generic check's: medians over frames
+    values["fluence_adu"] = median_or_nan([frame_fluence_adu(s) for s in result.frame_stats])
     signal = result.master.level.mean if result.master is not None else math.nan
     values["dark_signal_adu"] = signal
     values["dark_e_per_pix_per_hour"] = dark_rate_e_per_pix_per_hour(signal, gain, exposure_time_s(result))
