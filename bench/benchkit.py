@@ -114,12 +114,15 @@ class MemorySampler(threading.Thread):
         # RSS counts a page shared by n processes (the fork server's modules, the workers' copies of
         # them) n times; PSS counts 1/n in each: its sum is the memory the run really holds
         self.peak_pss_kb = 0
+        self.peak_root_kb = 0  # the process itself (the run's main process), without its workers
 
     def run(self) -> None:
         tick = 0
         while not self._done.is_set():
             pids = [self.pid, *descendants(self.pid)]
-            rss = sum(_rss_kb(p) for p in pids)
+            each = [_rss_kb(p) for p in pids]
+            rss = sum(each)
+            self.peak_root_kb = max(self.peak_root_kb, each[0])
             # PSS (smaps_rollup walks each process's page tables: 1-2 ms for a worker mapping its
             # frames) read at every tick took a fifth of a core from the run measured
             if tick % PSS_EVERY == 0:
@@ -271,15 +274,19 @@ def campaign_toml(day: Path, results: Path, test: str) -> str:
             f'[sessions.BENCH]\nday_folder = "{day.name}"\ntests = ["{test}"]\n')
 
 
-def run_as_user(day: Path, test: str, results: Path | None = None) -> dict:
-    """`vison-engine run CAMPAIGN --session BENCH` as a user types it (default jobs), timed from the
-    process start to its result.json (`end_s`, from the file's mtime) and to the exit (`exit_s`);
-    peak summed RSS of the process and its workers; the result's timings; the results folder's size."""
+def run_as_user(day: Path, test: str, results: Path | None = None, jobs: int | None = None,
+                extra: Callable[[dict], dict] | None = None) -> dict:
+    """`vison-engine run CAMPAIGN --session BENCH` as a user types it (default jobs, else `--jobs`),
+    timed from the process start to its result.json (`end_s`, from the file's mtime) and to the
+    exit (`exit_s`); peak summed RSS and PSS of the process and its workers, and of the process
+    alone; CPU seconds of them all; the result's timings (and `extra(record)`); the results
+    folder's size."""
     folder = results or Path(tempfile.mkdtemp(prefix=f"vison-bench-user-{test.lower()}-"))
     try:
         config = folder / "campaign.toml"
         config.write_text(campaign_toml(day, folder / "results", test))
-        command = [str(Path(sys.executable).with_name("vison-engine")), "run", str(config), "--session", "BENCH"]
+        command = [str(Path(sys.executable).with_name("vison-engine")), "run", str(config), "--session", "BENCH",
+                   *(("--jobs", str(jobs)) if jobs else ())]
         started_at = time.time()
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=folder)
@@ -297,6 +304,7 @@ def run_as_user(day: Path, test: str, results: Path | None = None) -> dict:
         products = {p.name: p.stat().st_size for p in sorted((test_folder / "products").glob("*")) if p.is_file()}
         return {"end_s": result.stat().st_mtime - started_at, "exit_s": exit_s, "peak_total_mb": sampler.peak_kb / 1024,
                 "cpu_s": sampler.cpu_s, "peak_pss_mb": sampler.peak_pss_kb / 1024,
+                "peak_self_mb": sampler.peak_root_kb / 1024, **(extra(record) if extra else {}),
                 "timings_s": record["timings_s"], "errors": record["errors"], "flags": record["flags"],
                 "results_mb": size / 1e6, "products": products}
     finally:
@@ -449,12 +457,13 @@ class Bench:
     def main_against_read(self, doc: str, note: Callable[[dict], str] = lambda m: "",
                           geometries: tuple[str, ...] = ("full", "small")) -> None:
         """A script's main(): `--repeat` rounds (default 2) of, back to back, a read of every frame
-        and the analysis, each in a fresh process timed from its start (benchkit's import) to the
-        last frame read / to result.json read back, with peak memory (summed RSS of the process and
-        its workers), the load average before and after, and their ratio (the figure to compare:
-        both share the load of the moment). `note(m)` ends the sub-task line; `--small`: the small
+        (a fresh process timed from its start, benchkit's import, to the last frame read) and the
+        analysis as a user runs it (`vison-engine run`, `--jobs`, run_as_user: from the process's
+        start to its result.json), with peak memory (summed RSS and PSS of the process and its
+        workers), the load average before and after, and their ratio (the figure to compare: both
+        share the load of the moment). `note(m)` ends the sub-task line; `--small`: the small
         geometry (a check of the script); `--profile`: cProfile of the analysis's main process
-        (stderr; with `--jobs 1` the work units run in it too)."""
+        instead, run inside a bench process (stderr; with `--jobs 1` the work units run in it too)."""
         parser = self.parser(doc)
         name = self.cache
         parser.add_argument("--cache", type=Path, help=f"data cache (default {CACHE_ROOT}/{name}-<geometry>)")
@@ -477,7 +486,8 @@ class Bench:
         for index in range(1, args.repeat + 1):
             before = load_average()
             read = child("--read", str(day))
-            m = self.measure(day, args.jobs, *(("--profile",) if args.profile else ()))
+            m = (self.measure(day, args.jobs, "--profile") if args.profile
+                 else run_as_user(day, self.test, jobs=args.jobs, extra=self.extra))
             read_s, end = read["wall_s"], m["end_s"]
             ratios.append(end / read_s)
             cpu = (f"{read['cpu_s']:.1f}, {m['cpu_s']:.1f} (x{m['cpu_s'] / read['cpu_s']:.1f})"

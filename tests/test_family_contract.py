@@ -56,6 +56,13 @@ def test_every_catalogue_family_is_registered():
     assert {test.family for test in CATALOGUE.values()} <= set(FAMILIES)
 
 
+def test_a_family_is_found_by_its_module_name_without_importing_the_others():
+    """The run's workers import only the session's family modules (registry.family_module: no
+    import of every family to find one); a module declaring another name would be missed."""
+    for name, family in FAMILIES.items():
+        assert registry.family_module(name) == family.task.__module__
+
+
 class _Sketch(AnalysisTask):
     def basci(self, ctx):  # misspelt: `basic` has no method
         return None

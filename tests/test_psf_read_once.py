@@ -19,6 +19,7 @@ import pytest
 
 from engine.campaign.chamber import load_chamber
 from engine.campaign.config import campaign_from_dict
+from engine.formats import fits as fits_format
 from engine.formats.geometry import SMALL
 from engine.pipeline.runner import PipelineRun, RunOptions
 from engine.sim import elvis
@@ -43,9 +44,16 @@ def run(tmp_path_factory):
                                            options=SimOptions(crosstalk=True)))
     kept: dict = {}
     original = psf.PSFTask.xtalk_sex
+    parsed: list[Path] = []  # frames opened through astropy (not mapped from their index)
+    original_open = fits_format.Frame._open
+
+    def counted_open(self):
+        parsed.append(self.path)
+        return original_open(self)
 
     @functools.wraps(original)  # the task gives a sub-task its inputs by its signature
     def watched(self, ctx, lock):
+        kept["parsed_by_the_lock"] = list(parsed)
         said = []
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(ctx.log, "info", lambda message, *a, **k: said.append(message))
@@ -62,6 +70,7 @@ def run(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(psf.PSFTask, "xtalk_sex", watched)
+        patch.setattr(fits_format.Frame, "_open", counted_open)
         campaign = campaign_from_dict({
             "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
             "paths": {"data": str(root / "data"), "results": str(root / "results")},
@@ -107,6 +116,13 @@ def test_an_exposure_not_read_together_as_now_is_read_again_alone_and_the_log_sa
     assert any("1 read again (the lock's read had frames of CCDs [1, 3], now [1, 2, 3])" in m for m in said)
     for mine, theirs in zip(extraction.samples, mixed.samples):
         assert _same_samples(mine, theirs)
+
+
+def test_the_lock_maps_every_frame_from_its_index(run):
+    """The lock's units (one frame, or an exposure's frames together) get each frame's index from
+    the run's process and map its pixels without astropy: a worker then never imports astropy
+    (0.3 s, most of a small test's first unit) nor parses headers."""
+    assert run["lock"].frames and run["parsed_by_the_lock"] == []
 
 
 def test_frames_read_together_get_the_lock_numbers_of_the_frame_unit(run):

@@ -123,6 +123,32 @@ def test_warm_starts_every_worker_before_the_first_units(tmp_path):
         assert all(started < before_map for _, started in workers), (workers, before_map)  # both started by warm()
 
 
+def _imported(name: str) -> bool:
+    import sys
+
+    return name in sys.modules
+
+
+def test_warm_workers_import_the_modules_they_are_given(tmp_path):
+    """The fork server loads no family module (a small test's first unit would wait for them
+    all): warm(modules) has every worker import the run's own as it starts. `wave` stands for a
+    family module: nothing the fork server or a worker loads imports it. A module that does not
+    import leaves the pool working (its unit reports it)."""
+    with LocalExecutor(2) as executor:
+        assert not any(executor.map(_imported, [("wave",), ("wave",)]))  # the server does not load it
+    with LocalExecutor(2) as executor:
+        assert executor.warm(["wave"]).wait(120), "the workers never started"
+        found = executor.map(_started_and_imported, [(str(tmp_path), "a", "wave"), (str(tmp_path), "b", "wave")])
+        assert len({pid for pid, _ in found}) == 2 and all(imported for _, imported in found), found
+    with LocalExecutor(2) as executor:
+        assert executor.warm(["engine.tasks.no_such_family"]).wait(120)
+        assert executor.map(_imported, [("sys",), ("sys",)]) == [True, True]
+
+
+def _started_and_imported(meeting: str, name: str, module: str) -> tuple[int, bool]:
+    return _started_ticks(meeting, name)[0], _imported(module)
+
+
 def test_warm_with_one_worker_starts_nothing():
     with LocalExecutor(1) as executor:
         assert executor.warm().is_set()

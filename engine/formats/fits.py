@@ -12,12 +12,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
-from astropy.io import fits
 
 from .geometry import CCDGeometry, geometry_for_shape
+
+if TYPE_CHECKING:  # astropy takes 0.3 s to import: a worker reading frames by their index never needs it
+    from astropy.io import fits
 
 FITS_BLOCK = 2880
 _CARD = 80
@@ -49,6 +51,8 @@ class Frame:
     def _open(self) -> np.ndarray:
         """The headers parsed by astropy, the image HDU's raw int16 memory map checked."""
         try:
+            from astropy.io import fits
+
             self._hdul = fits.open(self.path, memmap=True, do_not_scale_image_data=True, mode="readonly")
         except (OSError, ValueError) as exc:
             raise FrameError(f"{self.path}: not a readable FITS file ({exc})") from exc
@@ -81,6 +85,8 @@ class Frame:
     @property
     def primary_header(self) -> fits.Header:
         if self._primary_header is None:
+            from astropy.io import fits
+
             with fits.open(self.path, memmap=True, do_not_scale_image_data=True) as hdul:
                 self._primary_header = hdul[0].header.copy()
         return self._primary_header
@@ -151,6 +157,8 @@ def read_frame(path: str | Path, index: FrameIndex | None = None) -> Frame:
 
 def read_header(path: str | Path) -> fits.Header:
     """The image extension's header, without touching pixel data."""
+    from astropy.io import fits
+
     try:
         with fits.open(path, memmap=True, do_not_scale_image_data=True) as hdul:
             return hdul[-1].header.copy()
@@ -160,6 +168,8 @@ def read_header(path: str | Path) -> fits.Header:
 
 def frame_hdulist(data: np.ndarray, header: Mapping[str, Any] | None = None, extname: str = "ROE1_CCD1") -> fits.HDUList:
     """An ELVIS-shaped HDU list: empty primary, then the uint16 image with BZERO 32768."""
+    from astropy.io import fits
+
     if data.dtype != np.uint16:
         raise TypeError(f"ELVIS frames hold uint16 counts, got {data.dtype}")
     # Store int16 with BZERO ourselves: one cheap bit flip, no astropy rescaling pass.

@@ -30,7 +30,7 @@ from ..tasks.context import TaskContext
 from ..tasks.dataset import DataSet, select_dataset
 from ..tasks.executor import Executor, ExecutorUnavailable, open_executor
 from ..tasks.family import CHECK_ONLY_SUBTASKS
-from ..tasks.registry import family, task_for
+from ..tasks.registry import family, family_module, task_for
 from . import log as pipelog
 from .events import (EventLog, PipelineEvent, RunFinished, RunStarted, SubtaskEnded, SubtaskStarted, TestAbandoned,
                      TestFinished, TestPrepared, TestStarted, events_path, log_size)
@@ -355,16 +355,28 @@ class PipelineRun:
 
     def warm_up(self) -> threading.Thread | None:
         """In the background, while the data are listed: the local workers start (the fork server
-        loads the analysis modules and the compiled kernels), and this
-        process imports the analyses and matplotlib, so the first units and figures wait for none.
-        Returns the importing thread (wait mode joins it before its first analysis)."""
+        loads the task framework and the generic compiled kernels) and import the session's family
+        modules, and this process imports the analyses and matplotlib, so the first units and
+        figures wait for none. Returns the importing thread (wait mode joins it before its first
+        analysis)."""
         if self.options.dry:
             return None
         if self.executor_spec.is_local:
-            self.executor().warm()
+            self.executor().warm(self._family_modules())
         thread = threading.Thread(target=_load_analyses_and_figures, name="vison-warm-up", daemon=True)
         thread.start()
         return thread
+
+    def _family_modules(self) -> list[str]:
+        """The modules of the session's families (a test the catalogue does not know is left to
+        the run, which says so)."""
+        names = set()
+        for test in self.session.tests:
+            try:
+                names.add(family_module(resolve_test(test.name).family))
+            except Exception:  # noqa: BLE001 - only a warm-up: run_test reports the test's problem
+                pass
+        return sorted(names)
 
     @property
     def executor_spec(self) -> ExecutorSpec:

@@ -26,6 +26,7 @@ Dask is imported only when a Dask executor is made: a local run never pays for i
 from __future__ import annotations
 
 import concurrent.futures
+import importlib
 import multiprocessing
 import multiprocessing.context
 import os
@@ -91,9 +92,10 @@ class Executor:
 
         return Underway(len(calls), result)
 
-    def warm(self) -> threading.Event:
-        """Start the workers now, without waiting: the first units then pay no start-up. The event
-        is set once they are ready (at once here: nothing to start)."""
+    def warm(self, modules: Sequence[str] = ()) -> threading.Event:
+        """Start the workers now, without waiting, each importing `modules` (the run's analysis
+        modules): the first units then pay no start-up. The event is set once they are ready (at
+        once here: nothing to start)."""
         ready = threading.Event()
         ready.set()
         return ready
@@ -156,6 +158,7 @@ class LocalExecutor(Executor):
         self.spec = ExecutorSpec("local")
         self.workers = max(1, workers or default_workers())
         self._pool: ProcessPoolExecutor | None = None
+        self._modules: tuple[str, ...] = ()  # what each worker imports as it starts (warm)
 
     def map(self, function: Callable[..., Any], calls: Sequence[tuple]) -> list[Any]:
         if self.workers <= 1 or len(calls) <= 1:
@@ -183,19 +186,24 @@ class LocalExecutor(Executor):
     def _started_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context(),
-                                             initializer=_end_with_run,
-                                             initargs=(os.getpid(), process_start_ticks(os.getpid())))
+                                             initializer=_start_worker,
+                                             initargs=(os.getpid(), process_start_ticks(os.getpid()),
+                                                       self._modules))
         return self._pool
 
-    def warm(self) -> threading.Event:
+    def warm(self, modules: Sequence[str] = ()) -> threading.Event:
         """Start all `workers` processes in a background thread (starting one blocks until the
-        fork server has its modules and kernels loaded, worker_preload: about a second on 2 cores);
-        the event is set when they have. With one worker the units run in this process: nothing
-        to start."""
+        fork server has its modules and kernels loaded, worker_preload: about a second on 2 cores),
+        each importing `modules` as it starts (the run's analysis modules, which the fork server
+        does not load: a small test's first unit would wait for them; a pool started already keeps
+        its own); the event is set when they have. With one worker the units run in this process:
+        nothing to start."""
         ready = threading.Event()
         if self.workers <= 1:
             ready.set()
             return ready
+        if self._pool is None:
+            self._modules = tuple(modules)
         pool = self._started_pool()
         threading.Thread(target=_start_workers, args=(pool, self.workers, ready),
                          name="vison-pool-warm-up", daemon=True).start()
@@ -217,8 +225,19 @@ def _nothing() -> None:
 RUN_WATCH_S = 1.0  # how often a worker looks whether its run's process is still there
 
 
+def _start_worker(run_pid: int, run_start_ticks: int | None, modules: tuple[str, ...]) -> None:
+    """Worker initializer: _end_with_run, then the `modules` imported (one that fails to import is
+    left for the unit that needs it to report: an initializer's exception breaks the whole pool)."""
+    _end_with_run(run_pid, run_start_ticks)
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - see above
+            pass
+
+
 def _end_with_run(run_pid: int, run_start_ticks: int | None) -> None:
-    """Worker initializer: a thread ends this worker once the run's process has ended (gone, a
+    """A thread ends this worker once the run's process has ended (gone, a
     zombie, or its pid taken by another process: process.check_process). A run killed with SIGKILL
     (or by the out-of-memory killer) otherwise leaves its workers blocked on their queue for ever,
     holding memory and its fork server alive (seen: night after night)."""

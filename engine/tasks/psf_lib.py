@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..formats.fits import FrameError, read_frame
+from ..formats.fits import FrameError, FrameIndex, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .measures import QuadrantStats, window_rows
 from .spots import (
@@ -138,10 +138,10 @@ def _keep_channel(images: dict[int, tuple[np.ndarray, np.ndarray]], ccd: int, ge
     images[CHANNELS.index((ccd, q))] = channel_image(geometry.to_canonical(counts, q)[rows, cols], stats.image.median)
 
 
-def xtalk_lock_unit(frames: tuple[tuple[int, Path, int, int | None, float], ...],
+def xtalk_lock_unit(frames: tuple[tuple[int, Path, int, int | None, float, FrameIndex | None], ...],
                     pattern: tuple[tuple[str, float, float], ...],
                     source_min_adu: float = XTALK_SOURCE_MIN_ADU) -> ExposureSpots:
-    """Worker: a bright exposure's frames ((ccd, path, vstart, vend, floor_adu) each) read once:
+    """Worker: a bright exposure's frames ((ccd, path, vstart, vend, floor_adu, index) each) read once:
     each frame's lock work as spot_frame_unit does it (spots.measure_frame_spots), and from the
     same counts the exposure's cross-talk samples as xtalk_exposure_unit makes them (image areas in
     canonical orientation less their level, the spots just found masked). Holds the exposure's
@@ -149,10 +149,10 @@ def xtalk_lock_unit(frames: tuple[tuple[int, Path, int, int | None, float], ...]
     measured: dict[int, FrameSpots | str] = {}
     images: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     geometries: dict[int, CCDGeometry] = {}
-    for ccd, path, vstart, vend, floor_adu in frames:
+    for ccd, path, vstart, vend, floor_adu, index in frames:
         mine: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         try:
-            with read_frame(path) as frame:
+            with read_frame(path, index) as frame:
                 geometry = frame.geometry
                 measured[ccd] = measure_frame_spots(frame, window_rows(geometry, vstart, vend), pattern, floor_adu,
                                                     partial(_keep_channel, mine, ccd, geometry))

@@ -38,6 +38,9 @@ def families() -> dict[str, Family]:
         module = importlib.import_module(f"{__package__}.{module_info.name}")
         declared = getattr(module, "FAMILY", None)
         if isinstance(declared, Family):
+            if declared.name != module_info.name:  # family_module finds a family without importing the others
+                raise ContractError(f"family {declared.name!r} declared in engine.tasks.{module_info.name}: "
+                                    f"a family's module is named after it")
             if declared.name in found:
                 raise ContractError(f"family {declared.name!r} declared twice (engine.tasks.{module_info.name})")
             problems = contract_problems(declared)
@@ -45,6 +48,12 @@ def families() -> dict[str, Family]:
                 raise ContractError("\n".join(problems))
             found[declared.name] = declared
     return found
+
+
+def family_module(name: str) -> str:
+    """The module that declares family `name` (named after it: families() holds every family to
+    that), found without importing any: what a worker imports to run the family's units."""
+    return f"{__package__}.{name}"
 
 
 def family(name: str) -> Family:

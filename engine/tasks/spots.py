@@ -46,7 +46,7 @@ import numpy as np
 
 from ..campaign.chamber import ChamberError
 from ..campaign.limits import GenericLimits, Range, limit
-from ..formats.fits import Frame, FrameError, read_frame
+from ..formats.fits import Frame, FrameError, FrameIndex, index_frame, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .base import AnalysisTask
 from .check import RawStats
@@ -637,10 +637,11 @@ def find_spots(counts: np.ndarray, level: float, noise: float, pattern: Sequence
 
 
 def spot_frame_unit(path: Path, vstart: int, vend: int | None, pattern: tuple[tuple[str, float, float], ...],
-                    floor_adu: float) -> FrameSpots | str:
-    """Worker: one frame read once: measure_frame_spots, or why the frame is unreadable."""
+                    floor_adu: float, index: FrameIndex | None = None) -> FrameSpots | str:
+    """Worker: one frame read once: measure_frame_spots, or why the frame is unreadable. With its
+    `index` (fits.index_frame, made by the run's process) the frame is mapped without astropy."""
     try:
-        with read_frame(path) as frame:
+        with read_frame(path, index) as frame:
             return measure_frame_spots(frame, window_rows(frame.geometry, vstart, vend), pattern, floor_adu)
     except FrameError as exc:
         return f"unreadable frame: {exc}"
@@ -693,7 +694,8 @@ class ReadTogether:
     """Exposures whose frames one unit reads together (PSF01's bright exposures and their
     cross-talk): `columns(partial)` says which columns' exposures, from the partial SpotLock
     (exposure times, expected peaks); `unit(frames, pattern)` is module-level, `frames` a tuple of
-    (ccd, path, vstart, vend, floor_adu), and gives an ExposureSpots."""
+    (ccd, path, vstart, vend, floor_adu, index: fits.FrameIndex or None), and gives an
+    ExposureSpots."""
 
     unit: Callable[..., ExposureSpots]
     columns: Callable[[SpotLock], Iterable[int]]
@@ -820,10 +822,10 @@ def lock_spots(ctx: TaskContext, together: ReadTogether | None = None) -> SpotLo
         vend = ref.row.get("vend")
         vstart, vend = int(_float(ref.row.get("vstart"), 0)), int(_float(vend)) if vend not in (None, "") else None
         if infos[(ref.obsid, ref.ccd)].column in chosen:
-            grouped[ref.obsid].append((ref.ccd, ref.path, vstart, vend, floor))
+            grouped[ref.obsid].append((ref.ccd, ref.path, vstart, vend, floor, index_frame(ref.path)))
         else:
             single.append(ref)
-            calls.append((ref.path, vstart, vend, pattern, floor))
+            calls.append((ref.path, vstart, vend, pattern, floor, index_frame(ref.path)))
     results = _lock_units(ctx, [(ref.obsid, ref.ccd) for ref in single], calls, together, grouped, pattern,
                           partial.read_together)
     by_frame: dict[tuple[int, int], Any] = {}

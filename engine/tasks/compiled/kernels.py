@@ -298,14 +298,12 @@ def sweep(cube, *, used=None, measure_rows=(), measure_shift=None, measure_count
 def warm() -> None:
     """Load (or compile, the first time) every kernel with the argument types the analyses use,
     so that a process forked afterwards runs them at once."""
-    from ..stacking import network_pairs
-
     cube = np.zeros((2, 2, 4), np.uint16)
     planes = np.zeros((2, 2, 4), np.float32)
     sweep(cube, used=np.arange(2), measure_rows=[(0, 2), (0, 2)], measure_shift=np.zeros(4, np.int64),
           measure_counts=np.zeros((2, 65536), np.int64), noise_rows=(0, 2), noise_shift=np.zeros(4, np.int64),
           reach=1, noise_counts=np.zeros((2, 4), np.int64), total=np.zeros((2, 4), np.int64),
-          offsets=np.zeros(2, np.float32), pairs=network_pairs(2), median=planes[0], spread=planes[1])
+          offsets=np.zeros(2, np.float32), pairs=np.array([[0, 1]], np.int64), median=planes[0], spread=planes[1])
     for dtype in (np.float32, np.float64):
         window_count(np.zeros(4, dtype), dtype(0), dtype(1))
         window_moments(np.zeros(4, dtype), dtype(0), dtype(1))
