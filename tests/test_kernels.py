@@ -121,8 +121,9 @@ def test_clipped_statistics_keep_what_numpy_keeps(dtype):
 
 
 def test_every_kernel_module_is_known_and_warmed_in_the_fork_server(tmp_path):
-    """A kernel module the fork server does not warm compiles in each worker at its first unit;
-    one missing from KERNEL_MODULES is not counted when the first run says it compiles."""
+    """The fork server warms the generic kernels, and compiles every kernel module not cached yet
+    (worker_preload): one missing from KERNEL_MODULES would compile in each worker at once at its
+    first unit, and not be counted when the first run says it compiles."""
     import importlib
     from pathlib import Path
 
@@ -131,7 +132,8 @@ def test_every_kernel_module_is_known_and_warmed_in_the_fork_server(tmp_path):
     folder = Path(compiled.__file__).parent
     modules = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
     assert sorted(compiled.KERNEL_MODULES) == modules
-    for name in modules:  # the fork server warms KERNEL_MODULES, each through its warm()
+    assert set(compiled.GENERIC_KERNEL_MODULES) <= set(modules)
+    for name in modules:  # the fork server warms them, each through its warm()
         assert callable(importlib.import_module(f"engine.tasks.compiled.{name}").warm)
     # a fresh install (no numba index files) is said; once cached, nothing is
     (tmp_path / "__pycache__").mkdir()
@@ -139,6 +141,18 @@ def test_every_kernel_module_is_known_and_warmed_in_the_fork_server(tmp_path):
     for name in compiled.KERNEL_MODULES:
         (tmp_path / "__pycache__" / f"{name}.warm-12.py311.nbi").write_bytes(b"")
     assert compiled.uncompiled_modules(tmp_path) == []
+
+
+def test_the_normal_cdf_is_scipys_ndtr():
+    """The point-source fits integrate Gaussians over pixels with it (no scipy.special in the
+    workers): a wrong sign or scale of the argument would move every FWHM."""
+    from scipy.special import ndtr
+
+    from engine.tasks.compiled.kernels import normal_cdf
+
+    z = np.linspace(-40.0, 40.0, 200_001).reshape(1, -1)
+    assert np.max(np.abs(normal_cdf(z) - ndtr(z))) <= 2.3e-16
+    assert normal_cdf(np.array([[0.0, 1.0]]))[0].tolist() == pytest.approx([0.5, 0.8413447460685429], abs=1e-16)
 
 
 def _column_runs(width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

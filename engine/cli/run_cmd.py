@@ -92,7 +92,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     plan = None
     if not (args.detach or args.dry) and (args.jobs or 2) > 1 and args.executor in (None, "local"):
-        start_worker_server()  # its analysis modules and kernels load while the campaign is read
+        start_worker_server()  # its task framework and kernels load while the campaign is read
     from ..pipeline.launch import RunInputError
     from ..pipeline.runs import release_run_id
 

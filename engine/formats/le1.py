@@ -26,15 +26,17 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.io import fits
 
 from .explog import ExpLogError, read_explog
 from .fits import FrameError
 from .fpa import DEFAULT_DESIGN, LE1_EXTENSIONS, FPALayout, FPAQuadrant, fpa_layout
 from .geometry import CCDGeometry
+
+if TYPE_CHECKING:  # astropy takes 0.3 s to import: loaded where a FITS file is read or written
+    from astropy.io import fits
 
 LE1_HDUS = 1 + LE1_EXTENSIONS  # 145
 
@@ -111,6 +113,8 @@ class LE1File:
     """
 
     def __init__(self, path: str | os.PathLike[str], design: str = DEFAULT_DESIGN):
+        from astropy.io import fits
+
         self.path = Path(path)
         self.layout: FPALayout = fpa_layout(design)
         try:

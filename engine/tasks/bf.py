@@ -39,7 +39,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.io import fits
 
 from ..campaign.limits import GenericLimits, limit
 from ..formats.geometry import QUADRANTS
@@ -260,6 +259,8 @@ def bf_values(ctx: TaskContext, covariances: Covariances, quadrants: dict[tuple[
 
 
 def bf_products(ctx: TaskContext, covariances: Covariances, kernels: BFKernels) -> BFProducts:
+    from astropy.io import fits
+
     out = Outputs()
     prepared = covariances.paired.prepared
     names = product_names(ctx, prepared, "BF")

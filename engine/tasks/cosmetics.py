@@ -27,10 +27,9 @@ from collections import defaultdict
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.io import fits
 
 from ..campaign.limits import GenericLimits, limit
 from ..formats.fits import read_frame
@@ -49,6 +48,9 @@ from .stacking import (
     provenance_header,
     quadrant_bands,
 )
+
+if TYPE_CHECKING:  # astropy takes 0.3 s to import: loaded where a FITS file is read or written
+    from astropy.io import fits
 
 # Bits of the DEFECTS extension.
 HOT, DEAD, LOW, HIGH, BAD_COLUMN = 1, 2, 4, 8, 16
@@ -479,6 +481,8 @@ def frame_array(geometry: CCDGeometry, quadrants: dict[str, np.ndarray]) -> np.n
 
 def write_mask(path: Path, primary: fits.Header, geometry: CCDGeometry, defects: dict[str, QuadrantDefects],
                limits: CosmeticsLimits) -> None:
+    from astropy.io import fits
+
     primary["HOTTHR"] = (float(limits.hot_pixel_threshold_adu), "hot pixel: ADU above the bias background")
     primary["DEADMAX"] = (float(limits.dead_response_max), "dead pixel: relative flat response below")
     primary["FLATLOW"] = (float(limits.flat_response_range[0]), "low response: relative flat response below")

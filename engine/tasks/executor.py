@@ -117,9 +117,10 @@ def worker_context() -> multiprocessing.context.BaseContext:
     """Worker processes start from a fork server, never by forking the run itself: a fork copies
     the locks other threads hold at that moment (the log, a file watcher, BLAS pools), and a worker
     born with one held waits for ever (seen: an aim run hung under load). The server starts once
-    with the analysis modules loaded, so a worker costs a fork, not an import."""
+    with the task framework and the generic kernels loaded, so a worker costs a fork and its
+    family's modules, not every import."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["engine.worker_preload"])  # analysis modules, compiled kernels
+    context.set_forkserver_preload(["engine.worker_preload"])  # task framework, generic compiled kernels
     _say_first_compilation()
     return context
 
@@ -139,8 +140,8 @@ def _say_first_compilation() -> None:
 
 
 def start_worker_server() -> None:
-    """Start the fork server now, in the background (it loads the analysis modules and compiled
-    kernels, 0.6-1 s, while this process goes on): the local pools made later fork from it. A run
+    """Start the fork server now, in the background (it loads the task framework and the generic
+    compiled kernels, about 0.5 s, while this process goes on): the local pools made later fork from it. A run
     that ends up on Dask, or runs its units itself, has started it for nothing, which costs no wait."""
     import multiprocessing.forkserver
 
@@ -193,7 +194,7 @@ class LocalExecutor(Executor):
 
     def warm(self, modules: Sequence[str] = ()) -> threading.Event:
         """Start all `workers` processes in a background thread (starting one blocks until the
-        fork server has its modules and kernels loaded, worker_preload: about a second on 2 cores),
+        fork server has its modules and kernels loaded, worker_preload: about 0.5 s on 2 cores),
         each importing `modules` as it starts (the run's analysis modules, which the fork server
         does not load: a small test's first unit would wait for them; a pool started already keeps
         its own); the event is set when they have. With one worker the units run in this process:

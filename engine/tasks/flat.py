@@ -67,7 +67,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from astropy.io import fits
 
 from ..formats.fits import read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
@@ -654,6 +653,8 @@ class FlatTask(OffsetSubtractingTask):
     @staticmethod
     def _allocate(ctx: TaskContext, ccd: int, frames: list[FrameOffsets], path: Path, nm: int | None, label: str,
                   method: str = "clipped mean(frame/level) / illum. model") -> dict[str, int]:
+        from astropy.io import fits
+
         primary = provenance_header(ctx, ccd, frames, method, "MASTERFLAT")
         extra: dict[str, Any] = {
             "WAVELEN": (nm if nm is not None else -1, "wavelength (nm; 0 = no filter)"),

@@ -30,15 +30,18 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.io import fits
 
 from .. import __version__
 from ..formats.fpa import DESIGNS, fpa_layout
 from .cosmetics import BAD_COLUMN, DEAD, HIGH, HOT, LOW
 from .dataset import obsid_ranges
 from .fpa_products import MASK_PRODUCT, place_cards, write_mask_plane, write_product
+
+if TYPE_CHECKING:  # astropy takes 0.3 s to import: loaded where a FITS file is read or written
+    from astropy.io import fits
 
 MASK_FILE = MASK_PRODUCT.file
 # DEFECTS bit -> the extension card counting its pixels (the run's masks' names: NHOT, NDEAD...)
@@ -95,6 +98,8 @@ def find_mask(source: str | Path) -> Path:
 
 
 def open_mask(path: Path) -> fits.HDUList:
+    from astropy.io import fits
+
     try:
         return fits.open(path)
     except (OSError, ValueError, TypeError) as exc:
@@ -259,6 +264,8 @@ def _string_card(value: str, comment: str) -> tuple[str, str]:
 def merged_header(masks: Sequence[MaskSource], bit_cards: Sequence[tuple[str, str, int]],
                   merged: MergedMask) -> fits.Header:
     """The merge's primary header: the layout, the sources (indexed cards and HISTORY), bits and totals."""
+    from astropy.io import fits
+
     first = masks[0]
     header = fits.Header()
     header["ORIGIN"] = ("vison", "CCD273 ground-calibration pipeline")

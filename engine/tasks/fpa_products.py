@@ -35,10 +35,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy.io import fits
 
 from .. import __version__
 from ..formats.fpa import FPAQuadrant
@@ -67,6 +66,9 @@ from .stacking import (
     quantised_plane,
 )
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
+
+if TYPE_CHECKING:  # astropy takes 0.3 s to import: loaded where a FITS file is read or written
+    from astropy.io import fits
 
 MASK_THRESHOLD_ADU = float(CosmeticsLimits().hot_pixel_threshold_adu)  # COSMETICS00's default limit
 
@@ -158,6 +160,8 @@ class LE1StackWriter:
     stored. The staging files are made at once (allocate_fits: a full disk is an OSError here)."""
 
     def __init__(self, view: LE1Quadrant, offsets: Sequence[float], geometry: CCDGeometry, target: LE1StackTarget):
+        from astropy.io import fits
+
         self.view, self.geometry, self.target = view, geometry, target
         self.offsets32 = np.asarray(offsets, np.float32)
         self.pairs = network_pairs(len(offsets))
@@ -247,6 +251,8 @@ def write_mask_plane(path: Path, extname: str, stored_bits: np.ndarray, cards: S
     """One quadrant's mask (uint8 DEFECTS bits, stored orientation) as a FITS with an empty primary
     and the tile-compressed extension `extname` (RICE_1 on integers: lossless); `bits` names the
     bits it may hold (keyword, name, value)."""
+    from astropy.io import fits
+
     header = fits.Header([("BUNIT", "")])
     for keyword, value, comment in cards:
         header[keyword] = (value, comment)
@@ -265,6 +271,8 @@ def write_ratio_plane(path: Path, extname: str, stored: np.ndarray, step: float,
     orientation) as a FITS with an empty primary and the tile-compressed extension `extname`,
     quantised with `step` (a fraction of the plane's own noise `noise`, as stacking.compress_plane
     quantises a master against the read noise), its precision in its header."""
+    from astropy.io import fits
+
     plane = quantised_plane(np.ascontiguousarray(stored, np.float32), extname, step, "", cards,
                             ("QNOISE", noise, "noise of the master (median EFLAT)"), "QNOISE")
     fits.HDUList([fits.PrimaryHDU(), plane]).writeto(path, overwrite=True)
@@ -281,6 +289,8 @@ def provenance_header(product: FPAProduct, *, test: str, session: str, obsids: S
                       frames: Sequence[str], design: str, geometry: CCDGeometry, when: datetime, run_id: str,
                       partial: Sequence[str] = (), extra: Sequence[tuple[str, Any, str]] = ()) -> fits.Header:
     """Primary header of an FPA product: what, from what, how (`extra`: the family's own cards)."""
+    from astropy.io import fits
+
     header = fits.Header()
     header["ORIGIN"] = ("vison", "CCD273 ground-calibration pipeline")
     header["VISON"] = (__version__, "vison version")

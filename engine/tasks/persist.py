@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-from astropy.io import fits
 
 from ..campaign.limits import GenericLimits, limit
 from ..formats.fits import read_frame
@@ -364,6 +363,8 @@ class PersistenceTask(AnalysisTask):
         return plan
 
     def satur_masks(self, ctx: TaskContext, plan: PersistPlan) -> SaturationMasks:
+        from astropy.io import fits
+
         geometry = plan.geometry
         low, high = ctx.limits.saturated_fraction
         readouts = CheckReadouts(ctx)

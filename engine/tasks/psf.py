@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 
 from .. import __version__
 from ..formats.geometry import QUADRANTS, CCDGeometry
@@ -298,6 +297,8 @@ def _median(values: Any) -> float:
 
 def crosstalk_fits(ctx: TaskContext, path, values: np.ndarray, errors: np.ndarray, pixels: np.ndarray,
                    obsids: list[int]) -> None:
+    from astropy.io import fits
+
     header = fits.Header()
     header["ORIGIN"] = ("vison", "CCD273 ground-calibration pipeline")
     header["VISON"] = (__version__, "vison version")

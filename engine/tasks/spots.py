@@ -223,11 +223,11 @@ def _profiles(edges_low: np.ndarray, centre: np.ndarray, sigma: np.ndarray
     """Pixel-integrated unit Gaussians over pixels [e, e + 1], and their derivatives in centre and
     sigma: `centre` and `sigma` (n,) give (n, len(edges_low)) profiles. The normal CDF and density
     taken once per edge (a pixel's upper edge is the next one's lower edge)."""
-    from scipy.special import ndtr
+    from .compiled.kernels import normal_cdf  # compiled: numba loaded only where units run
 
     centre, sigma = centre[:, None], sigma[:, None]
     z = (np.append(edges_low, edges_low[-1] + 1.0) - centre) / sigma
-    cdf, pdf = ndtr(z), np.exp(-0.5 * z * z)
+    cdf, pdf = normal_cdf(z), np.exp(-0.5 * z * z)
     norm = 1.0 / (math.sqrt(2.0 * math.pi) * sigma)
     profile = cdf[:, 1:] - cdf[:, :-1]
     d_centre = -(pdf[:, 1:] - pdf[:, :-1]) * norm

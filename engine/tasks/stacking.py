@@ -28,10 +28,9 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
-from astropy.io import fits
 
 from .. import __version__
 from ..formats.fits import read_frame
@@ -42,6 +41,9 @@ from .executor import Underway
 from .measures import region_columns
 from .offsets import FrameOffsets, PreparedData
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
+
+if TYPE_CHECKING:  # astropy takes 0.3 s to import: loaded where a FITS file is read or written
+    from astropy.io import fits
 
 BAND_BYTES = 32_000_000  # float32 frames x rows x columns held per band by one worker
 
@@ -89,6 +91,8 @@ def allocate_fits(path: Path, primary: fits.Header, extnames: Sequence[str], sha
     disk that fills up would kill the worker writing through its memory map with SIGBUS; reserved,
     a full disk is an OSError (ENOSPC) here, before any work, and the test fails with it.
     """
+    from astropy.io import fits
+
     rows, cols = shape
     data_bytes = rows * cols * 4
     padded = -(-data_bytes // 2880) * 2880
@@ -148,6 +152,8 @@ def check_free_space(folder: Path, needed: int, what: str) -> None:
 
 def fits_size(primary: fits.Header, extnames: Sequence[str], shape: tuple[int, int]) -> int:
     """Bytes allocate_fits writes (headers counted generously: a few blocks each)."""
+    from astropy.io import fits
+
     padded = -(-shape[0] * shape[1] * 4 // 2880) * 2880
     head = -(-len(fits.PrimaryHDU(header=primary).header.tostring()) // 2880) * 2880
     return head + len(extnames) * (padded + 2 * 2880)
@@ -178,6 +184,8 @@ def compress_plane(raw: Path, name: str, step: float, ron_adu: float, out: Path,
     with the extra `cards` (keyword, value, comment: set here, since a card added afterwards makes
     astropy compress the plane again). The big-endian map is passed as it lies (astropy quantises
     it tile by tile): no native copy."""
+    from astropy.io import fits
+
     with fits.open(raw, memmap=True) as source:
         data = source[name].data
         plane = quantised_plane(data, name, step, source[name].header.get("BUNIT", "ADU"), cards,
@@ -193,6 +201,8 @@ def quantised_plane(data: np.ndarray, name: str, step: float, unit: str, cards: 
     `reference` card (keyword, value, comment: the noise the step is a fraction of, called
     `reference_name` in the comment), after the extra `cards` (set here: a card added afterwards
     makes astropy compress the plane again)."""
+    from astropy.io import fits
+
     header = fits.Header([("BUNIT", unit)])
     for keyword, value, comment in cards:
         header[keyword] = (value, comment)
@@ -212,6 +222,8 @@ def quantised_plane(data: np.ndarray, name: str, step: float, unit: str, cards: 
 def assemble_product(final: Path, primary: fits.Header, planes: Sequence[Path]) -> int:
     """The product: its primary header, then each compressed plane's extension as written (a FITS
     file is its HDUs end to end), the plane files removed. Returns the bytes written."""
+    from astropy.io import fits
+
     header = primary.copy()
     header["EXTEND"] = (True, "extensions follow")
     with open(final, "wb") as product:
@@ -400,6 +412,8 @@ def sorting_network(n: int) -> list[tuple[int, int]]:
 def provenance_header(ctx: TaskContext, ccd: int, frames: list[FrameOffsets], method: str,
                       product: str) -> fits.Header:
     """Primary header of a product: who made it, from what, how (ccdproc-style provenance)."""
+    from astropy.io import fits
+
     obsids = [f.obsid for f in frames]
     header = fits.Header()
     header["ORIGIN"] = ("vison", "CCD273 ground-calibration pipeline")
@@ -458,6 +472,8 @@ def build_stacks(ctx: TaskContext, prepared: PreparedData, files: dict[int, Path
                  hot_threshold_adu: float | None = None,
                  extra_header: Callable[[int], dict[str, Any]] | None = None) -> dict[tuple[int, str], StackStats]:
     """Allocate one FITS per CCD at `files[ccd]` and fill it from 12 quadrant workers."""
+    from astropy.io import fits
+
     geometry = prepared.geometry
     calls = []
     primaries = {}

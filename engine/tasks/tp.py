@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from astropy.io import fits
 
 from ..campaign.limits import GenericLimits, limit
 from ..formats.fits import read_frame
@@ -750,6 +749,8 @@ def catalogue_row(t: Trap) -> list[Any]:
 
 
 def write_catalogue_fits(path: Path, ctx: TaskContext, ccd: int, plan: PumpingPlan, traps: list[Trap]) -> None:
+    from astropy.io import fits
+
     frames: list[FrameOffsets] = plan.prepared.frames.get(ccd, [])
     header = provenance_header(ctx, ccd, frames, "dipoles, fit vs phase time", "TRAPCAT")
     header["BUNIT"] = ("", "table")

@@ -24,6 +24,8 @@ falls back to numba's user cache): a fresh process loads it in about 0.3 s.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -267,6 +269,22 @@ def window_moments(values, centre, half_width):  # pragma: no cover - compiled
     return count, mean, np.sqrt(squares / (count - 1)) if count > 1 else np.nan
 
 
+SQRT_HALF = 1.0 / math.sqrt(2.0)
+
+
+@njit(cache=True, nogil=True)
+def normal_cdf(z):  # pragma: no cover - compiled
+    """The standard normal CDF of each value of a 2-D float64 array: 0.5 erfc(-z / sqrt(2)), what
+    scipy.special.ndtr gives within 2.2e-16 (absolute; both are libm-class accurate). For the
+    point-source fits' pixel integrals, where importing scipy.special cost each worker 0.25 s."""
+    out = np.empty(z.shape)
+    for i in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            out[i, j] = 0.5 * math.erfc(-z[i, j] * SQRT_HALF)
+    return out
+
+
+
 def sweep(cube, *, used=None, measure_rows=(), measure_shift=None, measure_counts=None,
           noise_rows=(0, 0), noise_shift=None, reach=0, noise_counts=None, total=None,
           offsets=None, pairs=None, spread_error=False, median=None, spread=None) -> None:
@@ -309,6 +327,7 @@ def warm() -> None:
         window_moments(np.zeros(4, dtype), dtype(0), dtype(1))
     runs = np.zeros(1, np.int64), np.full(1, 4, np.int64), np.zeros(1, np.int64)
     region_histograms(cube[0], 0, 2, *runs, np.zeros((1, 65536), np.int64))
+    normal_cdf(np.zeros((1, 2)))
     stored = cube[0].copy()
     for writeable in (True, False):  # astropy's memory map is writeable, a read-only np.memmap is not
         stored.flags.writeable = writeable
