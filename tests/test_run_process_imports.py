@@ -34,3 +34,17 @@ def test_the_fork_server_preload_imports_neither_astropy_scipy_nor_a_family_modu
             "print(njit(lambda a, b: np.dot(a, b))(np.ones((2, 2)), np.ones((2, 2))).sum())\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["[]", "8.0"], f"the fork server's preload imported, then np.dot gave: {out}"
+
+
+def test_the_warm_up_imports_astropy_only_for_a_session_writing_fits_products():
+    """A run imports the analyses and matplotlib while its units run; astropy too when a family of
+    the session writes FITS products from the run's process (Family.fits_products: TP01's trap
+    catalogue waited 0.3 s for it after the units), never for one that writes none (FOCUS00)."""
+    code = ("import sys\n"
+            "from engine.pipeline.runner import _load_analyses_and_figures\n"
+            "_load_analyses_and_figures(['focus', 'psflux'])\n"
+            "print('astropy' in sys.modules, 'matplotlib' in sys.modules)\n"
+            "_load_analyses_and_figures(['focus', 'tp'])\n"
+            "print('astropy' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True", "True"], out

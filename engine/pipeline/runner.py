@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from ..campaign.catalogue import resolve_test
 from ..campaign.chamber import load_chamber
@@ -362,21 +362,16 @@ class PipelineRun:
         if self.options.dry:
             return None
         if self.executor_spec.is_local:
-            self.executor().warm(self._family_modules())
-        thread = threading.Thread(target=_load_analyses_and_figures, name="vison-warm-up", daemon=True)
+            self.executor().warm([family_module(name) for name in self._session_families()])
+        thread = threading.Thread(target=_load_analyses_and_figures, args=(self._session_families(),),
+                                  name="vison-warm-up", daemon=True)
         thread.start()
         return thread
 
-    def _family_modules(self) -> list[str]:
-        """The modules of the session's families (a test the catalogue does not know is left to
-        the run, which says so)."""
-        names = set()
-        for test in self.session.tests:
-            try:
-                names.add(family_module(resolve_test(test.name).family))
-            except Exception:  # noqa: BLE001 - only a warm-up: run_test reports the test's problem
-                pass
-        return sorted(names)
+    def _session_families(self) -> list[str]:
+        """The families of the session's tests (a test the catalogue does not know is left to the
+        run, which says so)."""
+        return sorted({resolve_test(test.name).family for test in self.session.tests if _known_test(test.name)})
 
     @property
     def executor_spec(self) -> ExecutorSpec:
@@ -416,12 +411,24 @@ class PipelineRun:
         return log_size(self.log_path)
 
 
-def _load_analyses_and_figures() -> None:
+def _known_test(name: str) -> bool:
+    try:
+        resolve_test(name)
+    except Exception:  # noqa: BLE001 - run_test reports an unknown test
+        return False
+    return True
+
+
+def _load_analyses_and_figures(session_families: Sequence[str] = ()) -> None:
+    """The analyses and matplotlib, and astropy if a family of the session writes FITS products
+    from this process (Family.fits_products: 0.3 s that a test writing none never pays)."""
     try:
         from ..tasks.figures import new_figure
         from ..tasks.registry import families
 
-        families()
+        declared = families()
         new_figure(1, 1)  # imports matplotlib's Figure and Agg canvas
+        if any(declared[name].fits_products for name in session_families if name in declared):
+            import astropy.io.fits  # noqa: F401
     except Exception:  # noqa: BLE001 - the analysis imports them again and says what fails
         pass

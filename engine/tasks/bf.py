@@ -362,5 +362,6 @@ FAMILY = Family(
     needs=("gain",),
     required=("gain",),
     per_quadrant=QuadrantConsumers(plan=plan_covariances, start=PairCovariances, subtasks=("extract_COV",)),
+    fits_products=True,
 )
 TASK = BFTask

@@ -206,6 +206,7 @@ FAMILY = Family(
     checks=(check_bias_gradients, check_image_noise),
     needs=("gain",),
     per_band=BandConsumers(noise=("basic",), stack=MASTER_BIAS),
+    fits_products=True,
 )
 TASK = BiasTask
 

@@ -455,6 +455,7 @@ FAMILY = Family(
         ValueSpec("hot_threshold_adu", "ADU", 2, "hot threshold used (the limit, or 10 robust sigma if larger)"),
         ValueSpec("flat_level_adu", "ADU", 1, "median level of the median flat"),
     ),
+    fits_products=True,
 )
 TASK = CosmeticsTask
 

@@ -219,5 +219,6 @@ FAMILY = Family(
     needs=("gain",),
     required=("gain",),
     per_band=BandConsumers(stack=MASTER_DARK),
+    fits_products=True,
 )
 TASK = DarkTask

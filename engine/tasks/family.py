@@ -165,6 +165,9 @@ class Family:
     not_implemented: frozenset[str] = field(default_factory=frozenset)  # declared, no code yet
     per_band: BandConsumers | None = None  # what its sub-tasks take from the one pass over the frames
     per_quadrant: QuadrantConsumers | None = None  # ... or from each frame's quadrants as the check reads them
+    # the run's process writes FITS products (masters, masks, catalogues): it imports astropy while
+    # the units run (runner.warm_up) rather than when the products are written, after them
+    fits_products: bool = False
 
     def value_specs(self) -> dict[str, ValueSpec]:
         """Every value the family may write: the generic check's, then its own (replacing by name)."""

@@ -737,5 +737,6 @@ FAMILY = Family(
     ),
     checks=(check_flat_fluence_and_flux,),
     per_quadrant=QuadrantConsumers(plan=plan_flat_read, start=start_flat_read, subtasks=("do_master_flats", "meta")),
+    fits_products=True,
 )
 TASK = FlatTask

@@ -564,4 +564,5 @@ FAMILY = Family(
     saturation_expected=True,  # the test saturates on purpose
     per_quadrant=QuadrantConsumers(plan=read_plan, start=start_persist, subtasks=("satur_masks", "basic")),
     needs=("gain",),
+    fits_products=True,
 )

@@ -399,5 +399,6 @@ FAMILY = Family(
         ValueSpec("xtalk_exposures", "", None, "exposures the cross-talk was measured on", scope="test"),
     ),
     checks=(check_psf,),
+    fits_products=True,
 )
 TASK = PSFTask

@@ -873,4 +873,5 @@ FAMILY = Family(
     checks=(check_injection,),
     needs=("gain",),
     per_quadrant=QuadrantConsumers(plan=readout_plan, start=start_consumer, subtasks=("injection", "extract")),
+    fits_products=True,
 )
