@@ -56,6 +56,22 @@ def test_every_catalogue_family_is_registered():
     assert {test.family for test in CATALOGUE.values()} <= set(FAMILIES)
 
 
+def test_the_workers_import_the_sessions_families_and_what_their_units_need(tmp_path):
+    """BIAS01's units compress its masters with astropy: its workers import it as they start (in
+    wait mode, while the run waits for data), FOCUS00's never (nothing of it writes FITS)."""
+    (tmp_path / "data" / "12_Mar_19").mkdir(parents=True)
+
+    def modules(tests):
+        campaign = campaign_from_dict({
+            "campaign": {"block": "NOSTROMO", "chamber": "B_NOSTROMO"}, "hardware": SERIALS,
+            "paths": {"data": str(tmp_path / "data"), "results": str(tmp_path / "results")},
+            "sessions": {"D11": {"day_folder": "12_Mar_19", "tests": tests}}}, base_dir=tmp_path)
+        return PipelineRun(campaign, RunOptions(session="D11")).worker_modules()
+
+    assert modules(["BIAS01", "FOCUS00_800"]) == ["engine.tasks.bias", "engine.tasks.focus", "astropy.io.fits"]
+    assert modules(["FOCUS00_800", "PSFLUX00_800"]) == ["engine.tasks.focus", "engine.tasks.psflux"]
+
+
 def test_a_family_is_found_by_its_module_name_without_importing_the_others():
     """The run's workers import only the session's family modules (registry.family_module: no
     import of every family to find one); a module declaring another name would be missed."""

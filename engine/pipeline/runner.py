@@ -362,11 +362,18 @@ class PipelineRun:
         if self.options.dry:
             return None
         if self.executor_spec.is_local:
-            self.executor().warm([family_module(name) for name in self._session_families()])
+            self.executor().warm(self.worker_modules())
         thread = threading.Thread(target=_load_analyses_and_figures, args=(self._session_families(),),
                                   name="vison-warm-up", daemon=True)
         thread.start()
         return thread
+
+    def worker_modules(self) -> list[str]:
+        """What each local worker imports as it starts: the session's family modules and the
+        modules their units need besides (Family.worker_imports)."""
+        names = self._session_families()
+        extra = {module for name in names for module in family(name).worker_imports}
+        return [family_module(name) for name in names] + sorted(extra)
 
     def _session_families(self) -> list[str]:
         """The families of the session's tests (a test the catalogue does not know is left to the
