@@ -21,10 +21,10 @@ from .tasks.compiled import GENERIC_KERNEL_MODULES, uncompiled_modules
 
 
 class _RefuseScipy(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):  # noqa: ANN001 - importlib's protocol
+    def find_spec(self, name, path, target=None):
         if name == "scipy" or name.startswith("scipy."):
             raise ModuleNotFoundError(f"{name}: not loaded by the fork server", name=name)
-        return None
+        # anything else: None, the next finder looks
 
 
 @contextmanager

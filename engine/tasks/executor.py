@@ -233,7 +233,7 @@ def _start_worker(run_pid: int, run_start_ticks: int | None, modules: tuple[str,
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - see above
+        except Exception:  # noqa: BLE001, S110 - see above
             pass
 
 
