@@ -344,6 +344,11 @@ def instance_names() -> list[str]:
     return list(CATALOGUE)
 
 
+def acquired_tests(family: str) -> tuple[str, ...]:
+    """The instances of `family` that acquire frames of their own (not surrogates), in catalogue order."""
+    return tuple(name for name, definition in CATALOGUE.items() if definition.family == family and definition.acquires)
+
+
 def handle_names() -> list[str]:
     return list(HANDLES)
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from ..campaign.catalogue import resolve_test
+from ..campaign.catalogue import UnknownTestError, resolve_test
 from ..campaign.chamber import load_chamber
 from ..campaign.config import Campaign, SessionTest
 from ..campaign.executor_spec import ExecutorSpec
@@ -378,7 +378,13 @@ class PipelineRun:
     def _session_families(self) -> list[str]:
         """The families of the session's tests (a test the catalogue does not know is left to the
         run, which says so)."""
-        return sorted({resolve_test(test.name).family for test in self.session.tests if _known_test(test.name)})
+        families = set()
+        for test in self.session.tests:
+            try:
+                families.add(resolve_test(test.name).family)
+            except UnknownTestError:  # run_test reports it
+                pass
+        return sorted(families)
 
     @property
     def executor_spec(self) -> ExecutorSpec:
@@ -416,14 +422,6 @@ class PipelineRun:
     def log_mark(self) -> int | None:
         """The log's size now: where the next record starts (handlers flush every record)."""
         return log_size(self.log_path)
-
-
-def _known_test(name: str) -> bool:
-    try:
-        resolve_test(name)
-    except Exception:  # noqa: BLE001 - run_test reports an unknown test
-        return False
-    return True
 
 
 def _load_analyses_and_figures(session_families: Sequence[str] = ()) -> None:

@@ -363,10 +363,9 @@ def _planes_product(records: Sequence[tuple[str, FPAQuadrantResult | None]], pro
 
 def flat_tests() -> tuple[str, ...]:
     """FLAT01, the FLAT02 wavelengths and FLAT_STB: the catalogue's flat-family tests (flats all)."""
-    from ..campaign.catalogue import CATALOGUE
+    from ..campaign.catalogue import acquired_tests
 
-    return tuple(name for name, definition in CATALOGUE.items()
-                 if definition.family == "flat" and definition.acquires)
+    return acquired_tests("flat")
 
 
 FPA_FAMILY = FPAFamily(

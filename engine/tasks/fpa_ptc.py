@@ -187,9 +187,9 @@ def gain_tables(test: str, ccds: CcdValues) -> list[CsvTable]:
 def ptc_tests() -> tuple[str, ...]:
     """PTC01 and the PTC02 instances (wavelengths, temperatures, RD voltages): flat pairs all, the
     same analysis over the FPA (the catalogue's instances of the family)."""
-    from ..campaign.catalogue import CATALOGUE
+    from ..campaign.catalogue import acquired_tests
 
-    return tuple(name for name, definition in CATALOGUE.items() if definition.family == "ptc" and definition.acquires)
+    return acquired_tests("ptc")
 
 
 FPA_FAMILY = FPAFamily(
