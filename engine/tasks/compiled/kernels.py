@@ -284,7 +284,6 @@ def normal_cdf(z):  # pragma: no cover - compiled
     return out
 
 
-
 def sweep(cube, *, used=None, measure_rows=(), measure_shift=None, measure_counts=None,
           noise_rows=(0, 0), noise_shift=None, reach=0, noise_counts=None, total=None,
           offsets=None, pairs=None, spread_error=False, median=None, spread=None) -> None:
