@@ -56,9 +56,10 @@ def test_every_catalogue_family_is_registered():
     assert {test.family for test in CATALOGUE.values()} <= set(FAMILIES)
 
 
-def test_the_workers_import_the_sessions_families_and_what_their_units_need(tmp_path):
-    """BIAS01's units compress its masters with astropy: its workers import it as they start (in
-    wait mode, while the run waits for data), FOCUS00's never (nothing of it writes FITS)."""
+def test_the_workers_import_the_sessions_families_as_they_start(tmp_path):
+    """Each worker imports the session's family modules as it starts (in wait mode, while the run
+    waits for data), and nothing else: BIAS01's units write their masters without astropy
+    (tile_compression), so no worker pays its import."""
     (tmp_path / "data" / "12_Mar_19").mkdir(parents=True)
 
     def modules(tests):
@@ -68,7 +69,7 @@ def test_the_workers_import_the_sessions_families_and_what_their_units_need(tmp_
             "sessions": {"D11": {"day_folder": "12_Mar_19", "tests": tests}}}, base_dir=tmp_path)
         return PipelineRun(campaign, RunOptions(session="D11")).worker_modules()
 
-    assert modules(["BIAS01", "FOCUS00_800"]) == ["engine.tasks.bias", "engine.tasks.focus", "astropy.io.fits"]
+    assert modules(["BIAS01", "FOCUS00_800"]) == ["engine.tasks.bias", "engine.tasks.focus"]
     assert modules(["FOCUS00_800", "PSFLUX00_800"]) == ["engine.tasks.focus", "engine.tasks.psflux"]
 
 

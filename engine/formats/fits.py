@@ -383,6 +383,66 @@ def index_frame(path: str | os.PathLike[str]) -> FrameIndex | None:
                       status.st_mtime_ns)
 
 
+@dataclass(frozen=True)
+class ImageLayout:
+    """An image extension of a FITS file, from its header alone (image_extension)."""
+
+    data_offset: int
+    shape: tuple[int, ...]  # numpy order (NAXISn ... NAXIS1)
+    bitpix: int
+    cards: dict[str, str]  # each keyword's value as written (first occurrence), strings unquoted
+
+
+def image_extension(path: str | os.PathLike[str], extname: str) -> ImageLayout:
+    """Where the image extension named `extname` lies in the FITS file `path`: read from its
+    headers without astropy, for a worker that maps the pixels. ValueError naming the file and
+    what is wrong when there is no such extension or a header is bad."""
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        offset = 0
+        for _ in range(MAX_HDUS):
+            if offset >= size:
+                break
+            cards: dict[str, str] = {}
+            handle.seek(offset)
+            header = handle.read(MAX_HEADER_BLOCKS * FITS_BLOCK)
+            end = next((i for i in range(0, len(header) - _CARD + 1, _CARD) if header[i:i + 8] == b"END     "), None)
+            if end is None:
+                raise ValueError(f"{path}: no END card in the header at byte {offset}")
+            for i in range(0, end, _CARD):
+                key = header[i:i + 8].decode("ascii", "replace").strip()
+                if key and key not in cards:
+                    cards[key] = _card_value(header[i:i + _CARD])
+            data_offset = offset + -(-(end + _CARD) // FITS_BLOCK) * FITS_BLOCK
+            try:
+                data, image = _data_bytes(cards)
+            except ValueError as exc:
+                raise ValueError(f"{path}: bad header at byte {offset}: {exc}") from None
+            if image and cards.get("EXTNAME", "").upper() == extname.upper():
+                shape = tuple(int(cards[f"NAXIS{i}"]) for i in range(int(cards["NAXIS"]), 0, -1))
+                if data_offset + data > size:
+                    raise ValueError(f"{path}: extension {extname} ends past the file's {size} bytes")
+                return ImageLayout(data_offset, shape, int(cards["BITPIX"]), cards)
+            offset = data_offset + -(-data // FITS_BLOCK) * FITS_BLOCK
+    raise ValueError(f"{path}: no image extension named {extname}")
+
+
+def _card_value(card: bytes) -> str:
+    """A card's value as written: a string without its quotes (doubled quotes undone, trailing
+    blanks dropped; a '/' inside kept), anything else up to its comment."""
+    text = card[10:].decode("ascii", "replace").strip() if card[8:10] == b"= " else ""
+    if not text.startswith("'"):
+        return text.split("/", 1)[0].strip()
+    i = 1
+    while i < len(text):
+        if text[i] == "'":
+            if text[i + 1:i + 2] != "'":
+                return text[1:i].replace("''", "'").rstrip()
+            i += 1
+        i += 1
+    return text[1:].rstrip()  # no closing quote: what there is
+
+
 # -- when is a frame file done with? -----------------------------------------------------------
 
 FRAME_STATES = ("complete", "settling", "incomplete", "broken", "missing")

@@ -369,11 +369,8 @@ class PipelineRun:
         return thread
 
     def worker_modules(self) -> list[str]:
-        """What each local worker imports as it starts: the session's family modules and the
-        modules their units need besides (Family.worker_imports)."""
-        names = self._session_families()
-        extra = {module for name in names for module in family(name).worker_imports}
-        return [family_module(name) for name in names] + sorted(extra)
+        """What each local worker imports as it starts: the session's family modules."""
+        return [family_module(name) for name in self._session_families()]
 
     def _session_families(self) -> list[str]:
         """The families of the session's tests (a test the catalogue does not know is left to the

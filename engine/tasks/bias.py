@@ -207,7 +207,6 @@ FAMILY = Family(
     needs=("gain",),
     per_band=BandConsumers(noise=("basic",), stack=MASTER_BIAS),
     fits_products=True,
-    worker_imports=("astropy.io.fits",),  # the masters' planes are compressed in work units
 )
 TASK = BiasTask
 

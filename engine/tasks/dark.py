@@ -220,6 +220,5 @@ FAMILY = Family(
     required=("gain",),
     per_band=BandConsumers(stack=MASTER_DARK),
     fits_products=True,
-    worker_imports=("astropy.io.fits",),  # the masters' planes are compressed in work units
 )
 TASK = DarkTask

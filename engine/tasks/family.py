@@ -168,10 +168,6 @@ class Family:
     # the run's process writes FITS products (masters, masks, catalogues): it imports astropy while
     # the units run (runner.warm_up) rather than when the products are written, after them
     fits_products: bool = False
-    # modules its work units need that its own module does not import at the top (astropy for
-    # units writing FITS): the run's workers import them as they start, not in the first such unit
-    # (in wait mode, while the run waits for data, off the latency a user sees)
-    worker_imports: tuple[str, ...] = ()
 
     def value_specs(self) -> dict[str, ValueSpec]:
         """Every value the family may write: the generic check's, then its own (replacing by name)."""

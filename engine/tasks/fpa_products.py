@@ -63,7 +63,7 @@ from .stacking import (
     compress_plane,
     network_pairs,
     quantisation_step,
-    quantised_plane,
+    write_quantised_plane,
 )
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
 
@@ -271,11 +271,8 @@ def write_ratio_plane(path: Path, extname: str, stored: np.ndarray, step: float,
     orientation) as a FITS with an empty primary and the tile-compressed extension `extname`,
     quantised with `step` (a fraction of the plane's own noise `noise`, as stacking.compress_plane
     quantises a master against the read noise), its precision in its header."""
-    from astropy.io import fits
-
-    plane = quantised_plane(np.ascontiguousarray(stored, np.float32), extname, step, "", cards,
-                            ("QNOISE", noise, "noise of the master (median EFLAT)"), "QNOISE")
-    fits.HDUList([fits.PrimaryHDU(), plane]).writeto(path, overwrite=True)
+    write_quantised_plane(path, np.ascontiguousarray(stored, np.float32), extname, step, "", cards,
+                          ("QNOISE", noise, "noise of the master (median EFLAT)"), "QNOISE")
     return path
 
 

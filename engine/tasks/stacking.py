@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .. import __version__
-from ..formats.fits import read_frame
+from ..formats.fits import image_extension, read_frame
 from ..formats.geometry import QUADRANTS, CCDGeometry
 from .context import TaskContext
 from .dataset import obsid_ranges
@@ -41,6 +41,7 @@ from .executor import Underway
 from .measures import region_columns
 from .offsets import FrameOffsets, PreparedData
 from .stats import CLIP_SIGMA, ClippedStats, clipped_stats
+from .tile_compression import DITHER_SEED, write_tiles
 
 if TYPE_CHECKING:  # astropy takes 0.3 s to import: loaded where a FITS file is read or written
     from astropy.io import fits
@@ -162,7 +163,6 @@ def fits_size(primary: fits.Header, extnames: Sequence[str], shape: tuple[int, i
 # Quantisation step of each plane of a product, as a fraction of the read noise: a pixel read back
 # is within half a step of its float32 value (STACK 0.8 %, STD 1.6 % of the read noise at most).
 QUANT_FRACTION = {"median": 1 / 64, "spread": 1 / 32}
-DITHER_SEED = 1  # fixed: the same product, byte for byte, from the same frames
 PRECISION_NOTE = ("Stored FITS tile-compressed (RICE_1): {median} quantised in steps of 1/64 of the read noise "
                   "(a pixel within 0.8 % of the read noise of its float32 value), {spread} in steps of 1/32 "
                   "(1.6 %); each extension states its step (QSTEP), largest error (QMAXERR) and the read "
@@ -181,39 +181,63 @@ def compress_plane(raw: Path, name: str, step: float, ron_adu: float, out: Path,
                    cards: Sequence[tuple[str, Any, str]] = ()) -> Path:
     """Worker: one float32 plane of the staging stack `raw` tile-compressed into `out` (a FITS
     whose primary HDU is empty), quantised with `step` (ADU), its precision stated in its header
-    with the extra `cards` (keyword, value, comment: set here, since a card added afterwards makes
-    astropy compress the plane again). The big-endian map is passed as it lies (astropy quantises
-    it tile by tile): no native copy."""
+    with the extra `cards` (keyword, value, comment). The plane is found from the file's headers
+    and mapped as it lies, read a tile at a time (write_quantised_plane): no astropy, no copy."""
+    layout = image_extension(raw, name)
+    if layout.bitpix != -32 or len(layout.shape) != 2:
+        raise ValueError(f"{raw}: extension {name} is not a float32 plane (BITPIX {layout.bitpix})")
+    data = np.memmap(raw, dtype=">f4", mode="r", offset=layout.data_offset, shape=layout.shape)
+    write_quantised_plane(out, data, name, step, layout.cards.get("BUNIT", "ADU"), cards,
+                          ("QRON", ron_adu, "read noise (ADU) the step is a fraction of"), "the read noise")
+    return out
+
+
+def plane_cards(step: float, unit: str, cards: Sequence[tuple[str, Any, str]], reference: tuple[str, float, str],
+                reference_name: str) -> tuple[list[tuple[str, Any, str]], str]:
+    """The header of a quantised plane: its cards (BUNIT, the extra `cards`, QSTEP, QMAXERR and
+    the `reference` card: the noise the step is a fraction of, called `reference_name`; a
+    keyword given twice keeps its first place and its last value) and its comment."""
+    in_unit = f" ({unit})" if unit else ""
+    keyword, noise, comment = reference
+    ordered: dict[str, tuple[Any, str]] = {"BUNIT": (unit, "")}
+    for key, value, note in [*cards, ("QSTEP", step, f"quantisation step{in_unit} of this plane"),
+                             ("QMAXERR", step / 2, f"largest |stored - computed| of a pixel{in_unit}"),
+                             (keyword, noise, comment)]:
+        ordered[key] = (value, note)
+    text = (f"Tile-compressed (RICE_1), quantised with step {step:.5g}{' ' + unit if unit else ''} "
+            f"({step / noise if noise > 0 else math.nan:.4g} of {reference_name}), "
+            "SUBTRACTIVE_DITHER_1: a pixel is within QMAXERR of the float32 value.")
+    return [(key, value, note) for key, (value, note) in ordered.items()], text
+
+
+def write_quantised_plane(out: Path, data: np.ndarray, name: str, step: float, unit: str,
+                          cards: Sequence[tuple[str, Any, str]], reference: tuple[str, float, str],
+                          reference_name: str) -> None:
+    """A float32 plane written to `out` as a FITS whose primary is empty and whose extension
+    `name` is the plane tile-compressed and quantised with `step`, its header plane_cards: by the
+    compiled writer (tile_compression), or by astropy's when the plane holds what only astropy
+    writes (a NaN, an infinity, a range beyond an int32's levels)."""
+    header, comment = plane_cards(step, unit, cards, reference, reference_name)
+    if write_tiles(out, data, name, step, TILE_ROWS, header, [comment]):
+        return
     from astropy.io import fits
 
-    with fits.open(raw, memmap=True) as source:
-        data = source[name].data
-        plane = quantised_plane(data, name, step, source[name].header.get("BUNIT", "ADU"), cards,
-                                ("QRON", ron_adu, "read noise (ADU) the step is a fraction of"), "the read noise")
-        fits.HDUList([fits.PrimaryHDU(), plane]).writeto(out, overwrite=True)
-    return out
+    fits.HDUList([fits.PrimaryHDU(), quantised_plane(data, name, step, unit, cards, reference, reference_name)]
+                 ).writeto(out, overwrite=True)
 
 
 def quantised_plane(data: np.ndarray, name: str, step: float, unit: str, cards: Sequence[tuple[str, Any, str]],
                     reference: tuple[str, float, str], reference_name: str) -> fits.CompImageHDU:
-    """A float32 plane as a tile-compressed extension (RICE_1, SUBTRACTIVE_DITHER_1, the fixed seed),
-    quantised with `step` (in `unit`), its precision in its header: QSTEP, QMAXERR, and the
-    `reference` card (keyword, value, comment: the noise the step is a fraction of, called
-    `reference_name` in the comment), after the extra `cards` (set here: a card added afterwards
-    makes astropy compress the plane again)."""
+    """A float32 plane as astropy's tile-compressed extension (RICE_1, SUBTRACTIVE_DITHER_1, the
+    fixed seed), quantised with `step` (in `unit`), its header plane_cards (set before the data:
+    a card added afterwards makes astropy compress the plane again)."""
     from astropy.io import fits
 
-    header = fits.Header([("BUNIT", unit)])
-    for keyword, value, comment in cards:
-        header[keyword] = (value, comment)
-    in_unit = f" ({unit})" if unit else ""
-    header["QSTEP"] = (step, f"quantisation step{in_unit} of this plane")
-    header["QMAXERR"] = (step / 2, f"largest |stored - computed| of a pixel{in_unit}")
-    keyword, noise, comment = reference
-    header[keyword] = (noise, comment)
-    header.add_comment(f"Tile-compressed (RICE_1), quantised with step {step:.5g}{' ' + unit if unit else ''} "
-                       f"({step / noise if noise > 0 else math.nan:.4g} of {reference_name}), "
-                       "SUBTRACTIVE_DITHER_1: a pixel is within QMAXERR of the float32 value.")
+    values, comment = plane_cards(step, unit, cards, reference, reference_name)
+    header = fits.Header()
+    for keyword, value, note in values:
+        header[keyword] = (value, note)
+    header.add_comment(comment)
     return fits.CompImageHDU(data, header=header, name=name, compression_type="RICE_1",
                              tile_shape=(TILE_ROWS, data.shape[1]), quantize_level=-step, quantize_method=1,
                              dither_seed=DITHER_SEED)

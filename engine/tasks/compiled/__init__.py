@@ -7,7 +7,7 @@ from pathlib import Path
 
 # every module of this package, each with warm(): compile, or load each signature once
 KERNEL_MODULES = ("kernels", "flat_kernels", "ptc_kernels", "bf_kernels", "tp_kernels", "chinj_kernels",
-                  "nl_kernels")
+                  "nl_kernels", "tile_kernels")
 # the ones every family's read uses: the fork server loads them before any worker starts (worker_preload)
 GENERIC_KERNEL_MODULES = ("kernels",)
 
