@@ -167,3 +167,30 @@ def test_a_long_comment_takes_cards_as_astropy_cuts_it():
         header = fits.Header()
         header.add_comment(text)
         assert "".join(commentary_cards("COMMENT", text)) == "".join(str(card) for card in header.cards)
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_the_product_is_its_planes_end_to_end_whoever_copies_them(tmp_path, monkeypatch, kernel_copy):
+    """assemble_product appends each plane's extension by copy_file_range, or by reads and writes
+    where the file system refuses it (EXDEV, ENOSYS): the same product, every byte of it."""
+    import os
+
+    from engine.tasks.stacking import assemble_product
+
+    if not kernel_copy:
+        def refuse(*args):
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    planes, data = [], {}
+    for name in ("STACK", "STD"):
+        data[name] = RNG.normal(0.0, 1.0, (300, 128)).astype(np.float32)
+        planes.append(tmp_path / f"{name}.fits")
+        write_quantised_plane(planes[-1], data[name], name, 0.05, "ADU", (), REFERENCE, "the read noise")
+    expected = b"".join(p.read_bytes()[2880:] for p in planes)
+    size = assemble_product(tmp_path / "MASTER.fits", fits.Header([("TEST", "BIAS01")]), planes)
+    product = (tmp_path / "MASTER.fits").read_bytes()
+    assert size == len(product) and product.endswith(expected) and not any(p.exists() for p in planes)
+    with fits.open(tmp_path / "MASTER.fits") as hdus:
+        assert hdus[0].header["TEST"] == "BIAS01"
+        for name in ("STACK", "STD"):
+            assert np.abs(hdus[name].data - data[name]).max() <= 0.025 + 1e-6
