@@ -19,7 +19,12 @@ from astropy.io.fits.card import Card
 from engine.formats.fits import image_extension
 from engine.formats.fitscards import commentary_cards, format_value, value_card
 from engine.tasks.compiled.tile_kernels import DITHER_VALUES, dither_table, rice_encode
-from engine.tasks.stacking import allocate_fits, compress_plane, quantised_plane, write_quantised_plane
+from engine.tasks.stacking import (
+    allocate_fits,
+    compress_plane,
+    quantised_plane,
+    write_quantised_plane,
+)
 
 RNG = np.random.default_rng(20261130)
 CARDS = (("CCDSN", "14173-14-01", "serial"), ("NFRAMES", 10, "frames stacked"), ("OFFSET", 1000.25, "ADU"))
