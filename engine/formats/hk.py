@@ -375,6 +375,12 @@ class _Parser:
             except ValueError:
                 self._problem(line.number, layout.names[0],
                               f"time stamp {shown(stamp)} is not DD-MM-YY_HH:MM:SS or HH:MM:SS")
+        try:  # a row of plain finite numbers (almost every row): parsed in one go
+            values = [float(text) for text in fields]
+            if all(map(math.isfinite, values)):
+                return when, values
+        except ValueError:  # an empty cell, a register in hex, a bad reading: cell by cell, said
+            pass
         values = [self._number(line.number, key, text) for key, text in zip(layout.keys, fields)]
         return when, values
 
