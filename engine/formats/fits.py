@@ -223,21 +223,70 @@ UNREADABLE = "cannot read"  # how a FitsCheck's reason starts when the file coul
 
 
 @dataclass(frozen=True)
+class ImageLayout:
+    """An image extension of a FITS file, from its header alone (image_extension)."""
+
+    data_offset: int
+    shape: tuple[int, ...]  # numpy order (NAXISn ... NAXIS1)
+    bitpix: int
+    cards: dict[str, str]  # each keyword's value as written (first occurrence; strings quoted)
+
+    def text(self, keyword: str, default: str = "") -> str:
+        """A keyword's value as text, a string without its quotes (`default` if absent)."""
+        return unquoted(self.cards[keyword]) if keyword in self.cards else default
+
+
+@dataclass(frozen=True)
 class FitsCheck:
     complete: bool
     expected: int | None  # the size the headers announce (None: headers not all there)
     size: int
     reason: str
     broken: bool = False  # will never become whole by being written further: a bad header, extra bytes
-    shape: tuple[int, ...] | None = None  # numpy shape of the last image HDU (NAXISn ... NAXIS1), when whole
-    data_offset: int | None = None  # where that HDU's data start (bytes), when whole
-    bitpix: int | None = None  # ... its BITPIX
-    bzero: str | None = None  # ... its BZERO as written ("" if absent)
+    images: tuple[ImageLayout, ...] = ()  # every image HDU, in file order, when whole
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """numpy shape of the last image HDU (NAXISn ... NAXIS1), when whole."""
+        return self.images[-1].shape if self.images else None
+
+    @property
+    def data_offset(self) -> int | None:
+        """Where the last image HDU's data start (bytes), when whole."""
+        return self.images[-1].data_offset if self.images else None
+
+    @property
+    def bitpix(self) -> int | None:
+        return self.images[-1].bitpix if self.images else None
+
+    @property
+    def bzero(self) -> str | None:
+        """The last image HDU's BZERO as written ("" if absent), when whole."""
+        return self.images[-1].cards.get("BZERO", "") if self.images else None
 
 
-def _header_value(card: bytes) -> str:
-    value = card[10:].split(b"/", 1)[0] if card[8:10] == b"= " else b""
-    return value.decode("ascii", "replace").strip()
+def _card_value(card: bytes) -> str:
+    """A card's value as written, its comment left out: a string with its quotes (a '/' inside
+    it kept: unquoted() reads it), anything else up to the comment."""
+    text = card[10:].decode("ascii", "replace").strip() if card[8:10] == b"= " else ""
+    if not text.startswith("'"):
+        return text.split("/", 1)[0].strip()
+    i = 1
+    while i < len(text):
+        if text[i] == "'":
+            if text[i + 1:i + 2] != "'":
+                return text[:i + 1]
+            i += 1
+        i += 1
+    return text  # no closing quote: what there is
+
+
+def unquoted(value: str) -> str:
+    """A header string as _card_value gives it, without its quotes (doubled quotes undone,
+    trailing blanks dropped); anything else as it is."""
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1].replace("''", "'").rstrip()
+    return value
 
 
 def _header_int(cards: dict[str, str], key: str, low: int, high: int, default: int | None = None) -> int:
@@ -289,7 +338,7 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
     except OSError as exc:
         return FitsCheck(False, None, 0, f"{UNREADABLE}: {exc.strerror or exc}")
     with handle:
-        offset, has_image, shape, image_at = 0, False, None, (None, None, None)
+        offset, images = 0, []
         for hdu in range(MAX_HDUS):
             if offset >= size:
                 break
@@ -310,7 +359,7 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
                         header_end = offset + (block_index + 1) * FITS_BLOCK
                         break
                     if key and key not in cards:
-                        cards[key] = _header_value(card)
+                        cards[key] = _card_value(card)
                 if header_end is not None:
                     break
             if header_end is None:
@@ -319,19 +368,17 @@ def check_fits(path: str | os.PathLike[str]) -> FitsCheck:
                 data, image = _data_bytes(cards)
             except ValueError as exc:
                 return FitsCheck(False, None, size, f"bad header in HDU {hdu}: {exc}", broken=True)
-            has_image = has_image or image
             if image:  # header values checked by _data_bytes above
                 shape = tuple(int(cards[f"NAXIS{i}"]) for i in range(int(cards["NAXIS"]), 0, -1))
-                image_at = (header_end, int(cards["BITPIX"]), cards.get("BZERO", ""))
+                images.append(ImageLayout(header_end, shape, int(cards["BITPIX"]), cards))
             offset = header_end + -(-data // FITS_BLOCK) * FITS_BLOCK  # > the last offset: the walk ends
         else:
             return FitsCheck(False, None, size, f"more than {MAX_HDUS} HDUs", broken=True)
         if offset != size:
             return FitsCheck(False, offset, size, f"{size} of {offset} bytes written")
-        if not has_image:
+        if not images:
             return FitsCheck(False, offset, size, "no image yet (only the primary header)")
-        return FitsCheck(True, offset, size, "complete", shape=shape, data_offset=image_at[0], bitpix=image_at[1],
-                         bzero=image_at[2])
+        return FitsCheck(True, offset, size, "complete", images=tuple(images))
 
 
 @dataclass(frozen=True)
@@ -383,64 +430,17 @@ def index_frame(path: str | os.PathLike[str]) -> FrameIndex | None:
                       status.st_mtime_ns)
 
 
-@dataclass(frozen=True)
-class ImageLayout:
-    """An image extension of a FITS file, from its header alone (image_extension)."""
-
-    data_offset: int
-    shape: tuple[int, ...]  # numpy order (NAXISn ... NAXIS1)
-    bitpix: int
-    cards: dict[str, str]  # each keyword's value as written (first occurrence), strings unquoted
-
-
 def image_extension(path: str | os.PathLike[str], extname: str) -> ImageLayout:
-    """Where the image extension named `extname` lies in the FITS file `path`: read from its
-    headers without astropy, for a worker that maps the pixels. ValueError naming the file and
-    what is wrong when there is no such extension or a header is bad."""
-    with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        offset = 0
-        for _ in range(MAX_HDUS):
-            if offset >= size:
-                break
-            cards: dict[str, str] = {}
-            handle.seek(offset)
-            header = handle.read(MAX_HEADER_BLOCKS * FITS_BLOCK)
-            end = next((i for i in range(0, len(header) - _CARD + 1, _CARD) if header[i:i + 8] == b"END     "), None)
-            if end is None:
-                raise ValueError(f"{path}: no END card in the header at byte {offset}")
-            for i in range(0, end, _CARD):
-                key = header[i:i + 8].decode("ascii", "replace").strip()
-                if key and key not in cards:
-                    cards[key] = _card_value(header[i:i + _CARD])
-            data_offset = offset + -(-(end + _CARD) // FITS_BLOCK) * FITS_BLOCK
-            try:
-                data, image = _data_bytes(cards)
-            except ValueError as exc:
-                raise ValueError(f"{path}: bad header at byte {offset}: {exc}") from None
-            if image and cards.get("EXTNAME", "").upper() == extname.upper():
-                shape = tuple(int(cards[f"NAXIS{i}"]) for i in range(int(cards["NAXIS"]), 0, -1))
-                if data_offset + data > size:
-                    raise ValueError(f"{path}: extension {extname} ends past the file's {size} bytes")
-                return ImageLayout(data_offset, shape, int(cards["BITPIX"]), cards)
-            offset = data_offset + -(-data // FITS_BLOCK) * FITS_BLOCK
+    """Where the image extension named `extname` lies in the FITS file `path`, from its headers
+    (check_fits: no astropy), for a worker that maps the pixels. ValueError naming the file and
+    what is wrong when the file is not whole or has no such extension."""
+    check = check_fits(path)
+    if not check.complete:
+        raise ValueError(f"{path}: not a whole FITS file ({check.reason})")
+    for layout in check.images:
+        if layout.text("EXTNAME").upper() == extname.upper():
+            return layout
     raise ValueError(f"{path}: no image extension named {extname}")
-
-
-def _card_value(card: bytes) -> str:
-    """A card's value as written: a string without its quotes (doubled quotes undone, trailing
-    blanks dropped; a '/' inside kept), anything else up to its comment."""
-    text = card[10:].decode("ascii", "replace").strip() if card[8:10] == b"= " else ""
-    if not text.startswith("'"):
-        return text.split("/", 1)[0].strip()
-    i = 1
-    while i < len(text):
-        if text[i] == "'":
-            if text[i + 1:i + 2] != "'":
-                return text[1:i].replace("''", "'").rstrip()
-            i += 1
-        i += 1
-    return text[1:].rstrip()  # no closing quote: what there is
 
 
 # -- when is a frame file done with? -----------------------------------------------------------

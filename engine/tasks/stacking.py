@@ -187,7 +187,7 @@ def compress_plane(raw: Path, name: str, step: float, ron_adu: float, out: Path,
     if layout.bitpix != -32 or len(layout.shape) != 2:
         raise ValueError(f"{raw}: extension {name} is not a float32 plane (BITPIX {layout.bitpix})")
     data = np.memmap(raw, dtype=">f4", mode="r", offset=layout.data_offset, shape=layout.shape)
-    write_quantised_plane(out, data, name, step, layout.cards.get("BUNIT", "ADU"), cards,
+    write_quantised_plane(out, data, name, step, layout.text("BUNIT", "ADU"), cards,
                           ("QRON", ron_adu, "read noise (ADU) the step is a fraction of"), "the read noise")
     return out
 
