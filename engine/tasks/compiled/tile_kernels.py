@@ -17,6 +17,8 @@ fpack write for the same plane (tests/test_tile_compression.py compares them):
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 from numba import njit
 
@@ -29,6 +31,7 @@ _RESERVED = 10  # cfitsio's N_RESERVED_VALUES: quantised levels kept free at eac
 TILE_DONE, TILE_NOT_FINITE, TILE_RANGE = 0, 1, 2
 
 
+@cache  # 3 ms of Python loop: once per process, not once per plane (read-only: never write to it)
 def dither_table() -> np.ndarray:
     """The standard's 10 000 dither values: Park & Miller's minimal generator (a = 16807,
     m = 2^31 - 1) from seed 1, each seed / m as a float32. Its 10 000th seed must be 1043618065."""
@@ -40,6 +43,7 @@ def dither_table() -> np.ndarray:
         values[i] = seed / m
     if int(seed) != 1043618065:
         raise ArithmeticError("the dither table does not follow the FITS standard's generator")
+    values.flags.writeable = False
     return values
 
 
